@@ -6,6 +6,8 @@
 //! `model` -> `postprocess` (decode, NMS) -> `metrics` (matching, AP).
 
 pub mod backend;
+pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod data;
 pub mod loss;

@@ -1,1 +1,38 @@
-fn main() {}
+use std::process::ExitCode;
+
+use ember::cli::{self, CliError, Mode};
+use ember::config::Settings;
+
+fn main() -> ExitCode {
+    let invocation = match cli::parse(std::env::args().collect()) {
+        Ok(inv) => inv,
+        Err(CliError::Clap(e)) => e.exit(),
+        Err(CliError::Setting(e)) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging();
+    let result = Settings::resolve(&invocation.overrides).and_then(|settings| run(invocation.mode, &settings));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(mode: Mode, settings: &Settings) -> anyhow::Result<()> {
+    use ember::commands;
+    match mode {
+        Mode::Check => commands::check::run(settings),
+        other => anyhow::bail!("`ember {}` is not available in this build yet", other.name()),
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("EMBER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).without_time().with_writer(std::io::stderr).init();
+}

@@ -1,1 +1,11 @@
-//! (filled in by its issue)
+//! Settings: the embedded `configs/default.yaml`, a `--cfg` file over it, then command-line values.
+
+mod amp;
+mod settings;
+mod spec;
+mod suggest;
+
+pub use amp::AmpMode;
+pub use settings::{CacheMode, Overrides, Settings};
+pub use spec::{key_specs, KeyKind, KeySpec, Section, DEFAULT_YAML};
+pub use suggest::closest;

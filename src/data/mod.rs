@@ -1,1 +1,17 @@
-//! (filled in by its issue)
+//! Datasets as Ultralytics users lay them out: a dataset YAML, `images/` and `labels/` folders,
+//! one `class cx cy w h` line per box. Flow: `dataset_yaml` -> `scan` (with `labels`) -> `loader`
+//! (with `image_io` and `letterbox`).
+
+pub mod dataset_yaml;
+pub mod download;
+pub mod image_io;
+pub mod labels;
+pub mod letterbox;
+pub mod loader;
+pub mod scan;
+
+pub use dataset_yaml::{DatasetConfig, Split};
+pub use labels::{BoxLabel, LabelIssue, ParsedLabels};
+pub use letterbox::Letterbox;
+pub use loader::{Batch, BatchLoader, LoaderConfig};
+pub use scan::{Sample, SplitScan};

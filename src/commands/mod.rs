@@ -1,0 +1,19 @@
+//! One file per subcommand: each turns resolved settings into work and console output.
+
+pub mod check;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::config::Settings;
+use crate::data::{download, DatasetConfig};
+
+/// Loads the dataset YAML named by `--data`, downloading the dataset if its YAML says how.
+pub fn load_dataset(settings: &Settings) -> Result<DatasetConfig> {
+    let data = settings.data.as_deref().context("no dataset given: pass --data FILE.yaml (e.g. --data coco8.yaml)")?;
+    let dir = settings.datasets_dir.as_ref().map(PathBuf::from);
+    let config = DatasetConfig::load(data.as_ref(), dir.as_deref())?;
+    download::ensure_present(&config)?;
+    Ok(config)
+}

@@ -1,0 +1,374 @@
+//! The typed settings of one run, resolved from defaults, a `--cfg` file and command-line values.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_yaml::{Mapping, Value};
+
+use super::{closest, key_specs, AmpMode, KeyKind, DEFAULT_YAML};
+
+/// Where decoded training images are kept between epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Value", into = "String")]
+pub enum CacheMode {
+    Off,
+    Ram,
+    Disk,
+}
+
+impl TryFrom<Value> for CacheMode {
+    type Error = String;
+    fn try_from(v: Value) -> Result<Self, String> {
+        match v {
+            Value::Null | Value::Bool(false) => Ok(CacheMode::Off),
+            Value::Bool(true) => Ok(CacheMode::Ram),
+            Value::String(s) => match s.to_ascii_lowercase().as_str() {
+                "false" | "off" | "" => Ok(CacheMode::Off),
+                "true" | "ram" => Ok(CacheMode::Ram),
+                "disk" => Ok(CacheMode::Disk),
+                other => Err(format!("cache: '{other}' is not one of false, ram, disk")),
+            },
+            other => Err(format!("cache: expected false, ram or disk, got {other:?}")),
+        }
+    }
+}
+
+impl From<CacheMode> for String {
+    fn from(c: CacheMode) -> String {
+        match c {
+            CacheMode::Off => "false",
+            CacheMode::Ram => "ram",
+            CacheMode::Disk => "disk",
+        }
+        .into()
+    }
+}
+
+/// Every setting of a run. Field names are the keys of `configs/default.yaml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub model: String,
+    pub weights: Option<String>,
+    pub data: Option<String>,
+    pub datasets_dir: Option<String>,
+    pub imgsz: u32,
+    pub batch: u32,
+    #[serde(deserialize_with = "opt_string_from_scalar")]
+    pub device: Option<String>,
+    pub workers: u32,
+    pub project: Option<String>,
+    pub name: Option<String>,
+    pub exist_ok: bool,
+    pub seed: u64,
+    pub deterministic: bool,
+    pub verbose: bool,
+    pub half: bool,
+    pub cfg: Option<String>,
+
+    pub epochs: u32,
+    pub time: Option<f64>,
+    pub patience: u32,
+    pub save: bool,
+    pub save_period: i64,
+    pub cache: CacheMode,
+    pub pretrained: bool,
+    pub optimizer: String,
+    pub single_cls: bool,
+    pub rect: bool,
+    pub cos_lr: bool,
+    pub close_mosaic: u32,
+    /// `false`, `true` (the newest run's last checkpoint) or a checkpoint path.
+    #[serde(deserialize_with = "opt_string_from_scalar")]
+    pub resume: Option<String>,
+    pub amp: AmpMode,
+    pub fraction: f64,
+    pub freeze: Option<u32>,
+    pub multi_scale: f64,
+    pub val: bool,
+    pub save_batches: bool,
+
+    pub split: String,
+    pub save_json: bool,
+    pub conf: Option<f64>,
+    pub iou: f64,
+    pub max_det: u32,
+    pub plots: bool,
+    pub end2end: Option<bool>,
+    pub agnostic_nms: bool,
+    pub source: Option<String>,
+    #[serde(deserialize_with = "opt_class_list")]
+    pub classes: Option<Vec<usize>>,
+    pub save_txt: bool,
+    pub save_conf: bool,
+    pub show_labels: bool,
+    pub show_conf: bool,
+    pub line_width: Option<u32>,
+
+    pub format: String,
+    pub dynamic: bool,
+    pub opset: Option<u32>,
+
+    pub lr0: f64,
+    pub lrf: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub warmup_epochs: f64,
+    pub warmup_momentum: f64,
+    pub warmup_bias_lr: f64,
+    #[serde(rename = "box")]
+    pub box_gain: f64,
+    #[serde(rename = "cls")]
+    pub cls_gain: f64,
+    #[serde(rename = "dfl")]
+    pub dfl_gain: f64,
+    pub nbs: u32,
+
+    pub hsv_h: f64,
+    pub hsv_s: f64,
+    pub hsv_v: f64,
+    pub degrees: f64,
+    pub translate: f64,
+    pub scale: f64,
+    pub shear: f64,
+    pub perspective: f64,
+    pub flipud: f64,
+    pub fliplr: f64,
+    pub mosaic: f64,
+    pub mixup: f64,
+    pub cutmix: f64,
+}
+
+/// Values given on the command line, as `(key, raw text)`, in the order given.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub values: Vec<(String, String)>,
+}
+
+impl Overrides {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+impl Settings {
+    /// The defaults of `configs/default.yaml`.
+    pub fn defaults() -> Settings {
+        Self::resolve(&Overrides::default()).expect("the embedded default.yaml is valid")
+    }
+
+    /// Defaults, then the `cfg` file (if `cfg` is among the overrides), then the command-line values.
+    pub fn resolve(overrides: &Overrides) -> Result<Settings> {
+        let mut map: Mapping = serde_yaml::from_str(DEFAULT_YAML).context("embedded default.yaml")?;
+        if let Some(cfg) = overrides.get("cfg").filter(|c| !c.is_empty()) {
+            let path = Path::new(cfg);
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the settings file {}", path.display()))?;
+            let file: Value = serde_yaml::from_str(&text)
+                .with_context(|| format!("{} is not valid YAML", path.display()))?;
+            let file = match file {
+                Value::Mapping(m) => m,
+                Value::Null => Mapping::new(),
+                _ => bail!("{}: expected a mapping of `key: value` lines", path.display()),
+            };
+            for (k, v) in file {
+                let key = k.as_str().map(str::to_owned).unwrap_or_else(|| format!("{k:?}"));
+                let line = line_of_key(&text, &key);
+                let at = format!("{}{}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default());
+                check_key(&key).with_context(|| at.clone())?;
+                let v = check_value(&key, v).with_context(|| at.clone())?;
+                map.insert(Value::String(key), v);
+            }
+        }
+        for (key, raw) in &overrides.values {
+            check_key(key)?;
+            let v = check_value(key, parse_scalar(raw))?;
+            map.insert(Value::String(key.clone()), v);
+        }
+        let settings: Settings =
+            serde_yaml::from_value(Value::Mapping(map)).context("settings do not fit their types")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.imgsz < 32 || self.imgsz % 32 != 0 {
+            bail!("imgsz must be a positive multiple of 32 (the largest stride), got {}", self.imgsz);
+        }
+        if self.batch == 0 {
+            bail!("batch must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.fraction) || self.fraction == 0.0 {
+            bail!("fraction must be in (0, 1], got {}", self.fraction);
+        }
+        if !(0.0..=1.0).contains(&self.iou) {
+            bail!("iou must be in [0, 1], got {}", self.iou);
+        }
+        Ok(())
+    }
+
+    /// The settings as YAML, for a run's `args.yaml`.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("settings serialise")
+    }
+}
+
+/// Text given on the command line becomes a YAML scalar: `5` an int, `0.01` a float, `true` a bool,
+/// `[0,2]` a list; anything else stays a string.
+fn parse_scalar(raw: &str) -> Value {
+    if raw.is_empty() || raw == "None" || raw == "null" {
+        return Value::Null;
+    }
+    match serde_yaml::from_str::<Value>(raw) {
+        Ok(v @ (Value::Bool(_) | Value::Number(_) | Value::Sequence(_))) => v,
+        _ => match raw {
+            "True" => Value::Bool(true),
+            "False" => Value::Bool(false),
+            _ => Value::String(raw.to_string()),
+        },
+    }
+}
+
+fn check_key(key: &str) -> Result<()> {
+    let names = key_specs().iter().map(|s| s.name);
+    if key_specs().iter().any(|s| s.name == key) {
+        return Ok(());
+    }
+    match closest(key, names) {
+        Some(best) => bail!("unknown setting '{key}'; did you mean '{best}'?"),
+        None => bail!("unknown setting '{key}' (see `ember <command> --help` for the list)"),
+    }
+}
+
+/// Checks a value against the key's declared type, so the error names the key and the bad value.
+fn check_value(key: &str, v: Value) -> Result<Value> {
+    let spec = key_specs().iter().find(|s| s.name == key).expect("checked key");
+    let ok = match (&spec.kind, &v) {
+        (_, Value::Null) => true,
+        (KeyKind::Bool, Value::Bool(_)) => true,
+        (KeyKind::Int, Value::Number(n)) => n.is_i64() || n.is_u64(),
+        (KeyKind::Float, Value::Number(_)) => true,
+        (KeyKind::Str, _) => true,
+        _ => false,
+    };
+    if !ok {
+        let want = match spec.kind {
+            KeyKind::Bool => "true or false",
+            KeyKind::Int => "an integer",
+            KeyKind::Float => "a number",
+            KeyKind::Str => "text",
+        };
+        let shown = serde_yaml::to_string(&v).unwrap_or_default();
+        bail!("{key}: expected {want}, got '{}'", shown.trim());
+    }
+    // A null for a key with a non-null default would fail to deserialise: keep the default instead.
+    if v.is_null() && !spec.default.is_empty() {
+        return Ok(serde_yaml::from_str(spec.default).unwrap_or(Value::Null));
+    }
+    Ok(v)
+}
+
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines().position(|l| l.trim_start().starts_with(&format!("{key}:"))).map(|i| i + 1)
+}
+
+fn opt_string_from_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Null | Value::Bool(false) => None,
+        Value::Bool(true) => Some("true".into()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if s.is_empty() || s == "false" => None,
+        Value::String(s) => Some(s),
+        other => return Err(serde::de::Error::custom(format!("expected text, got {other:?}"))),
+    })
+}
+
+fn opt_class_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<usize>>, D::Error> {
+    let bad = |v: &Value| serde::de::Error::custom(format!("classes: expected a class id or a list of ids, got {v:?}"));
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::Number(n) => n.as_u64().map(|c| Some(vec![c as usize])).ok_or_else(|| bad(&Value::Number(n))),
+        Value::String(s) => s
+            .trim_matches(|c| c == '[' || c == ']')
+            .split(',')
+            .map(|p| p.trim().parse::<usize>().map_err(|_| bad(&Value::String(s.clone()))))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Value::Sequence(seq) => seq
+            .iter()
+            .map(|v| v.as_u64().map(|c| c as usize).ok_or_else(|| bad(v)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        other => Err(bad(&other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn over(pairs: &[(&str, &str)]) -> Overrides {
+        Overrides { values: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    }
+
+    #[test]
+    fn defaults_match_ultralytics() {
+        let s = Settings::defaults();
+        assert_eq!((s.epochs, s.batch, s.imgsz, s.patience, s.close_mosaic, s.nbs), (100, 16, 640, 100, 10, 64));
+        assert_eq!((s.lr0, s.lrf, s.momentum, s.weight_decay), (0.01, 0.01, 0.937, 0.0005));
+        assert_eq!((s.box_gain, s.cls_gain, s.dfl_gain), (7.5, 0.5, 1.5));
+        assert_eq!((s.mosaic, s.fliplr, s.translate, s.scale), (1.0, 0.5, 0.1, 0.5));
+        assert_eq!(s.amp, AmpMode::Fp16);
+        assert_eq!(s.optimizer, "auto");
+        assert_eq!(s.resume, None);
+    }
+
+    #[test]
+    fn command_line_values_are_typed() {
+        let s = Settings::resolve(&over(&[("epochs", "5"), ("lr0", "0.02"), ("amp", "bf16"), ("device", "0"), ("classes", "[0,2]")]))
+            .unwrap();
+        assert_eq!(s.epochs, 5);
+        assert_eq!(s.lr0, 0.02);
+        assert_eq!(s.amp, AmpMode::Bf16);
+        assert_eq!(s.device.as_deref(), Some("0"));
+        assert_eq!(s.classes, Some(vec![0, 2]));
+        let s = Settings::resolve(&over(&[("amp", "false"), ("resume", "true"), ("cache", "disk")])).unwrap();
+        assert_eq!(s.amp, AmpMode::Fp32);
+        assert_eq!(s.resume.as_deref(), Some("true"));
+        assert_eq!(s.cache, CacheMode::Disk);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = Settings::resolve(&over(&[("epochs", "many")])).unwrap_err().to_string();
+        assert!(e.contains("epochs") && e.contains("integer"), "{e}");
+        let e = Settings::resolve(&over(&[("epcohs", "3")])).unwrap_err().to_string();
+        assert!(e.contains("did you mean 'epochs'"), "{e}");
+        let e = Settings::resolve(&over(&[("imgsz", "100")])).unwrap_err().to_string();
+        assert!(e.contains("multiple of 32"), "{e}");
+        let e = format!("{:#}", Settings::resolve(&over(&[("amp", "fp8")])).unwrap_err());
+        assert!(e.contains("fp8"), "{e}");
+    }
+
+    #[test]
+    fn cfg_file_overrides_defaults_and_flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("ember-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("my.yaml");
+        std::fs::write(&cfg, "epochs: 7\nlr0: 0.05\n").unwrap();
+        let s = Settings::resolve(&over(&[("cfg", cfg.to_str().unwrap()), ("lr0", "0.03")])).unwrap();
+        assert_eq!((s.epochs, s.lr0), (7, 0.03));
+        std::fs::write(&cfg, "epochs: 7\nwieght_decay: 0.1\n").unwrap();
+        let e = format!("{:#}", Settings::resolve(&over(&[("cfg", cfg.to_str().unwrap())])).unwrap_err());
+        assert!(e.contains("my.yaml:2") && e.contains("weight_decay"), "{e}");
+    }
+
+    #[test]
+    fn args_yaml_round_trips() {
+        let s = Settings::resolve(&over(&[("epochs", "3"), ("amp", "bf16")])).unwrap();
+        let back: Settings = serde_yaml::from_str(&s.to_yaml()).unwrap();
+        assert_eq!(back.epochs, 3);
+        assert_eq!(back.amp, AmpMode::Bf16);
+    }
+}

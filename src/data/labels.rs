@@ -1,0 +1,144 @@
+//! YOLO label files: one `class cx cy w h` line per box, normalised to the image size.
+//! Polygon lines (`class x1 y1 x2 y2 ...`, as segmentation datasets write them) become their
+//! bounding boxes, as Ultralytics does for detection.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One box: class id and normalised centre-x, centre-y, width, height.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoxLabel {
+    pub class: usize,
+    pub xywh: [f32; 4],
+}
+
+/// The boxes of one label file, with the repairs that were made.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParsedLabels {
+    pub boxes: Vec<BoxLabel>,
+    /// Boxes whose coordinates left [0, 1] and were clipped.
+    pub clipped: usize,
+    /// Repeated lines that were dropped.
+    pub duplicates: usize,
+}
+
+/// Why a label file cannot be used; the image is then skipped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelIssue {
+    pub file: PathBuf,
+    /// 1-based line number.
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for LabelIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+    }
+}
+
+impl std::error::Error for LabelIssue {}
+
+/// The label file of an image: the last `images` folder in the path becomes `labels`, the
+/// extension `.txt`.
+pub fn label_path_for(image: &Path) -> PathBuf {
+    let comps: Vec<_> = image.components().collect();
+    let pos = comps.iter().rposition(|c| c.as_os_str() == "images");
+    let mut out = PathBuf::new();
+    for (i, c) in comps.iter().enumerate() {
+        if Some(i) == pos {
+            out.push("labels");
+        } else {
+            out.push(c.as_os_str());
+        }
+    }
+    out.set_extension("txt");
+    out
+}
+
+/// Parses and checks the text of a label file for a dataset of `nc` classes.
+pub fn parse_labels(text: &str, nc: usize, file: &Path) -> Result<ParsedLabels, LabelIssue> {
+    let mut out = ParsedLabels::default();
+    let issue = |line: usize, message: String| LabelIssue { file: file.to_path_buf(), line, message };
+    for (i, raw) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let fields: Vec<&str> = raw.split_whitespace().collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let mut values = Vec::with_capacity(fields.len());
+        for f in &fields {
+            match f.parse::<f64>() {
+                Ok(v) if v.is_finite() => values.push(v),
+                _ => return Err(issue(line_no, format!("'{f}' is not a number"))),
+            }
+        }
+        let class = values[0];
+        if class < 0.0 || class.fract() != 0.0 {
+            return Err(issue(line_no, format!("class id '{}' is not a whole number >= 0", fields[0])));
+        }
+        let class = class as usize;
+        if class >= nc {
+            return Err(issue(line_no, format!("class id {class} is out of range: the dataset has {nc} classes (0..{})", nc.saturating_sub(1))));
+        }
+        let (mut x1, mut y1, mut x2, mut y2) = match values.len() {
+            5 => {
+                let (cx, cy, w, h) = (values[1], values[2], values[3], values[4]);
+                if w <= 0.0 || h <= 0.0 {
+                    return Err(issue(line_no, format!("box width and height must be positive, got {w} x {h}")));
+                }
+                (cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0)
+            }
+            n if n >= 7 && n % 2 == 1 => {
+                let xs = values[1..].iter().step_by(2);
+                let ys = values[2..].iter().step_by(2);
+                let fold = |it: std::iter::StepBy<std::slice::Iter<f64>>| {
+                    it.fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+                };
+                let ((x1, x2), (y1, y2)) = (fold(xs), fold(ys));
+                (x1, y1, x2, y2)
+            }
+            n => {
+                return Err(issue(line_no, format!("expected 5 values (class cx cy w h), found {n}")));
+            }
+        };
+        // Rounding in converted datasets leaves edges a hair outside [0, 1]: clip those silently.
+        const TOLERANCE: f64 = 1e-3;
+        let outside = x1 < -TOLERANCE || y1 < -TOLERANCE || x2 > 1.0 + TOLERANCE || y2 > 1.0 + TOLERANCE;
+        if !outside {
+            (x1, y1, x2, y2) = (x1.max(0.0), y1.max(0.0), x2.min(1.0), y2.min(1.0));
+        } else {
+            // Normalised coordinates far outside the image usually mean pixel units: refuse those.
+            if x2 > 1.5 || y2 > 1.5 || x1 < -0.5 || y1 < -0.5 {
+                return Err(issue(line_no, "coordinates are not normalised to [0, 1] (pixel units?)".into()));
+            }
+            (x1, y1, x2, y2) = (x1.clamp(0.0, 1.0), y1.clamp(0.0, 1.0), x2.clamp(0.0, 1.0), y2.clamp(0.0, 1.0));
+            if x2 - x1 <= 0.0 || y2 - y1 <= 0.0 {
+                return Err(issue(line_no, "box lies outside the image".into()));
+            }
+            out.clipped += 1;
+        }
+        let b = BoxLabel {
+            class,
+            xywh: [((x1 + x2) / 2.0) as f32, ((y1 + y2) / 2.0) as f32, (x2 - x1) as f32, (y2 - y1) as f32],
+        };
+        if out.boxes.contains(&b) {
+            out.duplicates += 1;
+        } else {
+            out.boxes.push(b);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_path_rule() {
+        assert_eq!(label_path_for(Path::new("/d/coco/images/train/a.jpg")), PathBuf::from("/d/coco/labels/train/a.txt"));
+        // Only the last `images` component is replaced.
+        assert_eq!(label_path_for(Path::new("/images/x/images/b.png")), PathBuf::from("/images/x/labels/b.txt"));
+    }
+}

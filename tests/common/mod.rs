@@ -1,0 +1,38 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use image::{Rgb, RgbImage};
+
+/// The shared read-only datasets: `$EMBER_DATASETS`, else `../shared/datasets` beside the checkout.
+pub fn shared_datasets() -> PathBuf {
+    let dir = std::env::var_os("EMBER_DATASETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"));
+    assert!(
+        dir.join("coco8").is_dir(),
+        "the test datasets are missing: expected coco8/ under {} (set EMBER_DATASETS)",
+        dir.display()
+    );
+    dir
+}
+
+/// A solid-colour image with one filled rectangle, saved at `path` (format from the extension).
+pub fn write_image(path: &Path, size: (u32, u32), rect: Option<[u32; 4]>, colour: [u8; 3]) {
+    let mut img = RgbImage::from_pixel(size.0, size.1, Rgb([40, 40, 40]));
+    if let Some([x1, y1, x2, y2]) = rect {
+        for y in y1..y2 {
+            for x in x1..x2 {
+                img.put_pixel(x, y, Rgb(colour));
+            }
+        }
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    img.save(path).unwrap();
+}
+
+pub fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
