@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod model;
 pub mod nn;
 pub mod postprocess;
+pub mod train;

@@ -1,0 +1,74 @@
+//! `results.csv`, one row per epoch, with Ultralytics' column names (plus ember's loss scale).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EpochRow {
+    pub epoch: usize,
+    /// Seconds since training started.
+    pub time: f64,
+    pub train_loss: [f64; 3],
+    /// Precision, recall, mAP50, mAP50-95.
+    pub metrics: [f64; 4],
+    pub val_loss: [f64; 3],
+    pub lr: [f64; 3],
+    pub loss_scale: f64,
+}
+
+pub struct ResultsCsv {
+    path: PathBuf,
+    third_loss: &'static str,
+}
+
+impl ResultsCsv {
+    /// `third_loss` is `dfl_loss` or `l1_loss`, depending on the head.
+    pub fn create(path: &Path, third_loss: &'static str, append: bool) -> Result<Self> {
+        let csv = ResultsCsv { path: path.to_path_buf(), third_loss };
+        if !(append && path.exists()) {
+            std::fs::write(path, csv.header() + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(csv)
+    }
+
+    pub fn header(&self) -> String {
+        let l = self.third_loss;
+        [
+            "epoch".to_string(),
+            "time".into(),
+            "train/box_loss".into(),
+            "train/cls_loss".into(),
+            format!("train/{l}"),
+            "metrics/precision(B)".into(),
+            "metrics/recall(B)".into(),
+            "metrics/mAP50(B)".into(),
+            "metrics/mAP50-95(B)".into(),
+            "val/box_loss".into(),
+            "val/cls_loss".into(),
+            format!("val/{l}"),
+            "lr/pg0".into(),
+            "lr/pg1".into(),
+            "lr/pg2".into(),
+            "loss_scale".into(),
+        ]
+        .join(",")
+    }
+
+    pub fn append(&self, row: &EpochRow) -> Result<()> {
+        let mut values = vec![format!("{}", row.epoch), format!("{:.3}", row.time)];
+        values.extend(row.train_loss.iter().chain(&row.metrics).chain(&row.val_loss).map(|v| format!("{v:.5}")));
+        values.extend(row.lr.iter().map(|v| format!("{v:.6e}")));
+        values.push(format!("{}", row.loss_scale));
+        let mut f = std::fs::OpenOptions::new().append(true).open(&self.path).with_context(|| format!("cannot append to {}", self.path.display()))?;
+        writeln!(f, "{}", values.join(","))?;
+        Ok(())
+    }
+
+    /// Reads the rows back (for plots and for resuming).
+    pub fn read(path: &Path) -> Result<Vec<Vec<f64>>> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(text.lines().skip(1).map(|l| l.split(',').filter_map(|v| v.trim().parse().ok()).collect()).collect())
+    }
+}
