@@ -1,1 +1,208 @@
-//! (filled in by its issue)
+//! YOLO detectors built from model YAMLs: the layer graph, its outputs, weights interchange with
+//! Ultralytics checkpoints (SafeTensors), and summaries.
+
+pub mod graph;
+pub mod output;
+pub mod summary;
+pub mod weights;
+pub mod yaml;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Tensor};
+
+pub use graph::{Layer, LayerInfo, ModelSpec};
+pub use output::{make_anchors, BoxFormat, DetectOutput, HeadOutput};
+pub use summary::{Cost, LayerRow, ModelSummary};
+pub use weights::{LoadReport, StateDict};
+pub use yaml::ModelConfig;
+
+/// A YOLO detector. Tensor names (module paths) are Ultralytics' `state_dict` keys.
+#[derive(Module, Debug)]
+pub struct Yolo<B: Backend> {
+    /// The layers, indexed like the YAML rows (`model.<i>...`).
+    pub model: Vec<Layer<B>>,
+    #[module(skip)]
+    pub spec: ModelSpec,
+}
+
+impl<B: Backend> Yolo<B> {
+    /// Build `model` (`yolo26n`, `yolov8s.yaml`, a path to a YAML) for `nc` classes, freshly initialised.
+    pub fn new(model: &str, nc: usize, device: &B::Device) -> Result<Self> {
+        let cfg = ModelConfig::resolve(model)?;
+        Self::from_config(&cfg, nc, device)
+    }
+
+    pub fn from_config(cfg: &ModelConfig, nc: usize, device: &B::Device) -> Result<Self> {
+        let (model, spec) = graph::build(cfg, nc, device).with_context(|| format!("building {}", cfg.name))?;
+        Ok(Yolo { model, spec })
+    }
+
+    /// Raw head outputs for a `[batch, 3, h, w]` image batch (h, w multiples of the largest stride).
+    /// On autodiff backends BatchNorm runs in training mode; use `model.valid()` for evaluation.
+    pub fn forward(&self, x: Tensor<B, 4>) -> DetectOutput<B> {
+        graph::forward(&self.model, &self.spec, x)
+    }
+
+    /// Forward and decode the branch inference uses (one-to-one for end-to-end models, boxes xyxy, else
+    /// one-to-many, boxes xywh), `[batch, 4 + nc, anchors]` in input pixels with sigmoid scores.
+    pub fn predict(&self, x: Tensor<B, 4>) -> Tensor<B, 3> {
+        let out = self.forward(x);
+        match out.decode_one2one(BoxFormat::Xyxy) {
+            Some(y) => y,
+            None => out.decode_one2many(),
+        }
+    }
+
+    pub fn nc(&self) -> usize {
+        self.spec.nc
+    }
+    pub fn reg_max(&self) -> usize {
+        self.spec.reg_max
+    }
+    pub fn end2end(&self) -> bool {
+        self.spec.end2end
+    }
+    pub fn strides(&self) -> &[f32] {
+        &self.spec.strides
+    }
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Load an Ultralytics-keyed SafeTensors file (f32/f16/bf16 stored). Shape mismatches are errors naming
+    /// the tensors, except the class outputs when the checkpoint has another class count: those keep their
+    /// initial values and the report says so. On error the model is unchanged.
+    pub fn load_safetensors(&mut self, path: impl AsRef<Path>) -> Result<LoadReport> {
+        let path = path.as_ref();
+        let sd = StateDict::read(path)?;
+        self.load_state_dict(&sd).with_context(|| format!("loading {}", path.display()))
+    }
+
+    pub fn load_state_dict(&mut self, sd: &StateDict) -> Result<LoadReport> {
+        let (loaded, report) = weights::load_state_dict::<B, _>(self, sd)?;
+        *self = loaded;
+        Ok(report)
+    }
+
+    /// Save every tensor (f32) under its Ultralytics key.
+    pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
+        let mut meta = std::collections::HashMap::new();
+        meta.insert("model".to_string(), self.spec.name.clone());
+        meta.insert("nc".to_string(), self.spec.nc.to_string());
+        weights::save_state_dict::<B, _>(self, path.as_ref(), Some(meta))
+    }
+
+    /// Cost of the model at `imgsz x imgsz`.
+    pub fn cost(&self, imgsz: usize) -> Cost {
+        let mut cost = Cost::default();
+        let mut sizes: Vec<(usize, usize)> = Vec::new();
+        let input = (imgsz, imgsz);
+        for (layer, info) in self.model.iter().zip(&self.spec.layers) {
+            let src = |f: usize| if f == graph::INPUT { input } else { sizes[f] };
+            let (h, w) = src(info.from[0]);
+            let out = match layer {
+                Layer::Conv(m) => {
+                    cost.conv(m, h, w);
+                    m.conv.out_size(h, w)
+                }
+                Layer::C2f(m) => {
+                    m.cost(h, w, &mut cost);
+                    (h, w)
+                }
+                Layer::C3k2(m) => {
+                    m.cost(h, w, &mut cost);
+                    (h, w)
+                }
+                Layer::Sppf(m) => {
+                    m.cost(h, w, &mut cost);
+                    (h, w)
+                }
+                Layer::C2psa(m) => {
+                    m.cost(h, w, &mut cost);
+                    (h, w)
+                }
+                Layer::Upsample(s) => (h * s, w * s),
+                Layer::Concat(_) => (h, w),
+                Layer::Detect(d) => {
+                    let level_sizes: Vec<_> = info.from.iter().map(|&f| src(f)).collect();
+                    d.cost(&level_sizes, &mut cost);
+                    (0, 0)
+                }
+            };
+            sizes.push(out);
+        }
+        cost
+    }
+
+    /// Layer table, parameter counts and GFLOPs at `imgsz`.
+    pub fn summary(&self, imgsz: usize) -> ModelSummary {
+        let tensors = weights::named_tensors::<B, _>(self, false);
+        let mut per_layer = vec![0usize; self.model.len()];
+        let (mut params, mut gradients) = (0, 0);
+        for t in &tensors {
+            if t.key.ends_with("running_mean") || t.key.ends_with("running_var") {
+                continue;
+            }
+            let n: usize = t.shape.iter().product();
+            params += n;
+            if t.trainable {
+                gradients += n;
+            }
+            if let Some(i) = t.key.split('.').nth(1).and_then(|s| s.parse::<usize>().ok()) {
+                per_layer[i] += n;
+            }
+        }
+        let layers = self
+            .spec
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LayerRow {
+                index: i,
+                from: l.from_text.clone(),
+                repeats: l.repeats,
+                params: per_layer[i],
+                module: l.module.clone(),
+                args: l.args.clone(),
+            })
+            .collect();
+        let cost = self.cost(imgsz);
+        let gflops = 2.0 * (cost.conv_macs + cost.norm_ops) as f64 / 1e9;
+        let (fused_params, fused_macs) = if self.end2end() {
+            (cost.fused_params - cost.o2m_fused_params, cost.conv_macs - cost.o2m_conv_macs)
+        } else {
+            (cost.fused_params, cost.conv_macs)
+        };
+        ModelSummary {
+            name: self.spec.name.clone(),
+            nc: self.spec.nc,
+            imgsz,
+            layers,
+            params,
+            gradients,
+            fused_params: fused_params as usize,
+            gflops,
+            fused_gflops: 2.0 * fused_macs as f64 / 1e9,
+            tensors: tensors.len(),
+        }
+    }
+}
+
+/// Build `model` for `nc` classes on the CPU and summarise it at `imgsz`.
+pub fn model_summary(model: &str, imgsz: usize, nc: usize) -> Result<ModelSummary> {
+    let device = Default::default();
+    let yolo = Yolo::<crate::backend::Cpu>::new(model, nc, &device)?;
+    Ok(yolo.summary(imgsz))
+}
+
+/// What `ember info --model M [--imgsz N]` prints.
+pub fn print_info(model: &str, imgsz: usize, nc: usize) -> Result<()> {
+    if imgsz == 0 || imgsz % 32 != 0 {
+        anyhow::bail!("--imgsz must be a positive multiple of 32, got {imgsz}");
+    }
+    println!("{}", model_summary(model, imgsz, nc)?);
+    Ok(())
+}

@@ -1,1 +1,26 @@
-//! (filled in by its issue)
+//! Building blocks of the YOLO detectors, one concept per file.
+//!
+//! Struct field names follow Ultralytics' module attribute names (`conv`, `bn`, `cv1`, `m`, ...) so the
+//! module path of every tensor is its Ultralytics `state_dict` key (see `model::weights`).
+
+pub mod attention;
+pub mod batchnorm;
+pub mod bottleneck;
+pub mod c2f;
+pub mod c3k2;
+pub mod concat;
+pub mod conv;
+pub mod detect;
+pub mod sppf;
+pub mod upsample;
+
+pub use attention::{Attention, AttentionConfig, C2psa, C2psaConfig, PsaBlock, PsaBlockConfig};
+pub use batchnorm::{BatchNorm2d, BatchNorm2dConfig};
+pub use bottleneck::{Bottleneck, BottleneckConfig};
+pub use c2f::{C2f, C2fConfig};
+pub use c3k2::{C3k, C3k2, C3k2Config, C3kConfig};
+pub use concat::concat;
+pub use conv::{conv2d, Conv, Conv2d, Conv2dConfig, ConvConfig};
+pub use detect::{Detect, DetectConfig};
+pub use sppf::{Sppf, SppfConfig};
+pub use upsample::upsample_nearest;

@@ -1,0 +1,360 @@
+//! ember's layer graph: a model YAML resolved into concrete blocks (channels, repeats, strides), and the
+//! forward pass over it.
+
+use anyhow::{anyhow, bail, Context, Result};
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Tensor};
+use serde_yaml::Value;
+
+use super::output::DetectOutput;
+use super::yaml::{LayerSpec, ModelConfig};
+use crate::nn::{
+    concat, upsample_nearest, C2f, C2fConfig, C2psa, C2psaConfig, C3k2, C3k2Config, Conv, ConvConfig, Detect,
+    DetectConfig, Sppf, SppfConfig,
+};
+
+/// One built layer. The enum level does not appear in tensor names (`model.<i>.<field>...`).
+#[derive(Module, Debug)]
+pub enum Layer<B: Backend> {
+    Conv(Conv<B>),
+    C2f(C2f<B>),
+    C3k2(C3k2<B>),
+    Sppf(Sppf<B>),
+    C2psa(C2psa<B>),
+    /// Nearest upsampling by this factor.
+    Upsample(usize),
+    /// Channel concatenation (the dimension is always 1).
+    Concat(usize),
+    Detect(Detect<B>),
+}
+
+/// What the graph needs to know about a layer besides its weights.
+#[derive(Debug, Clone)]
+pub struct LayerInfo {
+    /// Absolute input indices (`-1` resolved); the network input is index `usize::MAX`.
+    pub from: Vec<usize>,
+    /// `from` as written in the YAML.
+    pub from_text: String,
+    /// Repeats after depth scaling.
+    pub repeats: usize,
+    /// Module name as in the YAML (`Conv`, `C3k2`, `nn.Upsample`, ...).
+    pub module: String,
+    /// Resolved constructor arguments, for display.
+    pub args: String,
+    pub c_out: usize,
+    /// Total downsampling of this layer's output relative to the input.
+    pub stride: usize,
+}
+
+/// Static description of a built model.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub name: String,
+    pub nc: usize,
+    pub reg_max: usize,
+    pub end2end: bool,
+    pub strides: Vec<f32>,
+    pub layers: Vec<LayerInfo>,
+    /// Layers whose outputs later layers read (besides the previous one).
+    pub saved: Vec<bool>,
+}
+
+/// Input marker in [`LayerInfo::from`].
+pub const INPUT: usize = usize::MAX;
+
+/// Ultralytics' `make_divisible`: the smallest multiple of `divisor` >= `x`.
+pub fn make_divisible(x: f64, divisor: usize) -> usize {
+    ((x / divisor as f64).ceil() as usize) * divisor
+}
+
+fn arg_usize(args: &[Value], i: usize, default: Option<usize>) -> Result<usize> {
+    match args.get(i) {
+        Some(Value::Number(n)) => n.as_u64().map(|v| v as usize).ok_or_else(|| anyhow!("argument {i} must be a non-negative integer")),
+        None | Some(Value::Null) => default.ok_or_else(|| anyhow!("missing argument {i}")),
+        Some(v) => bail!("argument {i} must be an integer, got {v:?}"),
+    }
+}
+
+fn arg_bool(args: &[Value], i: usize, default: bool) -> Result<bool> {
+    match args.get(i) {
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s == "True" || s == "False" => Ok(s == "True"),
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => bail!("argument {i} must be a boolean, got {v:?}"),
+    }
+}
+
+fn arg_f64(args: &[Value], i: usize, default: f64) -> Result<f64> {
+    match args.get(i) {
+        Some(Value::Number(n)) => n.as_f64().ok_or_else(|| anyhow!("argument {i} must be a number")),
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => bail!("argument {i} must be a number, got {v:?}"),
+    }
+}
+
+fn is_none(v: Option<&Value>) -> bool {
+    matches!(v, None | Some(Value::Null)) || matches!(v, Some(Value::String(s)) if s == "None")
+}
+
+/// Build the layers for `nc` classes. Returns the layers and their description.
+pub fn build<B: Backend>(cfg: &ModelConfig, nc: usize, device: &B::Device) -> Result<(Vec<Layer<B>>, ModelSpec)> {
+    if nc == 0 {
+        bail!("the number of classes must be at least 1");
+    }
+    let mut layers = Vec::new();
+    let mut infos: Vec<LayerInfo> = Vec::new();
+    let mut strides = Vec::new();
+    for (i, spec) in cfg.layers.iter().enumerate() {
+        let (layer, info) = build_layer::<B>(cfg, nc, i, spec, &infos, device)
+            .with_context(|| format!("layer {i} ({})", spec.module))?;
+        if let Layer::Detect(d) = &layer {
+            if i + 1 != cfg.layers.len() {
+                bail!("layer {i}: Detect must be the last layer");
+            }
+            strides = d.strides.clone();
+        }
+        layers.push(layer);
+        infos.push(info);
+    }
+    if !matches!(layers.last(), Some(Layer::Detect(_))) {
+        bail!("the last layer must be Detect");
+    }
+    let mut saved = vec![false; infos.len()];
+    for (i, info) in infos.iter().enumerate() {
+        for &f in &info.from {
+            if f != INPUT && f + 1 != i {
+                saved[f] = true;
+            }
+        }
+    }
+    let spec = ModelSpec {
+        name: cfg.name.clone(),
+        nc,
+        reg_max: cfg.reg_max,
+        end2end: cfg.end2end,
+        strides,
+        layers: infos,
+        saved,
+    };
+    Ok((layers, spec))
+}
+
+fn build_layer<B: Backend>(
+    cfg: &ModelConfig,
+    nc: usize,
+    i: usize,
+    spec: &LayerSpec,
+    prev: &[LayerInfo],
+    device: &B::Device,
+) -> Result<(Layer<B>, LayerInfo)> {
+    let from: Vec<usize> = spec
+        .from
+        .indices()
+        .into_iter()
+        .map(|f| {
+            let abs = if f < 0 { i as i64 + f } else { f };
+            if abs < 0 && i == 0 {
+                Ok(INPUT)
+            } else if abs < 0 || abs as usize >= i {
+                Err(anyhow!("'from' index {f} does not name an earlier layer"))
+            } else {
+                Ok(abs as usize)
+            }
+        })
+        .collect::<Result<_>>()?;
+    let ch = |f: usize| if f == INPUT { 3 } else { prev[f].c_out };
+    let st = |f: usize| if f == INPUT { 1 } else { prev[f].stride };
+    let c1 = ch(from[0]);
+    let s1 = st(from[0]);
+    let n = if spec.repeats > 1 { ((spec.repeats as f64 * cfg.depth).round() as usize).max(1) } else { spec.repeats };
+    let args = &spec.args;
+    // Output width of the "base" modules: scaled, capped, rounded to a multiple of 8.
+    let width = |c2: usize| make_divisible(c2.min(cfg.max_channels) as f64 * cfg.width, 8);
+    let single = |what: &str| -> Result<()> {
+        if n != 1 {
+            bail!("{what} with repeats {n} is not supported");
+        }
+        if from.len() != 1 {
+            bail!("{what} takes one input");
+        }
+        Ok(())
+    };
+    let (layer, c2, stride, shown) = match spec.module.as_str() {
+        "Conv" | "DWConv" => {
+            single(&spec.module)?;
+            let c2 = width(arg_usize(args, 0, None)?);
+            let k = arg_usize(args, 1, Some(1))?;
+            let s = arg_usize(args, 2, Some(1))?;
+            let cfgc = if spec.module == "DWConv" {
+                ConvConfig::depthwise(c1, c2, k, s)
+            } else {
+                if args.len() > 3 && !is_none(args.get(3)) {
+                    bail!("explicit Conv padding is not supported");
+                }
+                let g = arg_usize(args, 4, Some(1))?;
+                ConvConfig::new(c1, c2).with_kernel(k).with_stride(s).with_groups(g)
+            };
+            (Layer::Conv(cfgc.init(device)), c2, s1 * s, format!("[{c1}, {c2}, {k}, {s}]"))
+        }
+        "C2f" => {
+            if from.len() != 1 {
+                bail!("C2f takes one input");
+            }
+            let c2 = width(arg_usize(args, 0, None)?);
+            let shortcut = arg_bool(args, 1, false)?;
+            let g = arg_usize(args, 2, Some(1))?;
+            let e = arg_f64(args, 3, 0.5)?;
+            let m = C2fConfig::new(c1, c2).with_n(n).with_shortcut(shortcut).with_groups(g).with_expansion(e);
+            (Layer::C2f(m.init(device)), c2, s1, format!("[{c1}, {c2}, {n}, {shortcut}]"))
+        }
+        "C3k2" => {
+            if from.len() != 1 {
+                bail!("C3k2 takes one input");
+            }
+            let c2 = width(arg_usize(args, 0, None)?);
+            let mut c3k = arg_bool(args, 1, false)?;
+            // Ultralytics forces C3k inner blocks for the larger scales.
+            if matches!(cfg.scale.as_deref(), Some("m" | "l" | "x")) {
+                c3k = true;
+            }
+            let e = arg_f64(args, 2, 0.5)?;
+            let attn = arg_bool(args, 3, false)?;
+            let g = arg_usize(args, 4, Some(1))?;
+            let shortcut = arg_bool(args, 5, true)?;
+            let m = C3k2Config::new(c1, c2)
+                .with_n(n)
+                .with_c3k(c3k)
+                .with_expansion(e)
+                .with_attn(attn)
+                .with_groups(g)
+                .with_shortcut(shortcut);
+            (Layer::C3k2(m.init(device)), c2, s1, format!("[{c1}, {c2}, {n}, {c3k}, {e}, {attn}]"))
+        }
+        "SPPF" => {
+            single("SPPF")?;
+            let c2 = width(arg_usize(args, 0, None)?);
+            let k = arg_usize(args, 1, Some(5))?;
+            let pools = arg_usize(args, 2, Some(3))?;
+            let shortcut = arg_bool(args, 3, false)?;
+            // Rows with only [c2, k] are the original SPPF, whose cv1 keeps its SiLU.
+            let cv1_act = args.len() <= 2;
+            let m = SppfConfig::new(c1, c2).with_kernel(k).with_n(pools).with_shortcut(shortcut).with_cv1_act(cv1_act);
+            (Layer::Sppf(m.init(device)), c2, s1, format!("[{c1}, {c2}, {k}, {pools}, {shortcut}]"))
+        }
+        "C2PSA" => {
+            if from.len() != 1 {
+                bail!("C2PSA takes one input");
+            }
+            let c2 = width(arg_usize(args, 0, None)?);
+            if c1 != c2 {
+                bail!("C2PSA needs equal input and output channels, got {c1} and {c2}");
+            }
+            let e = arg_f64(args, 1, 0.5)?;
+            let m = C2psaConfig::new(c1).with_n(n).with_expansion(e);
+            (Layer::C2psa(m.init(device)), c2, s1, format!("[{c1}, {c2}, {n}]"))
+        }
+        "nn.Upsample" | "Upsample" => {
+            single("Upsample")?;
+            if !is_none(args.first()) {
+                bail!("Upsample by output size is not supported, use [None, factor, \"nearest\"]");
+            }
+            let factor = arg_usize(args, 1, None)?;
+            let mode = args.get(2).and_then(Value::as_str).unwrap_or("nearest");
+            if mode != "nearest" {
+                bail!("Upsample mode '{mode}' is not supported (only nearest)");
+            }
+            if factor == 0 || s1 % factor != 0 {
+                bail!("Upsample factor {factor} does not divide the stride {s1}");
+            }
+            (Layer::Upsample(factor), c1, s1 / factor, format!("[None, {factor}, 'nearest']"))
+        }
+        "Concat" => {
+            if n != 1 {
+                bail!("Concat with repeats is not supported");
+            }
+            let dim = arg_usize(args, 0, Some(1))?;
+            if dim != 1 {
+                bail!("Concat only along dimension 1 (channels)");
+            }
+            if from.iter().any(|&f| st(f) != s1) {
+                bail!("Concat inputs have different strides");
+            }
+            let c2 = from.iter().map(|&f| ch(f)).sum();
+            (Layer::Concat(1), c2, s1, "[1]".to_string())
+        }
+        "Detect" => {
+            if n != 1 {
+                bail!("Detect with repeats is not supported");
+            }
+            let channels: Vec<usize> = from.iter().map(|&f| ch(f)).collect();
+            let strides: Vec<f32> = from.iter().map(|&f| st(f) as f32).collect();
+            // YOLOv8-style heads are the files without C3k2 (Ultralytics' "legacy" flag).
+            let legacy = !cfg.layers.iter().any(|l| l.module == "C3k2");
+            let m = DetectConfig::new(nc, channels.clone())
+                .with_strides(strides)
+                .with_reg_max(cfg.reg_max)
+                .with_end2end(cfg.end2end)
+                .with_legacy(legacy);
+            let shown = format!("[{nc}, {}, {}, {channels:?}]", cfg.reg_max, cfg.end2end);
+            (Layer::Detect(m.init(device)), 0, s1, shown)
+        }
+        other => bail!(
+            "unsupported module '{other}' (ember builds Conv, DWConv, C2f, C3k2, SPPF, C2PSA, nn.Upsample, Concat, Detect)"
+        ),
+    };
+    let info = LayerInfo {
+        from,
+        from_text: spec.from.to_string(),
+        repeats: n,
+        module: spec.module.clone(),
+        args: shown,
+        c_out: c2,
+        stride,
+    };
+    Ok((layer, info))
+}
+
+impl<B: Backend> Layer<B> {
+    /// Apply a non-Detect layer to its inputs.
+    pub fn forward(&self, mut inputs: Vec<Tensor<B, 4>>) -> Tensor<B, 4> {
+        match self {
+            Layer::Conv(m) => m.forward(inputs.remove(0)),
+            Layer::C2f(m) => m.forward(inputs.remove(0)),
+            Layer::C3k2(m) => m.forward(inputs.remove(0)),
+            Layer::Sppf(m) => m.forward(inputs.remove(0)),
+            Layer::C2psa(m) => m.forward(inputs.remove(0)),
+            Layer::Upsample(s) => upsample_nearest(inputs.remove(0), *s),
+            Layer::Concat(_) => concat(inputs),
+            Layer::Detect(_) => unreachable!("Detect is applied by the model"),
+        }
+    }
+}
+
+/// Run the graph: every layer in order, keeping the outputs later layers read.
+pub fn forward<B: Backend>(layers: &[Layer<B>], spec: &ModelSpec, x: Tensor<B, 4>) -> DetectOutput<B> {
+    let mut saved: Vec<Option<Tensor<B, 4>>> = vec![None; layers.len()];
+    let mut last = x.clone();
+    for (i, (layer, info)) in layers.iter().zip(&spec.layers).enumerate() {
+        let inputs: Vec<Tensor<B, 4>> = info
+            .from
+            .iter()
+            .map(|&f| {
+                if f == INPUT {
+                    x.clone()
+                } else if f + 1 == i {
+                    last.clone()
+                } else {
+                    saved[f].clone().expect("saved output")
+                }
+            })
+            .collect();
+        if let Layer::Detect(d) = layer {
+            return d.forward(inputs);
+        }
+        last = layer.forward(inputs);
+        if spec.saved[i] {
+            saved[i] = Some(last.clone());
+        }
+    }
+    unreachable!("the graph ends with Detect (checked when building)")
+}

@@ -1,0 +1,120 @@
+//! What the model returns, and the decoding of raw head outputs into boxes.
+
+use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::{backend::Backend, Int, Tensor};
+
+/// Raw, undecoded outputs of one detection branch.
+#[derive(Debug, Clone)]
+pub struct HeadOutput<B: Backend> {
+    /// Box regression, [batch, 4*reg_max, anchors] (reg_max == 1: ltrb distances in stride units).
+    pub boxes: Tensor<B, 3>,
+    /// Class logits before sigmoid, [batch, nc, anchors].
+    pub scores: Tensor<B, 3>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DetectOutput<B: Backend> {
+    pub one2many: HeadOutput<B>,
+    /// Present for end-to-end (NMS-free) models such as YOLO26.
+    pub one2one: Option<HeadOutput<B>>,
+    /// Feature-map size (h, w) of each level, in stride order.
+    pub feature_sizes: Vec<[usize; 2]>,
+    pub strides: Vec<f32>,
+    pub reg_max: usize,
+}
+
+/// Box layout of a decoded output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoxFormat {
+    /// Centre x, centre y, width, height (Ultralytics' one-to-many eval output).
+    Xywh,
+    /// Corners (Ultralytics' end-to-end eval output, before top-k).
+    Xyxy,
+}
+
+/// Anchor points (cell centres, in grid units) `[anchors, 2]` as (x, y), and the stride of each anchor
+/// `[anchors, 1]`; levels in order, row-major within a level (Ultralytics' `make_anchors`, offset 0.5).
+pub fn make_anchors<B: Backend>(
+    feature_sizes: &[[usize; 2]],
+    strides: &[f32],
+    device: &B::Device,
+) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    let mut points = Vec::new();
+    let mut stride_col = Vec::new();
+    for (&[h, w], &s) in feature_sizes.iter().zip(strides) {
+        for y in 0..h {
+            for x in 0..w {
+                points.push(x as f32 + 0.5);
+                points.push(y as f32 + 0.5);
+                stride_col.push(s);
+            }
+        }
+    }
+    let n = stride_col.len();
+    (
+        Tensor::<B, 1>::from_floats(points.as_slice(), device).reshape([n, 2]),
+        Tensor::<B, 1>::from_floats(stride_col.as_slice(), device).reshape([n, 1]),
+    )
+}
+
+/// Expected ltrb distances (stride units) `[batch, 4, anchors]` from raw box outputs: the DFL expectation
+/// over `reg_max` bins, or the raw values when `reg_max == 1`.
+pub fn box_distances<B: Backend>(boxes: Tensor<B, 3>, reg_max: usize) -> Tensor<B, 3> {
+    if reg_max <= 1 {
+        return boxes;
+    }
+    let [b, _, a] = boxes.dims();
+    let device = boxes.device();
+    let probs = softmax(boxes.reshape([b, 4, reg_max, a]), 2);
+    let bins = Tensor::<B, 1, Int>::arange(0..reg_max as i64, &device)
+        .float()
+        .cast(probs.dtype())
+        .reshape([1, 1, reg_max, 1]);
+    probs.mul(bins).sum_dim(2).reshape([b, 4, a])
+}
+
+impl<B: Backend> HeadOutput<B> {
+    /// Decoded predictions `[batch, 4 + nc, anchors]`: boxes in input pixels, then sigmoid class scores.
+    pub fn decode(&self, feature_sizes: &[[usize; 2]], strides: &[f32], reg_max: usize, format: BoxFormat) -> Tensor<B, 3> {
+        let device = self.boxes.device();
+        let (anchors, stride) = make_anchors::<B>(feature_sizes, strides, &device);
+        let anchors = anchors.transpose().unsqueeze::<3>(); // [1, 2, A]
+        let stride = stride.transpose().unsqueeze::<3>(); // [1, 1, A]
+        let dist = box_distances(self.boxes.clone(), reg_max);
+        let lt = dist.clone().narrow(1, 0, 2);
+        let rb = dist.narrow(1, 2, 2);
+        let x1y1 = anchors.clone() - lt;
+        let x2y2 = anchors + rb;
+        let boxes = match format {
+            BoxFormat::Xywh => Tensor::cat(
+                vec![(x1y1.clone() + x2y2.clone()).div_scalar(2.0), x2y2 - x1y1],
+                1,
+            ),
+            BoxFormat::Xyxy => Tensor::cat(vec![x1y1, x2y2], 1),
+        };
+        Tensor::cat(vec![boxes.mul(stride), sigmoid(self.scores.clone())], 1)
+    }
+}
+
+impl<B: Backend> DetectOutput<B> {
+    /// Decode the one-to-many branch (what NMS consumes), boxes as xywh.
+    pub fn decode_one2many(&self) -> Tensor<B, 3> {
+        self.one2many.decode(&self.feature_sizes, &self.strides, self.reg_max, BoxFormat::Xywh)
+    }
+
+    /// Decode the one-to-one branch if the model has one.
+    pub fn decode_one2one(&self, format: BoxFormat) -> Option<Tensor<B, 3>> {
+        self.one2one
+            .as_ref()
+            .map(|h| h.decode(&self.feature_sizes, &self.strides, self.reg_max, format))
+    }
+
+    /// The branch inference uses: one-to-one when present (NMS-free, top-k downstream), else one-to-many.
+    pub fn inference_branch(&self) -> &HeadOutput<B> {
+        self.one2one.as_ref().unwrap_or(&self.one2many)
+    }
+
+    pub fn num_anchors(&self) -> usize {
+        self.feature_sizes.iter().map(|[h, w]| h * w).sum()
+    }
+}

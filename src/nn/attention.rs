@@ -1,0 +1,197 @@
+//! Position-sensitive attention (YOLO11/YOLO26): `Attention`, `PSABlock` and the `C2PSA` stage.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::{backend::Backend, Tensor};
+
+use super::conv::{Conv, ConvConfig};
+use crate::model::summary::Cost;
+
+/// [`Attention`] configuration: `Attention(dim, num_heads, attn_ratio)`.
+#[derive(Config, Debug)]
+pub struct AttentionConfig {
+    pub dim: usize,
+    /// Default: 8.
+    #[config(default = 8)]
+    pub num_heads: usize,
+    /// Key size relative to the head size. Default: 0.5.
+    #[config(default = 0.5)]
+    pub attn_ratio: f64,
+}
+
+/// Multi-head self-attention over all pixels, with a depth-wise 3x3 positional encoding of the values.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    pub qkv: Conv<B>,
+    pub proj: Conv<B>,
+    pub pe: Conv<B>,
+    pub num_heads: usize,
+    pub key_dim: usize,
+    pub head_dim: usize,
+}
+
+impl AttentionConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Attention<B> {
+        let head_dim = self.dim / self.num_heads;
+        let key_dim = (head_dim as f64 * self.attn_ratio) as usize;
+        let qkv_ch = self.dim + 2 * key_dim * self.num_heads;
+        Attention {
+            qkv: ConvConfig::new(self.dim, qkv_ch).with_act(false).init(device),
+            proj: ConvConfig::new(self.dim, self.dim).with_act(false).init(device),
+            pe: ConvConfig::new(self.dim, self.dim)
+                .with_kernel(3)
+                .with_groups(self.dim)
+                .with_act(false)
+                .init(device),
+            num_heads: self.num_heads,
+            key_dim,
+            head_dim,
+        }
+    }
+}
+
+impl<B: Backend> Attention<B> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, c, h, w] = x.dims();
+        let n = h * w;
+        let (nh, kd, hd) = (self.num_heads, self.key_dim, self.head_dim);
+        let qkv = self.qkv.forward(x).reshape([b, nh, 2 * kd + hd, n]);
+        let parts = qkv.split_with_sizes(vec![kd, kd, hd], 2);
+        let [q, k, v]: [Tensor<B, 4>; 3] = parts.try_into().expect("three parts");
+        let scale = (kd as f64).powf(-0.5);
+        let attn = softmax(q.mul_scalar(scale).swap_dims(2, 3).matmul(k), 3); // [b, nh, n, n]
+        let y = v.clone().matmul(attn.swap_dims(2, 3)).reshape([b, c, h, w]);
+        let y = y + self.pe.forward(v.reshape([b, c, h, w]));
+        self.proj.forward(y)
+    }
+
+    pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
+        c.conv(&self.qkv, h, w);
+        let n = (h * w) as u64;
+        // q^T k and v attn^T, both batched over heads.
+        c.matmul(self.num_heads as u64 * n * n * (self.key_dim + self.head_dim) as u64);
+        c.conv(&self.pe, h, w);
+        c.conv(&self.proj, h, w);
+    }
+}
+
+/// [`PsaBlock`] configuration: `PSABlock(c, attn_ratio, num_heads, shortcut)`.
+#[derive(Config, Debug)]
+pub struct PsaBlockConfig {
+    pub channels: usize,
+    /// Default: 0.5.
+    #[config(default = 0.5)]
+    pub attn_ratio: f64,
+    /// Default: 4.
+    #[config(default = 4)]
+    pub num_heads: usize,
+    /// Default: true.
+    #[config(default = true)]
+    pub shortcut: bool,
+}
+
+/// Attention then a two-layer 1x1 feed-forward, each with a residual.
+#[derive(Module, Debug)]
+pub struct PsaBlock<B: Backend> {
+    pub attn: Attention<B>,
+    /// `nn.Sequential(Conv(c, 2c), Conv(2c, c, act=False))`.
+    pub ffn: (Conv<B>, Conv<B>),
+    pub add: bool,
+}
+
+impl PsaBlockConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> PsaBlock<B> {
+        let c = self.channels;
+        PsaBlock {
+            attn: AttentionConfig::new(c)
+                .with_num_heads(self.num_heads)
+                .with_attn_ratio(self.attn_ratio)
+                .init(device),
+            ffn: (
+                ConvConfig::new(c, 2 * c).init(device),
+                ConvConfig::new(2 * c, c).with_act(false).init(device),
+            ),
+            add: self.shortcut,
+        }
+    }
+}
+
+impl<B: Backend> PsaBlock<B> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let a = self.attn.forward(x.clone());
+        let x = if self.add { x + a } else { a };
+        let f = self.ffn.1.forward(self.ffn.0.forward(x.clone()));
+        if self.add {
+            x + f
+        } else {
+            f
+        }
+    }
+
+    pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
+        self.attn.cost(h, w, c);
+        c.conv(&self.ffn.0, h, w);
+        c.conv(&self.ffn.1, h, w);
+    }
+}
+
+/// [`C2psa`] configuration: `C2PSA(c1, c2, n, e)` (input and output channels must be equal).
+#[derive(Config, Debug)]
+pub struct C2psaConfig {
+    pub channels: usize,
+    /// Default: 1.
+    #[config(default = 1)]
+    pub n: usize,
+    /// Default: 0.5.
+    #[config(default = 0.5)]
+    pub expansion: f64,
+}
+
+/// CSP stage whose second half goes through `n` PSA blocks.
+#[derive(Module, Debug)]
+pub struct C2psa<B: Backend> {
+    pub cv1: Conv<B>,
+    pub cv2: Conv<B>,
+    pub m: Vec<PsaBlock<B>>,
+    pub hidden: usize,
+}
+
+impl C2psaConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> C2psa<B> {
+        let c = (self.channels as f64 * self.expansion) as usize;
+        C2psa {
+            cv1: ConvConfig::new(self.channels, 2 * c).init(device),
+            cv2: ConvConfig::new(2 * c, self.channels).init(device),
+            m: (0..self.n)
+                .map(|_| {
+                    PsaBlockConfig::new(c)
+                        .with_attn_ratio(0.5)
+                        .with_num_heads((c / 64).max(1))
+                        .init(device)
+                })
+                .collect(),
+            hidden: c,
+        }
+    }
+}
+
+impl<B: Backend> C2psa<B> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let mut parts = self.cv1.forward(x).split(self.hidden, 1);
+        let mut b = parts.pop().expect("two halves");
+        let a = parts.pop().expect("two halves");
+        for block in &self.m {
+            b = block.forward(b);
+        }
+        self.cv2.forward(Tensor::cat(vec![a, b], 1))
+    }
+
+    pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
+        c.conv(&self.cv1, h, w);
+        for b in &self.m {
+            b.cost(h, w, c);
+        }
+        c.conv(&self.cv2, h, w);
+    }
+}

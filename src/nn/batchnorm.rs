@@ -1,0 +1,115 @@
+//! BatchNorm2d with PyTorch's semantics.
+//!
+//! burn-nn's `BatchNorm` updates the running variance with the biased batch variance; PyTorch (and so every
+//! Ultralytics checkpoint) uses the unbiased one. This copy matches PyTorch, names its affine parameters
+//! `weight`/`bias` like `nn.BatchNorm2d`, and keeps statistics in f32 whatever the input dtype.
+
+use burn::config::Config;
+use burn::module::{Module, Param, RunningState};
+use burn::tensor::{backend::Backend, DType, Tensor};
+
+/// [`BatchNorm2d`] configuration. Defaults are Ultralytics' (`initialize_weights`), not PyTorch's.
+#[derive(Config, Debug)]
+pub struct BatchNorm2dConfig {
+    /// Number of channels.
+    pub num_features: usize,
+    /// Added to the variance before the square root. Default: 1e-3.
+    #[config(default = 1e-3)]
+    pub eps: f64,
+    /// PyTorch convention: `running = (1 - momentum) * running + momentum * batch`. Default: 0.03.
+    #[config(default = 0.03)]
+    pub momentum: f64,
+}
+
+/// Batch normalisation over `[batch, channels, h, w]`.
+///
+/// Training mode (batch statistics, running-statistics update) is used on autodiff backends, inference mode
+/// (running statistics) otherwise: burn's convention, so `model.valid()` gives the evaluation model.
+#[derive(Module, Debug)]
+pub struct BatchNorm2d<B: Backend> {
+    pub weight: Param<Tensor<B, 1>>,
+    pub bias: Param<Tensor<B, 1>>,
+    pub running_mean: RunningState<Tensor<B, 1>>,
+    pub running_var: RunningState<Tensor<B, 1>>,
+    pub eps: f64,
+    pub momentum: f64,
+}
+
+impl BatchNorm2dConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> BatchNorm2d<B> {
+        let n = self.num_features;
+        BatchNorm2d {
+            weight: Param::from_tensor(Tensor::ones([n], device)),
+            bias: Param::from_tensor(Tensor::zeros([n], device)),
+            running_mean: RunningState::new(Tensor::zeros([n], device)),
+            running_var: RunningState::new(Tensor::ones([n], device)),
+            eps: self.eps,
+            momentum: self.momentum,
+        }
+    }
+}
+
+impl<B: Backend> BatchNorm2d<B> {
+    pub fn num_features(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        if B::ad_enabled(&x.device()) {
+            self.forward_train(x)
+        } else {
+            self.forward_eval(x)
+        }
+    }
+
+    /// Per-channel `(scale, shift)` such that `bn(x) = x * scale + shift` with the running statistics.
+    pub fn folded(&self) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let std = self.running_var.value().add_scalar(self.eps).sqrt();
+        let scale = self.weight.val().div(std);
+        let shift = self.bias.val().sub(self.running_mean.value().mul(scale.clone()));
+        (scale, shift)
+    }
+
+    fn forward_eval(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let dtype = x.dtype();
+        let c = self.num_features();
+        let (scale, shift) = self.folded();
+        let scale = cast(scale, dtype).reshape([1, c, 1, 1]);
+        let shift = cast(shift, dtype).reshape([1, c, 1, 1]);
+        x.mul(scale).add(shift)
+    }
+
+    fn forward_train(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let dtype = x.dtype();
+        let [b, c, h, w] = x.dims();
+        let count = b * h * w;
+        // Statistics in f32 even for f16 activations.
+        let xf = cast(x, DType::F32);
+        let flat = xf.clone().swap_dims(0, 1).reshape([c, count]);
+        let mean = flat.clone().mean_dim(1); // [c, 1]
+        let var = flat.sub(mean.clone()).square().mean_dim(1); // biased, used to normalise
+        let mean = mean.reshape([c]);
+        let var = var.reshape([c]);
+
+        let unbiased = var.clone().detach().mul_scalar(count as f64 / (count.max(2) - 1) as f64);
+        let m = self.momentum;
+        let rm = self.running_mean.value_sync().mul_scalar(1.0 - m).add(mean.clone().detach().mul_scalar(m));
+        let rv = self.running_var.value_sync().mul_scalar(1.0 - m).add(unbiased.mul_scalar(m));
+        self.running_mean.update(rm.detach());
+        self.running_var.update(rv.detach());
+
+        let inv_std = var.add_scalar(self.eps).sqrt().recip();
+        let scale = self.weight.val().mul(inv_std);
+        let shift = self.bias.val().sub(mean.mul(scale.clone()));
+        let y = xf.mul(scale.reshape([1, c, 1, 1])).add(shift.reshape([1, c, 1, 1]));
+        cast(y, dtype)
+    }
+}
+
+fn cast<B: Backend, const D: usize>(t: Tensor<B, D>, dtype: DType) -> Tensor<B, D> {
+    if t.dtype() == dtype {
+        t
+    } else {
+        t.cast(dtype)
+    }
+}

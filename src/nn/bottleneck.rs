@@ -1,0 +1,64 @@
+//! Ultralytics' `Bottleneck`: two convolutions with an optional residual.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Tensor};
+
+use super::conv::{Conv, ConvConfig};
+use crate::model::summary::Cost;
+
+/// [`Bottleneck`] configuration: `Bottleneck(c1, c2, shortcut, g, k, e)`.
+#[derive(Config, Debug)]
+pub struct BottleneckConfig {
+    pub c_in: usize,
+    pub c_out: usize,
+    /// Residual when `c_in == c_out`. Default: true.
+    #[config(default = true)]
+    pub shortcut: bool,
+    /// Groups of the second convolution. Default: 1.
+    #[config(default = 1)]
+    pub groups: usize,
+    /// Kernel sizes of the two convolutions. Default: (3, 3).
+    #[config(default = "(3, 3)")]
+    pub kernels: (usize, usize),
+    /// Hidden channels = `int(c_out * expansion)`. Default: 0.5.
+    #[config(default = 0.5)]
+    pub expansion: f64,
+}
+
+#[derive(Module, Debug)]
+pub struct Bottleneck<B: Backend> {
+    pub cv1: Conv<B>,
+    pub cv2: Conv<B>,
+    pub add: bool,
+}
+
+impl BottleneckConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Bottleneck<B> {
+        let hidden = (self.c_out as f64 * self.expansion) as usize;
+        Bottleneck {
+            cv1: ConvConfig::new(self.c_in, hidden).with_kernel(self.kernels.0).init(device),
+            cv2: ConvConfig::new(hidden, self.c_out)
+                .with_kernel(self.kernels.1)
+                .with_groups(self.groups)
+                .init(device),
+            add: self.shortcut && self.c_in == self.c_out,
+        }
+    }
+}
+
+impl<B: Backend> Bottleneck<B> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let y = self.cv2.forward(self.cv1.forward(x.clone()));
+        if self.add {
+            x + y
+        } else {
+            y
+        }
+    }
+
+    pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
+        c.conv(&self.cv1, h, w);
+        c.conv(&self.cv2, h, w);
+    }
+}

@@ -1,0 +1,196 @@
+//! Ultralytics' `C3k` and `C3k2` (YOLO11, YOLO26): a C2f whose inner blocks are bottlenecks, C3k blocks, or
+//! (YOLO26's last head stage) a bottleneck followed by a position-sensitive attention block.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Tensor};
+
+use super::attention::{PsaBlock, PsaBlockConfig};
+use super::bottleneck::{Bottleneck, BottleneckConfig};
+use super::c2f::split_chain;
+use super::conv::{Conv, ConvConfig};
+use crate::model::summary::Cost;
+
+/// [`C3k`] configuration: `C3k(c1, c2, n, shortcut, g, e, k)`, a C3 block with k x k bottlenecks.
+#[derive(Config, Debug)]
+pub struct C3kConfig {
+    pub c_in: usize,
+    pub c_out: usize,
+    /// Default: 1.
+    #[config(default = 1)]
+    pub n: usize,
+    /// Default: true.
+    #[config(default = true)]
+    pub shortcut: bool,
+    /// Default: 1.
+    #[config(default = 1)]
+    pub groups: usize,
+    /// Default: 0.5.
+    #[config(default = 0.5)]
+    pub expansion: f64,
+    /// Bottleneck kernel. Default: 3.
+    #[config(default = 3)]
+    pub kernel: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct C3k<B: Backend> {
+    pub cv1: Conv<B>,
+    pub cv2: Conv<B>,
+    pub cv3: Conv<B>,
+    pub m: Vec<Bottleneck<B>>,
+}
+
+impl C3kConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> C3k<B> {
+        let c = (self.c_out as f64 * self.expansion) as usize;
+        C3k {
+            cv1: ConvConfig::new(self.c_in, c).init(device),
+            cv2: ConvConfig::new(self.c_in, c).init(device),
+            cv3: ConvConfig::new(2 * c, self.c_out).init(device),
+            m: (0..self.n)
+                .map(|_| {
+                    BottleneckConfig::new(c, c)
+                        .with_shortcut(self.shortcut)
+                        .with_groups(self.groups)
+                        .with_kernels((self.kernel, self.kernel))
+                        .with_expansion(1.0)
+                        .init(device)
+                })
+                .collect(),
+        }
+    }
+}
+
+impl<B: Backend> C3k<B> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let mut a = self.cv1.forward(x.clone());
+        for b in &self.m {
+            a = b.forward(a);
+        }
+        let b = self.cv2.forward(x);
+        self.cv3.forward(Tensor::cat(vec![a, b], 1))
+    }
+
+    pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
+        c.conv(&self.cv1, h, w);
+        c.conv(&self.cv2, h, w);
+        for b in &self.m {
+            b.cost(h, w, c);
+        }
+        c.conv(&self.cv3, h, w);
+    }
+}
+
+/// [`C3k2`] configuration: `C3k2(c1, c2, n, c3k, e, attn, g, shortcut)`.
+#[derive(Config, Debug)]
+pub struct C3k2Config {
+    pub c_in: usize,
+    pub c_out: usize,
+    /// Default: 1.
+    #[config(default = 1)]
+    pub n: usize,
+    /// Inner blocks are C3k instead of bottlenecks. Default: false.
+    #[config(default = false)]
+    pub c3k: bool,
+    /// Default: 0.5.
+    #[config(default = 0.5)]
+    pub expansion: f64,
+    /// Inner blocks are bottleneck + PSA block (takes precedence over `c3k`). Default: false.
+    #[config(default = false)]
+    pub attn: bool,
+    /// Default: 1.
+    #[config(default = 1)]
+    pub groups: usize,
+    /// Default: true.
+    #[config(default = true)]
+    pub shortcut: bool,
+}
+
+/// One inner block of a [`C3k2`]. The enum level does not appear in tensor names.
+#[derive(Module, Debug)]
+pub enum C3k2Block<B: Backend> {
+    Bottleneck(Bottleneck<B>),
+    C3k(C3k<B>),
+    /// `nn.Sequential(Bottleneck, PSABlock)`: tensor names `m.i.0.*` and `m.i.1.*`.
+    Attn((Bottleneck<B>, PsaBlock<B>)),
+}
+
+#[derive(Module, Debug)]
+pub struct C3k2<B: Backend> {
+    pub cv1: Conv<B>,
+    pub cv2: Conv<B>,
+    pub m: Vec<C3k2Block<B>>,
+    pub hidden: usize,
+}
+
+impl C3k2Config {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> C3k2<B> {
+        let c = (self.c_out as f64 * self.expansion) as usize;
+        let block = || {
+            let bottleneck = || {
+                BottleneckConfig::new(c, c)
+                    .with_shortcut(self.shortcut)
+                    .with_groups(self.groups)
+                    .init(device)
+            };
+            if self.attn {
+                let psa = PsaBlockConfig::new(c).with_num_heads((c / 64).max(1)).init(device);
+                C3k2Block::Attn((bottleneck(), psa))
+            } else if self.c3k {
+                C3k2Block::C3k(
+                    C3kConfig::new(c, c)
+                        .with_n(2)
+                        .with_shortcut(self.shortcut)
+                        .with_groups(self.groups)
+                        .init(device),
+                )
+            } else {
+                C3k2Block::Bottleneck(bottleneck())
+            }
+        };
+        C3k2 {
+            cv1: ConvConfig::new(self.c_in, 2 * c).init(device),
+            cv2: ConvConfig::new((2 + self.n) * c, self.c_out).init(device),
+            m: (0..self.n).map(|_| block()).collect(),
+            hidden: c,
+        }
+    }
+}
+
+impl<B: Backend> C3k2Block<B> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            C3k2Block::Bottleneck(b) => b.forward(x),
+            C3k2Block::C3k(b) => b.forward(x),
+            C3k2Block::Attn((b, psa)) => psa.forward(b.forward(x)),
+        }
+    }
+
+    pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
+        match self {
+            C3k2Block::Bottleneck(b) => b.cost(h, w, c),
+            C3k2Block::C3k(b) => b.cost(h, w, c),
+            C3k2Block::Attn((b, psa)) => {
+                b.cost(h, w, c);
+                psa.cost(h, w, c);
+            }
+        }
+    }
+}
+
+impl<B: Backend> C3k2<B> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let y = self.cv1.forward(x);
+        let cat = split_chain(y, self.hidden, self.m.len(), |i, t| self.m[i].forward(t));
+        self.cv2.forward(cat)
+    }
+
+    pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
+        c.conv(&self.cv1, h, w);
+        for b in &self.m {
+            b.cost(h, w, c);
+        }
+        c.conv(&self.cv2, h, w);
+    }
+}

@@ -1,0 +1,186 @@
+//! Convolutions: the one code path every convolution in ember goes through ([`conv2d`]), the plain
+//! `nn.Conv2d` equivalent ([`Conv2d`]) and Ultralytics' `Conv` block (conv, BatchNorm, SiLU).
+
+use burn::config::Config;
+use burn::module::{Initializer, Module, Param};
+use burn::tensor::activation::silu;
+use burn::tensor::module;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{backend::Backend, Tensor};
+
+use super::batchnorm::{BatchNorm2d, BatchNorm2dConfig};
+
+/// The single 2-D convolution of ember. Mixed precision hooks in here: burn never promotes mixed dtypes, so
+/// the weight and bias are brought to the input's dtype (a no-op in f32).
+pub fn conv2d<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Tensor<B, 4> {
+    let dtype = x.dtype();
+    let weight = if weight.dtype() == dtype { weight } else { weight.cast(dtype) };
+    let bias = bias.map(|b| if b.dtype() == dtype { b } else { b.cast(dtype) });
+    let options = ConvOptions::new([stride, stride], [padding, padding], [1, 1], groups);
+    module::conv2d(x, weight, bias, options)
+}
+
+/// [`Conv2d`] configuration (PyTorch `nn.Conv2d` with square kernels, "same" padding by default).
+#[derive(Config, Debug)]
+pub struct Conv2dConfig {
+    pub c_in: usize,
+    pub c_out: usize,
+    /// Kernel size. Default: 1.
+    #[config(default = 1)]
+    pub kernel: usize,
+    /// Default: 1.
+    #[config(default = 1)]
+    pub stride: usize,
+    /// Padding; `None` means `kernel / 2` (Ultralytics' `autopad`). Default: None.
+    #[config(default = "None")]
+    pub padding: Option<usize>,
+    /// Default: 1.
+    #[config(default = 1)]
+    pub groups: usize,
+    /// Default: true (as `nn.Conv2d`).
+    #[config(default = true)]
+    pub bias: bool,
+}
+
+/// A plain convolution with optional bias, tensors named like `nn.Conv2d` (`weight`, `bias`).
+#[derive(Module, Debug)]
+pub struct Conv2d<B: Backend> {
+    pub weight: Param<Tensor<B, 4>>,
+    pub bias: Option<Param<Tensor<B, 1>>>,
+    pub stride: usize,
+    pub padding: usize,
+    pub groups: usize,
+}
+
+impl Conv2dConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Conv2d<B> {
+        let fan_in = self.c_in / self.groups * self.kernel * self.kernel;
+        // PyTorch's default (kaiming_uniform with a = sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both.
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let init = Initializer::Uniform { min: -bound, max: bound };
+        let shape = [self.c_out, self.c_in / self.groups, self.kernel, self.kernel];
+        Conv2d {
+            weight: init.init(shape, device),
+            bias: self.bias.then(|| init.init([self.c_out], device)),
+            stride: self.stride,
+            padding: self.padding.unwrap_or(self.kernel / 2),
+            groups: self.groups,
+        }
+    }
+}
+
+impl<B: Backend> Conv2d<B> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        conv2d(
+            x,
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+            self.stride,
+            self.padding,
+            self.groups,
+        )
+    }
+
+    /// `[c_out, c_in / groups, k, k]`.
+    pub fn weight_dims(&self) -> [usize; 4] {
+        self.weight.dims()
+    }
+
+    pub fn c_in(&self) -> usize {
+        self.weight_dims()[1] * self.groups
+    }
+
+    pub fn c_out(&self) -> usize {
+        self.weight_dims()[0]
+    }
+
+    /// Multiply-accumulates for an output of `h_out * w_out` pixels (bias not counted, as thop does).
+    pub fn macs(&self, h_out: usize, w_out: usize) -> u64 {
+        let [co, ci, kh, kw] = self.weight_dims();
+        (co * ci * kh * kw) as u64 * (h_out * w_out) as u64
+    }
+
+    /// Output spatial size for an input of `h x w`.
+    pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+        let k = self.weight_dims()[2];
+        let f = |n: usize| (n + 2 * self.padding - k) / self.stride + 1;
+        (f(h), f(w))
+    }
+}
+
+/// [`Conv`] configuration: Ultralytics' `Conv(c1, c2, k, s, p, g, act)`.
+#[derive(Config, Debug)]
+pub struct ConvConfig {
+    pub c_in: usize,
+    pub c_out: usize,
+    /// Default: 1.
+    #[config(default = 1)]
+    pub kernel: usize,
+    /// Default: 1.
+    #[config(default = 1)]
+    pub stride: usize,
+    /// Default: 1. A depth-wise `DWConv` is `groups = gcd(c_in, c_out)`, see [`ConvConfig::depthwise`].
+    #[config(default = 1)]
+    pub groups: usize,
+    /// SiLU after the BatchNorm. Default: true.
+    #[config(default = true)]
+    pub act: bool,
+}
+
+impl ConvConfig {
+    /// Ultralytics' `DWConv(c1, c2, k, s)`: a [`Conv`] with `gcd(c1, c2)` groups.
+    pub fn depthwise(c_in: usize, c_out: usize, kernel: usize, stride: usize) -> Self {
+        ConvConfig::new(c_in, c_out).with_kernel(kernel).with_stride(stride).with_groups(gcd(c_in, c_out))
+    }
+
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Conv<B> {
+        Conv {
+            conv: Conv2dConfig::new(self.c_in, self.c_out)
+                .with_kernel(self.kernel)
+                .with_stride(self.stride)
+                .with_groups(self.groups)
+                .with_bias(false)
+                .init(device),
+            bn: BatchNorm2dConfig::new(self.c_out).init(device),
+            act: self.act,
+        }
+    }
+}
+
+/// Convolution without bias, BatchNorm (eps 1e-3, momentum 0.03), optional SiLU.
+#[derive(Module, Debug)]
+pub struct Conv<B: Backend> {
+    pub conv: Conv2d<B>,
+    pub bn: BatchNorm2d<B>,
+    pub act: bool,
+}
+
+impl<B: Backend> Conv<B> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let y = self.bn.forward(self.conv.forward(x));
+        if self.act {
+            silu(y)
+        } else {
+            y
+        }
+    }
+
+    pub fn c_out(&self) -> usize {
+        self.conv.c_out()
+    }
+}
+
+pub(crate) fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}

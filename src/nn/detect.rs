@@ -1,0 +1,223 @@
+//! The detection head (Ultralytics' `Detect`): per level a box branch (`cv2`) and a class branch (`cv3`),
+//! plus for end-to-end models a second, one-to-one pair (`one2one_cv2`, `one2one_cv3`) that sees detached
+//! features so its NMS-free matching loss does not shape the backbone.
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::tensor::{backend::Backend, Tensor};
+
+use super::conv::{Conv, Conv2d, Conv2dConfig, ConvConfig};
+use crate::model::output::{DetectOutput, HeadOutput};
+use crate::model::summary::Cost;
+
+/// [`Detect`] configuration: `Detect(nc, reg_max, end2end, ch)`.
+#[derive(Config, Debug)]
+pub struct DetectConfig {
+    /// Number of classes.
+    pub nc: usize,
+    /// Input channels of each level, in stride order.
+    pub channels: Vec<usize>,
+    /// Stride of each level. Default: [8, 16, 32].
+    #[config(default = "vec![8.0, 16.0, 32.0]")]
+    pub strides: Vec<f32>,
+    /// DFL bins per box side; 1 means direct ltrb regression (YOLO26). Default: 16.
+    #[config(default = 16)]
+    pub reg_max: usize,
+    /// Add the one-to-one branch. Default: false.
+    #[config(default = false)]
+    pub end2end: bool,
+    /// YOLOv8's class branch (two 3x3 convs) instead of the depth-wise one of YOLO11/YOLO26. Default: false.
+    #[config(default = false)]
+    pub legacy: bool,
+}
+
+/// Box branch of one level: `Sequential(Conv 3x3, Conv 3x3, Conv2d 1x1)`.
+pub type BoxBranch<B> = (Conv<B>, Conv<B>, Conv2d<B>);
+
+/// Class branch of one level. The enum level does not appear in tensor names.
+#[derive(Module, Debug)]
+pub enum ClsBranch<B: Backend> {
+    /// YOLOv8: `Sequential(Conv 3x3, Conv 3x3, Conv2d 1x1)`.
+    Legacy((Conv<B>, Conv<B>, Conv2d<B>)),
+    /// YOLO11/YOLO26: `Sequential(Sequential(DWConv 3x3, Conv 1x1), Sequential(DWConv 3x3, Conv 1x1), Conv2d)`.
+    Light(((Conv<B>, Conv<B>), (Conv<B>, Conv<B>), Conv2d<B>)),
+}
+
+/// The fixed DFL projection (`arange(reg_max)`), kept as a frozen tensor so checkpoints round-trip
+/// (`dfl.conv.weight`); decoding computes the same expectation directly.
+#[derive(Module, Debug)]
+pub struct Dfl<B: Backend> {
+    pub conv: Conv2d<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct Detect<B: Backend> {
+    pub cv2: Vec<BoxBranch<B>>,
+    pub cv3: Vec<ClsBranch<B>>,
+    pub dfl: Option<Dfl<B>>,
+    pub one2one_cv2: Option<Vec<BoxBranch<B>>>,
+    pub one2one_cv3: Option<Vec<ClsBranch<B>>>,
+    pub nc: usize,
+    pub reg_max: usize,
+    pub strides: Vec<f32>,
+}
+
+impl DetectConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Detect<B> {
+        let (nc, r) = (self.nc, self.reg_max);
+        let c2 = 16.max(self.channels[0] / 4).max(4 * r);
+        let c3 = self.channels[0].max(nc.min(100));
+        let box_branch = |x: usize| -> BoxBranch<B> {
+            let mut last = Conv2dConfig::new(c2, 4 * r).init(device);
+            last.bias = last.bias.map(|b| b.map(|t| t.zeros_like().add_scalar(2.0)));
+            (
+                ConvConfig::new(x, c2).with_kernel(3).init(device),
+                ConvConfig::new(c2, c2).with_kernel(3).init(device),
+                last,
+            )
+        };
+        let cls_branch = |x: usize, s: f32| -> ClsBranch<B> {
+            // Prior: about 5 objects per 640x640 image spread over nc classes.
+            let prior = (5.0 / nc as f64 / (640.0 / s as f64).powi(2)).ln();
+            let mut last = Conv2dConfig::new(c3, nc).init(device);
+            last.bias = last.bias.map(|b| b.map(|t| t.zeros_like().add_scalar(prior)));
+            if self.legacy {
+                ClsBranch::Legacy((
+                    ConvConfig::new(x, c3).with_kernel(3).init(device),
+                    ConvConfig::new(c3, c3).with_kernel(3).init(device),
+                    last,
+                ))
+            } else {
+                ClsBranch::Light((
+                    (
+                        ConvConfig::depthwise(x, x, 3, 1).init(device),
+                        ConvConfig::new(x, c3).init(device),
+                    ),
+                    (
+                        ConvConfig::depthwise(c3, c3, 3, 1).init(device),
+                        ConvConfig::new(c3, c3).init(device),
+                    ),
+                    last,
+                ))
+            }
+        };
+        let levels = || self.channels.iter().zip(&self.strides);
+        let dfl = (r > 1).then(|| {
+            let mut conv = Conv2dConfig::new(r, 1).with_bias(false).init(device);
+            let arange = Tensor::<B, 1, burn::tensor::Int>::arange(0..r as i64, device).float();
+            conv.weight = Param::from_tensor(arange.reshape([1, r, 1, 1])).set_require_grad(false);
+            Dfl { conv }
+        });
+        Detect {
+            cv2: levels().map(|(&x, _)| box_branch(x)).collect(),
+            cv3: levels().map(|(&x, &s)| cls_branch(x, s)).collect(),
+            dfl,
+            one2one_cv2: self.end2end.then(|| levels().map(|(&x, _)| box_branch(x)).collect()),
+            one2one_cv3: self.end2end.then(|| levels().map(|(&x, &s)| cls_branch(x, s)).collect()),
+            nc,
+            reg_max: r,
+            strides: self.strides.clone(),
+        }
+    }
+}
+
+impl<B: Backend> ClsBranch<B> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            ClsBranch::Legacy((a, b, c)) => c.forward(b.forward(a.forward(x))),
+            ClsBranch::Light(((a1, a2), (b1, b2), c)) => {
+                c.forward(b2.forward(b1.forward(a2.forward(a1.forward(x)))))
+            }
+        }
+    }
+
+    pub fn cost(&self, h: usize, w: usize, k: &mut Cost) {
+        match self {
+            ClsBranch::Legacy((a, b, c)) => {
+                k.conv(a, h, w);
+                k.conv(b, h, w);
+                k.conv2d(c, h, w);
+            }
+            ClsBranch::Light(((a1, a2), (b1, b2), c)) => {
+                for conv in [a1, a2, b1, b2] {
+                    k.conv(conv, h, w);
+                }
+                k.conv2d(c, h, w);
+            }
+        }
+    }
+
+    /// The last (bias-carrying, `nc`-sized) convolution.
+    pub fn last(&self) -> &Conv2d<B> {
+        match self {
+            ClsBranch::Legacy((_, _, c)) | ClsBranch::Light((_, _, c)) => c,
+        }
+    }
+}
+
+fn box_forward<B: Backend>(b: &BoxBranch<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    b.2.forward(b.1.forward(b.0.forward(x)))
+}
+
+impl<B: Backend> Detect<B> {
+    pub fn end2end(&self) -> bool {
+        self.one2one_cv2.is_some()
+    }
+
+    fn branch(&self, feats: &[Tensor<B, 4>], boxes: &[BoxBranch<B>], cls: &[ClsBranch<B>]) -> HeadOutput<B> {
+        let mut bs = Vec::with_capacity(feats.len());
+        let mut ss = Vec::with_capacity(feats.len());
+        for (i, x) in feats.iter().enumerate() {
+            let [b, _, h, w] = x.dims();
+            bs.push(box_forward(&boxes[i], x.clone()).reshape([b, 4 * self.reg_max, h * w]));
+            ss.push(cls[i].forward(x.clone()).reshape([b, self.nc, h * w]));
+        }
+        HeadOutput { boxes: Tensor::cat(bs, 2), scores: Tensor::cat(ss, 2) }
+    }
+
+    /// Raw outputs of both branches for the level features (stride order).
+    pub fn forward(&self, feats: Vec<Tensor<B, 4>>) -> DetectOutput<B> {
+        let feature_sizes = feats
+            .iter()
+            .map(|x| {
+                let [_, _, h, w] = x.dims();
+                [h, w]
+            })
+            .collect();
+        let one2many = self.branch(&feats, &self.cv2, &self.cv3);
+        let one2one = match (&self.one2one_cv2, &self.one2one_cv3) {
+            (Some(b), Some(c)) => {
+                let detached: Vec<_> = feats.into_iter().map(|x| x.detach()).collect();
+                Some(self.branch(&detached, b, c))
+            }
+            _ => None,
+        };
+        DetectOutput {
+            one2many,
+            one2one,
+            feature_sizes,
+            strides: self.strides.clone(),
+            reg_max: self.reg_max,
+        }
+    }
+
+    pub fn cost(&self, sizes: &[(usize, usize)], k: &mut Cost) {
+        let branch = |boxes: &[BoxBranch<B>], cls: &[ClsBranch<B>], k: &mut Cost| {
+            for (i, &(h, w)) in sizes.iter().enumerate() {
+                k.conv(&boxes[i].0, h, w);
+                k.conv(&boxes[i].1, h, w);
+                k.conv2d(&boxes[i].2, h, w);
+                cls[i].cost(h, w, k);
+            }
+        };
+        k.begin_one2many();
+        branch(&self.cv2, &self.cv3, k);
+        k.end_one2many();
+        if let (Some(b), Some(c)) = (&self.one2one_cv2, &self.one2one_cv3) {
+            branch(b, c, k);
+        }
+        if self.dfl.is_some() {
+            k.dfl(self.reg_max, sizes.iter().map(|(h, w)| h * w).sum());
+        }
+    }
+}
