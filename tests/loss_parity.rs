@@ -111,25 +111,29 @@ fn check(model: &str, case: &str, got: [f32; 3], got_total: f32, names: [&str; 3
     assert!(r <= REL_TOL, "{model}/{case} total off: {r:e}");
 }
 
-fn v8_case(case: &str) {
-    let fx = Fixture::load("yolov8n");
+fn nc(fx: &Fixture) -> usize {
+    fx.meta["nc"].as_u64().unwrap() as usize
+}
+
+fn v8_case(model: &str, case: &str) {
+    let fx = Fixture::load(model);
     let device = Default::default();
     let boxes = fx.tensor3::<Cpu>("main.boxes", &device);
     let scores = fx.tensor3::<Cpu>("main.scores", &device);
-    let loss = DetectionLoss::new(DetectionLossConfig::new(80, fx.reg_max()));
+    let loss = DetectionLoss::new(DetectionLossConfig::new(nc(&fx), fx.reg_max()));
     let out = loss.forward(boxes, scores, &fx.feature_sizes(), &fx.strides(), &fx.targets(case));
-    println!("yolov8n/{case}: fg {} (ultralytics {})", out.num_fg, fx.meta["cases"][case]["main"]["fg"]);
+    println!("{model}/{case}: fg {} (ultralytics {})", out.num_fg, fx.meta["cases"][case]["main"]["fg"]);
     let total = out.total.into_data().to_vec::<f32>().unwrap()[0];
-    check("yolov8n", case, out.components, total, out.names, &fx);
+    check(model, case, out.components, total, out.names, &fx);
 }
 
-fn yolo26_case(case: &str) {
-    let fx = Fixture::load("yolo26n");
+fn e2e_case(model: &str, case: &str) {
+    let fx = Fixture::load(model);
     let device = Default::default();
     let t = |k: &str| fx.tensor3::<Cpu>(k, &device);
     let epochs = fx.meta["epochs"].as_u64().unwrap() as usize;
     let epoch = fx.meta["epoch"].as_u64().unwrap() as usize;
-    let loss = E2eLoss::new(DetectionLossConfig::new(80, fx.reg_max()), epochs);
+    let loss = E2eLoss::new(DetectionLossConfig::new(nc(&fx), fx.reg_max()), epochs);
     let want_o2m = fx.meta["o2m"].as_f64().unwrap() as f32;
     assert!((loss.schedule.o2m(epoch) - want_o2m).abs() < 1e-6, "o2m schedule");
     let out = loss.forward(
@@ -144,48 +148,61 @@ fn yolo26_case(case: &str) {
     );
     let c = &fx.meta["cases"][case];
     println!(
-        "yolo26n/{case}: fg o2m {} (ultralytics {}), o2o {} (ultralytics {})",
+        "{model}/{case}: fg o2m {} (ultralytics {}), o2o {} (ultralytics {})",
         out.num_fg_one2many, c["one2many"]["fg"], out.num_fg_one2one, c["one2one"]["fg"]
     );
     let want_m: Vec<f32> =
         c["one2many"]["components"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     for k in 0..3 {
         let r = rel(out.one2many_components[k], want_m[k]);
-        println!("yolo26n/{case} one2many {}: rel {r:.2e}", out.names[k]);
+        println!("{model}/{case} one2many {}: rel {r:.2e}", out.names[k]);
         assert!(r <= REL_TOL || (want_m[k] == 0.0 && out.one2many_components[k].abs() < 1e-6));
     }
     let total = out.total.into_data().to_vec::<f32>().unwrap()[0];
-    check("yolo26n", case, out.components, total, out.names, &fx);
+    check(model, case, out.components, total, out.names, &fx);
 }
 
 #[test]
 fn yolov8n_parity_full() {
-    v8_case("full");
+    v8_case("yolov8n", "full");
 }
 
 #[test]
 fn yolov8n_parity_background_image() {
-    v8_case("background");
+    v8_case("yolov8n", "background");
 }
 
 #[test]
 fn yolov8n_parity_all_background() {
-    v8_case("empty");
+    v8_case("yolov8n", "empty");
 }
 
 #[test]
 fn yolo26n_parity_full() {
-    yolo26_case("full");
+    e2e_case("yolo26n", "full");
 }
 
 #[test]
 fn yolo26n_parity_background_image() {
-    yolo26_case("background");
+    e2e_case("yolo26n", "background");
 }
 
 #[test]
 fn yolo26n_parity_all_background() {
-    yolo26_case("empty");
+    e2e_case("yolo26n", "empty");
+}
+
+/// Random predictions, non-square input (96 x 160), crowded / nested / tiny boxes: STAL and conflicts between boxes.
+#[test]
+fn synthetic_dfl_parity() {
+    v8_case("synthetic_v8", "full");
+    v8_case("synthetic_v8", "empty");
+}
+
+#[test]
+fn synthetic_e2e_parity() {
+    e2e_case("synthetic_e2e", "full");
+    e2e_case("synthetic_e2e", "empty");
 }
 
 /// Backward on `Autodiff<Flex>` gives finite gradients of the right shape on all prediction tensors.

@@ -161,7 +161,103 @@ def main():
             print(name, cname, json.dumps(case))
         save_file(tensors, str(OUT / f"{name}.safetensors"))
         (OUT / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    synthetic()
     print("wrote", OUT)
+
+
+class _Head(torch.nn.Module):
+    def __init__(self, nc, reg_max, strides):
+        super().__init__()
+        self.nc, self.reg_max, self.stride = nc, reg_max, torch.tensor(strides)
+
+
+class _Model(torch.nn.Module):
+    """The minimum v8DetectionLoss/E2ELoss read from a model: args, parameters (for the device), model[-1]."""
+
+    def __init__(self, nc, reg_max, strides):
+        super().__init__()
+        self.model = torch.nn.ModuleList([_Head(nc, reg_max, strides)])
+        self.p = torch.nn.Parameter(torch.zeros(1))
+        args = get_cfg()
+        args.epochs = EPOCHS
+        self.args = args
+
+
+def synthetic():
+    """Stress case without a model: random predictions on a non-square input (h 96, w 160), 8 classes, crowded,
+    nested and tiny boxes (STAL, conflicts between boxes), a background image; yolov8-style DFL and a YOLO26-style
+    end-to-end pair."""
+    g = torch.Generator().manual_seed(1)
+    h, w, nc, bs = 96, 160, 8, 3
+    strides = [8.0, 16.0, 32.0]
+    sizes = [[h // int(s), w // int(s)] for s in strides]
+    na = sum(a * b for a, b in sizes)
+    # boxes as pixel cx, cy, w, h, then normalised
+    px = [
+        (0, 1, 40, 40, 50, 50), (0, 2, 45, 42, 40, 44), (0, 1, 42, 38, 12, 10),  # overlapping + tiny inside
+        (0, 3, 120, 50, 60, 70), (0, 4, 118, 52, 20, 30), (0, 5, 10, 88, 6, 6),  # nested, tiny at the border
+        (0, 0, 80, 48, 150, 90), (0, 6, 100, 20, 14, 40), (0, 7, 60, 70, 30, 8),
+        (2, 0, 30, 30, 20, 20), (2, 3, 130, 60, 50, 30), (2, 3, 135, 62, 44, 28),
+    ]
+    batch_idx = torch.tensor([b for b, *_ in px], dtype=torch.float32)
+    cls = torch.tensor([c for _, c, *_ in px], dtype=torch.float32)
+    boxes = torch.tensor([[x / w, y / h, bw / w, bh / h] for *_, x, y, bw, bh in px], dtype=torch.float32)
+    cases = case_batches(batch_idx, cls, boxes)
+    cases.pop("background")  # image 1 is background in every case here
+    feats = [torch.zeros(bs, 1, a, b) for a, b in sizes]
+    for name, reg_max in (("synthetic_v8", 16), ("synthetic_e2e", 1)):
+        model = _Model(nc, reg_max, strides)
+        if reg_max > 1:
+            mk = lambda: {  # noqa: E731
+                "boxes": torch.randn(bs, 4 * reg_max, na, generator=g) * 2.0,
+                "scores": torch.randn(bs, nc, na, generator=g) * 2.0 - 2.0,
+                "feats": feats,
+            }
+            preds = mk()
+            crit = __import__("ultralytics.utils.loss", fromlist=["x"]).v8DetectionLoss(model)
+            branches = {"main": preds}
+        else:
+            mk = lambda: {  # noqa: E731
+                "boxes": torch.rand(bs, 4, na, generator=g) * 4.0,
+                "scores": torch.randn(bs, nc, na, generator=g) * 2.0 - 2.0,
+                "feats": feats,
+            }
+            preds = {"one2many": mk(), "one2one": mk()}
+            crit = __import__("ultralytics.utils.loss", fromlist=["x"]).E2ELoss(model)
+            for _ in range(EPOCH):
+                crit.update()
+            branches = preds
+        tensors = {"batch_idx": batch_idx, "cls": cls, "bboxes": boxes}
+        for bname, p in branches.items():
+            tensors[f"{bname}.boxes"] = p["boxes"].contiguous()
+            tensors[f"{bname}.scores"] = p["scores"].contiguous()
+        meta = {
+            "ultralytics": ULTRA_VERSION,
+            "model": name,
+            "imgsz": [h, w],
+            "batch_size": bs,
+            "nc": nc,
+            "reg_max": reg_max,
+            "strides": strides,
+            "feature_sizes": sizes,
+            "hyp": {"box": model.args.box, "cls": model.args.cls, "dfl": model.args.dfl},
+            "background_image": 1,
+            "cases": {},
+        }
+        if reg_max == 1:
+            meta.update(epoch=EPOCH, epochs=EPOCHS, o2m=crit.o2m, o2o=crit.o2o)
+        for cname, batch in cases.items():
+            total, loss_items = crit(preds, batch)
+            vals, names = items(loss_items)
+            case = {"total": [float(x) for x in total], "items": vals, "names": names}
+            subs = (("one2many", crit.one2many), ("one2one", crit.one2one)) if reg_max == 1 else (("main", crit),)
+            for bname, sub in subs:
+                fg, comp = diag(sub, branches[bname], batch)
+                case[bname] = {"fg": fg, "components": comp}
+            meta["cases"][cname] = case
+            print(name, cname, json.dumps(case))
+        save_file(tensors, str(OUT / f"{name}.safetensors"))
+        (OUT / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
 if __name__ == "__main__":
