@@ -247,3 +247,64 @@ fn gradients_flow_to_predictions() {
         assert!(v.iter().any(|&x| x != 0.0), "tensor {i} grad all zero");
     }
 }
+
+/// Compare ember's gradients of the summed loss with Ultralytics' (stored: norm, sum and the 48 largest entries).
+fn grad_parity(model: &str, case: &str) {
+    let fx = Fixture::load(model);
+    let device = Default::default();
+    let reference = &fx.meta[format!("grads_{case}").as_str()];
+    let e2e = fx.meta.get("o2m").is_some();
+    let keys: Vec<&str> = if e2e {
+        vec!["one2many.boxes", "one2many.scores", "one2one.boxes", "one2one.scores"]
+    } else {
+        vec!["main.boxes", "main.scores"]
+    };
+    let ts: Vec<Tensor<CpuAutodiff, 3>> = keys.iter().map(|k| fx.tensor3::<CpuAutodiff>(k, &device).require_grad()).collect();
+    let targets = fx.targets(case);
+    let (fs, st) = (fx.feature_sizes(), fx.strides());
+    let total = if e2e {
+        let epochs = fx.meta["epochs"].as_u64().unwrap() as usize;
+        let epoch = fx.meta["epoch"].as_u64().unwrap() as usize;
+        let loss = E2eLoss::new(DetectionLossConfig::new(nc(&fx), fx.reg_max()), epochs);
+        loss.forward(ts[0].clone(), ts[1].clone(), ts[2].clone(), ts[3].clone(), &fs, &st, &targets, epoch).total
+    } else {
+        let loss = DetectionLoss::new(DetectionLossConfig::new(nc(&fx), fx.reg_max()));
+        loss.forward(ts[0].clone(), ts[1].clone(), &fs, &st, &targets).total
+    };
+    let grads = total.backward();
+    for (key, t) in keys.iter().zip(&ts) {
+        let g = t.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+        let r = &reference[*key];
+        let norm = g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt() as f32;
+        let sum = g.iter().map(|&x| x as f64).sum::<f64>() as f32;
+        let want_norm = r["norm"].as_f64().unwrap() as f32;
+        let want_sum = r["sum"].as_f64().unwrap() as f32;
+        let rn = rel(norm, want_norm);
+        let ds = (sum - want_sum).abs() / want_sum.abs().max(want_norm);
+        let mut worst = 0f32;
+        for (i, v) in r["index"].as_array().unwrap().iter().zip(r["value"].as_array().unwrap()) {
+            let (i, v) = (i.as_u64().unwrap() as usize, v.as_f64().unwrap() as f32);
+            worst = worst.max((g[i] - v).abs() / want_norm);
+        }
+        println!("{model}/{case} grad {key}: norm rel {rn:.2e}, sum {ds:.2e}, top-48 max |diff|/norm {worst:.2e}");
+        assert!(rn <= 1e-4, "{model} {key} grad norm off: {rn:e}");
+        assert!(ds <= 1e-4, "{model} {key} grad sum off: {ds:e}");
+        assert!(worst <= 1e-5, "{model} {key} grad entries off: {worst:e}");
+    }
+}
+
+#[test]
+fn yolov8n_gradient_parity() {
+    grad_parity("yolov8n", "background");
+}
+
+#[test]
+fn yolo26n_gradient_parity() {
+    grad_parity("yolo26n", "background");
+}
+
+#[test]
+fn synthetic_gradient_parity() {
+    grad_parity("synthetic_v8", "full");
+    grad_parity("synthetic_e2e", "full");
+}

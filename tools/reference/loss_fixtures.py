@@ -106,6 +106,31 @@ def diag(crit, preds, batch):
     return int(fg.sum()), [float(x) for x in loss]
 
 
+def grad_reference(crit, branches, wrap, batch, k=48):
+    """Gradients of the summed loss (what the trainer backpropagates) w.r.t. each stored prediction tensor: the L2
+    norm, the sum, and the k entries of largest magnitude (flat index, value)."""
+    leaves = {}
+    preds = {}
+    for bname, p in branches.items():
+        b = p["boxes"].detach().clone().requires_grad_(True)
+        s = p["scores"].detach().clone().requires_grad_(True)
+        leaves[f"{bname}.boxes"], leaves[f"{bname}.scores"] = b, s
+        preds[bname] = {"boxes": b, "scores": s, "feats": p["feats"]}
+    total, _ = crit(wrap(preds), batch)
+    total.sum().backward()
+    out = {}
+    for key, t in leaves.items():
+        g = t.grad.flatten()
+        top = g.abs().topk(k).indices
+        out[key] = {
+            "norm": float(g.norm()),
+            "sum": float(g.sum()),
+            "index": [int(i) for i in top],
+            "value": [float(g[i]) for i in top],
+        }
+    return out
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     img, batch_idx, cls, boxes = load_batch()
@@ -159,6 +184,8 @@ def main():
                 case["main"] = {"fg": fg, "components": comp}
             meta["cases"][cname] = case
             print(name, cname, json.dumps(case))
+        wrap = (lambda p: p["main"]) if "main" in branches else (lambda p: p)
+        meta["grads_background"] = grad_reference(crit, branches, wrap, cases["background"])
         save_file(tensors, str(OUT / f"{name}.safetensors"))
         (OUT / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
     synthetic()
@@ -256,6 +283,8 @@ def synthetic():
                 case[bname] = {"fg": fg, "components": comp}
             meta["cases"][cname] = case
             print(name, cname, json.dumps(case))
+        wrap = (lambda p: p["main"]) if "main" in branches else (lambda p: p)
+        meta["grads_full"] = grad_reference(crit, branches, wrap, cases["full"])
         save_file(tensors, str(OUT / f"{name}.safetensors"))
         (OUT / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
 
