@@ -1,1 +1,24 @@
-//! (filled in by its issue)
+//! Detection loss and target assignment, as Ultralytics 8.4 (`utils/tal.py`, `utils/loss.py`).
+//!
+//! - [`targets`]: the batch's ground truth ([`TargetBatch`]) and its padded form;
+//! - [`anchors`]: anchor points and strides;
+//! - [`boxes`]: `ltrb` <-> `xyxy`, IoU and CIoU;
+//! - [`assigner`]: the task-aligned assigner (host side, gradient-free);
+//! - [`bbox_loss`]: CIoU + DFL / L1 box loss;
+//! - [`detection`]: one branch's loss ([`DetectionLoss`]);
+//! - [`end2end`]: YOLO26's one-to-many + one-to-one combination ([`E2eLoss`]).
+
+pub mod anchors;
+pub mod assigner;
+pub mod bbox_loss;
+pub mod boxes;
+pub mod detection;
+pub mod end2end;
+pub mod targets;
+
+pub use anchors::{make_anchors, Anchors};
+pub use assigner::{AssignerConfig, Assignment, TaskAlignedAssigner};
+pub use bbox_loss::BboxLoss;
+pub use detection::{loss_names, DetectionLoss, DetectionLossConfig, LossOutput};
+pub use end2end::{E2eLoss, E2eLossOutput, O2mSchedule};
+pub use targets::{ImageTargets, TargetBatch};

@@ -1,0 +1,267 @@
+//! Task-aligned assigner (TOOD / Ultralytics `TaskAlignedAssigner`, 8.4 behaviour), run on the host.
+//!
+//! For every ground-truth box the candidates are the anchors whose centre lies strictly inside the box, after
+//! enlarging box sides shorter than `stride_val` to `stride_val` about the box centre ("STAL"; Ultralytics 8.4
+//! uses the second stride, 16). Each candidate gets the alignment metric `score^alpha * CIoU^beta` (score: the
+//! predicted probability of the box's class, CIoU clamped at 0, computed against the *original* box). The
+//! `topk` candidates by metric become positives. An anchor positive for several boxes goes to the box with the
+//! highest CIoU among all boxes it lies inside. With `topk2 != topk` (one-to-one branch) only the best `topk2`
+//! positives by metric survive per box. Target scores are one-hot class vectors scaled by
+//! `metric * max_IoU_of_box / max_metric_of_box`.
+//!
+//! The assigner is gradient-free: it reads detached predictions back to the host. Its work is sparse (per box,
+//! over the anchors inside that box), so host code is clear and cheap here.
+
+use burn::tensor::{activation::sigmoid, backend::Backend, Int, Tensor, TensorData};
+
+use super::boxes::ciou_host;
+use super::targets::{xywh_to_xyxy, xyxy_to_xywh, PaddedTargets};
+
+/// Settings of [`TaskAlignedAssigner`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssignerConfig {
+    /// Positives per box (10 for one-to-many, 7 for the one-to-one branch of YOLO26).
+    pub topk: usize,
+    /// Positives kept per box after conflict resolution; `None` means `topk` (no second filtering).
+    pub topk2: Option<usize>,
+    pub num_classes: usize,
+    /// Exponent of the class score in the alignment metric (Ultralytics' detection loss: 0.5).
+    pub alpha: f32,
+    /// Exponent of the CIoU in the alignment metric (6.0).
+    pub beta: f32,
+    /// Boxes with a side shorter than this (pixels) are enlarged to it for candidate selection:
+    /// the second model stride (or the first when there is only one level).
+    pub stride_val: f32,
+    pub eps: f32,
+}
+
+impl AssignerConfig {
+    /// Ultralytics' detection-loss settings for a model with these strides.
+    pub fn new(topk: usize, topk2: Option<usize>, num_classes: usize, strides: &[f32]) -> Self {
+        let stride_val = if strides.len() > 1 { strides[1] } else { strides.first().copied().unwrap_or(8.0) };
+        Self { topk, topk2, num_classes, alpha: 0.5, beta: 6.0, stride_val, eps: 1e-9 }
+    }
+}
+
+/// Result of one assignment, host side, indexed `b * num_anchors + a`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub batch_size: usize,
+    pub num_anchors: usize,
+    /// Foreground (positive) anchors.
+    pub fg: Vec<bool>,
+    /// Index of the assigned box within its image (0 for background anchors, as Ultralytics).
+    pub target_gt_idx: Vec<usize>,
+    /// Class of the assigned box.
+    pub target_labels: Vec<usize>,
+    /// Assigned box, pixel `x1y1x2y2`.
+    pub target_boxes: Vec<[f32; 4]>,
+    /// Soft target of the assigned class (normalised alignment); 0 for background. Ultralytics'
+    /// `target_scores` is this value at `target_labels` and 0 at the other classes.
+    pub target_scores: Vec<f32>,
+}
+
+impl Assignment {
+    fn background(batch_size: usize, num_anchors: usize) -> Self {
+        let n = batch_size * num_anchors;
+        Self {
+            batch_size,
+            num_anchors,
+            fg: vec![false; n],
+            target_gt_idx: vec![0; n],
+            target_labels: vec![0; n],
+            target_boxes: vec![[0.0; 4]; n],
+            target_scores: vec![0.0; n],
+        }
+    }
+
+    pub fn num_fg(&self) -> usize {
+        self.fg.iter().filter(|&&f| f).count()
+    }
+
+    /// Flat indices `b * num_anchors + a` of the foreground anchors, in order.
+    pub fn fg_indices(&self) -> Vec<usize> {
+        self.fg.iter().enumerate().filter(|(_, &f)| f).map(|(i, _)| i).collect()
+    }
+
+    /// Sum of all target scores (the class-loss normaliser before `max(.., 1)`).
+    pub fn target_scores_sum(&self) -> f32 {
+        self.target_scores.iter().sum()
+    }
+}
+
+/// The task-aligned assigner.
+#[derive(Debug, Clone)]
+pub struct TaskAlignedAssigner {
+    pub config: AssignerConfig,
+}
+
+impl TaskAlignedAssigner {
+    pub fn new(config: AssignerConfig) -> Self {
+        Self { config }
+    }
+
+    /// Assign from tensors. `scores`: class logits `[b, nc, A]`; `pred_boxes_px`: decoded boxes `[b, A, 4]`
+    /// (pixel xyxy); `anchor_points_px`: anchor centres in pixels. Inputs are detached and read back as f32.
+    pub fn assign_tensors<B: Backend>(
+        &self,
+        scores: Tensor<B, 3>,
+        pred_boxes_px: Tensor<B, 3>,
+        anchor_points_px: &[[f32; 2]],
+        gt: &PaddedTargets,
+    ) -> Assignment {
+        let [b, _nc, a] = scores.dims();
+        let m = gt.max_boxes;
+        if m == 0 {
+            return Assignment::background(b, a);
+        }
+        let device = scores.device();
+        // Probability of each box's class at every anchor: gather the class rows, [b, M, A].
+        let cls: Vec<i64> = gt.classes.iter().map(|&c| c as i64).collect();
+        let idx = Tensor::<B, 3, Int>::from_data(TensorData::new(cls, [b, m, 1]), &device).repeat_dim(2, a);
+        let gt_scores = sigmoid(scores.detach().gather(1, idx));
+        let gt_scores = read_f32(gt_scores);
+        let boxes = read_f32(pred_boxes_px.detach());
+        let boxes: Vec<[f32; 4]> = boxes.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
+        self.assign(&gt_scores, &boxes, anchor_points_px, gt)
+    }
+
+    /// Assign on the host. `gt_scores`: `[b, M, A]` predicted probability of box `m`'s class at anchor `a`;
+    /// `pred_boxes_px`: `[b * A]` pixel xyxy; `anchor_points_px`: `[A]` pixel centres.
+    pub fn assign(
+        &self,
+        gt_scores: &[f32],
+        pred_boxes_px: &[[f32; 4]],
+        anchor_points_px: &[[f32; 2]],
+        gt: &PaddedTargets,
+    ) -> Assignment {
+        let cfg = &self.config;
+        let (bs, m_max, na) = (gt.batch_size, gt.max_boxes, anchor_points_px.len());
+        assert_eq!(gt_scores.len(), bs * m_max * na, "gt_scores must be [b, M, A]");
+        assert_eq!(pred_boxes_px.len(), bs * na, "pred boxes must be [b, A]");
+        let mut out = Assignment::background(bs, na);
+        if m_max == 0 {
+            return out;
+        }
+        let topk = cfg.topk.min(na);
+        let topk2 = cfg.topk2.unwrap_or(cfg.topk).min(na);
+        let second_filter = cfg.topk2.is_some_and(|k2| k2 != cfg.topk);
+        let eps = cfg.eps;
+
+        // Per image: dense [M, A] overlaps, metrics and the positive mask.
+        let mut overlaps = vec![0f32; m_max * na];
+        let mut align = vec![0f32; m_max * na];
+        let mut pos = vec![false; m_max * na];
+        let mut cand: Vec<(usize, f32)> = Vec::new();
+        for b in 0..bs {
+            overlaps.fill(0.0);
+            align.fill(0.0);
+            pos.fill(false);
+            for m in 0..m_max {
+                let r = b * m_max + m;
+                if !gt.mask[r] {
+                    continue;
+                }
+                let g = gt.boxes_xyxy[r];
+                // STAL: enlarge small sides for the candidate test only.
+                let mut xywh = xyxy_to_xywh(g);
+                if xywh[2] < cfg.stride_val {
+                    xywh[2] = cfg.stride_val;
+                }
+                if xywh[3] < cfg.stride_val {
+                    xywh[3] = cfg.stride_val;
+                }
+                let e = xywh_to_xyxy(xywh);
+                cand.clear();
+                let scores = &gt_scores[r * na..(r + 1) * na];
+                for (a, p) in anchor_points_px.iter().enumerate() {
+                    let inside = p[0] - e[0] > eps && p[1] - e[1] > eps && e[2] - p[0] > eps && e[3] - p[1] > eps;
+                    if !inside {
+                        continue;
+                    }
+                    let ov = ciou_host(g, pred_boxes_px[b * na + a]).max(0.0);
+                    let s = scores[a];
+                    let sa = if cfg.alpha == 0.5 { s.sqrt() } else { s.powf(cfg.alpha) };
+                    let metric = sa * ov.powf(cfg.beta);
+                    overlaps[m * na + a] = ov;
+                    align[m * na + a] = metric;
+                    cand.push((a, metric));
+                }
+                // Top-k by metric (descending, lower anchor index first on ties). Candidates with a zero metric
+                // are never taken: Ultralytics may pick them among tied zeros, but as positives they would carry
+                // a zero target score, so the losses do not depend on it.
+                cand.retain(|&(_, v)| v > 0.0);
+                cand.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+                for &(a, _) in cand.iter().take(topk) {
+                    pos[m * na + a] = true;
+                }
+            }
+
+            // An anchor positive for several boxes goes to the box it overlaps most (among all boxes it is
+            // a candidate of, positive or not), first box on ties.
+            for a in 0..na {
+                let count = (0..m_max).filter(|&m| pos[m * na + a]).count();
+                if count > 1 {
+                    let mut best = 0;
+                    for m in 1..m_max {
+                        if overlaps[m * na + a] > overlaps[best * na + a] {
+                            best = m;
+                        }
+                    }
+                    for m in 0..m_max {
+                        pos[m * na + a] = m == best;
+                    }
+                }
+            }
+
+            // One-to-one branch: keep only the best `topk2` positives per box by metric.
+            if second_filter {
+                for m in 0..m_max {
+                    cand.clear();
+                    cand.extend((0..na).filter(|&a| pos[m * na + a]).map(|a| (a, align[m * na + a])));
+                    cand.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+                    for &(a, _) in cand.iter().skip(topk2) {
+                        pos[m * na + a] = false;
+                    }
+                }
+            }
+
+            // Normalisation per box: metric * (max IoU of its positives) / (max metric of its positives).
+            let mut pos_align = vec![0f32; m_max];
+            let mut pos_ov = vec![0f32; m_max];
+            for m in 0..m_max {
+                for a in 0..na {
+                    if pos[m * na + a] {
+                        pos_align[m] = pos_align[m].max(align[m * na + a]);
+                        pos_ov[m] = pos_ov[m].max(overlaps[m * na + a]);
+                    }
+                }
+            }
+            for a in 0..na {
+                let i = b * na + a;
+                if let Some(m) = (0..m_max).find(|&m| pos[m * na + a]) {
+                    let r = b * m_max + m;
+                    out.fg[i] = true;
+                    out.target_gt_idx[i] = m;
+                    out.target_labels[i] = gt.classes[r];
+                    out.target_boxes[i] = gt.boxes_xyxy[r];
+                    out.target_scores[i] = align[m * na + a] * pos_ov[m] / (pos_align[m] + eps);
+                } else {
+                    let r = b * m_max;
+                    out.target_labels[i] = gt.classes[r];
+                    out.target_boxes[i] = gt.boxes_xyxy[r];
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Read a float tensor back to the host as f32, whatever its storage dtype.
+pub(crate) fn read_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    let data = t.into_data();
+    match data.to_vec::<f32>() {
+        Ok(v) => v,
+        Err(_) => data.convert::<f32>().to_vec::<f32>().expect("float tensor data"),
+    }
+}

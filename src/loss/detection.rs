@@ -1,0 +1,256 @@
+//! The YOLOv8-style detection loss (Ultralytics `v8DetectionLoss`, 8.4 behaviour).
+//!
+//! Inputs are one branch's raw head outputs: `boxes` `[b, 4 * reg_max, A]` and class logits `scores`
+//! `[b, nc, A]`, anchors ordered level by level, row-major. Steps:
+//! 1. decode the boxes of all anchors (detached) and run the [`TaskAlignedAssigner`] on the host;
+//! 2. class loss: BCE with logits summed over all anchors and classes, against the soft one-hot targets,
+//!    divided by `max(sum of target scores, 1)`;
+//! 3. box loss on the foreground anchors: `(1 - CIoU)` weighted by the target score, plus DFL (`reg_max > 1`) or
+//!    the L1 loss on normalised `ltrb` (`reg_max == 1`), same normaliser;
+//! 4. gains `box`, `cls`, `dfl`; the loss to differentiate is `(box + cls + dfl) * batch_size`
+//!    (Ultralytics returns `loss * batch_size` and the trainer sums it), the printed items are the gain-scaled
+//!    components without the batch factor.
+//!
+//! The maths runs in f32 whatever the prediction dtype (inputs are cast to f32 first).
+
+use burn::tensor::{activation::log_sigmoid, backend::Backend, DType, FloatDType, Int, Tensor, TensorData};
+
+use super::anchors::make_anchors;
+use super::assigner::{read_f32, AssignerConfig, Assignment, TaskAlignedAssigner};
+use super::bbox_loss::{decode_distances, BboxLoss, FgTargets};
+use super::targets::TargetBatch;
+
+/// Settings of [`DetectionLoss`]; defaults are Ultralytics' for detection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectionLossConfig {
+    pub num_classes: usize,
+    pub reg_max: usize,
+    /// Assigner top-k (10; 7 for YOLO26's one-to-one branch).
+    pub topk: usize,
+    /// Second top-k of the assigner (`Some(1)` for YOLO26's one-to-one branch).
+    pub topk2: Option<usize>,
+    pub alpha: f32,
+    pub beta: f32,
+    /// Gains (`box`, `cls`, `dfl` hyperparameters).
+    pub box_gain: f32,
+    pub cls_gain: f32,
+    pub dfl_gain: f32,
+}
+
+impl DetectionLossConfig {
+    pub fn new(num_classes: usize, reg_max: usize) -> Self {
+        Self {
+            num_classes,
+            reg_max,
+            topk: 10,
+            topk2: None,
+            alpha: 0.5,
+            beta: 6.0,
+            box_gain: 7.5,
+            cls_gain: 0.5,
+            dfl_gain: 1.5,
+        }
+    }
+
+    pub fn with_topk(mut self, topk: usize, topk2: Option<usize>) -> Self {
+        self.topk = topk;
+        self.topk2 = topk2;
+        self
+    }
+
+    pub fn with_gains(mut self, box_gain: f32, cls_gain: f32, dfl_gain: f32) -> Self {
+        self.box_gain = box_gain;
+        self.cls_gain = cls_gain;
+        self.dfl_gain = dfl_gain;
+        self
+    }
+}
+
+/// Names of the three loss columns as Ultralytics prints them: the third is `dfl_loss` with DFL
+/// (`reg_max > 1`) and `l1_loss` without (YOLO26).
+pub fn loss_names(reg_max: usize) -> [&'static str; 3] {
+    if reg_max > 1 {
+        ["box_loss", "cls_loss", "dfl_loss"]
+    } else {
+        ["box_loss", "cls_loss", "l1_loss"]
+    }
+}
+
+/// Result of a loss evaluation.
+#[derive(Debug, Clone)]
+pub struct LossOutput<B: Backend> {
+    /// Scalar `[1]` to call `backward` on: sum of the gain-scaled components times the batch size.
+    pub total: Tensor<B, 1>,
+    /// Gain-scaled `(box, cls, dfl|l1)` components, without the batch factor (what Ultralytics prints).
+    pub components: [f32; 3],
+    /// Column names of `components`.
+    pub names: [&'static str; 3],
+    /// Number of foreground anchors (diagnostics).
+    pub num_fg: usize,
+    /// `max(sum of target scores, 1)` (diagnostics).
+    pub target_scores_sum: f32,
+}
+
+/// One branch's loss as a differentiable `[3]` tensor (gain-scaled, no batch factor) plus diagnostics.
+#[derive(Debug, Clone)]
+pub struct BranchLoss<B: Backend> {
+    pub parts: Tensor<B, 1>,
+    pub batch_size: usize,
+    pub num_fg: usize,
+    pub target_scores_sum: f32,
+    pub assignment: Assignment,
+}
+
+/// The detection loss of one head branch.
+#[derive(Debug, Clone)]
+pub struct DetectionLoss {
+    pub config: DetectionLossConfig,
+}
+
+fn to_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
+    if t.dtype() == DType::F32 {
+        t
+    } else {
+        t.cast(FloatDType::F32)
+    }
+}
+
+impl DetectionLoss {
+    pub fn new(config: DetectionLossConfig) -> Self {
+        Self { config }
+    }
+
+    pub fn names(&self) -> [&'static str; 3] {
+        loss_names(self.config.reg_max)
+    }
+
+    /// Loss of one branch. `boxes`: `[b, 4 * reg_max, A]`; `scores`: class logits `[b, nc, A]`;
+    /// `feature_sizes`: `(h, w)` per level; `strides`: per level.
+    pub fn forward<B: Backend>(
+        &self,
+        boxes: Tensor<B, 3>,
+        scores: Tensor<B, 3>,
+        feature_sizes: &[[usize; 2]],
+        strides: &[f32],
+        targets: &TargetBatch,
+    ) -> LossOutput<B> {
+        let br = self.branch(boxes, scores, feature_sizes, strides, targets);
+        let components = read_f32(br.parts.clone().detach());
+        LossOutput {
+            total: br.parts.sum().mul_scalar(br.batch_size as f32),
+            components: [components[0], components[1], components[2]],
+            names: self.names(),
+            num_fg: br.num_fg,
+            target_scores_sum: br.target_scores_sum,
+        }
+    }
+
+    /// The loss components of one branch as a tensor, before the batch factor.
+    pub fn branch<B: Backend>(
+        &self,
+        boxes: Tensor<B, 3>,
+        scores: Tensor<B, 3>,
+        feature_sizes: &[[usize; 2]],
+        strides: &[f32],
+        targets: &TargetBatch,
+    ) -> BranchLoss<B> {
+        let cfg = &self.config;
+        let boxes = to_f32(boxes);
+        let scores = to_f32(scores);
+        let [bs, c, na] = boxes.dims();
+        let [bs2, nc, na2] = scores.dims();
+        let r = cfg.reg_max;
+        assert_eq!(c, 4 * r, "boxes must have 4 * reg_max channels");
+        assert_eq!((bs, na), (bs2, na2), "boxes and scores disagree on batch or anchors");
+        assert_eq!(nc, cfg.num_classes, "scores must have num_classes channels");
+        assert_eq!(targets.batch_size(), bs, "targets and predictions disagree on batch size");
+        let device = boxes.device();
+
+        let anchors = make_anchors(feature_sizes, strides, 0.5);
+        assert_eq!(anchors.len(), na, "feature sizes do not match the number of anchors");
+        // Input size as Ultralytics derives it: first level's size times its stride.
+        let imgsz = [feature_sizes[0][0] as f32 * strides[0], feature_sizes[0][1] as f32 * strides[0]];
+        let gt = targets.padded(imgsz);
+        let m = gt.max_boxes;
+
+        // Assignment (no gradient).
+        let assigner = TaskAlignedAssigner::new(AssignerConfig {
+            alpha: cfg.alpha,
+            beta: cfg.beta,
+            ..AssignerConfig::new(cfg.topk, cfg.topk2, nc, strides)
+        });
+        let assignment = if m == 0 {
+            assigner.assign(&[], &vec![[0.0; 4]; bs * na], &vec![[0.0; 2]; na], &gt)
+        } else {
+            // Decoded boxes of all anchors, pixel xyxy, on the host.
+            let dist = boxes.clone().detach().permute([0, 2, 1]).reshape([bs * na, c]);
+            let ltrb = read_f32(decode_distances(dist, r));
+            let mut pred_px = Vec::with_capacity(bs * na);
+            for (i, d) in ltrb.chunks_exact(4).enumerate() {
+                let a = i % na;
+                let [ax, ay] = anchors.points[a];
+                let s = anchors.strides[a];
+                pred_px.push([(ax - d[0]) * s, (ay - d[1]) * s, (ax + d[2]) * s, (ay + d[3]) * s]);
+            }
+            let anchor_px: Vec<[f32; 2]> =
+                anchors.points.iter().zip(&anchors.strides).map(|(p, &s)| [p[0] * s, p[1] * s]).collect();
+            let cls: Vec<i64> = gt.classes.iter().map(|&c| c as i64).collect();
+            let idx = Tensor::<B, 3, Int>::from_data(TensorData::new(cls, [bs, m, 1]), &device).repeat_dim(2, na);
+            let gt_scores = read_f32(burn::tensor::activation::sigmoid(scores.clone().detach().gather(1, idx)));
+            assigner.assign(&gt_scores, &pred_px, &anchor_px, &gt)
+        };
+
+        let fg_idx = assignment.fg_indices();
+        let tss = assignment.target_scores_sum().max(1.0);
+
+        // Class loss: sum of BCE-with-logits = sum(x - log_sigmoid(x)) - sum over targets of t * x.
+        let flat_scores = scores.clone().reshape([bs * nc * na]);
+        let mut cls_sum = (flat_scores.clone() - log_sigmoid(flat_scores.clone())).sum();
+        if !fg_idx.is_empty() {
+            let pos: Vec<i64> = fg_idx
+                .iter()
+                .map(|&i| {
+                    let (b, a) = (i / na, i % na);
+                    ((b * nc + assignment.target_labels[i]) * na + a) as i64
+                })
+                .collect();
+            let t: Vec<f32> = fg_idx.iter().map(|&i| assignment.target_scores[i]).collect();
+            let n = pos.len();
+            let pos = Tensor::<B, 1, Int>::from_data(TensorData::new(pos, [n]), &device);
+            let t = Tensor::<B, 1>::from_data(TensorData::new(t, [n]), &device);
+            cls_sum = cls_sum - (flat_scores.select(0, pos) * t).sum();
+        }
+        let loss_cls = cls_sum.div_scalar(tss);
+
+        // Box losses on the foreground anchors.
+        let (loss_box, loss_dfl) = if fg_idx.is_empty() {
+            (Tensor::<B, 1>::zeros([1], &device), Tensor::<B, 1>::zeros([1], &device))
+        } else {
+            let n = fg_idx.len();
+            let mut fg = FgTargets::default();
+            for &i in &fg_idx {
+                let a = i % na;
+                let s = anchors.strides[a];
+                let tb = assignment.target_boxes[i];
+                fg.anchors.push(anchors.points[a]);
+                fg.strides.push(s);
+                fg.boxes.push([tb[0] / s, tb[1] / s, tb[2] / s, tb[3] / s]);
+                fg.weights.push(assignment.target_scores[i]);
+            }
+            let idx: Vec<i64> = fg_idx.iter().map(|&i| i as i64).collect();
+            let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [n]), &device);
+            let pred = boxes.permute([0, 2, 1]).reshape([bs * na, c]).select(0, idx);
+            BboxLoss::new(r).forward(pred, &fg, tss, imgsz)
+        };
+
+        let parts = Tensor::cat(
+            vec![
+                loss_box.mul_scalar(cfg.box_gain),
+                loss_cls.mul_scalar(cfg.cls_gain),
+                loss_dfl.mul_scalar(cfg.dfl_gain),
+            ],
+            0,
+        );
+        BranchLoss { parts, batch_size: bs, num_fg: fg_idx.len(), target_scores_sum: tss, assignment }
+    }
+}

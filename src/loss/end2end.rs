@@ -1,0 +1,140 @@
+//! End-to-end (YOLO26) loss: one-to-many and one-to-one branches, weighted `o2m` and `1 - o2m`.
+//!
+//! As Ultralytics 8.4 `E2ELoss`: the one-to-many branch assigns with `topk = 10`, the one-to-one branch with
+//! `topk = 7, topk2 = 1`. `o2m` starts at 0.8 and is updated at the end of every epoch to
+//! `max(1 - e / max(epochs - 1, 1), 0) * (0.8 - 0.1) + 0.1` (e: number of epochs finished), reaching 0.1 at
+//! the last epoch; `o2o = max(1 - o2m, 0)`. The loss to differentiate is
+//! `o2m * L_o2m * batch + o2o * L_o2o * batch`; the printed components are the one-to-one branch's.
+
+use burn::tensor::{backend::Backend, Tensor};
+
+use super::assigner::read_f32;
+use super::detection::{loss_names, DetectionLoss, DetectionLossConfig, LossOutput};
+use super::targets::TargetBatch;
+
+/// The o2m weight schedule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct O2mSchedule {
+    pub epochs: usize,
+    pub initial: f64,
+    pub final_: f64,
+}
+
+impl O2mSchedule {
+    pub fn new(epochs: usize) -> Self {
+        Self { epochs, initial: 0.8, final_: 0.1 }
+    }
+
+    /// Weight of the one-to-many loss during epoch `epoch` (0-based).
+    pub fn o2m(&self, epoch: usize) -> f32 {
+        let denom = (self.epochs.max(2) - 1) as f64; // max(epochs - 1, 1)
+        let frac = (1.0 - epoch as f64 / denom).max(0.0);
+        (frac * (self.initial - self.final_) + self.final_) as f32
+    }
+
+    /// Weight of the one-to-one loss during epoch `epoch`.
+    pub fn o2o(&self, epoch: usize) -> f32 {
+        (1.0 - self.o2m(epoch) as f64).max(0.0) as f32
+    }
+}
+
+/// Result of the end-to-end loss: the combined total, the printed (one-to-one) components and both branches.
+#[derive(Debug, Clone)]
+pub struct E2eLossOutput<B: Backend> {
+    /// Scalar `[1]` to call `backward` on.
+    pub total: Tensor<B, 1>,
+    /// One-to-one components (gain-scaled, no batch factor): what Ultralytics prints.
+    pub components: [f32; 3],
+    pub names: [&'static str; 3],
+    /// One-to-many components, for diagnostics.
+    pub one2many_components: [f32; 3],
+    pub o2m: f32,
+    pub o2o: f32,
+    pub num_fg_one2many: usize,
+    pub num_fg_one2one: usize,
+}
+
+
+
+/// End-to-end loss over the two branches.
+#[derive(Debug, Clone)]
+pub struct E2eLoss {
+    pub one2many: DetectionLoss,
+    pub one2one: DetectionLoss,
+    pub schedule: O2mSchedule,
+}
+
+impl E2eLoss {
+    /// `base`: settings shared by both branches (classes, reg_max, gains); the branches' top-k are set here.
+    pub fn new(base: DetectionLossConfig, epochs: usize) -> Self {
+        Self {
+            one2many: DetectionLoss::new(base.clone().with_topk(10, None)),
+            one2one: DetectionLoss::new(base.with_topk(7, Some(1))),
+            schedule: O2mSchedule::new(epochs),
+        }
+    }
+
+    /// Loss for epoch `epoch` (0-based) with the schedule's weights.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward<B: Backend>(
+        &self,
+        o2m_boxes: Tensor<B, 3>,
+        o2m_scores: Tensor<B, 3>,
+        o2o_boxes: Tensor<B, 3>,
+        o2o_scores: Tensor<B, 3>,
+        feature_sizes: &[[usize; 2]],
+        strides: &[f32],
+        targets: &TargetBatch,
+        epoch: usize,
+    ) -> E2eLossOutput<B> {
+        let (o2m, o2o) = (self.schedule.o2m(epoch), self.schedule.o2o(epoch));
+        self.forward_weighted(
+            o2m_boxes, o2m_scores, o2o_boxes, o2o_scores, feature_sizes, strides, targets, o2m, o2o,
+        )
+    }
+
+    /// Loss with explicit branch weights.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_weighted<B: Backend>(
+        &self,
+        o2m_boxes: Tensor<B, 3>,
+        o2m_scores: Tensor<B, 3>,
+        o2o_boxes: Tensor<B, 3>,
+        o2o_scores: Tensor<B, 3>,
+        feature_sizes: &[[usize; 2]],
+        strides: &[f32],
+        targets: &TargetBatch,
+        o2m: f32,
+        o2o: f32,
+    ) -> E2eLossOutput<B> {
+        let many = self.one2many.branch(o2m_boxes, o2m_scores, feature_sizes, strides, targets);
+        let one = self.one2one.branch(o2o_boxes, o2o_scores, feature_sizes, strides, targets);
+        let bs = many.batch_size as f32;
+        let cm = read_f32(many.parts.clone().detach());
+        let co = read_f32(one.parts.clone().detach());
+        let total = many.parts.sum().mul_scalar(bs).mul_scalar(o2m) + one.parts.sum().mul_scalar(bs).mul_scalar(o2o);
+        E2eLossOutput {
+            total,
+            components: [co[0], co[1], co[2]],
+            names: loss_names(self.one2one.config.reg_max),
+            one2many_components: [cm[0], cm[1], cm[2]],
+            o2m,
+            o2o,
+            num_fg_one2many: many.num_fg,
+            num_fg_one2one: one.num_fg,
+        }
+    }
+
+    /// The end-to-end result as a plain [`LossOutput`] (printed components: one-to-one).
+    pub fn to_loss_output<B: Backend>(out: E2eLossOutput<B>) -> LossOutput<B> {
+        LossOutput {
+            total: out.total,
+            components: out.components,
+            names: out.names,
+            num_fg: out.num_fg_one2one,
+            target_scores_sum: 0.0,
+        }
+    }
+}
+
+
