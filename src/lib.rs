@@ -16,3 +16,4 @@ pub mod model;
 pub mod nn;
 pub mod postprocess;
 pub mod train;
+pub mod validate;

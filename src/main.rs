@@ -13,7 +13,8 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
-    let result = Settings::resolve(&invocation.overrides).and_then(|settings| run(invocation.mode, &settings));
+    let explicit_amp = invocation.overrides.get("amp").is_some();
+    let result = Settings::resolve(&invocation.overrides).and_then(|settings| run(invocation.mode, &settings, explicit_amp));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -23,10 +24,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(mode: Mode, settings: &Settings) -> anyhow::Result<()> {
+fn run(mode: Mode, settings: &Settings, explicit_amp: bool) -> anyhow::Result<()> {
     use ember::commands;
     match mode {
         Mode::Check => commands::check::run(settings),
+        Mode::Info => commands::info::run(settings),
+        Mode::Train => commands::train::run(settings, explicit_amp).map(|_| ()),
+        Mode::Val => commands::val::run(settings).map(|_| ()),
         other => anyhow::bail!("`ember {}` is not available in this build yet", other.name()),
     }
 }

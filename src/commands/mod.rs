@@ -1,6 +1,9 @@
 //! One file per subcommand: each turns resolved settings into work and console output.
 
 pub mod check;
+pub mod info;
+pub mod train;
+pub mod val;
 
 use std::path::PathBuf;
 

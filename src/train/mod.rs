@@ -1,7 +1,11 @@
 //! Training: the recipe around the model and the loss.
 
+pub mod checkpoint;
+pub mod console;
+pub mod criterion;
 pub mod ema;
 pub mod optimizer;
 pub mod results;
 pub mod run_dir;
 pub mod schedule;
+pub mod trainer;

@@ -1,0 +1,16 @@
+//! `ember info`: a model's layers, parameters and GFLOPs.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::config::Settings;
+use crate::data::DatasetConfig;
+
+pub fn run(settings: &Settings) -> Result<()> {
+    let nc = match settings.data.as_deref() {
+        Some(data) => DatasetConfig::load(data.as_ref(), settings.datasets_dir.as_ref().map(PathBuf::from).as_deref())?.nc(),
+        None => 80,
+    };
+    crate::model::print_info(&settings.model, settings.imgsz as usize, nc)
+}

@@ -1,0 +1,101 @@
+//! `ember train`: resolve the run (new or resumed), check the data, then hand over to the trainer.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::backend::CpuAutodiff;
+use crate::config::{AmpMode, Settings};
+use crate::data::scan::scan_split;
+use crate::data::Split;
+use crate::train::checkpoint;
+use crate::train::run_dir::make_run_dir;
+use crate::train::trainer::{newest_last_checkpoint, train, TrainInputs, TrainOutcome};
+
+pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {
+    let (settings, resume) = resolve_resume(settings)?;
+    check_device(&settings)?;
+    announce_precision(&settings, explicit_amp)?;
+
+    let dataset = super::load_dataset(&settings)?;
+    let mut train_scan = scan_split(dataset.split_sources(Split::Train)?, dataset.nc(), Split::Train)?;
+    let val_split = if dataset.val.is_empty() { Split::Train } else { Split::Val };
+    let val_scan = scan_split(dataset.split_sources(val_split)?, dataset.nc(), Split::Val)?;
+    for scan in [&train_scan, &val_scan] {
+        println!("{}", scan.summary_line());
+        for c in scan.corrupt.iter().take(10) {
+            tracing::warn!("skipping corrupt image: {}", c.reason);
+        }
+    }
+    if val_scan.samples.is_empty() {
+        bail!("{}: the val split has no usable images", dataset.yaml_path.display());
+    }
+    if settings.fraction < 1.0 {
+        let keep = ((train_scan.samples.len() as f64 * settings.fraction).round() as usize).max(1);
+        train_scan.samples.truncate(keep);
+        println!("fraction={}: training on the first {keep} images", settings.fraction);
+    }
+    let mut names = dataset.names.clone();
+    let (mut train_samples, mut val_samples) = (train_scan.samples, val_scan.samples);
+    if settings.single_cls {
+        names = vec!["item".into()];
+        for s in train_samples.iter_mut().chain(val_samples.iter_mut()) {
+            s.labels.iter_mut().for_each(|b| b.class = 0);
+        }
+    }
+
+    let run_dir = match &resume {
+        Some((path, _)) => path.parent().and_then(Path::parent).map(Path::to_path_buf).context("checkpoint path has no run folder")?,
+        None => {
+            let project = PathBuf::from(settings.project.as_deref().unwrap_or("runs"));
+            make_run_dir(&project, settings.name.as_deref().unwrap_or("train"), settings.exist_ok)?
+        }
+    };
+    let device = Default::default();
+    train::<CpuAutodiff>(TrainInputs { settings, names, train: train_samples, val: val_samples, run_dir, resume }, &device)
+}
+
+/// `--resume`: the newest run's last checkpoint, or the given one; its saved settings win.
+fn resolve_resume(settings: &Settings) -> Result<(Settings, Option<(PathBuf, checkpoint::CheckpointMeta)>)> {
+    let Some(resume) = settings.resume.as_deref() else { return Ok((settings.clone(), None)) };
+    let path = if resume == "true" {
+        newest_last_checkpoint(Path::new(settings.project.as_deref().unwrap_or("runs")))?
+    } else {
+        PathBuf::from(resume)
+    };
+    let meta = checkpoint::read_meta(&path)?
+        .with_context(|| format!("{} is not an ember training checkpoint (no ember header)", path.display()))?;
+    if meta.epoch >= meta.epochs {
+        bail!("{} finished all {} epochs already; nothing to resume (start a new run with --weights)", path.display(), meta.epochs);
+    }
+    let mut saved: Settings = serde_yaml::from_str(&meta.settings).with_context(|| format!("{}: unreadable saved settings", path.display()))?;
+    saved.resume = None;
+    // Where the data lives may differ on this machine.
+    if settings.datasets_dir.is_some() {
+        saved.datasets_dir = settings.datasets_dir.clone();
+    }
+    Ok((saved, Some((path, meta))))
+}
+
+fn check_device(settings: &Settings) -> Result<()> {
+    match settings.device.as_deref() {
+        None | Some("cpu") | Some("") => Ok(()),
+        Some(other) if cfg!(feature = "cuda") => {
+            bail!("device '{other}': training on CUDA is not wired into ember's trainer yet; use --device cpu")
+        }
+        Some(other) => bail!("device '{other}' needs CUDA, and this ember was built without it (cargo build --release --features cuda)"),
+    }
+}
+
+/// States the precision the run computes in, and why.
+fn announce_precision(settings: &Settings, explicit: bool) -> Result<()> {
+    match (settings.amp, explicit) {
+        (AmpMode::Fp32, _) => println!("AMP: off (--amp fp32), fp32 compute"),
+        (_, false) => println!(
+            "AMP: off on CPU, fp32 compute: burn-flex runs FP16 convolutions about 2x slower than FP32 on CPUs \
+             without native FP16 arithmetic (see BENCHMARKS.md)"
+        ),
+        (mode, true) => bail!("--amp {mode}: mixed-precision training is not available in this build of ember yet; use --amp fp32"),
+    }
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! The loss a model trains with: the plain detection loss, or YOLO26's one-to-many + one-to-one
+//! combination, fed from the model's raw outputs and a loader batch.
+
+use burn::tensor::backend::Backend;
+
+use crate::data::BoxLabel;
+use crate::loss::{DetectionLoss, DetectionLossConfig, E2eLoss, ImageTargets, LossOutput, TargetBatch};
+use crate::model::DetectOutput;
+
+#[derive(Debug, Clone)]
+pub enum Criterion {
+    Plain(DetectionLoss),
+    EndToEnd(E2eLoss),
+}
+
+impl Criterion {
+    pub fn new(nc: usize, reg_max: usize, end2end: bool, gains: [f32; 3], epochs: usize) -> Criterion {
+        let base = DetectionLossConfig::new(nc, reg_max).with_gains(gains[0], gains[1], gains[2]);
+        if end2end {
+            Criterion::EndToEnd(E2eLoss::new(base, epochs))
+        } else {
+            Criterion::Plain(DetectionLoss::new(base))
+        }
+    }
+
+    /// Column names of the three printed components.
+    pub fn names(&self) -> [&'static str; 3] {
+        match self {
+            Criterion::Plain(l) => l.names(),
+            Criterion::EndToEnd(l) => l.one2one.names(),
+        }
+    }
+
+    /// The loss of one batch at `epoch` (0-based; it moves YOLO26's branch weights).
+    pub fn compute<B: Backend>(&self, out: DetectOutput<B>, targets: &TargetBatch, epoch: usize) -> LossOutput<B> {
+        let DetectOutput { one2many, one2one, feature_sizes, strides, .. } = out;
+        match (self, one2one) {
+            (Criterion::EndToEnd(l), Some(o2o)) => E2eLoss::to_loss_output(l.forward(
+                one2many.boxes,
+                one2many.scores,
+                o2o.boxes,
+                o2o.scores,
+                &feature_sizes,
+                &strides,
+                targets,
+                epoch,
+            )),
+            (Criterion::EndToEnd(l), None) => l.one2many.forward(one2many.boxes, one2many.scores, &feature_sizes, &strides, targets),
+            (Criterion::Plain(l), _) => l.forward(one2many.boxes, one2many.scores, &feature_sizes, &strides, targets),
+        }
+    }
+}
+
+/// Loader labels (normalised to the canvas) as the loss's targets.
+pub fn targets_of(labels: &[Vec<BoxLabel>], input_size: [usize; 2]) -> TargetBatch {
+    let images = labels
+        .iter()
+        .map(|boxes| ImageTargets::new(boxes.iter().map(|b| b.class).collect(), boxes.iter().map(|b| b.xywh).collect()))
+        .collect();
+    TargetBatch::new(images, input_size)
+}

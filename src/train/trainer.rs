@@ -1,0 +1,285 @@
+//! The training loop: batches -> model -> loss -> accumulated gradients -> clipped optimizer step ->
+//! EMA; after each epoch the EMA is validated, checkpoints and `results.csv` are written.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::backend::AutodiffBackend;
+
+use super::checkpoint::{self, CheckpointMeta, TrainState};
+use super::console;
+use super::criterion::{targets_of, Criterion};
+use super::ema::ModelEma;
+use super::optimizer::{gradient_stats, DetectorOptimizer, OptimizerKind};
+use super::results::{EpochRow, ResultsCsv};
+use super::schedule::{auto_optimizer, warmup_iterations, Schedule};
+use crate::config::Settings;
+use crate::data::{BatchLoader, LoaderConfig, Sample};
+use crate::metrics::DetectionMetrics;
+use crate::model::Yolo;
+use crate::validate::{batch_tensor, validate, ValOptions};
+
+/// Gradient-norm clip, as Ultralytics' trainer applies it.
+const MAX_GRAD_NORM: f64 = 10.0;
+
+/// Everything a training run starts from.
+pub struct TrainInputs {
+    pub settings: Settings,
+    pub names: Vec<String>,
+    pub train: Vec<Sample>,
+    pub val: Vec<Sample>,
+    pub run_dir: PathBuf,
+    /// A checkpoint to continue from, with its header.
+    pub resume: Option<(PathBuf, CheckpointMeta)>,
+}
+
+/// What a finished run leaves.
+pub struct TrainOutcome {
+    pub run_dir: PathBuf,
+    pub last: PathBuf,
+    pub best: PathBuf,
+    pub epochs_completed: usize,
+    pub final_metrics: Option<DetectionMetrics>,
+    pub best_fitness: f64,
+}
+
+/// Trains on `device` with autodiff backend `AB`.
+pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Result<TrainOutcome> {
+    let TrainInputs { settings: s, names, train, val, run_dir, resume } = inputs;
+    let nc = names.len();
+    let epochs = s.epochs as usize;
+    let batch = s.batch as usize;
+    if train.is_empty() {
+        bail!("the training split has no usable images");
+    }
+
+    AB::seed(device, s.seed);
+    let mut model = Yolo::<AB>::new(&s.model, nc, device)?;
+    if let (Some(weights), None) = (&s.weights, &resume) {
+        let report = model.load_safetensors(weights)?;
+        println!("Transferred weights from {weights}: {report}");
+    }
+    let criterion = Criterion::new(nc, model.reg_max(), model.end2end(), [s.box_gain as f32, s.cls_gain as f32, s.dfl_gain as f32], epochs);
+    let loss_names = criterion.names();
+
+    // Ultralytics' recipe: accumulate to the nominal batch, scale decay with it, pick the optimizer.
+    let nb = train.len().div_ceil(batch);
+    let accumulate = ((s.nbs as f64 / batch as f64).round() as usize).max(1);
+    let weight_decay = s.weight_decay * (batch * accumulate) as f64 / s.nbs as f64;
+    let iterations = train.len().div_ceil(batch.max(s.nbs as usize)) * epochs;
+    let mut warmup_bias_lr = s.warmup_bias_lr;
+    let (kind, lr0, momentum) = match s.optimizer.to_ascii_lowercase().as_str() {
+        "auto" => {
+            let picked = auto_optimizer(iterations, nc);
+            println!(
+                "optimizer: 'optimizer=auto' found, ignoring lr0={} and momentum={}; picked {:?}(lr={}, momentum={}) for {iterations} iterations",
+                s.lr0, s.momentum, picked.0, picked.1, picked.2
+            );
+            if picked.0 == OptimizerKind::AdamW {
+                warmup_bias_lr = 0.0; // a high bias lr destabilises Adam
+            }
+            picked
+        }
+        "sgd" => (OptimizerKind::Sgd, s.lr0, s.momentum),
+        "adamw" => (OptimizerKind::AdamW, s.lr0, s.momentum),
+        "musgd" => bail!("optimizer MuSGD is not available in ember yet; use SGD, AdamW or auto"),
+        other => bail!("unknown optimizer '{other}': expected auto, SGD, AdamW or MuSGD"),
+    };
+    println!("optimizer: {kind:?}(lr={lr0}, momentum={momentum}) with weight decay {weight_decay} on conv weights, none on biases and norms");
+    let schedule = Schedule {
+        kind,
+        lr0,
+        lrf: s.lrf,
+        momentum,
+        weight_decay,
+        warmup_momentum: s.warmup_momentum,
+        warmup_bias_lr,
+        warmup: warmup_iterations(s.warmup_epochs, nb),
+        epochs,
+        cosine: s.cos_lr,
+        batch,
+        nbs: s.nbs as usize,
+    };
+    let mut optimizer = DetectorOptimizer::<AB::InnerBackend>::new(kind, lr0, momentum, weight_decay);
+    let mut ema = ModelEma::new(model.valid());
+    let (mut start_epoch, mut best_fitness) = (0usize, f64::NEG_INFINITY);
+    if let Some((path, meta)) = &resume {
+        let inner_device = model.valid().devices().into_iter().next().context("the model has no tensors")?;
+        checkpoint::load_train_state(path, &mut model, &mut optimizer, &inner_device)?;
+        optimizer.steps = meta.optimizer_steps;
+        // Keep the EMA's parameter ids tied to the model's, then give it the saved averages.
+        let mut averaged = model.valid();
+        averaged.load_safetensors(path).with_context(|| format!("{}: EMA weights", path.display()))?;
+        ema = ModelEma::new(averaged);
+        ema.updates = meta.ema_updates;
+        (start_epoch, best_fitness) = (meta.epoch, meta.best_fitness);
+        println!("Resuming training from {} at epoch {} of {epochs}", path.display(), start_epoch + 1);
+    }
+
+    let loader = |samples: Vec<Sample>, batch: usize, shuffle: bool| {
+        BatchLoader::new(samples, LoaderConfig { imgsz: s.imgsz, batch, workers: s.workers as usize, shuffle, seed: s.seed, prefetch: 2 })
+    };
+    let train_loader = loader(train, batch, true)?;
+    let val_loader = loader(val, batch * 2, false)?;
+    let weights_dir = run_dir.join("weights");
+    let (last, best) = (weights_dir.join("last.safetensors"), weights_dir.join("best.safetensors"));
+    let results = ResultsCsv::create(&run_dir.join("results.csv"), loss_names[2], resume.is_some())?;
+    std::fs::write(run_dir.join("args.yaml"), s.to_yaml()).with_context(|| format!("cannot write {}", run_dir.join("args.yaml").display()))?;
+    println!("Logging results to {}", run_dir.display());
+    println!("Starting training for {epochs} epochs...");
+
+    let started = Instant::now();
+    let mut accumulator = GradientsAccumulator::<Yolo<AB>>::new();
+    let mut last_opt_step: i64 = (nb * start_epoch) as i64 - 1;
+    let mut final_metrics = None;
+    let mut epochs_completed = start_epoch;
+    let mut epochs_without_improvement = 0usize;
+    let val_options = ValOptions::for_val(&s, model.end2end());
+    for epoch in start_epoch..epochs {
+        println!("\n{}", console::header(loss_names));
+        let bar = console::epoch_bar(nb);
+        let (mut mean_loss, mut seen, mut skipped) = ([0f64; 3], 0usize, 0usize);
+        let mut size = s.imgsz as usize;
+        let mut last_instances = 0;
+        for (i, batch) in train_loader.epoch(epoch).enumerate() {
+            for (path, why) in &batch.failures {
+                tracing::warn!("skipped {}: {why}", path.display());
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let ni = i + nb * epoch;
+            let plan = schedule.plan(ni, epoch);
+            optimizer.groups = plan.groups;
+            size = batch.shape[3];
+            last_instances = batch.instances();
+            let out = model.forward(batch_tensor::<AB>(&batch, device));
+            let loss = criterion.compute(out, &targets_of(&batch.labels, [batch.shape[2], batch.shape[3]]), epoch);
+            if loss.components.iter().any(|c| !c.is_finite()) {
+                skipped += 1;
+                tracing::warn!("non-finite loss {:?} at epoch {} batch {i}: step skipped", loss.components, epoch + 1);
+                continue;
+            }
+            let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+            accumulator.accumulate(&model, grads);
+            if ni as i64 - last_opt_step >= plan.accumulate as i64 {
+                let grads = accumulator.grads();
+                let (sum_sq, finite) = gradient_stats(&model, &grads);
+                if finite {
+                    let norm = sum_sq.sqrt();
+                    let clip = if norm > MAX_GRAD_NORM { MAX_GRAD_NORM / (norm + 1e-6) } else { 1.0 };
+                    model = optimizer.step(model, grads, clip);
+                    ema.update(&model.valid());
+                } else {
+                    skipped += 1;
+                    tracing::warn!("non-finite gradients at epoch {} batch {i}: step skipped", epoch + 1);
+                }
+                last_opt_step = ni as i64;
+            }
+            seen += 1;
+            for k in 0..3 {
+                mean_loss[k] += (loss.components[k] as f64 - mean_loss[k]) / seen as f64;
+            }
+            bar.set_message(console::row(epoch, epochs, mean_loss, batch.instances(), size));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        println!("{}", console::row(epoch, epochs, mean_loss, last_instances, size).trim_end());
+        if skipped > 0 {
+            println!("{skipped} steps skipped this epoch (non-finite loss or gradients)");
+        }
+
+        let out_of_time = s.time.is_some_and(|h| started.elapsed().as_secs_f64() > h * 3600.0);
+        let final_epoch = epoch + 1 == epochs || out_of_time;
+        let outcome = if s.val || final_epoch {
+            Some(validate(&ema.module, &val_loader, &val_options, Some((&criterion, epoch)))?)
+        } else {
+            None
+        };
+        let (metrics_row, val_loss, fitness) = match &outcome {
+            Some(o) => {
+                print!("{}", o.metrics.format_table(&names).lines().take(2).map(|l| format!("{l}\n")).collect::<String>());
+                (o.metrics.mean_results(), o.loss.unwrap_or_default(), o.metrics.fitness)
+            }
+            None => ([0.0; 4], [0.0; 3], 0.0),
+        };
+        epochs_completed = epoch + 1;
+        let improved = fitness > best_fitness;
+        if improved {
+            best_fitness = fitness;
+            epochs_without_improvement = 0;
+        } else {
+            epochs_without_improvement += 1;
+        }
+        let meta = CheckpointMeta {
+            ember_version: env!("CARGO_PKG_VERSION").into(),
+            model: s.model.clone(),
+            nc,
+            names: names.clone(),
+            imgsz: s.imgsz,
+            epoch: epochs_completed,
+            epochs,
+            fitness,
+            best_fitness,
+            ema_updates: ema.updates,
+            optimizer: Some(kind),
+            optimizer_steps: optimizer.steps,
+            loss_scale: None,
+            loss_scale_growth: 0,
+            settings: s.to_yaml(),
+        };
+        if s.save {
+            checkpoint::save(&last, &ema.module, Some(TrainState { model: &model.valid(), optimizer: &optimizer }), &meta)?;
+            if improved {
+                checkpoint::save(&best, &ema.module, None, &meta)?;
+            }
+            if s.save_period > 0 && epochs_completed % s.save_period as usize == 0 {
+                std::fs::copy(&last, weights_dir.join(format!("epoch{epochs_completed}.safetensors")))?;
+            }
+        }
+        results.append(&EpochRow {
+            epoch: epochs_completed,
+            time: started.elapsed().as_secs_f64(),
+            train_loss: mean_loss,
+            metrics: metrics_row,
+            val_loss,
+            lr: optimizer.groups.map(|g| g.lr),
+            loss_scale: 1.0,
+        })?;
+        final_metrics = outcome.map(|o| o.metrics);
+        if epochs_without_improvement >= s.patience as usize && s.patience > 0 {
+            println!("Stopping early: no improvement in the last {} epochs (best fitness {best_fitness:.5})", s.patience);
+            break;
+        }
+        if out_of_time {
+            println!("Stopping: the time limit of {} hours is reached", s.time.unwrap_or_default());
+            break;
+        }
+    }
+    let hours = started.elapsed().as_secs_f64() / 3600.0;
+    println!("\n{} epochs completed in {hours:.3} hours.", epochs_completed - start_epoch);
+    if let Some(m) = &final_metrics {
+        println!("{}", m.format_table(&names));
+    }
+    println!("Results saved to {}", run_dir.display());
+    Ok(TrainOutcome { run_dir, last, best, epochs_completed, final_metrics, best_fitness })
+}
+
+/// The `last` checkpoint of the newest run under `project`, for `--resume` without a path.
+pub fn newest_last_checkpoint(project: &Path) -> Result<PathBuf> {
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    if let Ok(entries) = std::fs::read_dir(project) {
+        for entry in entries.flatten() {
+            let candidate = entry.path().join("weights/last.safetensors");
+            if let Ok(modified) = candidate.metadata().and_then(|m| m.modified()) {
+                if newest.as_ref().is_none_or(|(t, _)| modified > *t) {
+                    newest = Some((modified, candidate));
+                }
+            }
+        }
+    }
+    newest.map(|(_, p)| p).with_context(|| format!("--resume: no run with weights/last.safetensors under {}", project.display()))
+}

@@ -1,0 +1,148 @@
+//! Validation: run a model over a split, post-process (NMS or the NMS-free top-k), map boxes back to
+//! the original images and score them. `ember val` and the trainer's per-epoch check share it.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+
+use crate::data::{Batch, BatchLoader};
+use crate::metrics::{DetectionAccumulator, DetectionMetrics};
+use crate::model::{BoxFormat, Yolo};
+use crate::postprocess::{self, end2end_postprocess, non_max_suppression, Detection, End2EndOptions, NmsOptions};
+use crate::train::criterion::{targets_of, Criterion};
+
+/// Post-processing settings of a validation run.
+#[derive(Debug, Clone)]
+pub struct ValOptions {
+    pub conf: f32,
+    pub iou: f64,
+    pub max_det: usize,
+    pub agnostic: bool,
+    /// Use the one-to-one branch without NMS (end-to-end models only).
+    pub end2end: bool,
+}
+
+impl ValOptions {
+    pub fn for_val(settings: &crate::config::Settings, model_end2end: bool) -> ValOptions {
+        ValOptions {
+            conf: settings.conf.unwrap_or(0.001) as f32,
+            iou: settings.iou,
+            max_det: settings.max_det as usize,
+            agnostic: settings.agnostic_nms,
+            end2end: model_end2end && settings.end2end.unwrap_or(true),
+        }
+    }
+}
+
+/// What a validation run found.
+#[derive(Debug, Clone)]
+pub struct ValOutcome {
+    pub metrics: DetectionMetrics,
+    /// Mean loss components over the batches, when a criterion was given.
+    pub loss: Option<[f64; 3]>,
+    /// Milliseconds per image: preprocess, inference, postprocess.
+    pub speed_ms: [f64; 3],
+    /// Detections per image, in original-image pixels.
+    pub detections: Vec<(PathBuf, Vec<Detection>)>,
+    pub failures: Vec<(PathBuf, String)>,
+}
+
+/// Turns a loader batch into the model input: `[b, 3, h, w]`, 0..1.
+pub fn batch_tensor<B: Backend>(batch: &Batch, device: &B::Device) -> Tensor<B, 4> {
+    let data: Vec<f32> = batch.pixels.iter().map(|&p| p as f32 * (1.0 / 255.0)).collect();
+    Tensor::from_data(TensorData::new(data, batch.shape), device)
+}
+
+/// Runs `model` (an inference module) over every batch of `loader`.
+pub fn validate<B: Backend>(
+    model: &Yolo<B>,
+    loader: &BatchLoader,
+    options: &ValOptions,
+    criterion: Option<(&Criterion, usize)>,
+) -> Result<ValOutcome> {
+    use burn::module::Module;
+    let device = &model.devices().into_iter().next().ok_or_else(|| anyhow::anyhow!("the model has no tensors"))?;
+    let nc = model.nc();
+    let mut acc = DetectionAccumulator::new(nc);
+    let (mut t_pre, mut t_inf, mut t_post) = (0.0, 0.0, 0.0);
+    let mut loss_sum = [0f64; 3];
+    let mut batches = 0usize;
+    let mut detections = Vec::new();
+    let mut failures = Vec::new();
+    let mut images = 0usize;
+    let mut waited = Instant::now();
+    for batch in loader.epoch(0) {
+        failures.extend(batch.failures.iter().cloned());
+        if batch.is_empty() {
+            continue;
+        }
+        let t0 = Instant::now();
+        t_pre += (t0 - waited).as_secs_f64();
+        let x = batch_tensor::<B>(&batch, device);
+        let out = model.forward(x);
+        let (preds, format) = match out.decode_one2one(BoxFormat::Xyxy).filter(|_| options.end2end) {
+            Some(p) => (p, BoxFormat::Xyxy),
+            None => (out.decode_one2many(), BoxFormat::Xywh),
+        };
+        let [b, channels, anchors] = preds.dims();
+        let values: Vec<f32> = preds.into_data().convert::<f32>().to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let t1 = Instant::now();
+        t_inf += (t1 - t0).as_secs_f64();
+        if let Some((criterion, epoch)) = criterion {
+            let [h, w] = [batch.shape[2], batch.shape[3]];
+            let l = criterion.compute(out, &targets_of(&batch.labels, [h, w]), epoch);
+            for k in 0..3 {
+                loss_sum[k] += l.components[k] as f64;
+            }
+            batches += 1;
+        }
+        let t2 = Instant::now();
+        let per_image = channels * anchors;
+        let format = match format {
+            BoxFormat::Xyxy => postprocess::BoxFormat::Xyxy,
+            BoxFormat::Xywh => postprocess::BoxFormat::Xywh,
+        };
+        for i in 0..b {
+            let slice = &values[i * per_image..(i + 1) * per_image];
+            let dets = if format == postprocess::BoxFormat::Xyxy {
+                let opts = End2EndOptions { conf_thres: options.conf, max_det: options.max_det, agnostic: options.agnostic, classes: None };
+                end2end_postprocess(slice, nc, anchors, format, &opts)?
+            } else {
+                let opts = NmsOptions {
+                    conf_thres: options.conf,
+                    iou_thres: options.iou,
+                    agnostic: options.agnostic,
+                    max_det: options.max_det,
+                    ..NmsOptions::val()
+                };
+                non_max_suppression(slice, nc, anchors, format, &opts)?
+            };
+            let lb = &batch.letterboxes[i];
+            let dets: Vec<Detection> = dets.into_iter().map(|d| Detection { xyxy: lb.inverse_xyxy(d.xyxy), ..d }).collect();
+            let side = [batch.shape[3] as f32, batch.shape[2] as f32];
+            let (gt_boxes, gt_classes): (Vec<[f32; 4]>, Vec<usize>) = batch.labels[i]
+                .iter()
+                .map(|l| {
+                    let [cx, cy, w, h] = l.xywh;
+                    let canvas = [(cx - w / 2.0) * side[0], (cy - h / 2.0) * side[1], (cx + w / 2.0) * side[0], (cy + h / 2.0) * side[1]];
+                    (lb.inverse_xyxy(canvas), l.class)
+                })
+                .unzip();
+            acc.add_image(&dets, &gt_boxes, &gt_classes)?;
+            detections.push((batch.paths[i].clone(), dets));
+        }
+        t_post += t2.elapsed().as_secs_f64();
+        images += b;
+        waited = Instant::now();
+    }
+    let per = |t: f64| if images == 0 { 0.0 } else { t * 1000.0 / images as f64 };
+    Ok(ValOutcome {
+        metrics: acc.finish(),
+        loss: (batches > 0).then(|| loss_sum.map(|s| s / batches as f64)),
+        speed_ms: [per(t_pre), per(t_inf), per(t_post)],
+        detections,
+        failures,
+    })
+}
