@@ -9,6 +9,7 @@ pub mod labels;
 pub mod letterbox;
 pub mod loader;
 pub mod scan;
+pub mod synthetic;
 
 pub use dataset_yaml::{DatasetConfig, Split};
 pub use labels::{BoxLabel, LabelIssue, ParsedLabels};

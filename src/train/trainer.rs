@@ -37,6 +37,7 @@ pub struct TrainInputs {
 }
 
 /// What a finished run leaves.
+#[derive(Debug)]
 pub struct TrainOutcome {
     pub run_dir: PathBuf,
     pub last: PathBuf,

@@ -1,0 +1,140 @@
+//! Training end to end on generated data: it learns, it resumes exactly, it survives SIGKILL.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ember::config::{Overrides, Settings};
+use ember::data::synthetic::{generate, SyntheticConfig};
+use ember::model::StateDict;
+
+fn settings(pairs: &[(&str, String)]) -> Settings {
+    Settings::resolve(&Overrides { values: pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() }).unwrap()
+}
+
+fn shapes(dir: &Path, train: usize, val: usize) -> PathBuf {
+    generate(dir, &SyntheticConfig { train_images: train, val_images: val, size: 64, ..Default::default() }).unwrap()
+}
+
+/// A short, deterministic recipe: no warmup accumulation, a step per batch.
+fn recipe(yaml: &Path, project: &Path, name: &str, epochs: u32) -> Vec<(&'static str, String)> {
+    vec![
+        ("data", yaml.display().to_string()),
+        ("model", "yolo26n".into()),
+        ("imgsz", "64".into()),
+        ("batch", "8".into()),
+        ("nbs", "8".into()),
+        ("workers", "2".into()),
+        ("epochs", epochs.to_string()),
+        ("optimizer", "AdamW".into()),
+        ("lr0", "0.003".into()),
+        ("warmup_epochs", "1".into()),
+        ("project", project.display().to_string()),
+        ("name", name.into()),
+        ("exist_ok", "true".into()),
+    ]
+}
+
+fn tensors(path: &Path, prefix: &str) -> Vec<(String, Vec<f32>)> {
+    let sd = StateDict::read(path).unwrap();
+    let mut out: Vec<_> = sd.tensors.into_iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, (_, v))| (k, v)).collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(!out.is_empty(), "no {prefix} tensors in {}", path.display());
+    out
+}
+
+#[test]
+fn learns_synthetic_shapes_to_a_high_map50() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = shapes(&dir.path().join("data"), 64, 32);
+    let mut pairs = recipe(&yaml, &dir.path().join("runs"), "learn", 25);
+    pairs.push(("val", "false".into()));
+    let outcome = ember::commands::train::run(&settings(&pairs), false).unwrap();
+    let metrics = outcome.final_metrics.expect("the final epoch is validated");
+    assert!(metrics.map50 >= 0.8, "mAP50 {:.3} on held-out shapes", metrics.map50);
+
+    // The run folder has what Ultralytics users look for.
+    let run = outcome.run_dir;
+    for f in ["args.yaml", "results.csv", "weights/last.safetensors", "weights/best.safetensors"] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let csv = std::fs::read_to_string(run.join("results.csv")).unwrap();
+    assert!(csv.starts_with("epoch,time,train/box_loss,train/cls_loss,train/l1_loss,metrics/precision(B)"), "{csv}");
+    assert_eq!(csv.lines().count(), 26);
+    let args: Settings = serde_yaml::from_str(&std::fs::read_to_string(run.join("args.yaml")).unwrap()).unwrap();
+    assert_eq!(args.epochs, 25);
+
+    // `ember val` on the best weights reproduces the trainer's numbers.
+    let val = settings(&[("data", yaml.display().to_string()), ("weights", run.join("weights/best.safetensors").display().to_string()), ("imgsz", "64".into()), ("batch", "16".into())]);
+    let again = ember::commands::val::run(&val).unwrap();
+    assert!((again.map50 - metrics.map50).abs() < 1e-6, "{} vs {}", again.map50, metrics.map50);
+}
+
+#[test]
+fn two_epochs_plus_resume_equals_three_straight() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = shapes(&dir.path().join("data"), 16, 8);
+    let runs = dir.path().join("runs");
+    let mut straight = recipe(&yaml, &runs, "straight", 3);
+    straight.push(("save_period", "1".into()));
+    let a = ember::commands::train::run(&settings(&straight), false).unwrap();
+
+    // The checkpoint after epoch 2, as if the run had stopped there.
+    let resumed_dir = runs.join("resumed/weights");
+    std::fs::create_dir_all(&resumed_dir).unwrap();
+    std::fs::copy(a.run_dir.join("weights/epoch2.safetensors"), resumed_dir.join("last.safetensors")).unwrap();
+    let b = ember::commands::train::run(&settings(&[("resume", resumed_dir.join("last.safetensors").display().to_string())]), false).unwrap();
+    assert_eq!(b.epochs_completed, 3);
+    for prefix in ["train.model.", "model."] {
+        assert_eq!(tensors(&a.last, prefix), tensors(&b.last, prefix), "{prefix} weights differ after resume");
+    }
+    assert_eq!(tensors(&a.last, "train.optim."), tensors(&b.last, "train.optim."));
+}
+
+#[test]
+fn sigkill_mid_epoch_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = shapes(&dir.path().join("data"), 48, 8);
+    let runs = dir.path().join("runs");
+    let args = |name: &str| -> Vec<String> {
+        recipe(&yaml, &runs, name, 3).into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+    };
+    let exe = env!("CARGO_BIN_EXE_ember");
+    let straight = Command::new(exe).arg("train").args(args("straight")).output().unwrap();
+    assert!(straight.status.success(), "{}", String::from_utf8_lossy(&straight.stderr));
+
+    let mut child = Command::new(exe).arg("train").args(args("killed")).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let last = runs.join("killed/weights/last.safetensors");
+    let start = std::time::Instant::now();
+    while !last.exists() {
+        assert!(start.elapsed().as_secs() < 120, "no checkpoint after 2 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "training ended before it could be killed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300)); // into the second epoch
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let resumed = Command::new(exe).args(["train", "--resume"]).arg(&last).output().unwrap();
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    assert!(resumed.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&resumed.stderr));
+    assert!(stdout.contains("Resuming training from"), "{stdout}");
+    let csv = std::fs::read_to_string(runs.join("killed/results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "header and 3 epochs: {csv}");
+    let straight_last = runs.join("straight/weights/last.safetensors");
+    assert_eq!(tensors(&straight_last, "train.model."), tensors(&last, "train.model."));
+}
+
+#[test]
+fn bad_checkpoints_and_splits_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = shapes(&dir.path().join("data"), 4, 2);
+    let bogus = dir.path().join("bogus.safetensors");
+    std::fs::write(&bogus, b"not a checkpoint").unwrap();
+    let val = |weights: &Path| settings(&[("data", yaml.display().to_string()), ("weights", weights.display().to_string()), ("imgsz", "64".into())]);
+    let err = format!("{:#}", ember::commands::val::run(&val(&bogus)).unwrap_err());
+    assert!(err.contains("bogus.safetensors"), "{err}");
+    let err = format!("{:#}", ember::commands::train::run(&settings(&[("resume", bogus.display().to_string())]), false).unwrap_err());
+    assert!(err.contains("bogus.safetensors"), "{err}");
+    let err = format!("{:#}", ember::commands::val::run(&val(&dir.path().join("missing.safetensors"))).unwrap_err());
+    assert!(err.contains("missing.safetensors"), "{err}");
+}
