@@ -12,7 +12,7 @@
 //! The assigner is gradient-free: it reads detached predictions back to the host. Its work is sparse (per box,
 //! over the anchors inside that box), so host code is clear and cheap here.
 
-use burn::tensor::{activation::sigmoid, backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
 use super::boxes::ciou_host;
 use super::targets::{xywh_to_xyxy, xyxy_to_xywh, PaddedTargets};
@@ -111,19 +111,13 @@ impl TaskAlignedAssigner {
         gt: &PaddedTargets,
     ) -> Assignment {
         let [b, _nc, a] = scores.dims();
-        let m = gt.max_boxes;
-        if m == 0 {
+        if gt.max_boxes == 0 {
             return Assignment::background(b, a);
         }
-        let device = scores.device();
-        // Probability of each box's class at every anchor: gather the class rows, [b, M, A].
-        let cls: Vec<i64> = gt.classes.iter().map(|&c| c as i64).collect();
-        let idx = Tensor::<B, 3, Int>::from_data(TensorData::new(cls, [b, m, 1]), &device).repeat_dim(2, a);
-        let gt_scores = sigmoid(scores.detach().gather(1, idx));
-        let gt_scores = read_f32(gt_scores);
+        let lookup = GtClassScores::read(scores, gt);
         let boxes = read_f32(pred_boxes_px.detach());
         let boxes: Vec<[f32; 4]> = boxes.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
-        self.assign(&gt_scores, &boxes, anchor_points_px, gt)
+        self.assign_with(|b, m, a| lookup.get(b, m, a), &boxes, anchor_points_px, gt)
     }
 
     /// Assign on the host. `gt_scores`: `[b, M, A]` predicted probability of box `m`'s class at anchor `a`;
@@ -135,9 +129,22 @@ impl TaskAlignedAssigner {
         anchor_points_px: &[[f32; 2]],
         gt: &PaddedTargets,
     ) -> Assignment {
+        let (m_max, na) = (gt.max_boxes, anchor_points_px.len());
+        assert_eq!(gt_scores.len(), gt.batch_size * m_max * na, "gt_scores must be [b, M, A]");
+        self.assign_with(|b, m, a| gt_scores[(b * m_max + m) * na + a], pred_boxes_px, anchor_points_px, gt)
+    }
+
+    /// Assign on the host with a score lookup `score(b, m, a)`: the predicted probability of box `m`'s class at
+    /// anchor `a` of image `b` (only called for candidate anchors).
+    pub fn assign_with<F: Fn(usize, usize, usize) -> f32>(
+        &self,
+        score: F,
+        pred_boxes_px: &[[f32; 4]],
+        anchor_points_px: &[[f32; 2]],
+        gt: &PaddedTargets,
+    ) -> Assignment {
         let cfg = &self.config;
         let (bs, m_max, na) = (gt.batch_size, gt.max_boxes, anchor_points_px.len());
-        assert_eq!(gt_scores.len(), bs * m_max * na, "gt_scores must be [b, M, A]");
         assert_eq!(pred_boxes_px.len(), bs * na, "pred boxes must be [b, A]");
         let mut out = Assignment::background(bs, na);
         if m_max == 0 {
@@ -173,14 +180,13 @@ impl TaskAlignedAssigner {
                 }
                 let e = xywh_to_xyxy(xywh);
                 cand.clear();
-                let scores = &gt_scores[r * na..(r + 1) * na];
                 for (a, p) in anchor_points_px.iter().enumerate() {
                     let inside = p[0] - e[0] > eps && p[1] - e[1] > eps && e[2] - p[0] > eps && e[3] - p[1] > eps;
                     if !inside {
                         continue;
                     }
                     let ov = ciou_host(g, pred_boxes_px[b * na + a]).max(0.0);
-                    let s = scores[a];
+                    let s = score(b, m, a);
                     let sa = if cfg.alpha == 0.5 { s.sqrt() } else { s.powf(cfg.alpha) };
                     let metric = sa * ov.powf(cfg.beta);
                     overlaps[m * na + a] = ov;
@@ -263,5 +269,53 @@ pub(crate) fn read_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> 
     match data.to_vec::<f32>() {
         Ok(v) => v,
         Err(_) => data.convert::<f32>().to_vec::<f32>().expect("float tensor data"),
+    }
+}
+
+/// Class logits of the batch's ground-truth classes, read back once: `[b, U, A]` for the `U` distinct classes
+/// present, so the host never copies all `nc` rows.
+pub struct GtClassScores {
+    logits: Vec<f32>,
+    /// Column of each padded box's class (`b * M + m`).
+    column: Vec<usize>,
+    max_boxes: usize,
+    num_cols: usize,
+    num_anchors: usize,
+}
+
+impl GtClassScores {
+    /// `scores`: class logits `[b, nc, A]` (detached here).
+    pub fn read<B: Backend>(scores: Tensor<B, 3>, gt: &PaddedTargets) -> Self {
+        let [_, nc, na] = scores.dims();
+        let mut present: Vec<usize> =
+            gt.classes.iter().zip(&gt.mask).filter(|(_, &v)| v).map(|(&c, _)| c).collect();
+        present.sort_unstable();
+        present.dedup();
+        if let Some(&c) = present.last() {
+            assert!(c < nc, "class id {c} out of range for {nc} classes");
+        }
+        let column: Vec<usize> = gt
+            .classes
+            .iter()
+            .zip(&gt.mask)
+            .map(|(c, &v)| if v { present.binary_search(c).unwrap() } else { 0 })
+            .collect();
+        let device = scores.device();
+        let idx: Vec<i64> = present.iter().map(|&c| c as i64).collect();
+        let u = idx.len();
+        let logits = if u == 0 {
+            Vec::new()
+        } else {
+            let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [u]), &device);
+            read_f32(scores.detach().select(1, idx))
+        };
+        Self { logits, column, max_boxes: gt.max_boxes, num_cols: u, num_anchors: na }
+    }
+
+    /// Sigmoid probability of box `m`'s class at anchor `a` of image `b`.
+    pub fn get(&self, b: usize, m: usize, a: usize) -> f32 {
+        let col = self.column[b * self.max_boxes + m];
+        let x = self.logits[(b * self.num_cols + col) * self.num_anchors + a];
+        1.0 / (1.0 + (-x).exp())
     }
 }

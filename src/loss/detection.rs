@@ -16,8 +16,8 @@
 use burn::tensor::{activation::log_sigmoid, backend::Backend, DType, FloatDType, Int, Tensor, TensorData};
 
 use super::anchors::make_anchors;
-use super::assigner::{read_f32, AssignerConfig, Assignment, TaskAlignedAssigner};
-use super::bbox_loss::{decode_distances, BboxLoss, FgTargets};
+use super::assigner::{read_f32, AssignerConfig, Assignment, GtClassScores, TaskAlignedAssigner};
+use super::bbox_loss::{BboxLoss, FgTargets};
 use super::targets::TargetBatch;
 
 /// Settings of [`DetectionLoss`]; defaults are Ultralytics' for detection.
@@ -183,21 +183,21 @@ impl DetectionLoss {
             assigner.assign(&[], &vec![[0.0; 4]; bs * na], &vec![[0.0; 2]; na], &gt)
         } else {
             // Decoded boxes of all anchors, pixel xyxy, on the host.
-            let dist = boxes.clone().detach().permute([0, 2, 1]).reshape([bs * na, c]);
-            let ltrb = read_f32(decode_distances(dist, r));
+            let ltrb = decode_host(&read_f32(boxes.clone().detach()), bs, r, na);
             let mut pred_px = Vec::with_capacity(bs * na);
-            for (i, d) in ltrb.chunks_exact(4).enumerate() {
-                let a = i % na;
-                let [ax, ay] = anchors.points[a];
-                let s = anchors.strides[a];
-                pred_px.push([(ax - d[0]) * s, (ay - d[1]) * s, (ax + d[2]) * s, (ay + d[3]) * s]);
+            for b in 0..bs {
+                let d = &ltrb[b * 4 * na..(b + 1) * 4 * na];
+                for a in 0..na {
+                    let [ax, ay] = anchors.points[a];
+                    let s = anchors.strides[a];
+                    let (l, t, rr, bb) = (d[a], d[na + a], d[2 * na + a], d[3 * na + a]);
+                    pred_px.push([(ax - l) * s, (ay - t) * s, (ax + rr) * s, (ay + bb) * s]);
+                }
             }
             let anchor_px: Vec<[f32; 2]> =
                 anchors.points.iter().zip(&anchors.strides).map(|(p, &s)| [p[0] * s, p[1] * s]).collect();
-            let cls: Vec<i64> = gt.classes.iter().map(|&c| c as i64).collect();
-            let idx = Tensor::<B, 3, Int>::from_data(TensorData::new(cls, [bs, m, 1]), &device).repeat_dim(2, na);
-            let gt_scores = read_f32(burn::tensor::activation::sigmoid(scores.clone().detach().gather(1, idx)));
-            assigner.assign(&gt_scores, &pred_px, &anchor_px, &gt)
+            let lookup = GtClassScores::read(scores.clone(), &gt);
+            assigner.assign_with(|b, m, a| lookup.get(b, m, a), &pred_px, &anchor_px, &gt)
         };
 
         let fg_idx = assignment.fg_indices();
@@ -253,4 +253,45 @@ impl DetectionLoss {
         );
         BranchLoss { parts, batch_size: bs, num_fg: fg_idx.len(), target_scores_sum: tss, assignment }
     }
+}
+
+/// Decode raw box outputs `[b, 4 * reg_max, A]` (host copy) to `ltrb` distances `[b, 4, A]` in grid units:
+/// softmax over the bins then the expectation (as Ultralytics' `softmax(3).matmul(proj)`), or the raw values
+/// when `reg_max == 1`.
+pub fn decode_host(raw: &[f32], bs: usize, reg_max: usize, na: usize) -> Vec<f32> {
+    assert_eq!(raw.len(), bs * 4 * reg_max * na);
+    if reg_max == 1 {
+        return raw.to_vec();
+    }
+    let r = reg_max;
+    let mut out = vec![0f32; bs * 4 * na];
+    let mut mx = vec![0f32; na];
+    let mut z = vec![0f32; na];
+    let mut ex = vec![0f32; r * na];
+    for bs_side in 0..bs * 4 {
+        let base = bs_side * r * na;
+        mx.fill(f32::NEG_INFINITY);
+        for j in 0..r {
+            for (m, &x) in mx.iter_mut().zip(&raw[base + j * na..base + (j + 1) * na]) {
+                *m = m.max(x);
+            }
+        }
+        z.fill(0.0);
+        for j in 0..r {
+            let row = &raw[base + j * na..base + (j + 1) * na];
+            let e = &mut ex[j * na..(j + 1) * na];
+            for a in 0..na {
+                e[a] = (row[a] - mx[a]).exp();
+                z[a] += e[a];
+            }
+        }
+        let o = &mut out[bs_side * na..(bs_side + 1) * na];
+        for j in 0..r {
+            let e = &ex[j * na..(j + 1) * na];
+            for a in 0..na {
+                o[a] += (e[a] / z[a]) * j as f32;
+            }
+        }
+    }
+    out
 }
