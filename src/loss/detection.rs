@@ -15,6 +15,8 @@
 
 use burn::tensor::{activation::log_sigmoid, backend::Backend, DType, FloatDType, Int, Tensor, TensorData};
 
+use rayon::prelude::*;
+
 use super::anchors::make_anchors;
 use super::assigner::{read_f32, AssignerConfig, Assignment, GtClassScores, TaskAlignedAssigner};
 use super::bbox_loss::{BboxLoss, FgTargets};
@@ -265,33 +267,27 @@ pub fn decode_host(raw: &[f32], bs: usize, reg_max: usize, na: usize) -> Vec<f32
     }
     let r = reg_max;
     let mut out = vec![0f32; bs * 4 * na];
-    let mut mx = vec![0f32; na];
-    let mut z = vec![0f32; na];
-    let mut ex = vec![0f32; r * na];
-    for bs_side in 0..bs * 4 {
-        let base = bs_side * r * na;
-        mx.fill(f32::NEG_INFINITY);
-        for j in 0..r {
-            for (m, &x) in mx.iter_mut().zip(&raw[base + j * na..base + (j + 1) * na]) {
+    // One (image, side) group at a time, in parallel: max, exp, normalise, expectation over the bins.
+    out.par_chunks_mut(na).zip(raw.par_chunks(r * na)).for_each(|(o, group)| {
+        let mut mx = vec![f32::NEG_INFINITY; na];
+        for row in group.chunks_exact(na) {
+            for (m, &x) in mx.iter_mut().zip(row) {
                 *m = m.max(x);
             }
         }
-        z.fill(0.0);
-        for j in 0..r {
-            let row = &raw[base + j * na..base + (j + 1) * na];
-            let e = &mut ex[j * na..(j + 1) * na];
+        let mut z = vec![0f32; na];
+        let mut ex = vec![0f32; r * na];
+        for (row, e) in group.chunks_exact(na).zip(ex.chunks_exact_mut(na)) {
             for a in 0..na {
                 e[a] = (row[a] - mx[a]).exp();
                 z[a] += e[a];
             }
         }
-        let o = &mut out[bs_side * na..(bs_side + 1) * na];
-        for j in 0..r {
-            let e = &ex[j * na..(j + 1) * na];
+        for (j, e) in ex.chunks_exact(na).enumerate() {
             for a in 0..na {
                 o[a] += (e[a] / z[a]) * j as f32;
             }
         }
-    }
+    });
     out
 }
