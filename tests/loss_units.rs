@@ -186,3 +186,31 @@ fn half_precision_predictions_are_computed_in_f32() {
     assert!(half.num_fg > 0);
     assert!(half.components.iter().all(|c| c.is_finite()));
 }
+
+#[test]
+fn criterion_picks_the_loss_from_the_head() {
+    use ember::loss::{BranchOutputs, Criterion};
+    let device = Default::default();
+    let na = 20;
+    let fs = [[4usize, 4usize], [2, 2]];
+    let mk = |c: usize| {
+        let v: Vec<f32> = (0..c * na).map(|i| 1.0 + (i % 7) as f32 / 7.0).collect();
+        Tensor::<Cpu, 3>::from_data(TensorData::new(v, [1, c, na]), &device)
+    };
+    let targets = TargetBatch::new(vec![ImageTargets::new(vec![1], vec![[0.5, 0.5, 0.5, 0.5]])], [32, 32]);
+    let v8 = Criterion::new(DetectionLossConfig::new(2, 16), false, 10);
+    assert_eq!(v8.names()[2], "dfl_loss");
+    let out = v8.forward(BranchOutputs { boxes: mk(64), scores: mk(2) }, None, &fs, &[8.0, 16.0], &targets, 0);
+    assert!(out.components.iter().all(|c| c.is_finite()) && out.num_fg > 0);
+    let e2e = Criterion::new(DetectionLossConfig::new(2, 1), true, 10);
+    assert_eq!(e2e.names()[2], "l1_loss");
+    let out = e2e.forward(
+        BranchOutputs { boxes: mk(4), scores: mk(2) },
+        Some(BranchOutputs { boxes: mk(4), scores: mk(2) }),
+        &fs,
+        &[8.0, 16.0],
+        &targets,
+        0,
+    );
+    assert_eq!(out.num_fg, 1, "one-to-one: one positive per box");
+}

@@ -52,6 +52,8 @@ pub struct E2eLossOutput<B: Backend> {
     pub o2o: f32,
     pub num_fg_one2many: usize,
     pub num_fg_one2one: usize,
+    /// `max(sum of target scores, 1)` of the one-to-one branch.
+    pub target_scores_sum_one2one: f32,
 }
 
 
@@ -122,6 +124,7 @@ impl E2eLoss {
             o2o,
             num_fg_one2many: many.num_fg,
             num_fg_one2one: one.num_fg,
+            target_scores_sum_one2one: one.target_scores_sum,
         }
     }
 
@@ -132,7 +135,7 @@ impl E2eLoss {
             components: out.components,
             names: out.names,
             num_fg: out.num_fg_one2one,
-            target_scores_sum: 0.0,
+            target_scores_sum: out.target_scores_sum_one2one,
         }
     }
 }

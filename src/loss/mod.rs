@@ -6,12 +6,18 @@
 //! - [`assigner`]: the task-aligned assigner (host side, gradient-free);
 //! - [`bbox_loss`]: CIoU + DFL / L1 box loss;
 //! - [`detection`]: one branch's loss ([`DetectionLoss`]);
-//! - [`end2end`]: YOLO26's one-to-many + one-to-one combination ([`E2eLoss`]).
+//! - [`end2end`]: YOLO26's one-to-many + one-to-one combination ([`E2eLoss`]);
+//! - [`criterion`]: [`Criterion`], the one the trainer holds (picks the above from the head's shape).
+//!
+//! Trainer use: `let crit = Criterion::new(DetectionLossConfig::new(nc, reg_max), end2end, epochs);` then per batch
+//! `let out = crit.forward(o2m, o2o, &feature_sizes, &strides, &targets, epoch);`, `out.total.backward()`, and
+//! print `out.components` under `crit.names()`.
 
 pub mod anchors;
 pub mod assigner;
 pub mod bbox_loss;
 pub mod boxes;
+pub mod criterion;
 pub mod detection;
 pub mod end2end;
 pub mod targets;
@@ -19,6 +25,7 @@ pub mod targets;
 pub use anchors::{make_anchors, Anchors};
 pub use assigner::{AssignerConfig, Assignment, TaskAlignedAssigner};
 pub use bbox_loss::BboxLoss;
+pub use criterion::{BranchOutputs, Criterion};
 pub use detection::{loss_names, DetectionLoss, DetectionLossConfig, LossOutput};
 pub use end2end::{E2eLoss, E2eLossOutput, O2mSchedule};
 pub use targets::{ImageTargets, TargetBatch};
