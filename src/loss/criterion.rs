@@ -51,7 +51,13 @@ impl Criterion {
         epoch: usize,
     ) -> LossOutput<B> {
         match self {
-            Criterion::Detect(l) => l.forward(one2many.boxes, one2many.scores, feature_sizes, strides, targets),
+            Criterion::Detect(l) => l.forward(
+                one2many.boxes,
+                one2many.scores,
+                feature_sizes,
+                strides,
+                targets,
+            ),
             Criterion::EndToEnd(l) => {
                 let o2o = one2one.expect("the end-to-end loss needs the one-to-one branch outputs");
                 let out = l.forward(

@@ -22,7 +22,11 @@ pub struct O2mSchedule {
 
 impl O2mSchedule {
     pub fn new(epochs: usize) -> Self {
-        Self { epochs, initial: 0.8, final_: 0.1 }
+        Self {
+            epochs,
+            initial: 0.8,
+            final_: 0.1,
+        }
     }
 
     /// Weight of the one-to-many loss during epoch `epoch` (0-based).
@@ -55,8 +59,6 @@ pub struct E2eLossOutput<B: Backend> {
     /// `max(sum of target scores, 1)` of the one-to-one branch.
     pub target_scores_sum_one2one: f32,
 }
-
-
 
 /// End-to-end loss over the two branches.
 #[derive(Debug, Clone)]
@@ -91,7 +93,15 @@ impl E2eLoss {
     ) -> E2eLossOutput<B> {
         let (o2m, o2o) = (self.schedule.o2m(epoch), self.schedule.o2o(epoch));
         self.forward_weighted(
-            o2m_boxes, o2m_scores, o2o_boxes, o2o_scores, feature_sizes, strides, targets, o2m, o2o,
+            o2m_boxes,
+            o2m_scores,
+            o2o_boxes,
+            o2o_scores,
+            feature_sizes,
+            strides,
+            targets,
+            o2m,
+            o2o,
         )
     }
 
@@ -109,12 +119,17 @@ impl E2eLoss {
         o2m: f32,
         o2o: f32,
     ) -> E2eLossOutput<B> {
-        let many = self.one2many.branch(o2m_boxes, o2m_scores, feature_sizes, strides, targets);
-        let one = self.one2one.branch(o2o_boxes, o2o_scores, feature_sizes, strides, targets);
+        let many = self
+            .one2many
+            .branch(o2m_boxes, o2m_scores, feature_sizes, strides, targets);
+        let one = self
+            .one2one
+            .branch(o2o_boxes, o2o_scores, feature_sizes, strides, targets);
         let bs = many.batch_size as f32;
         let cm = read_f32(many.parts.clone().detach());
         let co = read_f32(one.parts.clone().detach());
-        let total = many.parts.sum().mul_scalar(bs).mul_scalar(o2m) + one.parts.sum().mul_scalar(bs).mul_scalar(o2o);
+        let total = many.parts.sum().mul_scalar(bs).mul_scalar(o2m)
+            + one.parts.sum().mul_scalar(bs).mul_scalar(o2o);
         E2eLossOutput {
             total,
             components: [co[0], co[1], co[2]],
@@ -139,5 +154,3 @@ impl E2eLoss {
         }
     }
 }
-
-
