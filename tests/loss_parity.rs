@@ -420,3 +420,43 @@ fn synthetic_gradient_parity() {
     grad_parity("synthetic_v8", "full");
     grad_parity("synthetic_e2e", "full");
 }
+
+/// The tensor entry point of the assigner agrees with Ultralytics' foreground count on the real batch.
+#[test]
+fn assigner_tensor_api_matches_fg_count() {
+    use ember::loss::assigner::{AssignerConfig, TaskAlignedAssigner};
+    use ember::loss::bbox_loss::decode_distances;
+    use ember::loss::boxes::dist2bbox;
+    use ember::loss::make_anchors;
+    let fx = Fixture::load("yolov8n");
+    let device = Default::default();
+    let boxes = fx.tensor3::<Cpu>("main.boxes", &device);
+    let scores = fx.tensor3::<Cpu>("main.scores", &device);
+    let [b, c, na] = boxes.dims();
+    let anchors = make_anchors(&fx.feature_sizes(), &fx.strides(), 0.5);
+    let (pts, st) = anchors.to_tensors::<Cpu>(&device);
+    let dist = decode_distances(boxes.permute([0, 2, 1]).reshape([b * na, c]), fx.reg_max());
+    let pts = pts
+        .unsqueeze_dim::<3>(0)
+        .repeat_dim(0, b)
+        .reshape([b * na, 2]);
+    let st = st
+        .unsqueeze_dim::<3>(0)
+        .repeat_dim(0, b)
+        .reshape([b * na, 1]);
+    let px = (dist2bbox(dist, pts) * st).reshape([b, na, 4]);
+    let anchor_px: Vec<[f32; 2]> = anchors
+        .points
+        .iter()
+        .zip(&anchors.strides)
+        .map(|(p, &s)| [p[0] * s, p[1] * s])
+        .collect();
+    let [h, w] = fx.imgsz();
+    for case in ["full", "background", "empty"] {
+        let gt = fx.targets(case).padded([h as f32, w as f32]);
+        let assigner = TaskAlignedAssigner::new(AssignerConfig::new(10, None, 80, &fx.strides()));
+        let a = assigner.assign_tensors(scores.clone(), px.clone(), &anchor_px, &gt);
+        let want = fx.meta["cases"][case]["main"]["fg"].as_u64().unwrap() as usize;
+        assert_eq!(a.num_fg(), want, "{case}");
+    }
+}
