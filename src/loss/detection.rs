@@ -266,12 +266,15 @@ impl DetectionLoss {
                 fg.boxes.push([tb[0] / s, tb[1] / s, tb[2] / s, tb[3] / s]);
                 fg.weights.push(assignment.target_scores[i]);
             }
-            let idx: Vec<i64> = fg_idx.iter().map(|&i| i as i64).collect();
-            let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [n]), &device);
-            let pred = boxes
-                .permute([0, 2, 1])
-                .reshape([bs * na, c])
-                .select(0, idx);
+            // Gather the foreground columns straight from the flat [b, c, A] layout (no transpose of the
+            // whole tensor): row i of `pred` holds the c channels of foreground anchor i.
+            let mut idx: Vec<i64> = Vec::with_capacity(n * c);
+            for &i in &fg_idx {
+                let (b, a) = (i / na, i % na);
+                idx.extend((0..c).map(|k| ((b * c + k) * na + a) as i64));
+            }
+            let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [n * c]), &device);
+            let pred = boxes.reshape([bs * c * na]).select(0, idx).reshape([n, c]);
             BboxLoss::new(r).forward(pred, &fg, tss, imgsz)
         };
 
