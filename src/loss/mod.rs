@@ -6,18 +6,16 @@
 //! - [`assigner`]: the task-aligned assigner (host side, gradient-free);
 //! - [`bbox_loss`]: CIoU + DFL / L1 box loss;
 //! - [`detection`]: one branch's loss ([`DetectionLoss`]);
-//! - [`end2end`]: YOLO26's one-to-many + one-to-one combination ([`E2eLoss`]);
-//! - [`criterion`]: [`Criterion`], the one the trainer holds (picks the above from the head's shape).
+//! - [`end2end`]: YOLO26's one-to-many + one-to-one combination ([`E2eLoss`]).
 //!
-//! Trainer use: `let crit = Criterion::new(DetectionLossConfig::new(nc, reg_max), end2end, epochs);` then per batch
-//! `let out = crit.forward(o2m, o2o, &feature_sizes, &strides, &targets, epoch);`, `out.total.backward()`, and
-//! print `out.components` under `crit.names()`.
+//! The trainer holds a [`DetectionLoss`] (one branch) or an [`E2eLoss`] (YOLO26), calls `forward` with the raw head
+//! outputs, `feature_sizes`, `strides`, the [`TargetBatch`] (and the epoch for the end-to-end loss), backpropagates
+//! `total` and prints `components` under `names`.
 
 pub mod anchors;
 pub mod assigner;
 pub mod bbox_loss;
 pub mod boxes;
-pub mod criterion;
 pub mod detection;
 pub mod end2end;
 pub mod targets;
@@ -25,7 +23,6 @@ pub mod targets;
 pub use anchors::{make_anchors, Anchors};
 pub use assigner::{AssignerConfig, Assignment, TaskAlignedAssigner};
 pub use bbox_loss::BboxLoss;
-pub use criterion::{BranchOutputs, Criterion};
 pub use detection::{loss_names, DetectionLoss, DetectionLossConfig, LossOutput};
 pub use end2end::{E2eLoss, E2eLossOutput, O2mSchedule};
 pub use targets::{ImageTargets, TargetBatch};
