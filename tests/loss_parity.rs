@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use ember::backend::{Cpu, CpuAutodiff};
-use ember::loss::{DetectionLoss, DetectionLossConfig, E2eLoss, ImageTargets, TargetBatch};
+use ember::loss::{
+    class_weights_from_counts, DetectionLoss, DetectionLossConfig, E2eLoss, ImageTargets,
+    TargetBatch,
+};
 use safetensors::SafeTensors;
 use serde_json::Value;
 
@@ -161,12 +164,38 @@ fn nc(fx: &Fixture) -> usize {
     fx.meta["nc"].as_u64().unwrap() as usize
 }
 
+/// Loss settings of a fixture case: defaults, plus the stored class weights for the `*_cw` cases.
+fn config(fx: &Fixture, case: &str) -> DetectionLossConfig {
+    let cfg = DetectionLossConfig::new(nc(fx), fx.reg_max());
+    if !case.ends_with("_cw") {
+        return cfg;
+    }
+    let cw = &fx.meta["class_weights"];
+    let f = |k: &str| -> Vec<f32> {
+        cw[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let (counts, weights) = (f("counts"), f("weights"));
+    let ours = class_weights_from_counts(&counts, cw["cls_pw"].as_f64().unwrap() as f32).unwrap();
+    for (a, b) in ours.iter().zip(&weights) {
+        assert!(
+            (a - b).abs() < 1e-6,
+            "class weights: {ours:?} vs {weights:?}"
+        );
+    }
+    cfg.with_class_weights(Some(weights))
+}
+
 fn v8_case(model: &str, case: &str) {
     let fx = Fixture::load(model);
     let device = Default::default();
     let boxes = fx.tensor3::<Cpu>("main.boxes", &device);
     let scores = fx.tensor3::<Cpu>("main.scores", &device);
-    let loss = DetectionLoss::new(DetectionLossConfig::new(nc(&fx), fx.reg_max()));
+    let loss = DetectionLoss::new(config(&fx, case));
     let out = loss.forward(
         boxes,
         scores,
@@ -188,7 +217,7 @@ fn e2e_case(model: &str, case: &str) {
     let t = |k: &str| fx.tensor3::<Cpu>(k, &device);
     let epochs = fx.meta["epochs"].as_u64().unwrap() as usize;
     let epoch = fx.meta["epoch"].as_u64().unwrap() as usize;
-    let loss = E2eLoss::new(DetectionLossConfig::new(nc(&fx), fx.reg_max()), epochs);
+    let loss = E2eLoss::new(config(&fx, case), epochs);
     let want_o2m = fx.meta["o2m"].as_f64().unwrap() as f32;
     assert!(
         (loss.schedule.o2m(epoch) - want_o2m).abs() < 1e-6,
@@ -211,11 +240,9 @@ fn e2e_case(model: &str, case: &str) {
     );
     let want_m: Vec<f32> = c["one2many"]["components"]
         .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    for k in 0..3 {
+        .map(|a| a.iter().map(|v| v.as_f64().unwrap() as f32).collect())
+        .unwrap_or_default(); // not stored for the class-weight cases
+    for k in 0..want_m.len() {
         let r = rel(out.one2many_components[k], want_m[k]);
         println!("{model}/{case} one2many {}: rel {r:.2e}", out.names[k]);
         assert!(r <= REL_TOL || (want_m[k] == 0.0 && out.one2many_components[k].abs() < 1e-6));
@@ -265,6 +292,13 @@ fn synthetic_dfl_parity() {
 fn synthetic_e2e_parity() {
     e2e_case("synthetic_e2e", "full");
     e2e_case("synthetic_e2e", "empty");
+}
+
+/// Class weights (Ultralytics `cls_pw`), weights derived from counts where most classes have none.
+#[test]
+fn synthetic_class_weights_parity() {
+    v8_case("synthetic_v8", "full_cw");
+    e2e_case("synthetic_e2e", "full_cw");
 }
 
 /// Backward on `Autodiff<Flex>` gives finite gradients of the right shape on all prediction tensors.

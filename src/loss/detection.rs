@@ -39,6 +39,9 @@ pub struct DetectionLossConfig {
     pub box_gain: f32,
     pub cls_gain: f32,
     pub dfl_gain: f32,
+    /// Per-class weights of the class loss (Ultralytics `cls_pw > 0`, see [`class_weights_from_counts`]);
+    /// `None`: all 1.
+    pub class_weights: Option<Vec<f32>>,
 }
 
 impl DetectionLossConfig {
@@ -53,7 +56,16 @@ impl DetectionLossConfig {
             box_gain: 7.5,
             cls_gain: 0.5,
             dfl_gain: 1.5,
+            class_weights: None,
         }
+    }
+
+    pub fn with_class_weights(mut self, weights: Option<Vec<f32>>) -> Self {
+        if let Some(w) = &weights {
+            assert_eq!(w.len(), self.num_classes, "one class weight per class");
+        }
+        self.class_weights = weights;
+        self
     }
 
     pub fn with_topk(mut self, topk: usize, topk2: Option<usize>) -> Self {
@@ -68,6 +80,35 @@ impl DetectionLossConfig {
         self.dfl_gain = dfl_gain;
         self
     }
+}
+
+/// Class weights as Ultralytics 8.4 derives them from the training labels' per-class instance counts with
+/// `cls_pw` in `[0, 1]`: `(1 / count)^cls_pw`, classes without labels get the mean weight of the others, then
+/// everything is scaled to mean 1. `None` when `cls_pw == 0` or no class has a label (weights off).
+pub fn class_weights_from_counts(counts: &[f32], cls_pw: f32) -> Option<Vec<f32>> {
+    assert!((0.0..=1.0).contains(&cls_pw), "cls_pw must be in [0, 1]");
+    if cls_pw == 0.0 || !counts.iter().any(|&c| c > 0.0) {
+        return None;
+    }
+    // f64 as numpy does, rounded to f32 at the end
+    let w: Vec<f64> = counts
+        .iter()
+        .map(|&c| (1.0 / if c > 0.0 { c as f64 } else { 1.0 }).powf(cls_pw as f64))
+        .collect();
+    let present: Vec<f64> = w
+        .iter()
+        .zip(counts)
+        .filter(|(_, &c)| c > 0.0)
+        .map(|(&w, _)| w)
+        .collect();
+    let fill = present.iter().sum::<f64>() / present.len() as f64;
+    let w: Vec<f64> = w
+        .iter()
+        .zip(counts)
+        .map(|(&w, &c)| if c > 0.0 { w } else { fill })
+        .collect();
+    let mean = w.iter().sum::<f64>() / w.len() as f64;
+    Some(w.iter().map(|&v| (v / mean) as f32).collect())
 }
 
 /// Names of the three loss columns as Ultralytics prints them: the third is `dfl_loss` with DFL
@@ -226,9 +267,18 @@ impl DetectionLoss {
         let fg_idx = assignment.fg_indices();
         let tss = assignment.target_scores_sum().max(1.0);
 
-        // Class loss: sum of BCE-with-logits = sum(x - log_sigmoid(x)) - sum over targets of t * x.
-        let flat_scores = scores.clone().reshape([bs * nc * na]);
-        let mut cls_sum = (flat_scores.clone() - log_sigmoid(flat_scores.clone())).sum();
+        // Class loss: sum of BCE-with-logits = sum(x - log_sigmoid(x)) - sum over targets of t * x,
+        // each term times its class weight when there are class weights.
+        let weights = cfg.class_weights.as_ref();
+        let elementwise = scores.clone() - log_sigmoid(scores.clone());
+        let elementwise = match weights {
+            Some(w) => {
+                let w = Tensor::<B, 3>::from_data(TensorData::new(w.clone(), [1, nc, 1]), &device);
+                elementwise * w
+            }
+            None => elementwise,
+        };
+        let mut cls_sum = elementwise.sum();
         if !fg_idx.is_empty() {
             let pos: Vec<i64> = fg_idx
                 .iter()
@@ -239,11 +289,15 @@ impl DetectionLoss {
                 .collect();
             let t: Vec<f32> = fg_idx
                 .iter()
-                .map(|&i| assignment.target_scores[i])
+                .map(|&i| {
+                    let t = assignment.target_scores[i];
+                    weights.map_or(t, |w| t * w[assignment.target_labels[i]])
+                })
                 .collect();
             let n = pos.len();
             let pos = Tensor::<B, 1, Int>::from_data(TensorData::new(pos, [n]), &device);
             let t = Tensor::<B, 1>::from_data(TensorData::new(t, [n]), &device);
+            let flat_scores = scores.clone().reshape([bs * nc * na]);
             cls_sum = cls_sum - (flat_scores.select(0, pos) * t).sum();
         }
         let loss_cls = cls_sum.div_scalar(tss);

@@ -23,6 +23,8 @@ pub mod targets;
 pub use anchors::{make_anchors, Anchors};
 pub use assigner::{AssignerConfig, Assignment, TaskAlignedAssigner};
 pub use bbox_loss::BboxLoss;
-pub use detection::{loss_names, DetectionLoss, DetectionLossConfig, LossOutput};
+pub use detection::{
+    class_weights_from_counts, loss_names, DetectionLoss, DetectionLossConfig, LossOutput,
+};
 pub use end2end::{E2eLoss, E2eLossOutput, O2mSchedule};
 pub use targets::{ImageTargets, TargetBatch};
