@@ -12,7 +12,8 @@
 //! The assigner is gradient-free: it reads detached predictions back to the host. Its work is sparse (per box,
 //! over the anchors inside that box), so host code is clear and cheap here.
 
-use burn::tensor::{activation::sigmoid, backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use rayon::prelude::*;
 
 use super::boxes::ciou_host;
 use super::targets::{xywh_to_xyxy, xyxy_to_xywh, PaddedTargets};
@@ -38,8 +39,20 @@ pub struct AssignerConfig {
 impl AssignerConfig {
     /// Ultralytics' detection-loss settings for a model with these strides.
     pub fn new(topk: usize, topk2: Option<usize>, num_classes: usize, strides: &[f32]) -> Self {
-        let stride_val = if strides.len() > 1 { strides[1] } else { strides.first().copied().unwrap_or(8.0) };
-        Self { topk, topk2, num_classes, alpha: 0.5, beta: 6.0, stride_val, eps: 1e-9 }
+        let stride_val = if strides.len() > 1 {
+            strides[1]
+        } else {
+            strides.first().copied().unwrap_or(8.0)
+        };
+        Self {
+            topk,
+            topk2,
+            num_classes,
+            alpha: 0.5,
+            beta: 6.0,
+            stride_val,
+            eps: 1e-9,
+        }
     }
 }
 
@@ -81,7 +94,12 @@ impl Assignment {
 
     /// Flat indices `b * num_anchors + a` of the foreground anchors, in order.
     pub fn fg_indices(&self) -> Vec<usize> {
-        self.fg.iter().enumerate().filter(|(_, &f)| f).map(|(i, _)| i).collect()
+        self.fg
+            .iter()
+            .enumerate()
+            .filter(|(_, &f)| f)
+            .map(|(i, _)| i)
+            .collect()
     }
 
     /// Sum of all target scores (the class-loss normaliser before `max(.., 1)`).
@@ -111,19 +129,16 @@ impl TaskAlignedAssigner {
         gt: &PaddedTargets,
     ) -> Assignment {
         let [b, _nc, a] = scores.dims();
-        let m = gt.max_boxes;
-        if m == 0 {
+        if gt.max_boxes == 0 {
             return Assignment::background(b, a);
         }
-        let device = scores.device();
-        // Probability of each box's class at every anchor: gather the class rows, [b, M, A].
-        let cls: Vec<i64> = gt.classes.iter().map(|&c| c as i64).collect();
-        let idx = Tensor::<B, 3, Int>::from_data(TensorData::new(cls, [b, m, 1]), &device).repeat_dim(2, a);
-        let gt_scores = sigmoid(scores.detach().gather(1, idx));
-        let gt_scores = read_f32(gt_scores);
+        let lookup = GtClassScores::read(scores, gt);
         let boxes = read_f32(pred_boxes_px.detach());
-        let boxes: Vec<[f32; 4]> = boxes.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
-        self.assign(&gt_scores, &boxes, anchor_points_px, gt)
+        let boxes: Vec<[f32; 4]> = boxes
+            .chunks_exact(4)
+            .map(|c| [c[0], c[1], c[2], c[3]])
+            .collect();
+        self.assign_with(|b, m, a| lookup.get(b, m, a), &boxes, anchor_points_px, gt)
     }
 
     /// Assign on the host. `gt_scores`: `[b, M, A]` predicted probability of box `m`'s class at anchor `a`;
@@ -135,122 +150,183 @@ impl TaskAlignedAssigner {
         anchor_points_px: &[[f32; 2]],
         gt: &PaddedTargets,
     ) -> Assignment {
-        let cfg = &self.config;
+        let (m_max, na) = (gt.max_boxes, anchor_points_px.len());
+        assert_eq!(
+            gt_scores.len(),
+            gt.batch_size * m_max * na,
+            "gt_scores must be [b, M, A]"
+        );
+        self.assign_with(
+            |b, m, a| gt_scores[(b * m_max + m) * na + a],
+            pred_boxes_px,
+            anchor_points_px,
+            gt,
+        )
+    }
+
+    /// Assign on the host with a score lookup `score(b, m, a)`: the predicted probability of box `m`'s class at
+    /// anchor `a` of image `b` (only called for candidate anchors).
+    pub fn assign_with<F: Fn(usize, usize, usize) -> f32 + Sync>(
+        &self,
+        score: F,
+        pred_boxes_px: &[[f32; 4]],
+        anchor_points_px: &[[f32; 2]],
+        gt: &PaddedTargets,
+    ) -> Assignment {
         let (bs, m_max, na) = (gt.batch_size, gt.max_boxes, anchor_points_px.len());
-        assert_eq!(gt_scores.len(), bs * m_max * na, "gt_scores must be [b, M, A]");
         assert_eq!(pred_boxes_px.len(), bs * na, "pred boxes must be [b, A]");
         let mut out = Assignment::background(bs, na);
         if m_max == 0 {
             return out;
         }
+        // Images are independent: assign them in parallel.
+        let images: Vec<Assignment> = (0..bs)
+            .into_par_iter()
+            .map(|b| {
+                self.assign_image(
+                    b,
+                    &score,
+                    &pred_boxes_px[b * na..(b + 1) * na],
+                    anchor_points_px,
+                    gt,
+                )
+            })
+            .collect();
+        for (b, im) in images.into_iter().enumerate() {
+            let r = b * na..(b + 1) * na;
+            out.fg[r.clone()].copy_from_slice(&im.fg);
+            out.target_gt_idx[r.clone()].copy_from_slice(&im.target_gt_idx);
+            out.target_labels[r.clone()].copy_from_slice(&im.target_labels);
+            out.target_boxes[r.clone()].copy_from_slice(&im.target_boxes);
+            out.target_scores[r].copy_from_slice(&im.target_scores);
+        }
+        out
+    }
+
+    /// Assignment of image `b` alone (an [`Assignment`] with batch size 1).
+    fn assign_image<F: Fn(usize, usize, usize) -> f32>(
+        &self,
+        b: usize,
+        score: &F,
+        pred_boxes_px: &[[f32; 4]],
+        anchor_points_px: &[[f32; 2]],
+        gt: &PaddedTargets,
+    ) -> Assignment {
+        let cfg = &self.config;
+        let (m_max, na) = (gt.max_boxes, anchor_points_px.len());
+        let mut out = Assignment::background(1, na);
         let topk = cfg.topk.min(na);
         let topk2 = cfg.topk2.unwrap_or(cfg.topk).min(na);
         let second_filter = cfg.topk2.is_some_and(|k2| k2 != cfg.topk);
         let eps = cfg.eps;
 
-        // Per image: dense [M, A] overlaps, metrics and the positive mask.
+        // Dense [M, A] overlaps, metrics and the positive mask of this image.
         let mut overlaps = vec![0f32; m_max * na];
         let mut align = vec![0f32; m_max * na];
         let mut pos = vec![false; m_max * na];
         let mut cand: Vec<(usize, f32)> = Vec::new();
-        for b in 0..bs {
-            overlaps.fill(0.0);
-            align.fill(0.0);
-            pos.fill(false);
-            for m in 0..m_max {
-                let r = b * m_max + m;
-                if !gt.mask[r] {
+        for m in 0..m_max {
+            let r = b * m_max + m;
+            if !gt.mask[r] {
+                continue;
+            }
+            let g = gt.boxes_xyxy[r];
+            // STAL: enlarge small sides for the candidate test only.
+            let mut xywh = xyxy_to_xywh(g);
+            if xywh[2] < cfg.stride_val {
+                xywh[2] = cfg.stride_val;
+            }
+            if xywh[3] < cfg.stride_val {
+                xywh[3] = cfg.stride_val;
+            }
+            let e = xywh_to_xyxy(xywh);
+            cand.clear();
+            for (a, p) in anchor_points_px.iter().enumerate() {
+                let inside = p[0] - e[0] > eps
+                    && p[1] - e[1] > eps
+                    && e[2] - p[0] > eps
+                    && e[3] - p[1] > eps;
+                if !inside {
                     continue;
                 }
-                let g = gt.boxes_xyxy[r];
-                // STAL: enlarge small sides for the candidate test only.
-                let mut xywh = xyxy_to_xywh(g);
-                if xywh[2] < cfg.stride_val {
-                    xywh[2] = cfg.stride_val;
-                }
-                if xywh[3] < cfg.stride_val {
-                    xywh[3] = cfg.stride_val;
-                }
-                let e = xywh_to_xyxy(xywh);
-                cand.clear();
-                let scores = &gt_scores[r * na..(r + 1) * na];
-                for (a, p) in anchor_points_px.iter().enumerate() {
-                    let inside = p[0] - e[0] > eps && p[1] - e[1] > eps && e[2] - p[0] > eps && e[3] - p[1] > eps;
-                    if !inside {
-                        continue;
-                    }
-                    let ov = ciou_host(g, pred_boxes_px[b * na + a]).max(0.0);
-                    let s = scores[a];
-                    let sa = if cfg.alpha == 0.5 { s.sqrt() } else { s.powf(cfg.alpha) };
-                    let metric = sa * ov.powf(cfg.beta);
-                    overlaps[m * na + a] = ov;
-                    align[m * na + a] = metric;
-                    cand.push((a, metric));
-                }
-                // Top-k by metric (descending, lower anchor index first on ties). Candidates with a zero metric
-                // are never taken: Ultralytics may pick them among tied zeros, but as positives they would carry
-                // a zero target score, so the losses do not depend on it.
-                cand.retain(|&(_, v)| v > 0.0);
-                cand.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
-                for &(a, _) in cand.iter().take(topk) {
-                    pos[m * na + a] = true;
-                }
-            }
-
-            // An anchor positive for several boxes goes to the box it overlaps most (among all boxes it is
-            // a candidate of, positive or not), first box on ties.
-            for a in 0..na {
-                let count = (0..m_max).filter(|&m| pos[m * na + a]).count();
-                if count > 1 {
-                    let mut best = 0;
-                    for m in 1..m_max {
-                        if overlaps[m * na + a] > overlaps[best * na + a] {
-                            best = m;
-                        }
-                    }
-                    for m in 0..m_max {
-                        pos[m * na + a] = m == best;
-                    }
-                }
-            }
-
-            // One-to-one branch: keep only the best `topk2` positives per box by metric.
-            if second_filter {
-                for m in 0..m_max {
-                    cand.clear();
-                    cand.extend((0..na).filter(|&a| pos[m * na + a]).map(|a| (a, align[m * na + a])));
-                    cand.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
-                    for &(a, _) in cand.iter().skip(topk2) {
-                        pos[m * na + a] = false;
-                    }
-                }
-            }
-
-            // Normalisation per box: metric * (max IoU of its positives) / (max metric of its positives).
-            let mut pos_align = vec![0f32; m_max];
-            let mut pos_ov = vec![0f32; m_max];
-            for m in 0..m_max {
-                for a in 0..na {
-                    if pos[m * na + a] {
-                        pos_align[m] = pos_align[m].max(align[m * na + a]);
-                        pos_ov[m] = pos_ov[m].max(overlaps[m * na + a]);
-                    }
-                }
-            }
-            for a in 0..na {
-                let i = b * na + a;
-                if let Some(m) = (0..m_max).find(|&m| pos[m * na + a]) {
-                    let r = b * m_max + m;
-                    out.fg[i] = true;
-                    out.target_gt_idx[i] = m;
-                    out.target_labels[i] = gt.classes[r];
-                    out.target_boxes[i] = gt.boxes_xyxy[r];
-                    out.target_scores[i] = align[m * na + a] * pos_ov[m] / (pos_align[m] + eps);
+                let ov = ciou_host(g, pred_boxes_px[a]).max(0.0);
+                let s = score(b, m, a);
+                let sa = if cfg.alpha == 0.5 {
+                    s.sqrt()
                 } else {
-                    let r = b * m_max;
-                    out.target_labels[i] = gt.classes[r];
-                    out.target_boxes[i] = gt.boxes_xyxy[r];
+                    s.powf(cfg.alpha)
+                };
+                let metric = sa * ov.powf(cfg.beta);
+                overlaps[m * na + a] = ov;
+                align[m * na + a] = metric;
+                cand.push((a, metric));
+            }
+            // Top-k by metric (descending, lower anchor index first on ties). Candidates with a zero metric
+            // are never taken: Ultralytics may pick them among tied zeros, but as positives they would carry
+            // a zero target score, so the losses do not depend on it.
+            cand.retain(|&(_, v)| v > 0.0);
+            cand.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+            for &(a, _) in cand.iter().take(topk) {
+                pos[m * na + a] = true;
+            }
+        }
+
+        // An anchor positive for several boxes goes to the box it overlaps most (among all boxes it is
+        // a candidate of, positive or not), first box on ties.
+        for a in 0..na {
+            let count = (0..m_max).filter(|&m| pos[m * na + a]).count();
+            if count > 1 {
+                let mut best = 0;
+                for m in 1..m_max {
+                    if overlaps[m * na + a] > overlaps[best * na + a] {
+                        best = m;
+                    }
                 }
+                for m in 0..m_max {
+                    pos[m * na + a] = m == best;
+                }
+            }
+        }
+
+        // One-to-one branch: keep only the best `topk2` positives per box by metric.
+        if second_filter {
+            for m in 0..m_max {
+                cand.clear();
+                cand.extend(
+                    (0..na)
+                        .filter(|&a| pos[m * na + a])
+                        .map(|a| (a, align[m * na + a])),
+                );
+                cand.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+                for &(a, _) in cand.iter().skip(topk2) {
+                    pos[m * na + a] = false;
+                }
+            }
+        }
+
+        // Normalisation per box: metric * (max IoU of its positives) / (max metric of its positives).
+        let mut pos_align = vec![0f32; m_max];
+        let mut pos_ov = vec![0f32; m_max];
+        for m in 0..m_max {
+            for a in 0..na {
+                if pos[m * na + a] {
+                    pos_align[m] = pos_align[m].max(align[m * na + a]);
+                    pos_ov[m] = pos_ov[m].max(overlaps[m * na + a]);
+                }
+            }
+        }
+        for a in 0..na {
+            if let Some(m) = (0..m_max).find(|&m| pos[m * na + a]) {
+                let r = b * m_max + m;
+                out.fg[a] = true;
+                out.target_gt_idx[a] = m;
+                out.target_labels[a] = gt.classes[r];
+                out.target_boxes[a] = gt.boxes_xyxy[r];
+                out.target_scores[a] = align[m * na + a] * pos_ov[m] / (pos_align[m] + eps);
+            } else {
+                let r = b * m_max;
+                out.target_labels[a] = gt.classes[r];
+                out.target_boxes[a] = gt.boxes_xyxy[r];
             }
         }
         out
@@ -262,6 +338,74 @@ pub(crate) fn read_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> 
     let data = t.into_data();
     match data.to_vec::<f32>() {
         Ok(v) => v,
-        Err(_) => data.convert::<f32>().to_vec::<f32>().expect("float tensor data"),
+        Err(_) => data
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("float tensor data"),
+    }
+}
+
+/// Class logits of the batch's ground-truth classes, read back once: `[b, U, A]` for the `U` distinct classes
+/// present, so the host never copies all `nc` rows.
+pub struct GtClassScores {
+    logits: Vec<f32>,
+    /// Column of each padded box's class (`b * M + m`).
+    column: Vec<usize>,
+    max_boxes: usize,
+    num_cols: usize,
+    num_anchors: usize,
+}
+
+impl GtClassScores {
+    /// `scores`: class logits `[b, nc, A]` (detached here).
+    pub fn read<B: Backend>(scores: Tensor<B, 3>, gt: &PaddedTargets) -> Self {
+        let [_, nc, na] = scores.dims();
+        let mut present: Vec<usize> = gt
+            .classes
+            .iter()
+            .zip(&gt.mask)
+            .filter(|(_, &v)| v)
+            .map(|(&c, _)| c)
+            .collect();
+        present.sort_unstable();
+        present.dedup();
+        if let Some(&c) = present.last() {
+            assert!(c < nc, "class id {c} out of range for {nc} classes");
+        }
+        let column: Vec<usize> = gt
+            .classes
+            .iter()
+            .zip(&gt.mask)
+            .map(|(c, &v)| {
+                if v {
+                    present.binary_search(c).unwrap()
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let device = scores.device();
+        let idx: Vec<i64> = present.iter().map(|&c| c as i64).collect();
+        let u = idx.len();
+        let logits = if u == 0 {
+            Vec::new()
+        } else {
+            let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [u]), &device);
+            read_f32(scores.detach().select(1, idx))
+        };
+        Self {
+            logits,
+            column,
+            max_boxes: gt.max_boxes,
+            num_cols: u,
+            num_anchors: na,
+        }
+    }
+
+    /// Sigmoid probability of box `m`'s class at anchor `a` of image `b`.
+    pub fn get(&self, b: usize, m: usize, a: usize) -> f32 {
+        let col = self.column[b * self.max_boxes + m];
+        let x = self.logits[(b * self.num_cols + col) * self.num_anchors + a];
+        1.0 / (1.0 + (-x).exp())
     }
 }

@@ -13,11 +13,15 @@
 //!
 //! The maths runs in f32 whatever the prediction dtype (inputs are cast to f32 first).
 
-use burn::tensor::{activation::log_sigmoid, backend::Backend, DType, FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{
+    activation::log_sigmoid, backend::Backend, DType, FloatDType, Int, Tensor, TensorData,
+};
+
+use rayon::prelude::*;
 
 use super::anchors::make_anchors;
-use super::assigner::{read_f32, AssignerConfig, Assignment, TaskAlignedAssigner};
-use super::bbox_loss::{decode_distances, BboxLoss, FgTargets};
+use super::assigner::{read_f32, AssignerConfig, Assignment, GtClassScores, TaskAlignedAssigner};
+use super::bbox_loss::{BboxLoss, FgTargets};
 use super::targets::TargetBatch;
 
 /// Settings of [`DetectionLoss`]; defaults are Ultralytics' for detection.
@@ -35,6 +39,9 @@ pub struct DetectionLossConfig {
     pub box_gain: f32,
     pub cls_gain: f32,
     pub dfl_gain: f32,
+    /// Per-class weights of the class loss (Ultralytics `cls_pw > 0`, see [`class_weights_from_counts`]);
+    /// `None`: all 1.
+    pub class_weights: Option<Vec<f32>>,
 }
 
 impl DetectionLossConfig {
@@ -49,7 +56,16 @@ impl DetectionLossConfig {
             box_gain: 7.5,
             cls_gain: 0.5,
             dfl_gain: 1.5,
+            class_weights: None,
         }
+    }
+
+    pub fn with_class_weights(mut self, weights: Option<Vec<f32>>) -> Self {
+        if let Some(w) = &weights {
+            assert_eq!(w.len(), self.num_classes, "one class weight per class");
+        }
+        self.class_weights = weights;
+        self
     }
 
     pub fn with_topk(mut self, topk: usize, topk2: Option<usize>) -> Self {
@@ -64,6 +80,35 @@ impl DetectionLossConfig {
         self.dfl_gain = dfl_gain;
         self
     }
+}
+
+/// Class weights as Ultralytics 8.4 derives them from the training labels' per-class instance counts with
+/// `cls_pw` in `[0, 1]`: `(1 / count)^cls_pw`, classes without labels get the mean weight of the others, then
+/// everything is scaled to mean 1. `None` when `cls_pw == 0` or no class has a label (weights off).
+pub fn class_weights_from_counts(counts: &[f32], cls_pw: f32) -> Option<Vec<f32>> {
+    assert!((0.0..=1.0).contains(&cls_pw), "cls_pw must be in [0, 1]");
+    if cls_pw == 0.0 || !counts.iter().any(|&c| c > 0.0) {
+        return None;
+    }
+    // f64 as numpy does, rounded to f32 at the end
+    let w: Vec<f64> = counts
+        .iter()
+        .map(|&c| (1.0 / if c > 0.0 { c as f64 } else { 1.0 }).powf(cls_pw as f64))
+        .collect();
+    let present: Vec<f64> = w
+        .iter()
+        .zip(counts)
+        .filter(|(_, &c)| c > 0.0)
+        .map(|(&w, _)| w)
+        .collect();
+    let fill = present.iter().sum::<f64>() / present.len() as f64;
+    let w: Vec<f64> = w
+        .iter()
+        .zip(counts)
+        .map(|(&w, &c)| if c > 0.0 { w } else { fill })
+        .collect();
+    let mean = w.iter().sum::<f64>() / w.len() as f64;
+    Some(w.iter().map(|&v| (v / mean) as f32).collect())
 }
 
 /// Names of the three loss columns as Ultralytics prints them: the third is `dfl_loss` with DFL
@@ -161,15 +206,30 @@ impl DetectionLoss {
         let [bs2, nc, na2] = scores.dims();
         let r = cfg.reg_max;
         assert_eq!(c, 4 * r, "boxes must have 4 * reg_max channels");
-        assert_eq!((bs, na), (bs2, na2), "boxes and scores disagree on batch or anchors");
+        assert_eq!(
+            (bs, na),
+            (bs2, na2),
+            "boxes and scores disagree on batch or anchors"
+        );
         assert_eq!(nc, cfg.num_classes, "scores must have num_classes channels");
-        assert_eq!(targets.batch_size(), bs, "targets and predictions disagree on batch size");
+        assert_eq!(
+            targets.batch_size(),
+            bs,
+            "targets and predictions disagree on batch size"
+        );
         let device = boxes.device();
 
         let anchors = make_anchors(feature_sizes, strides, 0.5);
-        assert_eq!(anchors.len(), na, "feature sizes do not match the number of anchors");
+        assert_eq!(
+            anchors.len(),
+            na,
+            "feature sizes do not match the number of anchors"
+        );
         // Input size as Ultralytics derives it: first level's size times its stride.
-        let imgsz = [feature_sizes[0][0] as f32 * strides[0], feature_sizes[0][1] as f32 * strides[0]];
+        let imgsz = [
+            feature_sizes[0][0] as f32 * strides[0],
+            feature_sizes[0][1] as f32 * strides[0],
+        ];
         let gt = targets.padded(imgsz);
         let m = gt.max_boxes;
 
@@ -183,29 +243,42 @@ impl DetectionLoss {
             assigner.assign(&[], &vec![[0.0; 4]; bs * na], &vec![[0.0; 2]; na], &gt)
         } else {
             // Decoded boxes of all anchors, pixel xyxy, on the host.
-            let dist = boxes.clone().detach().permute([0, 2, 1]).reshape([bs * na, c]);
-            let ltrb = read_f32(decode_distances(dist, r));
+            let ltrb = decode_host(&read_f32(boxes.clone().detach()), bs, r, na);
             let mut pred_px = Vec::with_capacity(bs * na);
-            for (i, d) in ltrb.chunks_exact(4).enumerate() {
-                let a = i % na;
-                let [ax, ay] = anchors.points[a];
-                let s = anchors.strides[a];
-                pred_px.push([(ax - d[0]) * s, (ay - d[1]) * s, (ax + d[2]) * s, (ay + d[3]) * s]);
+            for b in 0..bs {
+                let d = &ltrb[b * 4 * na..(b + 1) * 4 * na];
+                for a in 0..na {
+                    let [ax, ay] = anchors.points[a];
+                    let s = anchors.strides[a];
+                    let (l, t, rr, bb) = (d[a], d[na + a], d[2 * na + a], d[3 * na + a]);
+                    pred_px.push([(ax - l) * s, (ay - t) * s, (ax + rr) * s, (ay + bb) * s]);
+                }
             }
-            let anchor_px: Vec<[f32; 2]> =
-                anchors.points.iter().zip(&anchors.strides).map(|(p, &s)| [p[0] * s, p[1] * s]).collect();
-            let cls: Vec<i64> = gt.classes.iter().map(|&c| c as i64).collect();
-            let idx = Tensor::<B, 3, Int>::from_data(TensorData::new(cls, [bs, m, 1]), &device).repeat_dim(2, na);
-            let gt_scores = read_f32(burn::tensor::activation::sigmoid(scores.clone().detach().gather(1, idx)));
-            assigner.assign(&gt_scores, &pred_px, &anchor_px, &gt)
+            let anchor_px: Vec<[f32; 2]> = anchors
+                .points
+                .iter()
+                .zip(&anchors.strides)
+                .map(|(p, &s)| [p[0] * s, p[1] * s])
+                .collect();
+            let lookup = GtClassScores::read(scores.clone(), &gt);
+            assigner.assign_with(|b, m, a| lookup.get(b, m, a), &pred_px, &anchor_px, &gt)
         };
 
         let fg_idx = assignment.fg_indices();
         let tss = assignment.target_scores_sum().max(1.0);
 
-        // Class loss: sum of BCE-with-logits = sum(x - log_sigmoid(x)) - sum over targets of t * x.
-        let flat_scores = scores.clone().reshape([bs * nc * na]);
-        let mut cls_sum = (flat_scores.clone() - log_sigmoid(flat_scores.clone())).sum();
+        // Class loss: sum of BCE-with-logits = sum(x - log_sigmoid(x)) - sum over targets of t * x,
+        // each term times its class weight when there are class weights.
+        let weights = cfg.class_weights.as_ref();
+        let elementwise = scores.clone() - log_sigmoid(scores.clone());
+        let elementwise = match weights {
+            Some(w) => {
+                let w = Tensor::<B, 3>::from_data(TensorData::new(w.clone(), [1, nc, 1]), &device);
+                elementwise * w
+            }
+            None => elementwise,
+        };
+        let mut cls_sum = elementwise.sum();
         if !fg_idx.is_empty() {
             let pos: Vec<i64> = fg_idx
                 .iter()
@@ -214,17 +287,27 @@ impl DetectionLoss {
                     ((b * nc + assignment.target_labels[i]) * na + a) as i64
                 })
                 .collect();
-            let t: Vec<f32> = fg_idx.iter().map(|&i| assignment.target_scores[i]).collect();
+            let t: Vec<f32> = fg_idx
+                .iter()
+                .map(|&i| {
+                    let t = assignment.target_scores[i];
+                    weights.map_or(t, |w| t * w[assignment.target_labels[i]])
+                })
+                .collect();
             let n = pos.len();
             let pos = Tensor::<B, 1, Int>::from_data(TensorData::new(pos, [n]), &device);
             let t = Tensor::<B, 1>::from_data(TensorData::new(t, [n]), &device);
+            let flat_scores = scores.clone().reshape([bs * nc * na]);
             cls_sum = cls_sum - (flat_scores.select(0, pos) * t).sum();
         }
         let loss_cls = cls_sum.div_scalar(tss);
 
         // Box losses on the foreground anchors.
         let (loss_box, loss_dfl) = if fg_idx.is_empty() {
-            (Tensor::<B, 1>::zeros([1], &device), Tensor::<B, 1>::zeros([1], &device))
+            (
+                Tensor::<B, 1>::zeros([1], &device),
+                Tensor::<B, 1>::zeros([1], &device),
+            )
         } else {
             let n = fg_idx.len();
             let mut fg = FgTargets::default();
@@ -237,9 +320,15 @@ impl DetectionLoss {
                 fg.boxes.push([tb[0] / s, tb[1] / s, tb[2] / s, tb[3] / s]);
                 fg.weights.push(assignment.target_scores[i]);
             }
-            let idx: Vec<i64> = fg_idx.iter().map(|&i| i as i64).collect();
-            let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [n]), &device);
-            let pred = boxes.permute([0, 2, 1]).reshape([bs * na, c]).select(0, idx);
+            // Gather the foreground columns straight from the flat [b, c, A] layout (no transpose of the
+            // whole tensor): row i of `pred` holds the c channels of foreground anchor i.
+            let mut idx: Vec<i64> = Vec::with_capacity(n * c);
+            for &i in &fg_idx {
+                let (b, a) = (i / na, i % na);
+                idx.extend((0..c).map(|k| ((b * c + k) * na + a) as i64));
+            }
+            let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [n * c]), &device);
+            let pred = boxes.reshape([bs * c * na]).select(0, idx).reshape([n, c]);
             BboxLoss::new(r).forward(pred, &fg, tss, imgsz)
         };
 
@@ -251,6 +340,49 @@ impl DetectionLoss {
             ],
             0,
         );
-        BranchLoss { parts, batch_size: bs, num_fg: fg_idx.len(), target_scores_sum: tss, assignment }
+        BranchLoss {
+            parts,
+            batch_size: bs,
+            num_fg: fg_idx.len(),
+            target_scores_sum: tss,
+            assignment,
+        }
     }
+}
+
+/// Decode raw box outputs `[b, 4 * reg_max, A]` (host copy) to `ltrb` distances `[b, 4, A]` in grid units:
+/// softmax over the bins then the expectation (as Ultralytics' `softmax(3).matmul(proj)`), or the raw values
+/// when `reg_max == 1`.
+pub fn decode_host(raw: &[f32], bs: usize, reg_max: usize, na: usize) -> Vec<f32> {
+    assert_eq!(raw.len(), bs * 4 * reg_max * na);
+    if reg_max == 1 {
+        return raw.to_vec();
+    }
+    let r = reg_max;
+    let mut out = vec![0f32; bs * 4 * na];
+    // One (image, side) group at a time, in parallel: max, exp, normalise, expectation over the bins.
+    out.par_chunks_mut(na)
+        .zip(raw.par_chunks(r * na))
+        .for_each(|(o, group)| {
+            let mut mx = vec![f32::NEG_INFINITY; na];
+            for row in group.chunks_exact(na) {
+                for (m, &x) in mx.iter_mut().zip(row) {
+                    *m = m.max(x);
+                }
+            }
+            let mut z = vec![0f32; na];
+            let mut ex = vec![0f32; r * na];
+            for (row, e) in group.chunks_exact(na).zip(ex.chunks_exact_mut(na)) {
+                for a in 0..na {
+                    e[a] = (row[a] - mx[a]).exp();
+                    z[a] += e[a];
+                }
+            }
+            for (j, e) in ex.chunks_exact(na).enumerate() {
+                for a in 0..na {
+                    o[a] += (e[a] / z[a]) * j as f32;
+                }
+            }
+        });
+    out
 }

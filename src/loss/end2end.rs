@@ -22,7 +22,11 @@ pub struct O2mSchedule {
 
 impl O2mSchedule {
     pub fn new(epochs: usize) -> Self {
-        Self { epochs, initial: 0.8, final_: 0.1 }
+        Self {
+            epochs,
+            initial: 0.8,
+            final_: 0.1,
+        }
     }
 
     /// Weight of the one-to-many loss during epoch `epoch` (0-based).
@@ -52,9 +56,9 @@ pub struct E2eLossOutput<B: Backend> {
     pub o2o: f32,
     pub num_fg_one2many: usize,
     pub num_fg_one2one: usize,
+    /// `max(sum of target scores, 1)` of the one-to-one branch.
+    pub target_scores_sum_one2one: f32,
 }
-
-
 
 /// End-to-end loss over the two branches.
 #[derive(Debug, Clone)]
@@ -89,7 +93,15 @@ impl E2eLoss {
     ) -> E2eLossOutput<B> {
         let (o2m, o2o) = (self.schedule.o2m(epoch), self.schedule.o2o(epoch));
         self.forward_weighted(
-            o2m_boxes, o2m_scores, o2o_boxes, o2o_scores, feature_sizes, strides, targets, o2m, o2o,
+            o2m_boxes,
+            o2m_scores,
+            o2o_boxes,
+            o2o_scores,
+            feature_sizes,
+            strides,
+            targets,
+            o2m,
+            o2o,
         )
     }
 
@@ -107,12 +119,17 @@ impl E2eLoss {
         o2m: f32,
         o2o: f32,
     ) -> E2eLossOutput<B> {
-        let many = self.one2many.branch(o2m_boxes, o2m_scores, feature_sizes, strides, targets);
-        let one = self.one2one.branch(o2o_boxes, o2o_scores, feature_sizes, strides, targets);
+        let many = self
+            .one2many
+            .branch(o2m_boxes, o2m_scores, feature_sizes, strides, targets);
+        let one = self
+            .one2one
+            .branch(o2o_boxes, o2o_scores, feature_sizes, strides, targets);
         let bs = many.batch_size as f32;
         let cm = read_f32(many.parts.clone().detach());
         let co = read_f32(one.parts.clone().detach());
-        let total = many.parts.sum().mul_scalar(bs).mul_scalar(o2m) + one.parts.sum().mul_scalar(bs).mul_scalar(o2o);
+        let total = many.parts.sum().mul_scalar(bs).mul_scalar(o2m)
+            + one.parts.sum().mul_scalar(bs).mul_scalar(o2o);
         E2eLossOutput {
             total,
             components: [co[0], co[1], co[2]],
@@ -122,6 +139,7 @@ impl E2eLoss {
             o2o,
             num_fg_one2many: many.num_fg,
             num_fg_one2one: one.num_fg,
+            target_scores_sum_one2one: one.target_scores_sum,
         }
     }
 
@@ -132,9 +150,7 @@ impl E2eLoss {
             components: out.components,
             names: out.names,
             num_fg: out.num_fg_one2one,
-            target_scores_sum: 0.0,
+            target_scores_sum: out.target_scores_sum_one2one,
         }
     }
 }
-
-

@@ -7,6 +7,10 @@
 //! - [`bbox_loss`]: CIoU + DFL / L1 box loss;
 //! - [`detection`]: one branch's loss ([`DetectionLoss`]);
 //! - [`end2end`]: YOLO26's one-to-many + one-to-one combination ([`E2eLoss`]).
+//!
+//! The trainer holds a [`DetectionLoss`] (one branch) or an [`E2eLoss`] (YOLO26), calls `forward` with the raw head
+//! outputs, `feature_sizes`, `strides`, the [`TargetBatch`] (and the epoch for the end-to-end loss), backpropagates
+//! `total` and prints `components` under `names`.
 
 pub mod anchors;
 pub mod assigner;
@@ -19,6 +23,8 @@ pub mod targets;
 pub use anchors::{make_anchors, Anchors};
 pub use assigner::{AssignerConfig, Assignment, TaskAlignedAssigner};
 pub use bbox_loss::BboxLoss;
-pub use detection::{loss_names, DetectionLoss, DetectionLossConfig, LossOutput};
+pub use detection::{
+    class_weights_from_counts, loss_names, DetectionLoss, DetectionLossConfig, LossOutput,
+};
 pub use end2end::{E2eLoss, E2eLossOutput, O2mSchedule};
 pub use targets::{ImageTargets, TargetBatch};

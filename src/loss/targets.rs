@@ -68,7 +68,10 @@ impl TargetBatch {
         assert_eq!(batch_idx.len(), boxes.len());
         let mut images = vec![ImageTargets::default(); batch_size];
         for ((&i, &c), b) in batch_idx.iter().zip(classes).zip(boxes) {
-            assert!(i < batch_size, "batch index {i} out of range for batch size {batch_size}");
+            assert!(
+                i < batch_size,
+                "batch index {i} out of range for batch size {batch_size}"
+            );
             images[i].classes.push(c);
             images[i].boxes.push(*b);
         }
@@ -105,7 +108,13 @@ impl TargetBatch {
                 mask[r] = true;
             }
         }
-        PaddedTargets { batch_size: b, max_boxes: m, classes, boxes_xyxy, mask }
+        PaddedTargets {
+            batch_size: b,
+            max_boxes: m,
+            classes,
+            boxes_xyxy,
+            mask,
+        }
     }
 
     /// Padded tensors at the batch's `input_size`: classes `[b, max_boxes, 1]`, pixel xyxy boxes
@@ -143,5 +152,10 @@ pub fn xywh_to_xyxy(b: [f32; 4]) -> [f32; 4] {
 
 /// `(x1, y1, x2, y2)` to `(cx, cy, w, h)`.
 pub fn xyxy_to_xywh(b: [f32; 4]) -> [f32; 4] {
-    [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, b[2] - b[0], b[3] - b[1]]
+    [
+        (b[0] + b[2]) / 2.0,
+        (b[1] + b[3]) / 2.0,
+        b[2] - b[0],
+        b[3] - b[1],
+    ]
 }

@@ -285,6 +285,25 @@ def synthetic():
             print(name, cname, json.dumps(case))
         wrap = (lambda p: p["main"]) if "main" in branches else (lambda p: p)
         meta["grads_full"] = grad_reference(crit, branches, wrap, cases["full"])
+        # Class weights (cls_pw 1.0) from the labels of image 2 only, so most classes have no count and get the
+        # mean weight: Ultralytics' DetectionTrainer.compute_class_weights, then normalised to mean 1.
+        from types import SimpleNamespace
+
+        from ultralytics.models.yolo.detect.train import DetectionTrainer
+
+        counts = np.bincount(cls[batch_idx == 2].numpy().astype(int), minlength=nc).astype(np.float32)
+        cw = DetectionTrainer.compute_class_weights(SimpleNamespace(args=SimpleNamespace(cls_pw=1.0)), counts)
+        cw = cw / cw.mean()
+        model.class_weights = torch.from_numpy(cw)
+        crit_cw = type(crit)(model)
+        if reg_max == 1:
+            for _ in range(EPOCH):
+                crit_cw.update()
+        total, loss_items = crit_cw(preds, cases["full"])
+        vals, names = items(loss_items)
+        meta["class_weights"] = {"counts": counts.tolist(), "cls_pw": 1.0, "weights": [float(x) for x in cw]}
+        meta["cases"]["full_cw"] = {"total": [float(x) for x in total], "items": vals, "names": names}
+        print(name, "full_cw", json.dumps(meta["cases"]["full_cw"]))
         save_file(tensors, str(OUT / f"{name}.safetensors"))
         (OUT / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
 

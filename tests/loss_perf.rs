@@ -1,0 +1,102 @@
+//! Timing of the loss at training size (640 input, batch 16, 80 classes, ~20 boxes per image).
+//! Ignored by default: `cargo test --release --test loss_perf -- --ignored --nocapture`.
+
+use std::time::Instant;
+
+use burn::tensor::{Tensor, TensorData};
+use ember::backend::CpuAutodiff;
+use ember::loss::{DetectionLoss, DetectionLossConfig, E2eLoss, ImageTargets, TargetBatch};
+
+fn pseudo(n: usize, seed: u64, scale: f32, shift: f32) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * scale + shift
+        })
+        .collect()
+}
+
+fn targets(bs: usize) -> TargetBatch {
+    let images = (0..bs)
+        .map(|i| {
+            let n = 10 + (i * 7) % 21;
+            let v = pseudo(n * 4, i as u64 + 100, 1.0, 0.0);
+            let boxes = v
+                .chunks_exact(4)
+                .map(|c| {
+                    [
+                        0.1 + 0.8 * c[0],
+                        0.1 + 0.8 * c[1],
+                        0.02 + 0.3 * c[2],
+                        0.02 + 0.3 * c[3],
+                    ]
+                })
+                .collect();
+            ImageTargets::new((0..n).map(|j| (i + j) % 80).collect(), boxes)
+        })
+        .collect();
+    TargetBatch::new(images, [640, 640])
+}
+
+#[test]
+#[ignore]
+fn loss_speed_640_batch16() {
+    let device = Default::default();
+    let (bs, nc) = (16, 80);
+    let fs = [[80, 80], [40, 40], [20, 20]];
+    let strides = [8.0, 16.0, 32.0];
+    let na = 8400;
+    let t = |c: usize, seed: u64, scale: f32, shift: f32| {
+        Tensor::<CpuAutodiff, 3>::from_data(
+            TensorData::new(pseudo(bs * c * na, seed, scale, shift), [bs, c, na]),
+            &device,
+        )
+        .require_grad()
+    };
+    let tb = targets(bs);
+    for (name, reg_max) in [("yolov8 (DFL)", 16usize), ("yolo26 (e2e, L1)", 1)] {
+        for it in 0..3 {
+            let inputs = if reg_max > 1 {
+                vec![t(64, 1, 4.0, -2.0), t(nc, 2, 4.0, -6.0)]
+            } else {
+                vec![
+                    t(4, 3, 6.0, 0.0),
+                    t(nc, 4, 4.0, -6.0),
+                    t(4, 5, 6.0, 0.0),
+                    t(nc, 6, 4.0, -6.0),
+                ]
+            };
+            let start = Instant::now();
+            let (total, fg) = if reg_max > 1 {
+                let loss = DetectionLoss::new(DetectionLossConfig::new(nc, reg_max));
+                let out = loss.forward(inputs[0].clone(), inputs[1].clone(), &fs, &strides, &tb);
+                (out.total, out.num_fg)
+            } else {
+                let loss = E2eLoss::new(DetectionLossConfig::new(nc, reg_max), 100);
+                let out = loss.forward(
+                    inputs[0].clone(),
+                    inputs[1].clone(),
+                    inputs[2].clone(),
+                    inputs[3].clone(),
+                    &fs,
+                    &strides,
+                    &tb,
+                    0,
+                );
+                (out.total, out.num_fg_one2many)
+            };
+            let fwd = start.elapsed();
+            let _grads = total.backward();
+            println!(
+                "{name} iter {it}: forward {:.3}s, forward+backward {:.3}s, fg {fg}",
+                fwd.as_secs_f64(),
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
