@@ -82,7 +82,7 @@ impl<B: Backend> Yolo<B> {
     }
 
     pub fn load_state_dict(&mut self, sd: &StateDict) -> Result<LoadReport> {
-        let (loaded, report) = weights::load_state_dict::<B, _>(self, sd)?;
+        let (loaded, report) = weights::load_state_dict::<B, _>(self.clone(), sd)?;
         *self = loaded;
         Ok(report)
     }
