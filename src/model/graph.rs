@@ -57,6 +57,8 @@ pub struct ModelSpec {
     pub layers: Vec<LayerInfo>,
     /// Layers whose outputs later layers read (besides the previous one).
     pub saved: Vec<bool>,
+    /// The configuration it was built from (to rebuild it).
+    pub config: ModelConfig,
 }
 
 /// Input marker in [`LayerInfo::from`].
@@ -135,6 +137,7 @@ pub fn build<B: Backend>(cfg: &ModelConfig, nc: usize, device: &B::Device) -> Re
         strides,
         layers: infos,
         saved,
+        config: cfg.clone(),
     };
     Ok((layers, spec))
 }

@@ -87,6 +87,16 @@ impl<B: Backend> Yolo<B> {
         Ok(report)
     }
 
+    /// An independent copy. `clone()` shares BatchNorm running statistics between the copies (burn keeps
+    /// them in shared cells), which is wrong for an EMA model or a frozen teacher; this rebuilds the model
+    /// and copies every tensor in.
+    pub fn deep_clone(&self) -> Result<Self> {
+        let device = self.devices().into_iter().next().ok_or_else(|| anyhow::anyhow!("model has no tensors"))?;
+        let mut fresh = Self::from_config(&self.spec.config, self.spec.nc, &device)?;
+        fresh.load_state_dict(&StateDict::from_module::<B, _>(self)?)?;
+        Ok(fresh)
+    }
+
     /// Save every tensor (f32) under its Ultralytics key.
     pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
         let mut meta = std::collections::HashMap::new();

@@ -77,9 +77,10 @@ impl<B: Backend> HeadOutput<B> {
     /// Decoded predictions `[batch, 4 + nc, anchors]`: boxes in input pixels, then sigmoid class scores.
     pub fn decode(&self, feature_sizes: &[[usize; 2]], strides: &[f32], reg_max: usize, format: BoxFormat) -> Tensor<B, 3> {
         let device = self.boxes.device();
+        let dtype = self.boxes.dtype();
         let (anchors, stride) = make_anchors::<B>(feature_sizes, strides, &device);
-        let anchors = anchors.transpose().unsqueeze::<3>(); // [1, 2, A]
-        let stride = stride.transpose().unsqueeze::<3>(); // [1, 1, A]
+        let anchors = anchors.cast(dtype).transpose().unsqueeze::<3>(); // [1, 2, A]
+        let stride = stride.cast(dtype).transpose().unsqueeze::<3>(); // [1, 1, A]
         let dist = box_distances(self.boxes.clone(), reg_max);
         let lt = dist.clone().narrow(1, 0, 2);
         let rb = dist.narrow(1, 2, 2);

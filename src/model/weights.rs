@@ -125,6 +125,16 @@ fn f8_e4m3_to_f32(b: u8) -> f32 {
 }
 
 impl StateDict {
+    /// The tensors of `module` (values copied out).
+    pub fn from_module<B: Backend, M: Module<B>>(module: &M) -> Result<Self> {
+        let mut tensors = HashMap::new();
+        for t in named_tensors::<B, M>(module, true) {
+            let values = t.data.expect("with data").to_vec::<f32>().map_err(|e| anyhow!("{}: {e:?}", t.key))?;
+            tensors.insert(t.key, (t.shape, values));
+        }
+        Ok(StateDict { tensors, int_keys: Vec::new() })
+    }
+
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
         Self::from_bytes(&bytes).with_context(|| format!("parsing SafeTensors file {}", path.display()))

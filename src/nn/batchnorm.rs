@@ -97,6 +97,9 @@ impl<B: Backend> BatchNorm2d<B> {
         let rv = self.running_var.value_sync().mul_scalar(1.0 - m).add(unbiased.mul_scalar(m));
         self.running_mean.update(rm.detach());
         self.running_var.update(rv.detach());
+        // Flush the per-thread update now, so readers that do not sync (module visitors: saving, EMA
+        // copies) see the current statistics.
+        let _ = (self.running_mean.value_sync(), self.running_var.value_sync());
 
         let inv_std = var.add_scalar(self.eps).sqrt().recip();
         let scale = self.weight.val().mul(inv_std);
