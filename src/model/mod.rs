@@ -210,7 +210,7 @@ pub fn model_summary(model: &str, imgsz: usize, nc: usize) -> Result<ModelSummar
 
 /// What `ember info --model M [--imgsz N]` prints.
 pub fn print_info(model: &str, imgsz: usize, nc: usize) -> Result<()> {
-    if imgsz == 0 || imgsz % 32 != 0 {
+    if imgsz == 0 || !imgsz.is_multiple_of(32) {
         anyhow::bail!("--imgsz must be a positive multiple of 32, got {imgsz}");
     }
     println!("{}", model_summary(model, imgsz, nc)?);

@@ -108,6 +108,8 @@ pub struct C3k2Config {
 }
 
 /// One inner block of a [`C3k2`]. The enum level does not appear in tensor names.
+// Blocks are few and built once; boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum C3k2Block<B: Backend> {
     Bottleneck(Bottleneck<B>),

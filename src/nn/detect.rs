@@ -34,13 +34,18 @@ pub struct DetectConfig {
 /// Box branch of one level: `Sequential(Conv 3x3, Conv 3x3, Conv2d 1x1)`.
 pub type BoxBranch<B> = (Conv<B>, Conv<B>, Conv2d<B>);
 
+/// `Sequential(DWConv 3x3, Conv 1x1)` of the light class branch.
+pub type DwPair<B> = (Conv<B>, Conv<B>);
+
 /// Class branch of one level. The enum level does not appear in tensor names.
+// Three per branch, built once; boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum ClsBranch<B: Backend> {
     /// YOLOv8: `Sequential(Conv 3x3, Conv 3x3, Conv2d 1x1)`.
     Legacy((Conv<B>, Conv<B>, Conv2d<B>)),
     /// YOLO11/YOLO26: `Sequential(Sequential(DWConv 3x3, Conv 1x1), Sequential(DWConv 3x3, Conv 1x1), Conv2d)`.
-    Light(((Conv<B>, Conv<B>), (Conv<B>, Conv<B>), Conv2d<B>)),
+    Light((DwPair<B>, DwPair<B>, Conv2d<B>)),
 }
 
 /// The fixed DFL projection (`arange(reg_max)`), kept as a frozen tensor so checkpoints round-trip
