@@ -131,3 +131,29 @@ fn deep_clone_has_its_own_running_stats() {
     assert_eq!(stats(&shared), stats(&model), "clone() shares them (burn's RunningState)");
     assert_eq!(stats(&own), before, "deep_clone() does not");
 }
+
+#[test]
+fn every_trainable_tensor_gets_a_gradient() {
+    let device = Default::default();
+    for name in ["yolo26n", "yolov8n"] {
+        let mut model = Yolo::<CpuAutodiff>::new(name, 2, &device).unwrap();
+        for round in 0..2 {
+            let x = Tensor::<CpuAutodiff, 4>::random([1, 3, 64, 64], Distribution::Uniform(0.0, 1.0), &device);
+            let out = model.forward(x);
+            let mut loss = out.one2many.boxes.sum() + out.one2many.scores.sum();
+            if let Some(o2o) = out.one2one {
+                loss = loss + o2o.boxes.sum() + o2o.scores.sum();
+            }
+            let grads = ember::model::weights::named_grads(&model, &loss.backward());
+            let tensors = ember::model::weights::named_tensors::<CpuAutodiff, _>(&model, false);
+            let missing: Vec<_> = tensors.iter().filter(|t| t.trainable && !grads.contains_key(&t.key)).map(|t| &t.key).collect();
+            assert!(missing.is_empty(), "{name} (round {round}): no gradient for {missing:?}");
+            assert!(!grads.contains_key("model.22.dfl.conv.weight"), "the DFL projection is frozen");
+            // After a save/load round trip the same must hold.
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("w.safetensors");
+            model.save_safetensors(&path).unwrap();
+            model.load_safetensors(&path).unwrap();
+        }
+    }
+}

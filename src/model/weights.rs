@@ -302,3 +302,33 @@ pub fn save_state_dict<B: Backend, M: Module<B>>(module: &M, path: &Path, metada
         .map_err(|e| anyhow!("writing {}: {e:?}", path.display()))?;
     Ok(())
 }
+
+struct GradCollector<'a, B: burn::tensor::backend::AutodiffBackend> {
+    path: PathStack,
+    grads: &'a B::Gradients,
+    out: HashMap<String, TensorData>,
+}
+
+impl<B: burn::tensor::backend::AutodiffBackend> ModuleVisitor<B> for GradCollector<'_, B> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = param.val().grad(self.grads) {
+            self.out.insert(self.path.key(), g.into_data().convert::<f32>());
+        }
+    }
+}
+
+/// Gradients of every tensor of `module` that has one, by Ultralytics key (for checks and debugging).
+pub fn named_grads<B: burn::tensor::backend::AutodiffBackend, M: Module<B>>(
+    module: &M,
+    grads: &B::Gradients,
+) -> HashMap<String, TensorData> {
+    let mut c = GradCollector::<B> { path: PathStack::default(), grads, out: HashMap::new() };
+    module.visit(&mut c);
+    c.out
+}

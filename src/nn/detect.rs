@@ -74,7 +74,8 @@ impl DetectConfig {
         let c3 = self.channels[0].max(nc.min(100));
         let box_branch = |x: usize| -> BoxBranch<B> {
             let mut last = Conv2dConfig::new(c2, 4 * r).init(device);
-            last.bias = last.bias.map(|b| b.map(|t| t.zeros_like().add_scalar(2.0)));
+            // A fresh parameter: mapping the old one's tensor would drop its require_grad.
+            last.bias = Some(Param::from_tensor(Tensor::full([4 * r], 2.0, device)));
             (
                 ConvConfig::new(x, c2).with_kernel(3).init(device),
                 ConvConfig::new(c2, c2).with_kernel(3).init(device),
@@ -85,7 +86,7 @@ impl DetectConfig {
             // Prior: about 5 objects per 640x640 image spread over nc classes.
             let prior = (5.0 / nc as f64 / (640.0 / s as f64).powi(2)).ln();
             let mut last = Conv2dConfig::new(c3, nc).init(device);
-            last.bias = last.bias.map(|b| b.map(|t| t.zeros_like().add_scalar(prior)));
+            last.bias = Some(Param::from_tensor(Tensor::full([nc], prior, device)));
             if self.legacy {
                 ClsBranch::Legacy((
                     ConvConfig::new(x, c3).with_kernel(3).init(device),

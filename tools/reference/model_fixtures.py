@@ -10,7 +10,9 @@ For yolo26n and yolov8n (nc=80, built from Ultralytics' own YAML with a fixed se
   * save the state_dict (Ultralytics keys) as tests/fixtures/model/<model>.safetensors, and
     <model>_io.safetensors with one uint8 letterboxed input image and the head outputs: train mode (batch
     statistics) raw one-to-many / one-to-one boxes and scores, and eval mode decoded predictions
-    (one-to-many as xywh, one-to-one as xyxy, as Ultralytics decodes them). Batch 1 keeps the files small.
+    (one-to-many as xywh, one-to-one as xyxy, as Ultralytics decodes them), plus the gradients of the loss
+    sum(mean(boxes^2) + mean(sigmoid(scores))) over the branches for a few tensors (GRAD_KEYS).
+    Batch 1 keeps the files small.
 
 Usage: YOLO_OFFLINE=1 /work/venv/bin/python tools/reference/model_fixtures.py --images /path/to/coco8/images
 """
@@ -51,6 +53,28 @@ def storage_round(sd):
         stored[k] = s.contiguous()
         used[k] = s.float()
     return stored, used
+
+
+# Tensors whose gradients are compared: stem, attention, the P5 path, both head branches.
+GRAD_KEYS = {
+    "yolo26n": [
+        "model.0.conv.weight",
+        "model.9.cv1.bn.weight",
+        "model.10.m.0.attn.qkv.conv.weight",
+        "model.22.m.0.1.attn.pe.conv.weight",
+        "model.23.cv2.0.2.weight",
+        "model.23.one2one_cv3.2.2.bias",
+        "model.23.one2one_cv2.1.0.bn.bias",
+    ],
+    "yolov8n": [
+        "model.0.conv.weight",
+        "model.9.cv1.bn.weight",
+        "model.15.m.0.cv1.conv.weight",
+        "model.21.m.0.cv2.bn.weight",
+        "model.22.cv2.0.2.weight",
+        "model.22.cv3.2.2.bias",
+    ],
+}
 
 
 def make(name, calib, test_u8, seed):
@@ -100,12 +124,20 @@ def make(name, calib, test_u8, seed):
             for b, p in branches.items():
                 io[f"eval.{b}.boxes"] = p["boxes"]
                 io[f"eval.{b}.scores"] = p["scores"]
-        model.train()
-        preds = model(x)
-        branches = preds if "one2many" in preds else {"one2many": preds}
-        for b, p in branches.items():
-            io[f"train.{b}.boxes"] = p["boxes"]
-            io[f"train.{b}.scores"] = p["scores"]
+    # Train mode with gradients: raw outputs, and the gradients of a fixed loss for a few tensors.
+    model.train()
+    model.zero_grad()
+    preds = model(x)
+    branches = preds if "one2many" in preds else {"one2many": preds}
+    loss = 0.0
+    for b, p in branches.items():
+        io[f"train.{b}.boxes"] = p["boxes"].detach()
+        io[f"train.{b}.scores"] = p["scores"].detach()
+        loss = loss + p["boxes"].square().mean() + p["scores"].sigmoid().mean()
+    loss.backward()
+    params = dict(model.named_parameters())
+    for k in GRAD_KEYS[name]:
+        io[f"grad.{k}"] = params[k].grad
     io = {k: v.contiguous() for k, v in io.items()}
     save_file(io, os.path.join(OUT, f"{name}_io.safetensors"))
     for k, v in io.items():
