@@ -58,9 +58,17 @@ fn one2one_branch_does_not_train_the_backbone() {
     let o2o_last = &det.one2one_cv3.as_ref().unwrap()[0].last().weight;
     assert!(o2o_last.grad(&grads).is_some());
 
-    let out = model.forward(x);
+    let out = model.forward(x.clone());
     let grads = out.one2many.boxes.sum().backward();
     assert!(first.grad(&grads).is_some(), "one2many loss trains the backbone");
+
+    // The evaluation copy runs on the inner backend with running statistics.
+    let eval = model.valid();
+    let y = eval.predict(x.inner());
+    assert_eq!(y.dims(), [1, 4 + 2, 84]);
+    assert!(model.check_input([1, 3, 64, 64]).is_ok());
+    assert!(model.check_input([1, 3, 64, 48]).is_err());
+    assert!(model.check_input([1, 1, 64, 64]).is_err());
 }
 
 #[test]

@@ -46,6 +46,20 @@ impl<B: Backend> Yolo<B> {
         graph::forward(&self.model, &self.spec, x)
     }
 
+    /// Check an input shape before [`Yolo::forward`]: `[batch, 3, h, w]` with `h` and `w` positive multiples of
+    /// the largest stride (the letterboxed sizes the data pipeline produces). `forward` itself does not check.
+    pub fn check_input(&self, dims: [usize; 4]) -> Result<()> {
+        let s = self.spec.strides.iter().fold(1.0f32, |m, &v| m.max(v)) as usize;
+        let [b, c, h, w] = dims;
+        if b == 0 || c != 3 || h == 0 || w == 0 || !h.is_multiple_of(s) || !w.is_multiple_of(s) {
+            anyhow::bail!(
+                "{} takes [batch, 3, h, w] images with h and w positive multiples of {s}, got {dims:?}",
+                self.spec.name
+            );
+        }
+        Ok(())
+    }
+
     /// Forward and decode the branch inference uses (one-to-one for end-to-end models, boxes xyxy, else
     /// one-to-many, boxes xywh), `[batch, 4 + nc, anchors]` in input pixels with sigmoid scores.
     pub fn predict(&self, x: Tensor<B, 4>) -> Tensor<B, 3> {

@@ -117,7 +117,7 @@ impl ModelConfig {
         if let Some(scales) = get("scales") {
             let scales: BTreeMap<String, Vec<f64>> =
                 serde_yaml::from_value(scales.clone()).context("'scales' must map names to [depth, width, max_channels]")?;
-            let first = scales_in_order(scales_keys(map));
+            let first = scales_keys(map); // in file order
             let key = match scale {
                 Some(s) if scales.contains_key(s) => s.to_string(),
                 Some(s) => bail!("scale '{s}' not in this model's scales ({})", first.join(", ")),
@@ -162,10 +162,6 @@ fn scales_keys(map: &serde_yaml::Mapping) -> Vec<String> {
         .and_then(Value::as_mapping)
         .map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_string)).collect())
         .unwrap_or_default()
-}
-
-fn scales_in_order(keys: Vec<String>) -> Vec<String> {
-    keys
 }
 
 fn parse_row(row: &Value) -> Result<LayerSpec> {
