@@ -120,12 +120,21 @@ fn thousands(n: usize) -> String {
 
 impl std::fmt::Display for ModelSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{:>3} {:>14} {:>3} {:>10}  {:<14} arguments", "", "from", "n", "params", "module")?;
+        writeln!(
+            f,
+            "{:>3} {:>14} {:>3} {:>10}  {:<14} arguments",
+            "", "from", "n", "params", "module"
+        )?;
         for r in &self.layers {
             writeln!(
                 f,
                 "{:>3} {:>14} {:>3} {:>10}  {:<14} {}",
-                r.index, r.from, r.repeats, thousands(r.params), r.module, r.args
+                r.index,
+                r.from,
+                r.repeats,
+                thousands(r.params),
+                r.module,
+                r.args
             )?;
         }
         writeln!(

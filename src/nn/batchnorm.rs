@@ -66,7 +66,10 @@ impl<B: Backend> BatchNorm2d<B> {
     pub fn folded(&self) -> (Tensor<B, 1>, Tensor<B, 1>) {
         let std = self.running_var.value().add_scalar(self.eps).sqrt();
         let scale = self.weight.val().div(std);
-        let shift = self.bias.val().sub(self.running_mean.value().mul(scale.clone()));
+        let shift = self
+            .bias
+            .val()
+            .sub(self.running_mean.value().mul(scale.clone()));
         (scale, shift)
     }
 
@@ -84,21 +87,49 @@ impl<B: Backend> BatchNorm2d<B> {
         let count = b * h * w;
         // Statistics in f32 even for f16 activations.
         let x = rows(cast(x, DType::F32)); // [b * c, h * w]
-        let mean = x.clone().mean_dim(1).reshape([b, c]).mean_dim(0).reshape([c]);
+        let mean = x
+            .clone()
+            .mean_dim(1)
+            .reshape([b, c])
+            .mean_dim(0)
+            .reshape([c]);
         let centered = x - per_row(mean.clone(), b);
-        let var = centered.clone().square().mean_dim(1).reshape([b, c]).mean_dim(0).reshape([c]); // biased
+        let var = centered
+            .clone()
+            .square()
+            .mean_dim(1)
+            .reshape([b, c])
+            .mean_dim(0)
+            .reshape([c]); // biased
 
-        let unbiased = var.clone().detach().mul_scalar(count as f64 / (count.max(2) - 1) as f64);
+        let unbiased = var
+            .clone()
+            .detach()
+            .mul_scalar(count as f64 / (count.max(2) - 1) as f64);
         let m = self.momentum;
-        let rm = self.running_mean.value_sync().mul_scalar(1.0 - m).add(mean.detach().mul_scalar(m));
-        let rv = self.running_var.value_sync().mul_scalar(1.0 - m).add(unbiased.mul_scalar(m));
+        let rm = self
+            .running_mean
+            .value_sync()
+            .mul_scalar(1.0 - m)
+            .add(mean.detach().mul_scalar(m));
+        let rv = self
+            .running_var
+            .value_sync()
+            .mul_scalar(1.0 - m)
+            .add(unbiased.mul_scalar(m));
         self.running_mean.update(rm.detach());
         self.running_var.update(rv.detach());
         // Flush the per-thread update now, so readers that do not sync (module visitors: saving, EMA
         // copies) see the current statistics.
-        let _ = (self.running_mean.value_sync(), self.running_var.value_sync());
+        let _ = (
+            self.running_mean.value_sync(),
+            self.running_var.value_sync(),
+        );
 
-        let scale = self.weight.val().mul(var.add_scalar(self.eps).sqrt().recip());
+        let scale = self
+            .weight
+            .val()
+            .mul(var.add_scalar(self.eps).sqrt().recip());
         let y = centered * per_row(scale, b) + per_row(self.bias.val(), b);
         cast(y.reshape([b, c, h, w]), dtype)
     }

@@ -137,7 +137,9 @@ impl C3k2Config {
                     .init(device)
             };
             if self.attn {
-                let psa = PsaBlockConfig::new(c).with_num_heads((c / 64).max(1)).init(device);
+                let psa = PsaBlockConfig::new(c)
+                    .with_num_heads((c / 64).max(1))
+                    .init(device);
                 C3k2Block::Attn((bottleneck(), psa))
             } else if self.c3k {
                 C3k2Block::C3k(

@@ -118,8 +118,12 @@ impl DetectConfig {
             cv2: levels().map(|(&x, _)| box_branch(x)).collect(),
             cv3: levels().map(|(&x, &s)| cls_branch(x, s)).collect(),
             dfl,
-            one2one_cv2: self.end2end.then(|| levels().map(|(&x, _)| box_branch(x)).collect()),
-            one2one_cv3: self.end2end.then(|| levels().map(|(&x, &s)| cls_branch(x, s)).collect()),
+            one2one_cv2: self
+                .end2end
+                .then(|| levels().map(|(&x, _)| box_branch(x)).collect()),
+            one2one_cv3: self
+                .end2end
+                .then(|| levels().map(|(&x, &s)| cls_branch(x, s)).collect()),
             nc,
             reg_max: r,
             strides: self.strides.clone(),
@@ -170,7 +174,12 @@ impl<B: Backend> Detect<B> {
         self.one2one_cv2.is_some()
     }
 
-    fn branch(&self, feats: &[Tensor<B, 4>], boxes: &[BoxBranch<B>], cls: &[ClsBranch<B>]) -> HeadOutput<B> {
+    fn branch(
+        &self,
+        feats: &[Tensor<B, 4>],
+        boxes: &[BoxBranch<B>],
+        cls: &[ClsBranch<B>],
+    ) -> HeadOutput<B> {
         let mut bs = Vec::with_capacity(feats.len());
         let mut ss = Vec::with_capacity(feats.len());
         for (i, x) in feats.iter().enumerate() {
@@ -178,7 +187,10 @@ impl<B: Backend> Detect<B> {
             bs.push(box_forward(&boxes[i], x.clone()).reshape([b, 4 * self.reg_max, h * w]));
             ss.push(cls[i].forward(x.clone()).reshape([b, self.nc, h * w]));
         }
-        HeadOutput { boxes: Tensor::cat(bs, 2), scores: Tensor::cat(ss, 2) }
+        HeadOutput {
+            boxes: Tensor::cat(bs, 2),
+            scores: Tensor::cat(ss, 2),
+        }
     }
 
     /// Raw outputs of both branches for the level features (stride order).
