@@ -1,5 +1,27 @@
 //! YOLO detectors built from model YAMLs: the layer graph, its outputs, weights interchange with
 //! Ultralytics checkpoints (SafeTensors), and summaries.
+//!
+//! ```no_run
+//! use ember::backend::{Cpu, CpuAutodiff};
+//! use ember::model::{BoxFormat, Yolo};
+//! # fn main() -> anyhow::Result<()> {
+//! let device = Default::default();
+//! // Training: autodiff backend, BatchNorm on batch statistics; nc comes from the dataset.
+//! let mut model = Yolo::<CpuAutodiff>::new("yolo26n", 3, &device)?;
+//! let report = model.load_safetensors("yolo26n.safetensors")?; // Ultralytics keys; other nc: class branch kept
+//! println!("{report}");
+//! # let images = burn::tensor::Tensor::<CpuAutodiff, 4>::zeros([1, 3, 640, 640], &device);
+//! let out = model.forward(images); // raw one2many (+ one2one) outputs for the loss
+//! // Evaluation: the inner-backend copy uses running statistics.
+//! use burn::module::AutodiffModule;
+//! let eval = model.valid();
+//! # let images = burn::tensor::Tensor::<Cpu, 4>::zeros([1, 3, 640, 640], &device);
+//! let raw = eval.forward(images);
+//! let for_nms = raw.decode_one2many(); // [b, 4 + nc, anchors], xywh pixels + sigmoid scores
+//! let for_topk = raw.decode_one2one(BoxFormat::Xyxy); // end-to-end models only
+//! model.save_safetensors("last.safetensors")?;
+//! # Ok(()) }
+//! ```
 
 pub mod graph;
 pub mod output;
