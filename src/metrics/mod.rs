@@ -21,6 +21,7 @@ pub mod det_metrics;
 pub mod format;
 pub mod matching;
 pub mod numeric;
+pub mod plots;
 
 /// Number of IoU thresholds.
 pub const NIOU: usize = 10;
@@ -36,3 +37,4 @@ pub use coco::{
 pub use confusion::ConfusionMatrix;
 pub use det_metrics::{ClassMetrics, DetectionAccumulator, DetectionMetrics};
 pub use matching::{match_boxes, match_predictions};
+pub use plots::{save_plots, ConfidenceCurve};
