@@ -5,7 +5,8 @@
 //! * class-aware (default): the `k` anchors with the highest best-class score are taken, then the `k` highest
 //!   (anchor, class) scores among those `k * nc` pairs;
 //! * agnostic: the `k` anchors with the highest best-class score, each with its best class;
-//! then detections with `score > conf_thres` (and in `classes`, if given) are kept, at most `max_det`.
+//!
+//! Then detections with `score > conf_thres` (and in `classes`, if given) are kept, at most `max_det`.
 //!
 //! Ties in top-k are broken by the lower index (torch leaves that order unspecified).
 //! Note: Ultralytics' one-to-one head decodes boxes as corners (`xyxy`), unlike the one-to-many head (`xywh`).
@@ -31,14 +32,22 @@ pub struct End2EndOptions {
 
 impl Default for End2EndOptions {
     fn default() -> Self {
-        Self { conf_thres: 0.25, max_det: 300, agnostic: false, classes: None }
+        Self {
+            conf_thres: 0.25,
+            max_det: 300,
+            agnostic: false,
+            classes: None,
+        }
     }
 }
 
 impl End2EndOptions {
     /// Validator settings (`conf=0.001`).
     pub fn val() -> Self {
-        Self { conf_thres: 0.001, ..Self::default() }
+        Self {
+            conf_thres: 0.001,
+            ..Self::default()
+        }
     }
     /// Predictor settings (`conf=0.25`).
     pub fn predict() -> Self {
@@ -57,7 +66,10 @@ pub fn end2end_postprocess(
 ) -> Result<Vec<Detection>> {
     check_layout(preds, nc, anchors)?;
     if !(0.0..=1.0).contains(&opts.conf_thres) {
-        anyhow::bail!("invalid confidence threshold {}: expected a value in [0, 1]", opts.conf_thres);
+        anyhow::bail!(
+            "invalid confidence threshold {}: expected a value in [0, 1]",
+            opts.conf_thres
+        );
     }
     let at = |c: usize, a: usize| preds[c * anchors + a];
     let k = opts.max_det.min(anchors);
@@ -84,7 +96,10 @@ pub fn end2end_postprocess(
 
     // (anchor, class, score) picks in descending score order
     let picks: Vec<(usize, usize, f32)> = if opts.agnostic {
-        top_anchors.iter().map(|&a| (a, best_c[a], best[a])).collect()
+        top_anchors
+            .iter()
+            .map(|&a| (a, best_c[a], best[a]))
+            .collect()
     } else {
         let flat: Vec<f32> = top_anchors
             .iter()
@@ -99,7 +114,7 @@ pub fn end2end_postprocess(
 
     let mut out = Vec::new();
     for (a, c, s) in picks {
-        if !(s > opts.conf_thres) {
+        if s.is_nan() || s <= opts.conf_thres {
             continue;
         }
         if let Some(classes) = &opts.classes {
@@ -112,7 +127,11 @@ pub fn end2end_postprocess(
             BoxFormat::Xywh => xywh_to_xyxy(raw),
             BoxFormat::Xyxy => raw,
         };
-        out.push(Detection { xyxy, score: s, class: c });
+        out.push(Detection {
+            xyxy,
+            score: s,
+            class: c,
+        });
         if out.len() == opts.max_det {
             break;
         }
