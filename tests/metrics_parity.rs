@@ -254,6 +254,7 @@ fn nms_and_end2end_equal_ultralytics() {
         } else {
             let opts = End2EndOptions {
                 conf_thres: conf,
+                topk: max_det,
                 max_det,
                 agnostic,
                 classes: None,

@@ -208,6 +208,7 @@ fn end2end_topk_then_conf() {
     // k = 2: top anchors by best score are 0 (0.9) and 1 (0.7); top pairs among them: (0,c0) 0.9, (0,c1) 0.8
     let opts = End2EndOptions {
         conf_thres: 0.25,
+        topk: 2,
         max_det: 2,
         ..Default::default()
     };
@@ -218,6 +219,7 @@ fn end2end_topk_then_conf() {
     // agnostic: one class per anchor
     let opts = End2EndOptions {
         conf_thres: 0.25,
+        topk: 2,
         max_det: 2,
         agnostic: true,
         ..Default::default()

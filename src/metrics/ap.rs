@@ -140,12 +140,15 @@ pub fn ap_per_class(
     let mut r_curve = vec![vec![0f64; NPX]; nc];
     let mut prec_values = Vec::with_capacity(nc);
 
-    for (ci, &c) in classes.iter().enumerate() {
-        let idx: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|&i| pred_cls[i] == c)
-            .collect();
+    // predictions of each labelled class, in ranked order
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); nc];
+    for &i in &order {
+        if let Ok(ci) = classes.binary_search(&pred_cls[i]) {
+            by_class[ci].push(i);
+        }
+    }
+
+    for (ci, idx) in by_class.iter().enumerate() {
         let n_l = n_labels[ci];
         if idx.is_empty() || n_l == 0 {
             prec_values.push(vec![0f64; NPX]);

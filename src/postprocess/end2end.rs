@@ -1,7 +1,8 @@
 //! NMS-free post-processing for end-to-end (one-to-one) heads such as YOLO26, with the semantics of Ultralytics 8.4
 //! `Detect.postprocess` / `Detect.get_topk_index` followed by the end-to-end branch of `non_max_suppression`.
 //!
-//! With `k = min(max_det, anchors)`:
+//! With `k = min(topk, anchors)` (`topk` is the head's `max_det`: the validator sets it to its `max_det`, the
+//! predictor to `max(max_det, 300)`):
 //! * class-aware (default): the `k` anchors with the highest best-class score are taken, then the `k` highest
 //!   (anchor, class) scores among those `k * nc` pairs;
 //! * agnostic: the `k` anchors with the highest best-class score, each with its best class;
@@ -22,7 +23,9 @@ use super::nms::{argsort_desc, check_layout};
 pub struct End2EndOptions {
     /// Keep detections whose score is strictly greater than this.
     pub conf_thres: f32,
-    /// Number of top-k candidates and maximum number of detections returned (default 300).
+    /// Number of top-k candidates taken by the head (default 300).
+    pub topk: usize,
+    /// Maximum number of detections returned (default 300).
     pub max_det: usize,
     /// Class-agnostic top-k (one class per anchor).
     pub agnostic: bool,
@@ -34,6 +37,7 @@ impl Default for End2EndOptions {
     fn default() -> Self {
         Self {
             conf_thres: 0.25,
+            topk: 300,
             max_det: 300,
             agnostic: false,
             classes: None,
@@ -42,14 +46,22 @@ impl Default for End2EndOptions {
 }
 
 impl End2EndOptions {
-    /// Validator settings (`conf=0.001`).
+    /// Validator settings (`conf=0.001`, `topk = max_det = 300`); when changing `max_det`, set `topk` to the same.
     pub fn val() -> Self {
         Self {
             conf_thres: 0.001,
             ..Self::default()
         }
     }
-    /// Predictor settings (`conf=0.25`).
+    /// Predictor settings (`conf=0.25`) for a given `max_det`: `topk = max(max_det, 300)`, as Ultralytics' predictor.
+    pub fn predict_with_max_det(max_det: usize) -> Self {
+        Self {
+            topk: max_det.max(300),
+            max_det,
+            ..Self::default()
+        }
+    }
+    /// Predictor settings (`conf=0.25`, `max_det=300`).
     pub fn predict() -> Self {
         Self::default()
     }
@@ -72,8 +84,8 @@ pub fn end2end_postprocess(
         );
     }
     let at = |c: usize, a: usize| preds[c * anchors + a];
-    let k = opts.max_det.min(anchors);
-    if k == 0 {
+    let k = opts.topk.min(anchors);
+    if k == 0 || opts.max_det == 0 {
         return Ok(Vec::new());
     }
     // best score and class per anchor (first maximum)
