@@ -10,11 +10,13 @@ use serde_json::Value;
 
 const TOL: f64 = 1e-6;
 
+/// The committed fixture, or another one made by the same script when `EMBER_METRICS_FIXTURE` is set.
 fn fixture() -> Value {
-    let path = concat!(
+    let default = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/metrics/ultralytics_parity.json"
     );
+    let path = std::env::var("EMBER_METRICS_FIXTURE").unwrap_or_else(|_| default.to_string());
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture JSON")
 }
 
@@ -126,7 +128,7 @@ fn matching_equals_ultralytics() {
             n += 1;
         }
     }
-    assert!(n > 1000);
+    assert!(n > 0);
 }
 
 #[test]
