@@ -48,6 +48,8 @@ pub struct ApCurve {
 
 /// AP of one precision/recall curve (recall non-decreasing), 101-point interpolation + trapezoid.
 pub fn compute_ap(recall: &[f64], precision: &[f64]) -> ApCurve {
+    let n = recall.len().min(precision.len());
+    let (recall, precision) = (&recall[..n], &precision[..n]);
     let mut mrec = Vec::with_capacity(recall.len() + 3);
     mrec.push(0.0);
     mrec.extend_from_slice(recall);
@@ -114,7 +116,27 @@ const NPX: usize = 1000;
 /// `tp[i][t]`: prediction `i` is a true positive at IoU threshold `t`; `conf[i]`, `pred_cls[i]` its score and class;
 /// `target_cls`: the class of every label of every image. Predictions are ranked by descending confidence (stable:
 /// equal confidences keep their input order; NumPy's quicksort leaves that order unspecified).
+///
+/// Errors when `tp`, `conf` and `pred_cls` do not have the same length.
 pub fn ap_per_class(
+    tp: &[[bool; NIOU]],
+    conf: &[f32],
+    pred_cls: &[usize],
+    target_cls: &[usize],
+) -> anyhow::Result<ApPerClass> {
+    if tp.len() != conf.len() || tp.len() != pred_cls.len() {
+        anyhow::bail!(
+            "ap_per_class: {} tp rows, {} confidences and {} predicted classes must be as many",
+            tp.len(),
+            conf.len(),
+            pred_cls.len()
+        );
+    }
+    Ok(ap_per_class_checked(tp, conf, pred_cls, target_cls))
+}
+
+/// [`ap_per_class`] on inputs of equal length.
+pub(crate) fn ap_per_class_checked(
     tp: &[[bool; NIOU]],
     conf: &[f32],
     pred_cls: &[usize],
@@ -265,9 +287,10 @@ mod tests {
 
     #[test]
     fn empty_inputs() {
-        let r = ap_per_class(&[], &[], &[], &[]);
+        let r = ap_per_class(&[], &[], &[], &[]).unwrap();
         assert!(r.classes.is_empty());
-        let r = ap_per_class(&[], &[], &[], &[3, 3]);
+        assert!(ap_per_class(&[], &[0.5], &[], &[]).is_err());
+        let r = ap_per_class(&[], &[], &[], &[3, 3]).unwrap();
         assert_eq!(r.classes, vec![3]);
         assert_eq!(r.ap[0], [0.0; NIOU]);
         assert_eq!(r.p[0], 0.0);

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use anyhow::{bail, Result};
 
-use super::ap::{ap_per_class, ApPerClass};
+use super::ap::{ap_per_class_checked, ApPerClass};
 use super::confusion::ConfusionMatrix;
 use super::format::format_g;
 use super::matching::match_boxes;
@@ -252,7 +252,7 @@ impl DetectionAccumulator {
 
     /// Computes the metrics of everything added so far.
     pub fn finish(&self) -> DetectionMetrics {
-        let res = ap_per_class(&self.tp, &self.conf, &self.pred_cls, &self.target_cls);
+        let res = ap_per_class_checked(&self.tp, &self.conf, &self.pred_cls, &self.target_cls);
         let mut nt_per_class = vec![0usize; self.nc];
         for &c in &self.target_cls {
             nt_per_class[c] += 1;
