@@ -33,6 +33,9 @@ impl ConfusionMatrix {
 
     /// Count at `[predicted][true]` (index `nc` is background).
     pub fn get(&self, pred: usize, truth: usize) -> f64 {
+        if pred > self.nc || truth > self.nc {
+            return 0.0;
+        }
         self.matrix[pred * (self.nc + 1) + truth]
     }
 
@@ -41,13 +44,16 @@ impl ConfusionMatrix {
         self.matrix[pred.min(self.nc) * n + truth.min(self.nc)] += 1.0;
     }
 
-    /// Adds one image.
+    /// Adds one image. Classes `>= nc` are counted as background; labels beyond the shorter of `gt_boxes` and
+    /// `gt_classes` are ignored.
     pub fn process_image(
         &mut self,
         preds: &[Detection],
         gt_boxes: &[[f32; 4]],
         gt_classes: &[usize],
     ) {
+        let n_gt = gt_boxes.len().min(gt_classes.len());
+        let (gt_boxes, gt_classes) = (&gt_boxes[..n_gt], &gt_classes[..n_gt]);
         let nc = self.nc;
         if gt_classes.is_empty() {
             let conf = self.conf;
