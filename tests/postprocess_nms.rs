@@ -266,7 +266,8 @@ fn realistic_val_load_is_fast() {
     let dt = t.elapsed();
     assert!(!d.is_empty() && d.len() <= 300);
     assert!(d.windows(2).all(|w| w[0].score >= w[1].score));
-    assert!(dt.as_secs_f64() < 5.0, "NMS took {dt:?}");
+    let limit = if cfg!(debug_assertions) { 30.0 } else { 2.0 };
+    assert!(dt.as_secs_f64() < limit, "NMS took {dt:?}");
     eprintln!(
         "NMS on 8400x80 (multi-label, conf 0.001): {dt:?}, {} kept",
         d.len()
