@@ -256,7 +256,6 @@ fn nms_and_end2end_equal_ultralytics() {
         } else {
             let opts = End2EndOptions {
                 conf_thres: conf,
-                topk: max_det,
                 max_det,
                 agnostic,
                 classes: None,

@@ -1,7 +1,8 @@
 //! Hand-made NMS and end-to-end post-processing cases.
 
 use ember::postprocess::{
-    end2end_postprocess, non_max_suppression, BoxFormat, Detection, End2EndOptions, NmsOptions,
+    end2end_postprocess, end2end_postprocess_predict, non_max_suppression, BoxFormat, Detection,
+    End2EndOptions, NmsOptions,
 };
 
 /// Builds the flat `[4 + nc, anchors]` layout from per-anchor `(xywh, scores)`.
@@ -208,7 +209,6 @@ fn end2end_topk_then_conf() {
     // k = 2: top anchors by best score are 0 (0.9) and 1 (0.7); top pairs among them: (0,c0) 0.9, (0,c1) 0.8
     let opts = End2EndOptions {
         conf_thres: 0.25,
-        topk: 2,
         max_det: 2,
         ..Default::default()
     };
@@ -219,7 +219,6 @@ fn end2end_topk_then_conf() {
     // agnostic: one class per anchor
     let opts = End2EndOptions {
         conf_thres: 0.25,
-        topk: 2,
         max_det: 2,
         agnostic: true,
         ..Default::default()
@@ -229,6 +228,16 @@ fn end2end_topk_then_conf() {
     assert_eq!((d[0].class, d[1].class), (0, 1));
     assert_eq!(d[1].score, 0.7);
     // default max_det 300 > anchors: k = 4; conf filter drops scores <= 0.25 and no NMS happens
+    // predictor flavour: head top-k over max(max_det, 300) candidates, then at most max_det
+    let opts = End2EndOptions {
+        max_det: 3,
+        ..End2EndOptions::predict()
+    };
+    let d = end2end_postprocess_predict(&preds, 2, 4, BoxFormat::Xyxy, &opts).unwrap();
+    assert_eq!(
+        d.iter().map(|x| x.score).collect::<Vec<_>>(),
+        vec![0.9, 0.8, 0.7]
+    );
     let d = end2end_postprocess(&preds, 2, 4, BoxFormat::Xyxy, &End2EndOptions::predict()).unwrap();
     let s: Vec<f32> = d.iter().map(|x| x.score).collect();
     assert_eq!(s, vec![0.9, 0.8, 0.7, 0.3]);

@@ -1,8 +1,9 @@
 //! NMS-free post-processing for end-to-end (one-to-one) heads such as YOLO26, with the semantics of Ultralytics 8.4
 //! `Detect.postprocess` / `Detect.get_topk_index` followed by the end-to-end branch of `non_max_suppression`.
 //!
-//! With `k = min(topk, anchors)` (`topk` is the head's `max_det`: the validator sets it to its `max_det`, the
-//! predictor to `max(max_det, 300)`):
+//! With `k = min(topk, anchors)`, where `topk` is the head's `max_det` (the validator sets it to its own `max_det`,
+//! which [`end2end_postprocess`] does; the predictor uses `max(max_det, 300)`, which
+//! [`end2end_postprocess_predict`] does):
 //! * class-aware (default): the `k` anchors with the highest best-class score are taken, then the `k` highest
 //!   (anchor, class) scores among those `k * nc` pairs;
 //! * agnostic: the `k` anchors with the highest best-class score, each with its best class;
@@ -23,9 +24,7 @@ use super::nms::{argsort_desc, check_layout};
 pub struct End2EndOptions {
     /// Keep detections whose score is strictly greater than this.
     pub conf_thres: f32,
-    /// Number of top-k candidates taken by the head (default 300).
-    pub topk: usize,
-    /// Maximum number of detections returned (default 300).
+    /// Maximum number of detections returned, and the head's top-k for [`end2end_postprocess`] (default 300).
     pub max_det: usize,
     /// Class-agnostic top-k (one class per anchor).
     pub agnostic: bool,
@@ -37,7 +36,6 @@ impl Default for End2EndOptions {
     fn default() -> Self {
         Self {
             conf_thres: 0.25,
-            topk: 300,
             max_det: 300,
             agnostic: false,
             classes: None,
@@ -46,18 +44,10 @@ impl Default for End2EndOptions {
 }
 
 impl End2EndOptions {
-    /// Validator settings (`conf=0.001`, `topk = max_det = 300`); when changing `max_det`, set `topk` to the same.
+    /// Validator settings (`conf=0.001`, `max_det=300`).
     pub fn val() -> Self {
         Self {
             conf_thres: 0.001,
-            ..Self::default()
-        }
-    }
-    /// Predictor settings (`conf=0.25`) for a given `max_det`: `topk = max(max_det, 300)`, as Ultralytics' predictor.
-    pub fn predict_with_max_det(max_det: usize) -> Self {
-        Self {
-            topk: max_det.max(300),
-            max_det,
             ..Self::default()
         }
     }
@@ -67,14 +57,39 @@ impl End2EndOptions {
     }
 }
 
-/// Top-k selection without NMS for one image. `preds` is the flat `[4 + nc, anchors]` slice (box channels in
-/// `format`, then sigmoided class scores). Returns detections sorted by descending score.
+/// Top-k selection without NMS for one image, as the validator runs it (head top-k = `max_det`). `preds` is the flat
+/// `[4 + nc, anchors]` slice (box channels in `format`, then sigmoided class scores). Returns detections sorted by
+/// descending score.
 pub fn end2end_postprocess(
     preds: &[f32],
     nc: usize,
     anchors: usize,
     format: BoxFormat,
     opts: &End2EndOptions,
+) -> Result<Vec<Detection>> {
+    end2end_topk(preds, nc, anchors, format, opts, opts.max_det)
+}
+
+/// As [`end2end_postprocess`], as the predictor runs it: the head takes the top `max(max_det, 300)` candidates,
+/// then at most `max_det` detections above `conf_thres` are returned.
+pub fn end2end_postprocess_predict(
+    preds: &[f32],
+    nc: usize,
+    anchors: usize,
+    format: BoxFormat,
+    opts: &End2EndOptions,
+) -> Result<Vec<Detection>> {
+    end2end_topk(preds, nc, anchors, format, opts, opts.max_det.max(300))
+}
+
+/// The shared body: head top-k with `topk` candidates, then the confidence/class filter and `max_det` cap.
+pub fn end2end_topk(
+    preds: &[f32],
+    nc: usize,
+    anchors: usize,
+    format: BoxFormat,
+    opts: &End2EndOptions,
+    topk: usize,
 ) -> Result<Vec<Detection>> {
     check_layout(preds, nc, anchors)?;
     if !(0.0..=1.0).contains(&opts.conf_thres) {
@@ -84,7 +99,7 @@ pub fn end2end_postprocess(
         );
     }
     let at = |c: usize, a: usize| preds[c * anchors + a];
-    let k = opts.topk.min(anchors);
+    let k = topk.min(anchors);
     if k == 0 || opts.max_det == 0 {
         return Ok(Vec::new());
     }
