@@ -117,15 +117,14 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
         nbs: s.nbs as usize,
     };
     let mut optimizer = DetectorOptimizer::<AB::InnerBackend>::new(kind, lr0, momentum, weight_decay);
-    let mut ema = ModelEma::new(model.valid());
+    let mut ema = ModelEma::new(model.valid().deep_clone()?);
     let mut scaler = (precision == AmpMode::Fp16).then(LossScaler::default);
     let (mut start_epoch, mut best_fitness) = (0usize, f64::NEG_INFINITY);
     if let Some((path, meta)) = &resume {
         let inner_device = model.valid().devices().into_iter().next().context("the model has no tensors")?;
         checkpoint::load_train_state(path, &mut model, &mut optimizer, &inner_device)?;
         optimizer.steps = meta.optimizer_steps;
-        // Keep the EMA's parameter ids tied to the model's, then give it the saved averages.
-        let mut averaged = model.valid();
+        let mut averaged = model.valid().deep_clone()?;
         averaged.load_safetensors(path).with_context(|| format!("{}: EMA weights", path.display()))?;
         ema = ModelEma::new(averaged);
         ema.updates = meta.ema_updates;
