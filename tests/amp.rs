@@ -246,3 +246,36 @@ fn a_short_fp16_run_stays_finite_and_tracks_fp32() {
     let meta = ember::train::checkpoint::read_meta(&last).unwrap().unwrap();
     assert_eq!(meta.loss_scale, Some(fp16[15]));
 }
+
+#[test]
+fn under_amp_every_convolution_computes_in_fp16_and_gradients_reach_fp32_masters() {
+    let device = Default::default();
+    let model = Yolo::<CpuAutodiff>::new("yolo26n", 80, &device).unwrap();
+    let batch = real_batch(96, 2);
+    let x = batch_tensor::<CpuAutodiff>(&batch, &device).cast(FloatDType::F16);
+    let (out, seen) = ember::nn::conv::probe::conv_dtypes(|| model.forward(x));
+    assert!(seen.len() > 80, "only {} convolutions seen", seen.len());
+    assert!(seen.iter().all(|d| *d == (burn::tensor::DType::F16, burn::tensor::DType::F16)), "{seen:?}");
+    let criterion = Criterion::new(80, model.reg_max(), model.end2end(), [7.5, 0.5, 1.5], 10);
+    let loss = criterion.compute(out, &targets_of(&batch.labels, [96, 96]), 0);
+    assert_eq!(loss.total.dtype(), burn::tensor::DType::F32, "the loss runs in FP32");
+    let grads = loss.total.backward();
+    let mut weights = 0;
+    struct Check<'a>(&'a <CpuAutodiff as AutodiffBackend>::Gradients, usize);
+    impl ModuleVisitor<CpuAutodiff> for Check<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<CpuAutodiff, D>>) {
+            assert_eq!(p.val().dtype(), burn::tensor::DType::F32, "master weights stay FP32");
+            if let Some(g) = p.val().grad(self.0) {
+                assert_eq!(g.dtype(), burn::tensor::DType::F32, "gradients arrive in FP32");
+                self.1 += 1;
+            }
+        }
+    }
+    let mut check = Check(&grads, 0);
+    model.visit(&mut check);
+    weights += check.1;
+    assert!(weights > 200);
+    // FP32 runs see FP32 operands.
+    let (_, seen) = ember::nn::conv::probe::conv_dtypes(|| model.forward(batch_tensor::<CpuAutodiff>(&batch, &device)));
+    assert!(seen.iter().all(|d| *d == (burn::tensor::DType::F32, burn::tensor::DType::F32)));
+}
