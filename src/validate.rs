@@ -8,7 +8,7 @@ use anyhow::Result;
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
 use crate::data::{Batch, BatchLoader};
-use crate::metrics::{DetectionAccumulator, DetectionMetrics};
+use crate::metrics::{ConfusionMatrix, DetectionAccumulator, DetectionMetrics};
 use crate::model::{BoxFormat, Yolo};
 use crate::postprocess::{end2end_postprocess, non_max_suppression, Detection, End2EndOptions, NmsOptions};
 use crate::train::criterion::{targets_of, Criterion};
@@ -40,6 +40,7 @@ impl ValOptions {
 #[derive(Debug, Clone)]
 pub struct ValOutcome {
     pub metrics: DetectionMetrics,
+    pub confusion: Option<ConfusionMatrix>,
     /// Mean loss components over the batches, when a criterion was given.
     pub loss: Option<[f64; 3]>,
     /// Milliseconds per image: preprocess, inference, postprocess.
@@ -65,7 +66,8 @@ pub fn validate<B: Backend>(
     use burn::module::Module;
     let device = &model.devices().into_iter().next().ok_or_else(|| anyhow::anyhow!("the model has no tensors"))?;
     let nc = model.nc();
-    let mut acc = DetectionAccumulator::new(nc);
+    // The confusion matrix as Ultralytics' validator fills it: its own conf, IoU 0.45.
+    let mut acc = DetectionAccumulator::new(nc).with_confusion_matrix(options.conf, 0.45);
     let (mut t_pre, mut t_inf, mut t_post) = (0.0, 0.0, 0.0);
     let mut loss_sum = [0f64; 3];
     let mut batches = 0usize;
@@ -136,6 +138,7 @@ pub fn validate<B: Backend>(
     let per = |t: f64| if images == 0 { 0.0 } else { t * 1000.0 / images as f64 };
     Ok(ValOutcome {
         metrics: acc.finish(),
+        confusion: acc.confusion_matrix().cloned(),
         loss: (batches > 0).then(|| loss_sum.map(|s| s / batches as f64)),
         speed_ms: [per(t_pre), per(t_inf), per(t_post)],
         detections,

@@ -64,9 +64,37 @@ fn learns_synthetic_shapes_to_a_high_map50() {
     assert_eq!(args.epochs, 25);
 
     // `ember val` on the best weights reproduces the trainer's numbers.
-    let val = settings(&[("data", yaml.display().to_string()), ("weights", run.join("weights/best.safetensors").display().to_string()), ("imgsz", "64".into()), ("batch", "16".into())]);
+    let val = settings(&[
+        ("data", yaml.display().to_string()),
+        ("weights", run.join("weights/best.safetensors").display().to_string()),
+        ("imgsz", "64".into()),
+        ("batch", "16".into()),
+        ("save_json", "true".into()),
+        ("project", dir.path().join("val").display().to_string()),
+    ]);
     let again = ember::commands::val::run(&val).unwrap();
     assert!((again.map50 - metrics.map50).abs() < 1e-6, "{} vs {}", again.map50, metrics.map50);
+
+    // COCO-format results and ground truth that pycocotools reads directly.
+    let read = |f: &str| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(dir.path().join("val/val").join(f)).unwrap()).unwrap() };
+    let preds = read("predictions.json");
+    let preds = preds.as_array().unwrap();
+    assert!(!preds.is_empty());
+    for p in preds.iter().take(20) {
+        assert!(p["image_id"].is_number() && p["category_id"].is_number() && p["score"].is_number(), "{p}");
+        let bbox = p["bbox"].as_array().unwrap();
+        assert_eq!(bbox.len(), 4);
+        assert!(bbox.iter().all(|v| v.as_f64().unwrap() >= 0.0) && bbox[2].as_f64().unwrap() <= 64.0);
+    }
+    let gt = read("ground_truth.json");
+    assert_eq!(gt["images"].as_array().unwrap().len(), 32);
+    assert_eq!(gt["categories"].as_array().unwrap().len(), 3);
+    let anns = gt["annotations"].as_array().unwrap();
+    assert_eq!(anns.len(), metrics.instances);
+    assert!(anns.iter().all(|a| a["area"].as_f64().unwrap() > 0.0 && a["iscrowd"] == 0));
+    for plot in ["BoxPR_curve.png", "BoxF1_curve.png", "confusion_matrix.png"] {
+        assert!(dir.path().join("val/val").join(plot).is_file(), "{plot}");
+    }
 }
 
 #[test]

@@ -8,7 +8,9 @@ use crate::backend::Cpu;
 use crate::config::Settings;
 use crate::data::scan::scan_split;
 use crate::data::{BatchLoader, LoaderConfig, Split};
-use crate::metrics::DetectionMetrics;
+use crate::metrics::plots::save_plots;
+use crate::metrics::{coco80_to_coco91, default_class_map, detections_to_coco, ground_truth_to_coco, write_json, DetectionMetrics, GtImage, ImageId};
+use crate::train::run_dir::make_run_dir;
 use crate::model::Yolo;
 use crate::train::checkpoint;
 use crate::validate::{validate, ValOptions};
@@ -42,13 +44,48 @@ pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
     )?;
     let options = ValOptions::for_val(settings, model.end2end());
     let started = std::time::Instant::now();
+    let gt_images: Vec<GtImage> = loader
+        .samples()
+        .iter()
+        .map(|s| {
+            let (w, h) = (s.size.0 as f32, s.size.1 as f32);
+            GtImage {
+                id: ImageId::from_path(&s.image),
+                file_name: s.image.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+                width: s.size.0,
+                height: s.size.1,
+                boxes_xyxy: s.labels.iter().map(|b| { let [cx, cy, bw, bh] = b.xywh; [(cx - bw / 2.0) * w, (cy - bh / 2.0) * h, (cx + bw / 2.0) * w, (cy + bh / 2.0) * h] }).collect(),
+                classes: s.labels.iter().map(|b| b.class).collect(),
+            }
+        })
+        .collect();
     let outcome = validate(&model, &loader, &options, None)?;
     let elapsed = started.elapsed().as_secs_f64();
-    print!("{}", outcome.metrics.format_table(&dataset.names));
+    println!("{}", outcome.metrics.format_table(&dataset.names).trim_end());
     let [pre, inf, post] = outcome.speed_ms;
     println!("Speed: {pre:.1}ms preprocess, {inf:.1}ms inference, {post:.1}ms postprocess per image ({:.1} images/s)", outcome.metrics.images as f64 / elapsed);
     for (path, why) in &outcome.failures {
         tracing::warn!("skipped {}: {why}", path.display());
+    }
+    if settings.save_json || settings.plots {
+        let project = std::path::PathBuf::from(settings.project.as_deref().unwrap_or("runs"));
+        let run_dir = make_run_dir(&project, settings.name.as_deref().unwrap_or("val"), settings.exist_ok)?;
+        if settings.save_json {
+            // COCO's own category ids for COCO's 80 classes, so pycocotools scores against COCO annotations too.
+            let class_map = if dataset.nc() == 80 { coco80_to_coco91() } else { default_class_map(dataset.nc()) };
+            let mut predictions = Vec::new();
+            for (path, dets) in &outcome.detections {
+                let name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                predictions.extend(detections_to_coco(&ImageId::from_path(path), &name, dets, &class_map)?);
+            }
+            write_json(run_dir.join("predictions.json"), &serde_json::Value::Array(predictions))?;
+            write_json(run_dir.join("ground_truth.json"), &ground_truth_to_coco(&gt_images, &dataset.names, &class_map)?)?;
+            println!("Saved predictions.json and ground_truth.json (COCO format) to {}", run_dir.display());
+        }
+        if settings.plots {
+            save_plots(&outcome.metrics, outcome.confusion.as_ref(), &dataset.names, &run_dir)?;
+            println!("Plots saved to {}", run_dir.display());
+        }
     }
     Ok(outcome.metrics)
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 /// The run folder for `project`/`name`: the first of `name`, `name2`, `name3`, ... that does not
-/// exist, or `name` itself with `exist_ok`. Creates it with its `weights/` folder.
+/// exist, or `name` itself with `exist_ok`. Creates it.
 pub fn make_run_dir(project: &Path, name: &str, exist_ok: bool) -> Result<PathBuf> {
     let mut dir = project.join(name);
     if !exist_ok {
@@ -15,7 +15,7 @@ pub fn make_run_dir(project: &Path, name: &str, exist_ok: bool) -> Result<PathBu
             n += 1;
         }
     }
-    std::fs::create_dir_all(dir.join("weights")).with_context(|| format!("cannot create the run folder {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the run folder {}", dir.display()))?;
     Ok(dir)
 }
 
@@ -45,7 +45,7 @@ mod tests {
         let c = make_run_dir(&root, "train", true).unwrap();
         assert_eq!((a.file_name().unwrap(), b.file_name().unwrap()), ("train".as_ref(), "train2".as_ref()));
         assert_eq!(c, a);
-        assert!(b.join("weights").is_dir());
+        assert!(b.is_dir());
         write_atomic(&a.join("x.txt"), b"one").unwrap();
         write_atomic(&a.join("x.txt"), b"two").unwrap();
         assert_eq!(std::fs::read_to_string(a.join("x.txt")).unwrap(), "two");

@@ -147,6 +147,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
         }
     }
     let weights_dir = run_dir.join("weights");
+    std::fs::create_dir_all(&weights_dir).with_context(|| format!("cannot create {}", weights_dir.display()))?;
     let (last, best) = (weights_dir.join("last.safetensors"), weights_dir.join("best.safetensors"));
     let results = ResultsCsv::create(&run_dir.join("results.csv"), loss_names[2], resume.is_some())?;
     std::fs::write(run_dir.join("args.yaml"), s.to_yaml()).with_context(|| format!("cannot write {}", run_dir.join("args.yaml").display()))?;
