@@ -529,3 +529,36 @@ pub fn save_plots(
     }
     Ok(out)
 }
+
+/// Small multiples: one line plot per `(title, xs, ys)` panel, `cols` panels a row, each panel's y axis
+/// spanning its own data range (written under the title). Used for a training run's `results.png`.
+pub fn plot_panels(panels: &[(String, Vec<f64>, Vec<f64>)], cols: usize, path: &Path) -> Result<()> {
+    const PW: i64 = 320;
+    const PH: i64 = 280;
+    let cols = cols.max(1);
+    let rows = panels.len().div_ceil(cols).max(1);
+    let mut cv = Canvas::new((PW * cols as i64) as u32, (PH * rows as i64) as u32);
+    for (k, (title, xs, ys)) in panels.iter().enumerate() {
+        let (ox, oy) = ((k % cols) as i64 * PW, (k / cols) as i64 * PH);
+        let (x0, y0, x1, y1) = (ox + 30, oy + 60, ox + PW - 20, oy + PH - 30);
+        cv.text(ox + (PW - Canvas::text_width(title, 2)) / 2, oy + 10, title, 2, BLACK);
+        let finite: Vec<f64> = ys.iter().copied().filter(|v| v.is_finite()).collect();
+        let (lo, hi) = finite.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let range = if finite.is_empty() { String::from("NO DATA") } else { format!("{lo:.4} - {hi:.4}") };
+        cv.text(ox + (PW - Canvas::text_width(&range, 1)) / 2, oy + 34, &range, 1, BLACK);
+        for (a, b, c, d) in [(x0, y0, x1, y0), (x0, y1, x1, y1), (x0, y0, x0, y1), (x1, y0, x1, y1)] {
+            cv.line(a as f64, b as f64, c as f64, d as f64, 1, GREY);
+        }
+        let (xmin, xmax) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let sx = |x: f64| x0 as f64 + if xmax > xmin { (x - xmin) / (xmax - xmin) } else { 0.5 } * (x1 - x0) as f64;
+        let sy = |y: f64| y1 as f64 - if hi > lo { (y - lo) / (hi - lo) } else { 0.5 } * (y1 - y0) as f64;
+        let points: Vec<(f64, f64)> = xs.iter().zip(ys).filter(|(_, y)| y.is_finite()).map(|(&x, &y)| (sx(x), sy(y))).collect();
+        for w in points.windows(2) {
+            cv.line(w[0].0, w[0].1, w[1].0, w[1].1, 2, BLUE);
+        }
+        for &(x, y) in &points {
+            cv.rect(x as i64 - 2, y as i64 - 2, x as i64 + 2, y as i64 + 2, BLUE);
+        }
+    }
+    cv.save(path)
+}

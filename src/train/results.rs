@@ -72,3 +72,21 @@ impl ResultsCsv {
         Ok(text.lines().skip(1).map(|l| l.split(',').filter_map(|v| v.trim().parse().ok()).collect()).collect())
     }
 }
+
+/// Draws `results.png` from `results.csv`: losses, precision, recall and mAP per epoch, as Ultralytics lays
+/// them out (train losses, P, R on top; val losses, mAP50, mAP50-95 below).
+pub fn plot_results(csv: &Path, png: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(csv).with_context(|| format!("cannot read {}", csv.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let rows: Vec<Vec<f64>> = lines.map(|l| l.split(',').map(|v| v.trim().parse().unwrap_or(f64::NAN)).collect()).collect();
+    let column = |i: usize| rows.iter().map(|r| r.get(i).copied().unwrap_or(f64::NAN)).collect::<Vec<f64>>();
+    let epochs = column(0);
+    let order = [2, 3, 4, 5, 6, 9, 10, 11, 7, 8];
+    let panels: Vec<_> = order
+        .iter()
+        .filter(|&&i| i < header.len())
+        .map(|&i| (header[i].to_uppercase(), epochs.clone(), column(i)))
+        .collect();
+    crate::metrics::plots::plot_panels(&panels, 5, png)
+}

@@ -278,6 +278,12 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
             lr: optimizer.groups.map(|g| g.lr),
             loss_scale: scaler.map_or(1.0, |s| s.scale),
         })?;
+        if s.plots {
+            let csv = run_dir.join("results.csv");
+            if let Err(e) = super::results::plot_results(&csv, &run_dir.join("results.png")) {
+                tracing::warn!("results.png not drawn: {e:#}");
+            }
+        }
         final_metrics = outcome.map(|o| o.metrics);
         if epochs_without_improvement >= s.patience as usize && s.patience > 0 {
             println!("Stopping early: no improvement in the last {} epochs (best fitness {best_fitness:.5})", s.patience);
