@@ -2,8 +2,10 @@
 //! model computes, in an order fixed by the seed and the epoch.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use crossbeam_channel::{bounded, Receiver};
@@ -49,6 +51,12 @@ pub struct Prepared {
 /// Turns a sample into a model input; augmentation plugs in here. Must be deterministic given `rng`.
 pub trait SampleTransform: Send + Sync {
     fn apply(&self, sample: &Sample, imgsz: u32, rng: &mut ChaCha8Rng) -> Result<Prepared>;
+
+    /// Prepares `samples[index]`; transforms that mix several images (mosaic, MixUp) draw the others
+    /// from `samples` with `rng`. The loader calls this one.
+    fn apply_at(&self, samples: &[Sample], index: usize, imgsz: u32, rng: &mut ChaCha8Rng) -> Result<Prepared> {
+        self.apply(&samples[index], imgsz, rng)
+    }
 }
 
 /// Decode and letterbox, nothing else: the validation transform.
@@ -127,6 +135,15 @@ impl BatchLoader {
         &self.samples
     }
 
+    /// Replaces the transform for the epochs started from now on (e.g. mosaic off for the last epochs).
+    pub fn set_transform(&mut self, transform: Arc<dyn SampleTransform>) {
+        self.transform = transform;
+    }
+
+    pub fn config(&self) -> &LoaderConfig {
+        &self.config
+    }
+
     pub fn num_batches(&self) -> usize {
         self.samples.len().div_ceil(self.config.batch.max(1))
     }
@@ -155,7 +172,7 @@ impl BatchLoader {
                             .par_iter()
                             .map(|&i| {
                                 let mut rng = ChaCha8Rng::seed_from_u64(mix(config.seed, epoch as u64, i as u64));
-                                (i, transform.apply(&samples[i], config.imgsz, &mut rng))
+                                (i, transform.apply_at(&samples, i, config.imgsz, &mut rng))
                             })
                             .collect()
                     });
@@ -166,7 +183,7 @@ impl BatchLoader {
                 }
             })
             .expect("spawn the batcher thread");
-        EpochBatches { rx, producer: Some(producer) }
+        EpochBatches { rx, producer: Some(producer), wait: WaitClock::default() }
     }
 }
 
@@ -210,16 +227,44 @@ fn assemble(index: usize, samples: &[Sample], prepared: Vec<(usize, Result<Prepa
     batch
 }
 
+/// Time the consumer spent blocked waiting for batches; shared, so it can be read while (or after) the
+/// epoch's iterator is consumed by a `for` loop.
+#[derive(Debug, Clone, Default)]
+pub struct WaitClock(Arc<AtomicU64>);
+
+impl WaitClock {
+    pub fn total(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+    fn add(&self, d: Duration) {
+        self.0.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
 /// The batches of one epoch, in order.
 pub struct EpochBatches {
     rx: Receiver<Batch>,
     producer: Option<JoinHandle<()>>,
+    wait: WaitClock,
+}
+
+impl EpochBatches {
+    /// The clock that accumulates how long `next()` blocked (the model waiting on data).
+    pub fn wait_clock(&self) -> WaitClock {
+        self.wait.clone()
+    }
 }
 
 impl Iterator for EpochBatches {
     type Item = Batch;
     fn next(&mut self) -> Option<Batch> {
-        self.rx.recv().ok()
+        if let Ok(batch) = self.rx.try_recv() {
+            return Some(batch);
+        }
+        let started = Instant::now();
+        let batch = self.rx.recv().ok();
+        self.wait.add(started.elapsed());
+        batch
     }
 }
 
