@@ -7,6 +7,7 @@
 
 pub mod color;
 pub mod geometry;
+pub mod pipeline;
 pub mod preview;
 
 use std::sync::Arc;
