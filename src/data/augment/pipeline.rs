@@ -47,9 +47,10 @@ impl TrainPipeline {
     }
 
     /// Before each epoch: turns mosaic (with MixUp and CutMix) off for the last `close_mosaic` epochs,
-    /// as Ultralytics does. Also right after a resume into those epochs.
+    /// as Ultralytics does (also when a resumed run starts inside them). As in Ultralytics, a run shorter
+    /// than `close_mosaic` epochs keeps mosaic on throughout.
     pub fn begin_epoch(&mut self, loader: &mut BatchLoader, epoch: usize, epochs: usize, close_mosaic: usize) {
-        if !self.closed && close_mosaic > 0 && epoch + close_mosaic >= epochs {
+        if !self.closed && close_mosaic > 0 && close_mosaic <= epochs && epoch >= epochs - close_mosaic {
             self.closed = true;
             if self.transform.params.mosaic > 0.0 {
                 println!("Closing dataloader mosaic");
