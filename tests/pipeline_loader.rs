@@ -116,3 +116,46 @@ fn saved_batch_grid_shows_images_and_boxes() {
     ember::data::augment::preview::save_batch_jpeg(&batch, &dir.path().join("b.jpg")).unwrap();
     assert_eq!(image::open(dir.path().join("b.jpg")).unwrap().width(), 192);
 }
+
+#[test]
+fn rect_batches_fit_their_images_and_keep_boxes_exact() {
+    let samples = coco8();
+    let config = LoaderConfig { imgsz: 320, batch: 3, workers: 2, shuffle: false, seed: 0, prefetch: 1 };
+    let square: Vec<_> = BatchLoader::new(samples.clone(), config.clone()).unwrap().epoch(0).collect();
+    let loader = BatchLoader::new(samples.clone(), config).unwrap().with_rect(32);
+    let order = loader.order(0);
+    let ratio = |i: usize| samples[i].size.1 as f64 / samples[i].size.0 as f64;
+    assert!(order.windows(2).all(|w| ratio(w[0]) <= ratio(w[1])), "sorted by aspect ratio");
+    let batches: Vec<_> = loader.epoch(0).collect();
+    assert_eq!(batches.len(), 3);
+    let mut pixels = (0, 0);
+    for b in &batches {
+        let [n, _, h, w] = b.shape;
+        assert!(h % 32 == 0 && w % 32 == 0 && h <= 352 && w <= 352, "{h}x{w}");
+        assert_eq!(b.pixels.len(), n * 3 * h * w);
+        pixels.0 += n * h * w;
+        for (k, lb) in b.letterboxes.iter().enumerate() {
+            assert_eq!(lb.canvas, (w as u32, h as u32));
+            // Every image fits its canvas at the same scale as in the square layout (long side 320).
+            let i = samples.iter().position(|s| s.image == b.paths[k]).unwrap();
+            let long = lb.resized.0.max(lb.resized.1);
+            assert!(long == 320 || samples[i].size.0.max(samples[i].size.1) < 320, "{:?}", lb);
+            // Boxes map back to the same original-image pixels as the square layout's.
+            let sq = square.iter().flat_map(|sb| sb.paths.iter().zip(&sb.labels).zip(&sb.letterboxes)).find(|((p, _), _)| **p == b.paths[k]).unwrap();
+            for (a, bb) in b.labels[k].iter().zip(sq.0 .1.iter()) {
+                let back = |l: &ember::data::BoxLabel, lb: &ember::data::Letterbox| {
+                    let (cw, ch) = (lb.canvas.0 as f32, lb.canvas.1 as f32);
+                    let [cx, cy, bw, bh] = l.xywh;
+                    lb.inverse_xyxy([(cx - bw / 2.0) * cw, (cy - bh / 2.0) * ch, (cx + bw / 2.0) * cw, (cy + bh / 2.0) * ch])
+                };
+                let (p, q) = (back(a, lb), back(bb, sq.1));
+                for c in 0..4 {
+                    assert!((p[c] - q[c]).abs() < 1e-2, "{p:?} vs {q:?}");
+                }
+            }
+        }
+    }
+    pixels.1 = square.iter().map(|b| b.len() * 320 * 320).sum();
+    // coco8 is mostly landscape: its rect batches hold fewer pixels than squares.
+    assert!(pixels.0 < pixels.1, "rect batches have less padding: {} vs {} pixels", pixels.0, pixels.1);
+}

@@ -229,27 +229,13 @@ impl SampleTransform for StoreLetterbox {
         super::loader::LetterboxOnly.apply(sample, imgsz, rng)
     }
 
-    fn apply_at(&self, samples: &[Sample], index: usize, imgsz: u32, _rng: &mut ChaCha8Rng) -> Result<Prepared> {
-        let sample = &samples[index];
-        let image = self.store.load(index, sample)?;
-        let lb = Letterbox::new(sample.size, (imgsz, imgsz));
-        let mut canvas = RgbImage::from_pixel(imgsz, imgsz, image::Rgb([PAD_VALUE; 3]));
-        if image.dimensions() == lb.resized {
-            copy_rect(&image, (0, 0), &mut canvas, (lb.pad.0 as usize, lb.pad.1 as usize), (lb.resized.0 as usize, lb.resized.1 as usize));
-        } else {
-            let resized = image::imageops::resize(&*image, lb.resized.0, lb.resized.1, image::imageops::FilterType::Triangle);
-            copy_rect(&resized, (0, 0), &mut canvas, (lb.pad.0 as usize, lb.pad.1 as usize), (lb.resized.0 as usize, lb.resized.1 as usize));
-        }
-        let s = imgsz as f32;
-        let labels = sample
-            .labels
-            .iter()
-            .map(|b| {
-                let [x1, y1, x2, y2] = lb.forward_xywhn(b.xywh);
-                BoxLabel { class: b.class, xywh: [(x1 + x2) / 2.0 / s, (y1 + y2) / 2.0 / s, (x2 - x1) / s, (y2 - y1) / s] }
-            })
-            .collect();
-        Ok(Prepared { image: canvas, labels, letterbox: lb })
+    fn apply_at(&self, samples: &[Sample], index: usize, imgsz: u32, rng: &mut ChaCha8Rng) -> Result<Prepared> {
+        self.apply_canvas(samples, index, imgsz, (imgsz, imgsz), rng)
+    }
+
+    fn apply_canvas(&self, samples: &[Sample], index: usize, imgsz: u32, canvas: (u32, u32), _rng: &mut ChaCha8Rng) -> Result<Prepared> {
+        let image = self.store.load(index, &samples[index])?;
+        Ok(super::loader::letterbox_prepared(&samples[index], &image, imgsz, canvas))
     }
 }
 
