@@ -44,7 +44,12 @@ impl TrainPipeline {
             BatchLoader::with_transform(val, config(batch * 2, false), Arc::new(StoreLetterbox::new(store)))?
         };
         // Rectangular validation batches (`--rect`); the models' largest stride is 32.
-        let val_loader = if s.rect { val_loader.with_rect(32) } else { val_loader };
+        let val_loader = if s.rect {
+            println!("rect: rectangular validation batches; training batches stay square (mosaic needs them)");
+            val_loader.with_rect(32)
+        } else {
+            val_loader
+        };
         Ok((TrainPipeline { transform, closed: false }, train_loader, val_loader))
     }
 
