@@ -42,6 +42,22 @@ fn tensors(path: &Path, prefix: &str) -> Vec<(String, Vec<f32>)> {
     out
 }
 
+/// Same tensors, equal up to float summation order: burn-flex's multi-threaded reductions add their
+/// partial sums in an order that can vary with thread timing under load, so a resumed run is bit-identical
+/// on a quiet machine but may differ in the last bits on a busy one.
+fn assert_same_weights(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: tensor count");
+    let mut identical = true;
+    for ((ka, va), (kb, vb)) in a.iter().zip(b) {
+        assert_eq!(ka, kb, "{what}: tensor names");
+        let scale = va.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+        let diff = va.iter().zip(vb).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        identical &= diff == 0.0;
+        assert!(diff <= 1e-4 * scale, "{what}: {ka} differs by {diff:e} (max |value| {scale:e})");
+    }
+    println!("{what}: {}", if identical { "bit-identical" } else { "equal within summation-order rounding" });
+}
+
 #[test]
 fn learns_synthetic_shapes_to_a_high_map50() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,10 +128,9 @@ fn two_epochs_plus_resume_equals_three_straight() {
     std::fs::copy(a.run_dir.join("weights/epoch2.safetensors"), resumed_dir.join("last.safetensors")).unwrap();
     let b = ember::commands::train::run(&settings(&[("resume", resumed_dir.join("last.safetensors").display().to_string())]), false).unwrap();
     assert_eq!(b.epochs_completed, 3);
-    for prefix in ["train.model.", "model."] {
-        assert_eq!(tensors(&a.last, prefix), tensors(&b.last, prefix), "{prefix} weights differ after resume");
+    for prefix in ["train.model.", "model.", "train.optim."] {
+        assert_same_weights(&tensors(&a.last, prefix), &tensors(&b.last, prefix), prefix);
     }
-    assert_eq!(tensors(&a.last, "train.optim."), tensors(&b.last, "train.optim."));
 }
 
 #[test]
@@ -149,7 +164,7 @@ fn sigkill_mid_epoch_loses_nothing() {
     let csv = std::fs::read_to_string(runs.join("killed/results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "header and 3 epochs: {csv}");
     let straight_last = runs.join("straight/weights/last.safetensors");
-    assert_eq!(tensors(&straight_last, "train.model."), tensors(&last, "train.model."));
+    assert_same_weights(&tensors(&straight_last, "train.model."), &tensors(&last, "train.model."), "train.model.");
 }
 
 #[test]

@@ -2,8 +2,10 @@
 //! model computes, in an order fixed by the seed and the epoch.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use crossbeam_channel::{bounded, Receiver};
@@ -49,6 +51,54 @@ pub struct Prepared {
 /// Turns a sample into a model input; augmentation plugs in here. Must be deterministic given `rng`.
 pub trait SampleTransform: Send + Sync {
     fn apply(&self, sample: &Sample, imgsz: u32, rng: &mut ChaCha8Rng) -> Result<Prepared>;
+
+    /// Prepares `samples[index]`; transforms that mix several images (mosaic, MixUp) draw the others
+    /// from `samples` with `rng`. The loader calls this one.
+    fn apply_at(&self, samples: &[Sample], index: usize, imgsz: u32, rng: &mut ChaCha8Rng) -> Result<Prepared> {
+        self.apply(&samples[index], imgsz, rng)
+    }
+
+    /// Prepares `samples[index]` on a `canvas` (w, h) that may not be square (rectangular batches);
+    /// labels normalised to that canvas. Transforms that only make squares refuse other canvases.
+    fn apply_canvas(&self, samples: &[Sample], index: usize, imgsz: u32, canvas: (u32, u32), rng: &mut ChaCha8Rng) -> Result<Prepared> {
+        if canvas != (imgsz, imgsz) {
+            anyhow::bail!("this transform makes square images only, not {}x{}", canvas.0, canvas.1);
+        }
+        self.apply_at(samples, index, imgsz, rng)
+    }
+}
+
+/// Letterboxes `image` (already decoded, any size) for `sample` into `canvas` (w, h), never beyond
+/// `imgsz` on the long side (a rectangular canvas is a little larger than the image, as in
+/// Ultralytics, and is padded, not filled); labels normalised to the canvas. The geometry refers to
+/// the sample's original size, so predictions map back to it.
+pub fn letterbox_prepared(sample: &Sample, image: &RgbImage, imgsz: u32, canvas: (u32, u32)) -> Prepared {
+    let mut lb = Letterbox::new(sample.size, canvas);
+    let (w0, h0) = sample.size;
+    let cap = imgsz as f32 / w0.max(h0) as f32;
+    if lb.scale > cap {
+        let resized = (((w0 as f32 * cap).round() as u32).clamp(1, canvas.0), ((h0 as f32 * cap).round() as u32).clamp(1, canvas.1));
+        let (dw, dh) = ((canvas.0 - resized.0) as f32 / 2.0, (canvas.1 - resized.1) as f32 / 2.0);
+        let pad = ((dw - 0.1).round().max(0.0) as u32, (dh - 0.1).round().max(0.0) as u32);
+        lb = Letterbox { original: sample.size, canvas, resized, scale: cap, pad };
+    }
+    let mut out = RgbImage::from_pixel(canvas.0, canvas.1, image::Rgb([super::letterbox::PAD_VALUE; 3]));
+    if image.dimensions() == lb.resized {
+        image::imageops::replace(&mut out, image, lb.pad.0 as i64, lb.pad.1 as i64);
+    } else {
+        let resized = image::imageops::resize(image, lb.resized.0, lb.resized.1, image::imageops::FilterType::Triangle);
+        image::imageops::replace(&mut out, &resized, lb.pad.0 as i64, lb.pad.1 as i64);
+    }
+    let (cw, ch) = (canvas.0 as f32, canvas.1 as f32);
+    let labels = sample
+        .labels
+        .iter()
+        .map(|b| {
+            let [x1, y1, x2, y2] = lb.forward_xywhn(b.xywh);
+            BoxLabel { class: b.class, xywh: [(x1 + x2) / 2.0 / cw, (y1 + y2) / 2.0 / ch, (x2 - x1) / cw, (y2 - y1) / ch] }
+        })
+        .collect();
+    Prepared { image: out, labels, letterbox: lb }
 }
 
 /// Decode and letterbox, nothing else: the validation transform.
@@ -70,6 +120,11 @@ impl SampleTransform for LetterboxOnly {
             })
             .collect();
         Ok(Prepared { image: canvas, labels, letterbox: lb })
+    }
+
+    fn apply_canvas(&self, samples: &[Sample], index: usize, imgsz: u32, canvas: (u32, u32), _rng: &mut ChaCha8Rng) -> Result<Prepared> {
+        let sample = &samples[index];
+        Ok(letterbox_prepared(sample, &decode_rgb(&sample.image)?, imgsz, canvas))
     }
 }
 
@@ -107,6 +162,8 @@ pub struct BatchLoader {
     config: LoaderConfig,
     transform: Arc<dyn SampleTransform>,
     pool: Arc<rayon::ThreadPool>,
+    /// Rectangular batches: the fixed order (by aspect ratio) and each batch's canvas (w, h).
+    rect: Option<(Vec<usize>, Vec<(u32, u32)>)>,
 }
 
 impl BatchLoader {
@@ -120,11 +177,42 @@ impl BatchLoader {
             .thread_name(|i| format!("ember-loader-{i}"))
             .build()
             .context("cannot start the loader threads")?;
-        Ok(BatchLoader { samples: Arc::new(samples), config, transform, pool: Arc::new(pool) })
+        Ok(BatchLoader { samples: Arc::new(samples), config, transform, pool: Arc::new(pool), rect: None })
     }
 
     pub fn samples(&self) -> &[Sample] {
         &self.samples
+    }
+
+    /// Rectangular batches (`--rect`, Ultralytics' validation layout): samples sorted by aspect ratio,
+    /// each batch letterboxed to the smallest canvas that fits its images' shape at `imgsz`, sides
+    /// rounded up to a multiple of `stride` after half a stride of padding. No shuffling.
+    pub fn with_rect(mut self, stride: u32) -> BatchLoader {
+        let ar: Vec<f64> = self.samples.iter().map(|s| s.size.1 as f64 / s.size.0.max(1) as f64).collect();
+        let mut order: Vec<usize> = (0..self.samples.len()).collect();
+        order.sort_by(|&a, &b| ar[a].total_cmp(&ar[b]).then(a.cmp(&b)));
+        let (imgsz, stride) = (self.config.imgsz as f64, stride.max(1) as f64);
+        let shapes = order
+            .chunks(self.config.batch.max(1))
+            .map(|chunk| {
+                let (lo, hi) = chunk.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &i| (lo.min(ar[i]), hi.max(ar[i])));
+                // (h, w) as fractions of imgsz.
+                let (h, w) = if hi < 1.0 { (hi, 1.0) } else if lo > 1.0 { (1.0, 1.0 / lo) } else { (1.0, 1.0) };
+                let side = |f: f64| ((f * imgsz / stride + 0.5).ceil() * stride) as u32;
+                (side(w), side(h))
+            })
+            .collect();
+        self.rect = Some((order, shapes));
+        self
+    }
+
+    /// Replaces the transform for the epochs started from now on (e.g. mosaic off for the last epochs).
+    pub fn set_transform(&mut self, transform: Arc<dyn SampleTransform>) {
+        self.transform = transform;
+    }
+
+    pub fn config(&self) -> &LoaderConfig {
+        &self.config
     }
 
     pub fn num_batches(&self) -> usize {
@@ -133,6 +221,9 @@ impl BatchLoader {
 
     /// The sample order of an epoch: a seeded shuffle, or the scan order.
     pub fn order(&self, epoch: usize) -> Vec<usize> {
+        if let Some((order, _)) = &self.rect {
+            return order.clone();
+        }
         let mut order: Vec<usize> = (0..self.samples.len()).collect();
         if self.config.shuffle {
             order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(self.config.seed, epoch as u64, u64::MAX)));
@@ -146,27 +237,33 @@ impl BatchLoader {
         let order = self.order(epoch);
         let (samples, transform, pool, config) =
             (self.samples.clone(), self.transform.clone(), self.pool.clone(), self.config.clone());
+        let rect_shapes = self.rect.as_ref().map(|(_, shapes)| shapes.clone());
         let producer = std::thread::Builder::new()
             .name("ember-batcher".into())
             .spawn(move || {
                 for (index, chunk) in order.chunks(config.batch.max(1)).enumerate() {
+                    let canvas = rect_shapes.as_ref().map(|s| s[index]);
                     let prepared: Vec<_> = pool.install(|| {
                         chunk
                             .par_iter()
                             .map(|&i| {
                                 let mut rng = ChaCha8Rng::seed_from_u64(mix(config.seed, epoch as u64, i as u64));
-                                (i, transform.apply(&samples[i], config.imgsz, &mut rng))
+                                let result = match canvas {
+                                    Some(c) => transform.apply_canvas(&samples, i, config.imgsz, c, &mut rng),
+                                    None => transform.apply_at(&samples, i, config.imgsz, &mut rng),
+                                };
+                                (i, result)
                             })
                             .collect()
                     });
-                    let batch = assemble(index, &samples, prepared, config.imgsz);
+                    let batch = assemble(index, &samples, prepared, canvas.unwrap_or((config.imgsz, config.imgsz)));
                     if tx.send(batch).is_err() {
                         return; // the consumer stopped early
                     }
                 }
             })
             .expect("spawn the batcher thread");
-        EpochBatches { rx, producer: Some(producer) }
+        EpochBatches { rx, producer: Some(producer), wait: WaitClock::default() }
     }
 }
 
@@ -179,13 +276,13 @@ fn mix(seed: u64, epoch: u64, item: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn assemble(index: usize, samples: &[Sample], prepared: Vec<(usize, Result<Prepared>)>, imgsz: u32) -> Batch {
-    let side = imgsz as usize;
-    let plane = side * side;
+fn assemble(index: usize, samples: &[Sample], prepared: Vec<(usize, Result<Prepared>)>, canvas: (u32, u32)) -> Batch {
+    let (w, h) = (canvas.0 as usize, canvas.1 as usize);
+    let plane = w * h;
     let mut batch = Batch {
         index,
         pixels: Vec::with_capacity(prepared.len() * 3 * plane),
-        shape: [0, 3, side, side],
+        shape: [0, 3, h, w],
         labels: vec![],
         paths: vec![],
         letterboxes: vec![],
@@ -210,16 +307,44 @@ fn assemble(index: usize, samples: &[Sample], prepared: Vec<(usize, Result<Prepa
     batch
 }
 
+/// Time the consumer spent blocked waiting for batches; shared, so it can be read while (or after) the
+/// epoch's iterator is consumed by a `for` loop.
+#[derive(Debug, Clone, Default)]
+pub struct WaitClock(Arc<AtomicU64>);
+
+impl WaitClock {
+    pub fn total(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+    fn add(&self, d: Duration) {
+        self.0.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
 /// The batches of one epoch, in order.
 pub struct EpochBatches {
     rx: Receiver<Batch>,
     producer: Option<JoinHandle<()>>,
+    wait: WaitClock,
+}
+
+impl EpochBatches {
+    /// The clock that accumulates how long `next()` blocked (the model waiting on data).
+    pub fn wait_clock(&self) -> WaitClock {
+        self.wait.clone()
+    }
 }
 
 impl Iterator for EpochBatches {
     type Item = Batch;
     fn next(&mut self) -> Option<Batch> {
-        self.rx.recv().ok()
+        if let Ok(batch) = self.rx.try_recv() {
+            return Some(batch);
+        }
+        let started = Instant::now();
+        let batch = self.rx.recv().ok();
+        self.wait.add(started.elapsed());
+        batch
     }
 }
 

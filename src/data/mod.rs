@@ -2,6 +2,8 @@
 //! one `class cx cy w h` line per box. Flow: `dataset_yaml` -> `scan` (with `labels`) -> `loader`
 //! (with `image_io` and `letterbox`).
 
+pub mod augment;
+pub mod cache;
 pub mod dataset_yaml;
 pub mod download;
 pub mod image_io;
@@ -14,5 +16,5 @@ pub mod synthetic;
 pub use dataset_yaml::{DatasetConfig, Split};
 pub use labels::{BoxLabel, LabelIssue, ParsedLabels};
 pub use letterbox::Letterbox;
-pub use loader::{Batch, BatchLoader, LoaderConfig};
+pub use loader::{Batch, BatchLoader, LoaderConfig, WaitClock};
 pub use scan::{Sample, SplitScan};

@@ -20,7 +20,8 @@ use super::step::optimizer_step;
 use super::results::{EpochRow, ResultsCsv};
 use super::schedule::{auto_optimizer, warmup_iterations, Schedule};
 use crate::config::{AmpMode, Settings};
-use crate::data::{BatchLoader, LoaderConfig, Sample};
+use crate::data::augment::pipeline::{epoch_report, maybe_save_batch, TrainPipeline};
+use crate::data::{BatchLoader, Sample};
 use crate::metrics::DetectionMetrics;
 use crate::model::Yolo;
 use crate::validate::{batch_tensor, validate, ValOptions};
@@ -131,11 +132,8 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
         println!("Resuming training from {} at epoch {} of {epochs}", path.display(), start_epoch + 1);
     }
 
-    let loader = |samples: Vec<Sample>, batch: usize, shuffle: bool| {
-        BatchLoader::new(samples, LoaderConfig { imgsz: s.imgsz, batch, workers: s.workers as usize, shuffle, seed: s.seed, prefetch: 2 })
-    };
-    let train_loader = loader(train, batch, true)?;
-    let val_loader = loader(val, batch * 2, false)?;
+    // Input pipeline (augmentation, cache, mosaic closing): src/data/augment/pipeline.rs.
+    let (mut pipeline, mut train_loader, val_loader) = TrainPipeline::loaders(&s, train, val, batch)?;
     let precision = match precision {
         AmpMode::Fp32 => AmpMode::Fp32,
         reduced => amp_self_check(&model, &val_loader, reduced)?,
@@ -167,7 +165,13 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
         let (mut mean_loss, mut seen, mut skipped) = ([0f64; 3], 0usize, 0usize);
         let mut size = s.imgsz as usize;
         let mut last_instances = 0;
-        for (i, batch) in train_loader.epoch(epoch).enumerate() {
+        pipeline.begin_epoch(&mut train_loader, epoch, epochs, s.close_mosaic as usize);
+        let (epoch_started, mut epoch_images) = (Instant::now(), 0usize);
+        let batches = train_loader.epoch(epoch);
+        let data_wait = batches.wait_clock();
+        for (i, batch) in batches.enumerate() {
+            maybe_save_batch(&s, &run_dir, epoch == start_epoch, i, &batch);
+            epoch_images += batch.len();
             for (path, why) in &batch.failures {
                 tracing::warn!("skipped {}: {why}", path.display());
             }
@@ -220,11 +224,20 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
         if skipped > 0 {
             println!("{skipped} steps skipped this epoch (non-finite loss or gradient overflow)");
         }
+        if s.verbose {
+            println!("{}", epoch_report(epoch_images, epoch_started.elapsed(), data_wait.total()));
+        }
 
         let out_of_time = s.time.is_some_and(|h| started.elapsed().as_secs_f64() > h * 3600.0);
         let final_epoch = epoch + 1 == epochs || out_of_time;
         let outcome = if s.val || final_epoch {
-            Some(validate(&ema.module, &val_loader, &val_options, Some((&criterion, epoch)))?)
+            let val_started = Instant::now();
+            let o = validate(&ema.module, &val_loader, &val_options, Some((&criterion, epoch)))?;
+            if s.verbose {
+                let (n, secs) = (val_loader.samples().len(), val_started.elapsed().as_secs_f64());
+                println!("val: {n} images in {secs:.1}s ({:.2} images/s)", n as f64 / secs.max(1e-9));
+            }
+            Some(o)
         } else {
             None
         };

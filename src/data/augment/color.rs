@@ -1,0 +1,115 @@
+//! Colour jitter in HSV space, as Ultralytics does it: random gains in `[-1, 1] * (hsv_h, hsv_s, hsv_v)`,
+//! applied through lookup tables on OpenCV's 8-bit HSV (hue 0-179, saturation and value 0-255).
+
+use image::RgbImage;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// Draws the three gains and jitters `img` in place. Boxes are unchanged.
+pub fn random_hsv(img: &mut RgbImage, gains: [f64; 3], rng: &mut ChaCha8Rng) {
+    if gains.iter().all(|&g| g == 0.0) {
+        return;
+    }
+    let r: [f64; 3] = [0, 1, 2].map(|i| rng.gen_range(-1.0..1.0) * gains[i]);
+    apply_hsv_gains(img, r);
+}
+
+/// Applies drawn gains `r` (hue shift as a fraction of the hue circle, saturation and value factors - 1).
+pub fn apply_hsv_gains(img: &mut RgbImage, r: [f64; 3]) {
+    let mut lut_hue = [0u8; 256];
+    let mut lut_sat = [0u8; 256];
+    let mut lut_val = [0u8; 256];
+    for x in 0..256usize {
+        let xf = x as f64;
+        lut_hue[x] = (xf + r[0] * 180.0).rem_euclid(180.0) as u8;
+        lut_sat[x] = (xf * (r[1] + 1.0)).clamp(0.0, 255.0) as u8;
+        lut_val[x] = (xf * (r[2] + 1.0)).clamp(0.0, 255.0) as u8;
+    }
+    lut_sat[0] = 0; // a grey stays grey
+    for px in img.chunks_exact_mut(3) {
+        let [h, s, v] = rgb_to_hsv([px[0], px[1], px[2]]);
+        let rgb = hsv_to_rgb([lut_hue[h as usize], lut_sat[s as usize], lut_val[v as usize]]);
+        px.copy_from_slice(&rgb);
+    }
+}
+
+/// OpenCV's 8-bit RGB -> HSV (hue halved to fit 0-179), with its fixed-point rounding.
+pub fn rgb_to_hsv([r, g, b]: [u8; 3]) -> [u8; 3] {
+    const SHIFT: i32 = 12;
+    let (r, g, b) = (r as i32, g as i32, b as i32);
+    let v = r.max(g).max(b);
+    let diff = v - r.min(g).min(b);
+    let sdiv = if v == 0 { 0 } else { (255.0 * (1 << SHIFT) as f64 / v as f64).round() as i32 };
+    let hdiv = if diff == 0 { 0 } else { (180.0 * (1 << SHIFT) as f64 / (6.0 * diff as f64)).round() as i32 };
+    let s = (diff * sdiv + (1 << (SHIFT - 1))) >> SHIFT;
+    let h = if v == r {
+        g - b
+    } else if v == g {
+        b - r + 2 * diff
+    } else {
+        r - g + 4 * diff
+    };
+    let mut h = (h * hdiv + (1 << (SHIFT - 1))) >> SHIFT;
+    if h < 0 {
+        h += 180;
+    }
+    [h.clamp(0, 179) as u8, s.clamp(0, 255) as u8, v as u8]
+}
+
+/// OpenCV's 8-bit HSV -> RGB.
+pub fn hsv_to_rgb([h, s, v]: [u8; 3]) -> [u8; 3] {
+    let v = v as f32;
+    if s == 0 {
+        let g = v as u8;
+        return [g, g, g];
+    }
+    let s = s as f32 / 255.0;
+    let hh = (h as f32 * 2.0) / 60.0; // sector 0..6
+    let sector = hh.floor();
+    let f = hh - sector;
+    let p = v * (1.0 - s);
+    let q = v * (1.0 - s * f);
+    let t = v * (1.0 - s * (1.0 - f));
+    let (r, g, b) = match sector as i32 % 6 {
+        0 => (v, t, p),
+        1 => (q, v, p),
+        2 => (p, v, t),
+        3 => (p, q, v),
+        4 => (t, p, v),
+        _ => (v, p, q),
+    };
+    [r, g, b].map(|c| (c + 0.5).clamp(0.0, 255.0) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PIXELS: [[u8; 3]; 8] =
+        [[220, 30, 30], [30, 200, 40], [40, 60, 230], [230, 220, 30], [40, 40, 40], [200, 120, 60], [10, 10, 250], [128, 200, 255]];
+
+    /// Values from OpenCV 4 (`cvtColor` BGR2HSV, the same LUTs as Ultralytics' RandomHSV, HSV2BGR),
+    /// computed once with the Ultralytics environment.
+    #[test]
+    fn matches_opencv() {
+        let hsv = [[0, 220, 220], [62, 217, 200], [117, 211, 230], [28, 222, 230], [0, 0, 40], [13, 178, 200], [120, 245, 250], [103, 127, 255]];
+        for (p, want) in PIXELS.iter().zip(hsv) {
+            assert_eq!(rgb_to_hsv(*p), want, "{p:?}");
+        }
+        let cases: [([f64; 3], [[u8; 3]; 8]); 3] = [
+            ([0.01, 0.5, -0.3], [[154, 5, 0], [0, 140, 14], [0, 11, 161], [161, 156, 0], [28, 28, 28], [140, 65, 0], [6, 0, 175], [45, 116, 178]]),
+            ([-0.015, -0.6, 0.35], [[255, 167, 176], [172, 255, 169], [171, 188, 255], [255, 240, 167], [54, 54, 54], [255, 208, 184], [157, 167, 255], [205, 238, 255]]),
+            ([0.005, 0.2, 0.1], [[242, 0, 0], [0, 220, 15], [2, 27, 253], [253, 236, 0], [44, 44, 44], [220, 116, 36], [0, 0, 255], [103, 189, 255]]),
+        ];
+        for (r, want) in cases {
+            let mut img = RgbImage::from_fn(8, 1, |x, _| image::Rgb(PIXELS[x as usize]));
+            apply_hsv_gains(&mut img, r);
+            for (x, w) in want.iter().enumerate() {
+                let got = img.get_pixel(x as u32, 0).0;
+                for c in 0..3 {
+                    assert!((got[c] as i32 - w[c] as i32).abs() <= 1, "gains {r:?}, {:?}: {got:?} vs OpenCV {w:?}", PIXELS[x]);
+                }
+            }
+        }
+    }
+}

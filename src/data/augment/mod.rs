@@ -1,0 +1,375 @@
+//! Training augmentation with Ultralytics' hyper-parameters and defaults. Per image:
+//! mosaic of 4 (`mosaic`) -> random affine/perspective to the `imgsz` square (`degrees`, `translate`,
+//! `scale`, `shear`, `perspective`) with clipping and the box-candidate filter -> MixUp (`mixup`) ->
+//! CutMix (`cutmix`) -> HSV jitter (`hsv_h/s/v`) -> vertical and horizontal flips (`flipud`, `fliplr`).
+//! Every step moves the boxes with the pixels. Randomness comes only from the loader's per-sample rng,
+//! so a batch is the same whatever thread makes it.
+
+pub mod color;
+pub mod geometry;
+pub mod pipeline;
+pub mod preview;
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use image::RgbImage;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use self::geometry::{box_candidate, clip_box, flip_horizontal, flip_vertical, random_matrix, warp, warp_box, AffineParams};
+use super::cache::ImageStore;
+use super::letterbox::PAD_VALUE;
+use super::loader::{Prepared, SampleTransform};
+use super::{BoxLabel, Letterbox, Sample};
+use crate::config::Settings;
+
+/// The augmentation hyper-parameters (names as in `configs/default.yaml`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AugmentParams {
+    /// `hsv_h`, `hsv_s`, `hsv_v`.
+    pub hsv: [f64; 3],
+    pub affine: AffineParams,
+    pub flipud: f64,
+    pub fliplr: f64,
+    pub mosaic: f64,
+    pub mixup: f64,
+    pub cutmix: f64,
+}
+
+impl AugmentParams {
+    pub fn from_settings(s: &Settings) -> AugmentParams {
+        AugmentParams {
+            hsv: [s.hsv_h, s.hsv_s, s.hsv_v],
+            affine: AffineParams { degrees: s.degrees, translate: s.translate, scale: s.scale, shear: s.shear, perspective: s.perspective },
+            flipud: s.flipud,
+            fliplr: s.fliplr,
+            mosaic: s.mosaic,
+            mixup: s.mixup,
+            cutmix: s.cutmix,
+        }
+    }
+
+    /// Nothing random: the affine step then only centres the image on the canvas.
+    pub fn none() -> AugmentParams {
+        AugmentParams {
+            hsv: [0.0; 3],
+            affine: AffineParams { degrees: 0.0, translate: 0.0, scale: 0.0, shear: 0.0, perspective: 0.0 },
+            flipud: 0.0,
+            fliplr: 0.0,
+            mosaic: 0.0,
+            mixup: 0.0,
+            cutmix: 0.0,
+        }
+    }
+
+    /// Ultralytics' `close_mosaic`: mosaic, MixUp and CutMix off, the rest unchanged.
+    pub fn without_mosaic(self) -> AugmentParams {
+        AugmentParams { mosaic: 0.0, mixup: 0.0, cutmix: 0.0, ..self }
+    }
+}
+
+/// An image with its boxes as (class, pixel xyxy).
+#[derive(Debug, Clone)]
+pub struct Labeled {
+    pub image: RgbImage,
+    pub boxes: Vec<(usize, [f32; 4])>,
+}
+
+/// The training transform.
+pub struct TrainTransform {
+    pub params: AugmentParams,
+    store: Arc<ImageStore>,
+}
+
+impl TrainTransform {
+    pub fn new(params: AugmentParams, store: Arc<ImageStore>) -> TrainTransform {
+        TrainTransform { params, store }
+    }
+
+    /// The same transform with other parameters, sharing the image store (and its cache).
+    pub fn with_params(&self, params: AugmentParams) -> TrainTransform {
+        TrainTransform { params, store: self.store.clone() }
+    }
+
+    /// Sample `i`, long side resized to `imgsz`, boxes in its pixels.
+    fn load(&self, samples: &[Sample], i: usize) -> Result<Labeled> {
+        let image = self.store.load(i, &samples[i])?;
+        let image = Arc::try_unwrap(image).unwrap_or_else(|shared| (*shared).clone());
+        let (w, h) = (image.width() as f32, image.height() as f32);
+        let boxes = samples[i]
+            .labels
+            .iter()
+            .map(|b| {
+                let [cx, cy, bw, bh] = b.xywh;
+                (b.class, [(cx - bw / 2.0) * w, (cy - bh / 2.0) * h, (cx + bw / 2.0) * w, (cy + bh / 2.0) * h])
+            })
+            .collect();
+        Ok(Labeled { image, boxes })
+    }
+
+    /// Four images around a random centre on a `2s x 2s` gray canvas (Ultralytics' layout); boxes clipped
+    /// to the canvas, empty ones dropped.
+    pub fn mosaic4(&self, samples: &[Sample], index: usize, s: u32, rng: &mut ChaCha8Rng) -> Result<Labeled> {
+        let s = s as i64;
+        let yc = rng.gen_range(s as f64 / 2.0..1.5 * s as f64) as i64;
+        let xc = rng.gen_range(s as f64 / 2.0..1.5 * s as f64) as i64;
+        let mut indexes = [index; 4];
+        for slot in indexes.iter_mut().skip(1) {
+            *slot = rng.gen_range(0..samples.len());
+        }
+        let mut canvas = RgbImage::from_pixel((2 * s) as u32, (2 * s) as u32, image::Rgb([PAD_VALUE; 3]));
+        let mut boxes = Vec::new();
+        for (k, &i) in indexes.iter().enumerate() {
+            let tile = self.load(samples, i)?;
+            let (w, h) = (tile.image.width() as i64, tile.image.height() as i64);
+            let (x1a, y1a, x2a, y2a, x1b, y1b) = match k {
+                0 => {
+                    let (x1a, y1a) = ((xc - w).max(0), (yc - h).max(0));
+                    (x1a, y1a, xc, yc, w - (xc - x1a), h - (yc - y1a))
+                }
+                1 => {
+                    let (y1a, x2a) = ((yc - h).max(0), (xc + w).min(2 * s));
+                    (xc, y1a, x2a, yc, 0, h - (yc - y1a))
+                }
+                2 => {
+                    let (x1a, y2a) = ((xc - w).max(0), (yc + h).min(2 * s));
+                    (x1a, yc, xc, y2a, w - (xc - x1a), 0)
+                }
+                _ => (xc, yc, (xc + w).min(2 * s), (yc + h).min(2 * s), 0, 0),
+            };
+            let (cw, ch) = ((x2a - x1a).max(0) as usize, (y2a - y1a).max(0) as usize);
+            copy_rect(&tile.image, (x1b as usize, y1b as usize), &mut canvas, (x1a as usize, y1a as usize), (cw, ch));
+            let (padw, padh) = ((x1a - x1b) as f32, (y1a - y1b) as f32);
+            let side = (2 * s) as f32;
+            for (c, b) in tile.boxes {
+                let b = clip_box([b[0] + padw, b[1] + padh, b[2] + padw, b[3] + padh], side, side);
+                if b[2] > b[0] && b[3] > b[1] {
+                    boxes.push((c, b));
+                }
+            }
+        }
+        Ok(Labeled { image: canvas, boxes })
+    }
+
+    /// Mosaic (with probability `mosaic`) or the single image, then the random affine to `s x s`.
+    fn pre_transform(&self, samples: &[Sample], index: usize, s: u32, rng: &mut ChaCha8Rng) -> Result<Labeled> {
+        let base = if self.params.mosaic > 0.0 && rng.gen::<f64>() < self.params.mosaic {
+            self.mosaic4(samples, index, s, rng)?
+        } else {
+            self.load(samples, index)?
+        };
+        Ok(random_affine(base, &self.params.affine, s, rng))
+    }
+
+    /// The whole pipeline for `samples[index]` on an `s x s` canvas.
+    pub fn transform(&self, samples: &[Sample], index: usize, s: u32, rng: &mut ChaCha8Rng) -> Result<Labeled> {
+        let p = &self.params;
+        let mut out = self.pre_transform(samples, index, s, rng)?;
+        if p.mixup > 0.0 && rng.gen::<f64>() < p.mixup {
+            let j = rng.gen_range(0..samples.len());
+            let other = self.pre_transform(samples, j, s, rng)?;
+            mixup(&mut out, other, sample_beta(32.0, rng) as f32);
+        }
+        if p.cutmix > 0.0 && rng.gen::<f64>() < p.cutmix {
+            let j = rng.gen_range(0..samples.len());
+            let other = self.pre_transform(samples, j, s, rng)?;
+            cutmix(&mut out, &other, rng);
+        }
+        color::random_hsv(&mut out.image, p.hsv, rng);
+        if p.flipud > 0.0 && rng.gen::<f64>() < p.flipud {
+            flip_vertical(&mut out.image);
+            let h = out.image.height() as f32;
+            out.boxes.iter_mut().for_each(|(_, b)| *b = [b[0], h - b[3], b[2], h - b[1]]);
+        }
+        if p.fliplr > 0.0 && rng.gen::<f64>() < p.fliplr {
+            flip_horizontal(&mut out.image);
+            let w = out.image.width() as f32;
+            out.boxes.iter_mut().for_each(|(_, b)| *b = [w - b[2], b[1], w - b[0], b[3]]);
+        }
+        Ok(out)
+    }
+}
+
+impl SampleTransform for TrainTransform {
+    fn apply(&self, sample: &Sample, imgsz: u32, rng: &mut ChaCha8Rng) -> Result<Prepared> {
+        // Without the sample list there is nothing to mix with: a one-sample list (its cache slot 0 is
+        // not used, as the store is keyed by list position).
+        let single = TrainTransform::new(self.params, Arc::new(ImageStore::uncached(self.store.imgsz())));
+        single.apply_at(std::slice::from_ref(sample), 0, imgsz, rng)
+    }
+
+    fn apply_at(&self, samples: &[Sample], index: usize, imgsz: u32, rng: &mut ChaCha8Rng) -> Result<Prepared> {
+        let out = self.transform(samples, index, imgsz, rng)?;
+        let s = imgsz as f32;
+        let labels = out
+            .boxes
+            .iter()
+            .map(|&(class, b)| BoxLabel { class, xywh: [(b[0] + b[2]) / 2.0 / s, (b[1] + b[3]) / 2.0 / s, (b[2] - b[0]) / s, (b[3] - b[1]) / s] })
+            .collect();
+        let letterbox = Letterbox::new(samples[index].size, (imgsz, imgsz));
+        Ok(Prepared { image: out.image, labels, letterbox })
+    }
+}
+
+/// Validation with an image store (for `--cache`): the cached long-side-resized image, letterboxed.
+/// The geometry refers to the original image, so predictions map back to it.
+pub struct StoreLetterbox {
+    store: Arc<ImageStore>,
+}
+
+impl StoreLetterbox {
+    pub fn new(store: Arc<ImageStore>) -> StoreLetterbox {
+        StoreLetterbox { store }
+    }
+}
+
+impl SampleTransform for StoreLetterbox {
+    fn apply(&self, sample: &Sample, imgsz: u32, rng: &mut ChaCha8Rng) -> Result<Prepared> {
+        super::loader::LetterboxOnly.apply(sample, imgsz, rng)
+    }
+
+    fn apply_at(&self, samples: &[Sample], index: usize, imgsz: u32, rng: &mut ChaCha8Rng) -> Result<Prepared> {
+        self.apply_canvas(samples, index, imgsz, (imgsz, imgsz), rng)
+    }
+
+    fn apply_canvas(&self, samples: &[Sample], index: usize, imgsz: u32, canvas: (u32, u32), _rng: &mut ChaCha8Rng) -> Result<Prepared> {
+        let image = self.store.load(index, &samples[index])?;
+        Ok(super::loader::letterbox_prepared(&samples[index], &image, imgsz, canvas))
+    }
+}
+
+/// Warps `input` to an `s x s` canvas with a random matrix, moving, clipping and filtering its boxes.
+pub fn random_affine(input: Labeled, p: &AffineParams, s: u32, rng: &mut ChaCha8Rng) -> Labeled {
+    let (m, scale) = random_matrix(p, input.image.dimensions(), (s, s), rng);
+    let image = warp(&input.image, &m, (s, s));
+    let side = s as f32;
+    let scale = scale as f32;
+    let boxes = input
+        .boxes
+        .into_iter()
+        .filter_map(|(c, b)| {
+            let after = clip_box(warp_box(&m, b), side, side);
+            let before = b.map(|v| v * scale);
+            box_candidate(before, after, 2.0, 100.0, 0.1).then_some((c, after))
+        })
+        .collect();
+    Labeled { image, boxes }
+}
+
+/// MixUp: `out = r * out + (1 - r) * other`, boxes of both kept.
+pub fn mixup(out: &mut Labeled, other: Labeled, r: f32) {
+    for (a, &b) in out.image.iter_mut().zip(other.image.iter()) {
+        *a = (*a as f32 * r + b as f32 * (1.0 - r)) as u8;
+    }
+    out.boxes.extend(other.boxes);
+}
+
+/// CutMix as Ultralytics does it: among 3 random rectangles, pick one that touches none of `out`'s
+/// boxes, paste `other`'s pixels there, and add `other`'s boxes that are at least 10% inside it,
+/// clipped to it. Nothing happens when no rectangle is free or none of `other`'s boxes qualifies.
+pub fn cutmix(out: &mut Labeled, other: &Labeled, rng: &mut ChaCha8Rng) {
+    let (w, h) = (out.image.width() as i64, out.image.height() as i64);
+    let areas: Vec<[f32; 4]> = (0..3)
+        .map(|_| {
+            let lam: f64 = rng.gen(); // Beta(1, 1)
+            let ratio = (1.0 - lam).sqrt();
+            let (cut_w, cut_h) = ((w as f64 * ratio) as i64, (h as f64 * ratio) as i64);
+            let (cx, cy) = (rng.gen_range(0..w), rng.gen_range(0..h));
+            [(cx - cut_w / 2).clamp(0, w), (cy - cut_h / 2).clamp(0, h), (cx + cut_w / 2).clamp(0, w), (cy + cut_h / 2).clamp(0, h)]
+                .map(|v| v as f32)
+        })
+        .collect();
+    let free: Vec<&[f32; 4]> = areas.iter().filter(|a| out.boxes.iter().all(|(_, b)| ioa(a, b) <= 0.0)).collect();
+    if free.is_empty() {
+        return;
+    }
+    let area = *free[rng.gen_range(0..free.len())];
+    let pasted: Vec<(usize, [f32; 4])> = other
+        .boxes
+        .iter()
+        .filter(|(_, b)| ioa(&area, b) >= 0.1)
+        .map(|&(c, b)| (c, [b[0].clamp(area[0], area[2]), b[1].clamp(area[1], area[3]), b[2].clamp(area[0], area[2]), b[3].clamp(area[1], area[3])]))
+        .collect();
+    if pasted.is_empty() {
+        return;
+    }
+    let [x1, y1, x2, y2] = area.map(|v| v as usize);
+    copy_rect(&other.image, (x1, y1), &mut out.image, (x1, y1), (x2 - x1, y2 - y1));
+    out.boxes.extend(pasted);
+}
+
+/// Intersection of `a` and `b` over the area of `b`.
+fn ioa(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    iw * ih / ((b[2] - b[0]) * (b[3] - b[1]) + 1e-16)
+}
+
+/// Copies a `size` (w, h) rectangle from `src` at `from` to `dst` at `to`, row by row.
+pub fn copy_rect(src: &RgbImage, from: (usize, usize), dst: &mut RgbImage, to: (usize, usize), size: (usize, usize)) {
+    let (sw, dw) = (src.width() as usize * 3, dst.width() as usize * 3);
+    let (w, h) = size;
+    if w == 0 || h == 0 {
+        return;
+    }
+    let sraw = src.as_raw();
+    let draw: &mut [u8] = dst;
+    for row in 0..h {
+        let s0 = (from.1 + row) * sw + from.0 * 3;
+        let d0 = (to.1 + row) * dw + to.0 * 3;
+        draw[d0..d0 + w * 3].copy_from_slice(&sraw[s0..s0 + w * 3]);
+    }
+}
+
+/// A Beta(a, a) draw, as the ratio of two Gamma(a) draws (Marsaglia and Tsang).
+fn sample_beta(a: f64, rng: &mut ChaCha8Rng) -> f64 {
+    let x = sample_gamma(a, rng);
+    let y = sample_gamma(a, rng);
+    x / (x + y)
+}
+
+fn sample_gamma(a: f64, rng: &mut ChaCha8Rng) -> f64 {
+    let d = a - 1.0 / 3.0;
+    let c = 1.0 / (9.0 * d).sqrt();
+    loop {
+        // Standard normal by Box-Muller.
+        let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
+        let x = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        let v = (1.0 + c * x).powi(3);
+        if v <= 0.0 {
+            continue;
+        }
+        let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+        if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+            return d * v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn beta_32_is_centred_and_narrow() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let draws: Vec<f64> = (0..4000).map(|_| sample_beta(32.0, &mut rng)).collect();
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / draws.len() as f64;
+        assert!((mean - 0.5).abs() < 0.01, "mean {mean}");
+        // Beta(a, a) variance: 1 / (4 (2a + 1)) = 0.003846.
+        assert!((var - 1.0 / 260.0).abs() < 0.0006, "variance {var}");
+    }
+
+    #[test]
+    fn hsv_round_trip_is_close() {
+        for rgb in [[255u8, 0, 0], [10, 200, 30], [40, 40, 40], [0, 0, 255], [200, 120, 60]] {
+            let back = color::hsv_to_rgb(color::rgb_to_hsv(rgb));
+            for c in 0..3 {
+                assert!((back[c] as i32 - rgb[c] as i32).abs() <= 4, "{rgb:?} -> {back:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The trainer's input pipeline: the augmenting training loader, the letterbox validation loader (both
+//! on the `--cache` image store), mosaic closing for the last `close_mosaic` epochs, the per-epoch
+//! data-wait report and `--save-batches`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::preview::save_batch_jpeg;
+use super::{AugmentParams, StoreLetterbox, TrainTransform};
+use crate::config::{CacheMode, Settings};
+use crate::data::cache::ImageStore;
+use crate::data::loader::LetterboxOnly;
+use crate::data::{Batch, BatchLoader, LoaderConfig, Sample};
+
+/// Training batches saved by `--save-batches`.
+pub const SAVED_BATCHES: usize = 3;
+
+pub struct TrainPipeline {
+    transform: Arc<TrainTransform>,
+    closed: bool,
+}
+
+impl TrainPipeline {
+    /// The training and validation loaders for `settings`.
+    pub fn loaders(s: &Settings, train: Vec<Sample>, val: Vec<Sample>, batch: usize) -> Result<(TrainPipeline, BatchLoader, BatchLoader)> {
+        let config = |batch: usize, shuffle: bool| LoaderConfig {
+            imgsz: s.imgsz,
+            batch,
+            workers: s.workers as usize,
+            shuffle,
+            seed: s.seed,
+            prefetch: 2,
+        };
+        let train_store = Arc::new(ImageStore::new(train.len(), s.imgsz, s.cache, None));
+        let transform = Arc::new(TrainTransform::new(AugmentParams::from_settings(s), train_store));
+        let train_loader = BatchLoader::with_transform(train, config(batch, true), transform.clone())?;
+        let val_loader = if s.cache == CacheMode::Off {
+            BatchLoader::with_transform(val, config(batch * 2, false), Arc::new(LetterboxOnly))?
+        } else {
+            let store = Arc::new(ImageStore::new(val.len(), s.imgsz, s.cache, None));
+            BatchLoader::with_transform(val, config(batch * 2, false), Arc::new(StoreLetterbox::new(store)))?
+        };
+        // Rectangular validation batches (`--rect`); the models' largest stride is 32.
+        let val_loader = if s.rect {
+            println!("rect: rectangular validation batches; training batches stay square (mosaic needs them)");
+            val_loader.with_rect(32)
+        } else {
+            val_loader
+        };
+        Ok((TrainPipeline { transform, closed: false }, train_loader, val_loader))
+    }
+
+    /// Before each epoch: turns mosaic (with MixUp and CutMix) off for the last `close_mosaic` epochs,
+    /// as Ultralytics does (also when a resumed run starts inside them). As in Ultralytics, a run shorter
+    /// than `close_mosaic` epochs keeps mosaic on throughout.
+    pub fn begin_epoch(&mut self, loader: &mut BatchLoader, epoch: usize, epochs: usize, close_mosaic: usize) {
+        if !self.closed && close_mosaic > 0 && close_mosaic <= epochs && epoch >= epochs - close_mosaic {
+            self.closed = true;
+            if self.transform.params.mosaic > 0.0 {
+                println!("Closing dataloader mosaic");
+            }
+            loader.set_transform(Arc::new(self.transform.with_params(self.transform.params.without_mosaic())));
+        }
+    }
+}
+
+/// `--save-batches`: writes the first training batches of a run as `train_batch{i}.jpg` in the run folder.
+pub fn maybe_save_batch(s: &Settings, run_dir: &Path, first_epoch: bool, index: usize, batch: &Batch) {
+    if s.save_batches && first_epoch && index < SAVED_BATCHES {
+        let path = run_dir.join(format!("train_batch{index}.jpg"));
+        if let Err(e) = save_batch_jpeg(batch, &path) {
+            tracing::warn!("{e:#}");
+        }
+    }
+}
+
+/// The `--verbose` line after an epoch: throughput and how long the model waited on data.
+pub fn epoch_report(images: usize, elapsed: Duration, waited: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    format!(
+        "train: {images} images in {secs:.1}s ({:.2} images/s); waited {:.2}s for data ({:.1}% of the epoch)",
+        images as f64 / secs,
+        waited.as_secs_f64(),
+        100.0 * waited.as_secs_f64() / secs
+    )
+}
