@@ -31,7 +31,8 @@ impl ValOptions {
             iou: settings.iou,
             max_det: settings.max_det as usize,
             agnostic: settings.agnostic_nms,
-            end2end: model_end2end && settings.end2end.unwrap_or(true),
+            // As Ultralytics (`nms=False`): the NMS-free one-to-one branch only when asked for.
+            end2end: model_end2end && settings.end2end.unwrap_or(false),
         }
     }
 }
@@ -117,19 +118,18 @@ pub fn validate<B: Backend>(
                 };
                 non_max_suppression(slice, nc, anchors, format, &opts)?
             };
-            let lb = &batch.letterboxes[i];
-            let dets: Vec<Detection> = dets.into_iter().map(|d| Detection { xyxy: lb.inverse_xyxy(d.xyxy), ..d }).collect();
+            // Scored in input (canvas) pixels, as Ultralytics' validator does; reported in original pixels.
             let side = [batch.shape[3] as f32, batch.shape[2] as f32];
             let (gt_boxes, gt_classes): (Vec<[f32; 4]>, Vec<usize>) = batch.labels[i]
                 .iter()
                 .map(|l| {
                     let [cx, cy, w, h] = l.xywh;
-                    let canvas = [(cx - w / 2.0) * side[0], (cy - h / 2.0) * side[1], (cx + w / 2.0) * side[0], (cy + h / 2.0) * side[1]];
-                    (lb.inverse_xyxy(canvas), l.class)
+                    ([(cx - w / 2.0) * side[0], (cy - h / 2.0) * side[1], (cx + w / 2.0) * side[0], (cy + h / 2.0) * side[1]], l.class)
                 })
                 .unzip();
             acc.add_image(&dets, &gt_boxes, &gt_classes)?;
-            detections.push((batch.paths[i].clone(), dets));
+            let lb = &batch.letterboxes[i];
+            detections.push((batch.paths[i].clone(), dets.into_iter().map(|d| Detection { xyxy: lb.inverse_xyxy(d.xyxy), ..d }).collect()));
         }
         t_post += t2.elapsed().as_secs_f64();
         images += b;

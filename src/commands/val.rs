@@ -41,7 +41,9 @@ pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
     let loader = BatchLoader::new(
         scan.samples,
         LoaderConfig { imgsz: settings.imgsz, batch: settings.batch as usize, workers: settings.workers as usize, shuffle: false, seed: 0, prefetch: 2 },
-    )?;
+    )?
+    // Rectangular batches, as Ultralytics validates (the models' largest stride is 32).
+    .with_rect(32);
     let options = ValOptions::for_val(settings, model.end2end());
     let started = std::time::Instant::now();
     let gt_images: Vec<GtImage> = loader

@@ -32,7 +32,7 @@ pub fn resize_long_side(img: RgbImage, imgsz: u32) -> RgbImage {
     if (w, h) == (w0, h0) {
         return img;
     }
-    image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle)
+    crate::data::resize::resize_linear(&img, w, h)
 }
 
 /// Where the images of one split come from.

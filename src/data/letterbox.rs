@@ -23,9 +23,11 @@ pub struct Letterbox {
 impl Letterbox {
     /// The geometry for fitting `original` (w, h) into a `canvas` (w, h), centred.
     pub fn new(original: (u32, u32), canvas: (u32, u32)) -> Letterbox {
-        let (w0, h0) = (original.0 as f32, original.1 as f32);
-        let scale = (canvas.0 as f32 / w0).min(canvas.1 as f32 / h0);
-        let resized = (((w0 * scale).round() as u32).clamp(1, canvas.0), ((h0 * scale).round() as u32).clamp(1, canvas.1));
+        let (w0, h0) = (original.0 as f64, original.1 as f64);
+        let scale = (canvas.0 as f64 / w0).min(canvas.1 as f64 / h0);
+        // Ultralytics sizes the resized image with ceil (in double precision), capped by the canvas.
+        let resized = (((w0 * scale).ceil() as u32).clamp(1, canvas.0), ((h0 * scale).ceil() as u32).clamp(1, canvas.1));
+        let scale = scale as f32;
         let (dw, dh) = ((canvas.0 - resized.0) as f32 / 2.0, (canvas.1 - resized.1) as f32 / 2.0);
         // The same rounding as Ultralytics: an odd remainder puts the extra pixel on the right/bottom.
         let pad = ((dw - 0.1).round().max(0.0) as u32, (dh - 0.1).round().max(0.0) as u32);
@@ -70,7 +72,7 @@ impl Letterbox {
         let resized = if image.dimensions() == self.resized {
             image.clone()
         } else {
-            image::imageops::resize(image, self.resized.0, self.resized.1, image::imageops::FilterType::Triangle)
+            crate::data::resize::resize_linear(image, self.resized.0, self.resized.1)
         };
         let mut canvas = RgbImage::from_pixel(self.canvas.0, self.canvas.1, image::Rgb([PAD_VALUE; 3]));
         image::imageops::replace(&mut canvas, &resized, self.pad.0 as i64, self.pad.1 as i64);

@@ -75,9 +75,10 @@ pub trait SampleTransform: Send + Sync {
 pub fn letterbox_prepared(sample: &Sample, image: &RgbImage, imgsz: u32, canvas: (u32, u32)) -> Prepared {
     let mut lb = Letterbox::new(sample.size, canvas);
     let (w0, h0) = sample.size;
-    let cap = imgsz as f32 / w0.max(h0) as f32;
-    if lb.scale > cap {
-        let resized = (((w0 as f32 * cap).round() as u32).clamp(1, canvas.0), ((h0 as f32 * cap).round() as u32).clamp(1, canvas.1));
+    let cap = imgsz as f64 / w0.max(h0) as f64;
+    if lb.scale as f64 > cap {
+        let resized = (((w0 as f64 * cap).ceil() as u32).clamp(1, canvas.0), ((h0 as f64 * cap).ceil() as u32).clamp(1, canvas.1));
+        let cap = cap as f32;
         let (dw, dh) = ((canvas.0 - resized.0) as f32 / 2.0, (canvas.1 - resized.1) as f32 / 2.0);
         let pad = ((dw - 0.1).round().max(0.0) as u32, (dh - 0.1).round().max(0.0) as u32);
         lb = Letterbox { original: sample.size, canvas, resized, scale: cap, pad };
@@ -86,7 +87,7 @@ pub fn letterbox_prepared(sample: &Sample, image: &RgbImage, imgsz: u32, canvas:
     if image.dimensions() == lb.resized {
         image::imageops::replace(&mut out, image, lb.pad.0 as i64, lb.pad.1 as i64);
     } else {
-        let resized = image::imageops::resize(image, lb.resized.0, lb.resized.1, image::imageops::FilterType::Triangle);
+        let resized = crate::data::resize::resize_linear(image, lb.resized.0, lb.resized.1);
         image::imageops::replace(&mut out, &resized, lb.pad.0 as i64, lb.pad.1 as i64);
     }
     let (cw, ch) = (canvas.0 as f32, canvas.1 as f32);

@@ -10,6 +10,7 @@ pub mod image_io;
 pub mod labels;
 pub mod letterbox;
 pub mod loader;
+pub mod resize;
 pub mod scan;
 pub mod synthetic;
 

@@ -43,13 +43,12 @@ impl TrainPipeline {
             let store = Arc::new(ImageStore::new(val.len(), s.imgsz, s.cache, None));
             BatchLoader::with_transform(val, config(batch * 2, false), Arc::new(StoreLetterbox::new(store)))?
         };
-        // Rectangular validation batches (`--rect`); the models' largest stride is 32.
-        let val_loader = if s.rect {
-            println!("rect: rectangular validation batches; training batches stay square (mosaic needs them)");
-            val_loader.with_rect(32)
-        } else {
-            val_loader
-        };
+        // Validation always uses rectangular batches, as Ultralytics' validator does (less padding, same
+        // numbers); the models' largest stride is 32.
+        let val_loader = val_loader.with_rect(32);
+        if s.rect {
+            println!("rect: rectangular training batches are not implemented; training batches stay square (mosaic needs them)");
+        }
         Ok((TrainPipeline { transform, closed: false }, train_loader, val_loader))
     }
 
