@@ -318,7 +318,7 @@ pub fn run(settings: &Settings) -> Result<PredictSummary> {
                 write_error.get_or_insert(e);
             }
         }
-        Err((p, why)) => println!("image {}/{total} {}: skipped, {why}", i + 1, p.display()),
+        Err((_, why)) => println!("image {}/{total} skipped: {why}", i + 1),
     })?;
     if let Some(e) = write_error {
         return Err(e);
