@@ -326,3 +326,34 @@ fn safetensors_and_burnpack_round_trip() {
     let err = export::load_model::<Cpu>(&junk, "yolov8n", None, &device).err().expect("junk is refused");
     assert!(format!("{err:#}").contains("junk.safetensors"), "{err:#}");
 }
+
+#[test]
+fn export_command_writes_each_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("seeded.safetensors");
+    seeded_model("yolo26n", 80).save_safetensors(&weights).unwrap();
+    let coco8 = common::shared_datasets().join("coco8.yaml");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["ember", "export", "--weights", weights.to_str().unwrap(), "--model", "yolo26n", "--imgsz", "160"];
+        args.extend_from_slice(extra);
+        let inv = ember::cli::parse(args.iter().map(|s| s.to_string()).collect()).unwrap_or_else(|_| panic!("args {extra:?}"));
+        let settings = ember::config::Settings::resolve(&inv.overrides).unwrap();
+        ember::commands::export::run(&settings)
+    };
+    let onnx = run(&["--format", "onnx", "--end2end", "--data", coco8.to_str().unwrap()]).unwrap();
+    assert_eq!(onnx, dir.path().join("seeded.onnx"));
+    let meta = metadata(&std::fs::read(&onnx).unwrap());
+    assert!(meta["names"].starts_with("{0: 'person', 1: 'bicycle'"), "{}", meta["names"]);
+    assert_eq!(meta["end2end"], "True");
+    let st = run(&["--format", "safetensors"]).unwrap();
+    assert_eq!(st, dir.path().join("seeded-export.safetensors"));
+    assert!(StateDict::read(&st).unwrap().tensors.contains_key("model.23.one2one_cv3.2.2.weight"));
+    let bpk = run(&["--format", "burnpack"]).unwrap();
+    assert!(bpk.is_file());
+    let err = run(&["--format", "tflite"]).err().expect("unknown format");
+    assert!(format!("{err:#}").contains("tflite"));
+    let missing = dir.path().join("nope.safetensors");
+    let inv = ember::cli::parse(["ember", "export", "--weights", missing.to_str().unwrap()].iter().map(|s| s.to_string()).collect()).ok().unwrap();
+    let err = ember::commands::export::run(&ember::config::Settings::resolve(&inv.overrides).unwrap()).err().unwrap();
+    assert!(format!("{err:#}").contains("nope.safetensors"), "{err:#}");
+}
