@@ -14,10 +14,7 @@ pub fn run(settings: &Settings) -> Result<PathBuf> {
     let weights = Path::new(weights);
     let started = Instant::now();
     let device = Default::default();
-    let names = match settings.data.as_deref() {
-        Some(_) => Some(super::load_dataset(settings)?.names.clone()),
-        None => None,
-    };
+    let names = class_names(settings)?;
     let loaded = export::load_model::<Cpu>(weights, &settings.model, names, &device)?;
     let model = &loaded.model;
     let format = settings.format.to_ascii_lowercase();
@@ -69,4 +66,11 @@ pub fn run(settings: &Settings) -> Result<PathBuf> {
         export::human_size(size)
     );
     Ok(out)
+}
+
+/// Class names from `--data` (only the YAML is read: the images need not be present), if given.
+pub fn class_names(settings: &Settings) -> Result<Option<Vec<String>>> {
+    let Some(data) = settings.data.as_deref() else { return Ok(None) };
+    let dir = settings.datasets_dir.as_ref().map(PathBuf::from);
+    Ok(Some(crate::data::DatasetConfig::load(data.as_ref(), dir.as_deref())?.names))
 }

@@ -286,10 +286,7 @@ pub fn run(settings: &Settings) -> Result<PredictSummary> {
         Some(other) => bail!("device '{other}': ember predict runs on the CPU in this build; use --device cpu"),
     }
     let paths = collect_sources(source)?;
-    let names = match settings.data.as_deref() {
-        Some(_) => Some(super::load_dataset(settings)?.names.clone()),
-        None => None,
-    };
+    let names = super::export::class_names(settings)?;
     let device = Default::default();
     let loaded = load_model::<Cpu>(Path::new(weights), &settings.model, names, &device)?;
     let opts = PredictOptions::from_settings(settings);

@@ -34,8 +34,8 @@ pub fn infer_nc(sd: &StateDict) -> Option<usize> {
 }
 
 /// Load inference weights: an ember checkpoint (its EMA weights, class names and model from its header) or an
-/// Ultralytics-keyed SafeTensors file (model from `fallback_model`, class count from the tensors, names from
-/// `fallback_names` or `class0, class1, ...`).
+/// Ultralytics-keyed SafeTensors file (model from `fallback_model`, class count from the tensors). Class names:
+/// `fallback_names` (from `--data`) when given, else the checkpoint's, else `class0, class1, ...`.
 pub fn load_model<B: Backend>(
     path: &Path,
     fallback_model: &str,
@@ -56,9 +56,9 @@ pub fn load_model<B: Backend>(
         }
     };
     let names = match (&meta, fallback_names) {
-        (Some(m), _) if m.names.len() == nc => m.names.clone(),
         (_, Some(n)) if n.len() == nc => n,
         (_, Some(n)) => bail!("{}: the weights have {nc} classes but {} class names were given", path.display(), n.len()),
+        (Some(m), None) if m.names.len() == nc => m.names.clone(),
         _ => (0..nc).map(|i| format!("class{i}")).collect(),
     };
     let mut model = Yolo::<B>::new(&model_name, nc, device)?;
