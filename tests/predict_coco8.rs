@@ -181,3 +181,24 @@ fn descriptions_read_like_ultralytics() {
     assert_eq!(predict::describe(&[d(0), d(2), d(0)], &names), "2 persons, 1 car");
     assert_eq!(predict::describe(&[], &names), "(no detections)");
 }
+
+#[test]
+fn half_precision_predictions_agree_with_fp32() {
+    for name in ["yolo26n", "yolov8n"] {
+        let model = seeded_model(name, 80);
+        let images = &val_images()[..2];
+        let opts = PredictOptions { imgsz: IMGSZ, batch: 2, conf: 0.05, iou: 0.7, max_det: 10, agnostic: false, classes: None, end2end: true, half: false };
+        let full = predict::predict_images(&model, images, &opts, false, |_, _| {}).unwrap();
+        let half = predict::predict_images(&model, images, &PredictOptions { half: true, ..opts.clone() }, false, |_, _| {}).unwrap();
+        for (a, b) in full.iter().zip(&half) {
+            let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+            assert!(!a.detections.is_empty());
+            // The best detection survives FP16 with nearly the same box and score.
+            let top = &a.detections[0];
+            let matched = b.detections.iter().any(|d| {
+                d.class == top.class && (d.score - top.score).abs() < 2e-2 && (0..4).all(|k| (d.xyxy[k] - top.xyxy[k]).abs() < 3.0)
+            });
+            assert!(matched, "{name}: {top:?} not among the FP16 detections {:?}", b.detections);
+        }
+    }
+}

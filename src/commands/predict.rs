@@ -186,7 +186,18 @@ pub fn predict_images<B: Backend>(
             if opts.half {
                 x = x.cast(DType::F16);
             }
-            let out = model.forward(x);
+            let mut out = model.forward(x);
+            if opts.half {
+                // The network ran in FP16; decoding (anchors, DFL, sigmoid) is done in FP32.
+                let widen = |h: &mut crate::model::HeadOutput<B>| {
+                    h.boxes = h.boxes.clone().cast(DType::F32);
+                    h.scores = h.scores.clone().cast(DType::F32);
+                };
+                widen(&mut out.one2many);
+                if let Some(h) = out.one2one.as_mut() {
+                    widen(h);
+                }
+            }
             let preds = match out.decode_one2one(BoxFormat::Xyxy).filter(|_| use_e2e) {
                 Some(p) => p,
                 None => out.decode_one2many(),
