@@ -9,13 +9,16 @@ use crate::config::{AmpMode, Settings};
 use crate::data::scan::scan_split;
 use crate::data::Split;
 use crate::train::checkpoint;
+use crate::train::loss_scale::LossScaler;
 use crate::train::run_dir::make_run_dir;
 use crate::train::trainer::{newest_last_checkpoint, train, TrainInputs, TrainOutcome};
 
 pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {
-    let (settings, resume) = resolve_resume(settings)?;
+    let (mut settings, resume) = resolve_resume(settings)?;
     check_device(&settings)?;
-    announce_precision(&settings, explicit_amp)?;
+    // A resumed run's saved `amp` is the mode it resolved to, so it counts as explicit.
+    let precision = resolve_precision(&settings, explicit_amp || resume.is_some());
+    settings.amp = precision;
 
     let dataset = super::load_dataset(&settings)?;
     let mut train_scan = scan_split(dataset.split_sources(Split::Train)?, dataset.nc(), Split::Train)?;
@@ -52,7 +55,7 @@ pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {
         }
     };
     let device = Default::default();
-    train::<CpuAutodiff>(TrainInputs { settings, names, train: train_samples, val: val_samples, run_dir, resume }, &device)
+    train::<CpuAutodiff>(TrainInputs { settings, names, train: train_samples, val: val_samples, run_dir, resume, precision }, &device)
 }
 
 /// `--resume`: the newest run's last checkpoint, or the given one; its saved settings win.
@@ -87,15 +90,29 @@ fn check_device(settings: &Settings) -> Result<()> {
     }
 }
 
-/// States the precision the run computes in, and why.
-fn announce_precision(settings: &Settings, explicit: bool) -> Result<()> {
+/// The precision the run computes in, stated with the reason. On CPU the default is FP32: burn-flex
+/// computes FP16 convolutions about 2x slower than FP32 on CPUs without FP16 arithmetic (measured, see
+/// BENCHMARKS.md), so `--amp` only switches FP16 on there when asked for by name or flag.
+pub fn resolve_precision(settings: &Settings, explicit: bool) -> AmpMode {
     match (settings.amp, explicit) {
-        (AmpMode::Fp32, _) => println!("AMP: off (--amp fp32), fp32 compute"),
-        (_, false) => println!(
-            "AMP: off on CPU, fp32 compute: burn-flex runs FP16 convolutions about 2x slower than FP32 on CPUs \
-             without native FP16 arithmetic (see BENCHMARKS.md)"
-        ),
-        (mode, true) => bail!("--amp {mode}: mixed-precision training is not available in this build of ember yet; use --amp fp32"),
+        (AmpMode::Fp32, _) => {
+            println!("AMP: off, fp32 compute");
+            AmpMode::Fp32
+        }
+        (AmpMode::Fp16, false) => {
+            println!(
+                "AMP: off on CPU, fp32 compute: burn-flex runs FP16 convolutions about 2x slower than FP32 on CPUs \
+                 without FP16 arithmetic; --amp fp16 forces mixed precision"
+            );
+            AmpMode::Fp32
+        }
+        (AmpMode::Fp16, true) => {
+            println!("AMP: fp16 compute, fp32 master weights, loss scale {}", LossScaler::default().scale);
+            AmpMode::Fp16
+        }
+        (AmpMode::Bf16, _) => {
+            println!("AMP: bf16 compute, fp32 master weights, no loss scaling (bf16 has fp32's range)");
+            AmpMode::Bf16
+        }
     }
-    Ok(())
 }

@@ -20,9 +20,9 @@ pub fn smooth(y: &[f64], f: f64) -> Vec<f64> {
     let nf = ((y.len() as f64 * f * 2.0).round_ties_even() as usize) / 2 + 1;
     let half = nf / 2;
     let mut yp = Vec::with_capacity(y.len() + 2 * half);
-    yp.extend(std::iter::repeat(y[0]).take(half));
+    yp.extend(std::iter::repeat_n(y[0], half));
     yp.extend_from_slice(y);
-    yp.extend(std::iter::repeat(y[y.len() - 1]).take(half));
+    yp.extend(std::iter::repeat_n(y[y.len() - 1], half));
     let w = 1.0 / nf as f64;
     (0..=yp.len() - nf)
         .map(|i| {
@@ -48,6 +48,8 @@ pub struct ApCurve {
 
 /// AP of one precision/recall curve (recall non-decreasing), 101-point interpolation + trapezoid.
 pub fn compute_ap(recall: &[f64], precision: &[f64]) -> ApCurve {
+    let n = recall.len().min(precision.len());
+    let (recall, precision) = (&recall[..n], &precision[..n]);
     let mut mrec = Vec::with_capacity(recall.len() + 3);
     mrec.push(0.0);
     mrec.extend_from_slice(recall);
@@ -66,7 +68,11 @@ pub fn compute_ap(recall: &[f64], precision: &[f64]) -> ApCurve {
     }
     let x = linspace(0.0, 1.0, 101);
     let y = interp_many(&x, &mrec, &mpre, None, None);
-    ApCurve { ap: trapezoid(&y, &x), mpre, mrec }
+    ApCurve {
+        ap: trapezoid(&y, &x),
+        mpre,
+        mrec,
+    }
 }
 
 /// Per-class results of [`ap_per_class`]; rows follow `classes` (sorted class ids present in the labels).
@@ -110,7 +116,32 @@ const NPX: usize = 1000;
 /// `tp[i][t]`: prediction `i` is a true positive at IoU threshold `t`; `conf[i]`, `pred_cls[i]` its score and class;
 /// `target_cls`: the class of every label of every image. Predictions are ranked by descending confidence (stable:
 /// equal confidences keep their input order; NumPy's quicksort leaves that order unspecified).
-pub fn ap_per_class(tp: &[[bool; NIOU]], conf: &[f32], pred_cls: &[usize], target_cls: &[usize]) -> ApPerClass {
+///
+/// Errors when `tp`, `conf` and `pred_cls` do not have the same length.
+pub fn ap_per_class(
+    tp: &[[bool; NIOU]],
+    conf: &[f32],
+    pred_cls: &[usize],
+    target_cls: &[usize],
+) -> anyhow::Result<ApPerClass> {
+    if tp.len() != conf.len() || tp.len() != pred_cls.len() {
+        anyhow::bail!(
+            "ap_per_class: {} tp rows, {} confidences and {} predicted classes must be as many",
+            tp.len(),
+            conf.len(),
+            pred_cls.len()
+        );
+    }
+    Ok(ap_per_class_checked(tp, conf, pred_cls, target_cls))
+}
+
+/// [`ap_per_class`] on inputs of equal length.
+pub(crate) fn ap_per_class_checked(
+    tp: &[[bool; NIOU]],
+    conf: &[f32],
+    pred_cls: &[usize],
+    target_cls: &[usize],
+) -> ApPerClass {
     let mut order: Vec<usize> = (0..conf.len()).collect();
     order.sort_by(|&a, &b| conf[b].total_cmp(&conf[a]));
 
@@ -118,7 +149,10 @@ pub fn ap_per_class(tp: &[[bool; NIOU]], conf: &[f32], pred_cls: &[usize], targe
     let mut classes: Vec<usize> = target_cls.to_vec();
     classes.sort_unstable();
     classes.dedup();
-    let n_labels: Vec<usize> = classes.iter().map(|c| target_cls.iter().filter(|&&t| t == *c).count()).collect();
+    let n_labels: Vec<usize> = classes
+        .iter()
+        .map(|c| target_cls.iter().filter(|&&t| t == *c).count())
+        .collect();
     let nc = classes.len();
 
     let px = linspace(0.0, 1.0, NPX);
@@ -128,8 +162,15 @@ pub fn ap_per_class(tp: &[[bool; NIOU]], conf: &[f32], pred_cls: &[usize], targe
     let mut r_curve = vec![vec![0f64; NPX]; nc];
     let mut prec_values = Vec::with_capacity(nc);
 
-    for (ci, &c) in classes.iter().enumerate() {
-        let idx: Vec<usize> = order.iter().copied().filter(|&i| pred_cls[i] == c).collect();
+    // predictions of each labelled class, in ranked order
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); nc];
+    for &i in &order {
+        if let Ok(ci) = classes.binary_search(&pred_cls[i]) {
+            by_class[ci].push(i);
+        }
+    }
+
+    for (ci, idx) in by_class.iter().enumerate() {
         let n_l = n_labels[ci];
         if idx.is_empty() || n_l == 0 {
             prec_values.push(vec![0f64; NPX]);
@@ -163,13 +204,23 @@ pub fn ap_per_class(tp: &[[bool; NIOU]], conf: &[f32], pred_cls: &[usize], targe
             if t == 0 {
                 let l = curve.mpre[0];
                 let r = curve.mpre[curve.mpre.len() - 1];
-                prec_values.push(px.iter().map(|&x| interp(x, &curve.mrec, &curve.mpre, l, r)).collect());
+                prec_values.push(
+                    px.iter()
+                        .map(|&x| interp(x, &curve.mrec, &curve.mpre, l, r))
+                        .collect(),
+                );
             }
         }
     }
 
     let f1_curve: Vec<Vec<f64>> = (0..nc)
-        .map(|ci| (0..NPX).map(|k| 2.0 * p_curve[ci][k] * r_curve[ci][k] / (p_curve[ci][k] + r_curve[ci][k] + EPS)).collect())
+        .map(|ci| {
+            (0..NPX)
+                .map(|k| {
+                    2.0 * p_curve[ci][k] * r_curve[ci][k] / (p_curve[ci][k] + r_curve[ci][k] + EPS)
+                })
+                .collect()
+        })
         .collect();
 
     let best_index = if nc > 0 {
@@ -190,8 +241,12 @@ pub fn ap_per_class(tp: &[[bool; NIOU]], conf: &[f32], pred_cls: &[usize], targe
     let p: Vec<f64> = p_curve.iter().map(|c| c[best_index]).collect();
     let r: Vec<f64> = r_curve.iter().map(|c| c[best_index]).collect();
     let f1: Vec<f64> = f1_curve.iter().map(|c| c[best_index]).collect();
-    let tp_out: Vec<f64> = (0..nc).map(|i| (r[i] * n_labels[i] as f64).round_ties_even()).collect();
-    let fp_out: Vec<f64> = (0..nc).map(|i| (tp_out[i] / (p[i] + EPS) - tp_out[i]).round_ties_even()).collect();
+    let tp_out: Vec<f64> = (0..nc)
+        .map(|i| (r[i] * n_labels[i] as f64).round_ties_even())
+        .collect();
+    let fp_out: Vec<f64> = (0..nc)
+        .map(|i| (tp_out[i] / (p[i] + EPS) - tp_out[i]).round_ties_even())
+        .collect();
 
     ApPerClass {
         classes,
@@ -232,9 +287,10 @@ mod tests {
 
     #[test]
     fn empty_inputs() {
-        let r = ap_per_class(&[], &[], &[], &[]);
+        let r = ap_per_class(&[], &[], &[], &[]).unwrap();
         assert!(r.classes.is_empty());
-        let r = ap_per_class(&[], &[], &[], &[3, 3]);
+        assert!(ap_per_class(&[], &[0.5], &[], &[]).is_err());
+        let r = ap_per_class(&[], &[], &[], &[3, 3]).unwrap();
         assert_eq!(r.classes, vec![3]);
         assert_eq!(r.ap[0], [0.0; NIOU]);
         assert_eq!(r.p[0], 0.0);

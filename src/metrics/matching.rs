@@ -12,7 +12,11 @@ use crate::postprocess::boxes::iou_matrix;
 ///
 /// `iou` is the row-major `true_classes.len() x pred_classes.len()` IoU matrix (labels are rows), as produced by
 /// [`iou_matrix`]`(labels, predictions)`.
-pub fn match_predictions(pred_classes: &[usize], true_classes: &[usize], iou: &[f32]) -> Vec<[bool; NIOU]> {
+pub fn match_predictions(
+    pred_classes: &[usize],
+    true_classes: &[usize],
+    iou: &[f32],
+) -> Vec<[bool; NIOU]> {
     let n = pred_classes.len();
     let m = true_classes.len();
     let mut correct = vec![[false; NIOU]; n];
@@ -29,7 +33,7 @@ pub fn match_predictions(pred_classes: &[usize], true_classes: &[usize], iou: &[
     };
     let tmin = IOU_THRESHOLDS[0];
     let mut matched = vec![[false; NIOU]; m];
-    for j in 0..n {
+    for (j, correct_j) in correct.iter_mut().enumerate() {
         if !(0..m).any(|g| cls_iou(g, j) >= tmin) {
             continue;
         }
@@ -45,7 +49,7 @@ pub fn match_predictions(pred_classes: &[usize], true_classes: &[usize], iou: &[
                 }
             }
             if best >= IOU_THRESHOLDS[t] {
-                correct[j][t] = true;
+                correct_j[t] = true;
                 matched[k][t] = true;
             }
         }
@@ -78,7 +82,7 @@ mod tests {
         let tp = match_boxes(&preds, &[0, 0], &gt, &[0]);
         assert!(tp[0][0]);
         assert!(!tp[1][0]); // duplicate
-        // the first one has IoU 0.9: false at 0.95, so the second (IoU 1) claims it there
+                            // the first one has IoU 0.9: false at 0.95, so the second (IoU 1) claims it there
         assert!(!tp[0][9]);
         assert!(tp[1][9]);
     }

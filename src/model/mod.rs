@@ -1,5 +1,27 @@
 //! YOLO detectors built from model YAMLs: the layer graph, its outputs, weights interchange with
 //! Ultralytics checkpoints (SafeTensors), and summaries.
+//!
+//! ```no_run
+//! use ember::backend::{Cpu, CpuAutodiff};
+//! use ember::model::{BoxFormat, Yolo};
+//! # fn main() -> anyhow::Result<()> {
+//! let device = Default::default();
+//! // Training: autodiff backend, BatchNorm on batch statistics; nc comes from the dataset.
+//! let mut model = Yolo::<CpuAutodiff>::new("yolo26n", 3, &device)?;
+//! let report = model.load_safetensors("yolo26n.safetensors")?; // Ultralytics keys; other nc: class branch kept
+//! println!("{report}");
+//! # let images = burn::tensor::Tensor::<CpuAutodiff, 4>::zeros([1, 3, 640, 640], &device);
+//! let out = model.forward(images); // raw one2many (+ one2one) outputs for the loss
+//! // Evaluation: the inner-backend copy uses running statistics.
+//! use burn::module::AutodiffModule;
+//! let eval = model.valid();
+//! # let images = burn::tensor::Tensor::<Cpu, 4>::zeros([1, 3, 640, 640], &device);
+//! let raw = eval.forward(images);
+//! let for_nms = raw.decode_one2many(); // [b, 4 + nc, anchors], xywh pixels + sigmoid scores
+//! let for_topk = raw.decode_one2one(BoxFormat::Xyxy); // end-to-end models only
+//! model.save_safetensors("last.safetensors")?;
+//! # Ok(()) }
+//! ```
 
 pub mod graph;
 pub mod output;
@@ -36,7 +58,8 @@ impl<B: Backend> Yolo<B> {
     }
 
     pub fn from_config(cfg: &ModelConfig, nc: usize, device: &B::Device) -> Result<Self> {
-        let (model, spec) = graph::build(cfg, nc, device).with_context(|| format!("building {}", cfg.name))?;
+        let (model, spec) =
+            graph::build(cfg, nc, device).with_context(|| format!("building {}", cfg.name))?;
         Ok(Yolo { model, spec })
     }
 
@@ -44,6 +67,20 @@ impl<B: Backend> Yolo<B> {
     /// On autodiff backends BatchNorm runs in training mode; use `model.valid()` for evaluation.
     pub fn forward(&self, x: Tensor<B, 4>) -> DetectOutput<B> {
         graph::forward(&self.model, &self.spec, x)
+    }
+
+    /// Check an input shape before [`Yolo::forward`]: `[batch, 3, h, w]` with `h` and `w` positive multiples of
+    /// the largest stride (the letterboxed sizes the data pipeline produces). `forward` itself does not check.
+    pub fn check_input(&self, dims: [usize; 4]) -> Result<()> {
+        let s = self.spec.strides.iter().fold(1.0f32, |m, &v| m.max(v)) as usize;
+        let [b, c, h, w] = dims;
+        if b == 0 || c != 3 || h == 0 || w == 0 || !h.is_multiple_of(s) || !w.is_multiple_of(s) {
+            anyhow::bail!(
+                "{} takes [batch, 3, h, w] images with h and w positive multiples of {s}, got {dims:?}",
+                self.spec.name
+            );
+        }
+        Ok(())
     }
 
     /// Forward and decode the branch inference uses (one-to-one for end-to-end models, boxes xyxy, else
@@ -78,13 +115,28 @@ impl<B: Backend> Yolo<B> {
     pub fn load_safetensors(&mut self, path: impl AsRef<Path>) -> Result<LoadReport> {
         let path = path.as_ref();
         let sd = StateDict::read(path)?;
-        self.load_state_dict(&sd).with_context(|| format!("loading {}", path.display()))
+        self.load_state_dict(&sd)
+            .with_context(|| format!("loading {}", path.display()))
     }
 
     pub fn load_state_dict(&mut self, sd: &StateDict) -> Result<LoadReport> {
-        let (loaded, report) = weights::load_state_dict::<B, _>(self, sd)?;
+        let (loaded, report) = weights::load_state_dict::<B, _>(self.clone(), sd)?;
         *self = loaded;
         Ok(report)
+    }
+
+    /// An independent copy. `clone()` shares BatchNorm running statistics between the copies (burn keeps
+    /// them in shared cells), which is wrong for an EMA model or a frozen teacher; this rebuilds the model
+    /// and copies every tensor in.
+    pub fn deep_clone(&self) -> Result<Self> {
+        let device = self
+            .devices()
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("model has no tensors"))?;
+        let mut fresh = Self::from_config(&self.spec.config, self.spec.nc, &device)?;
+        fresh.load_state_dict(&StateDict::from_module::<B, _>(self)?)?;
+        Ok(fresh)
     }
 
     /// Save every tensor (f32) under its Ultralytics key.
@@ -151,7 +203,12 @@ impl<B: Backend> Yolo<B> {
             if t.trainable {
                 gradients += n;
             }
-            if let Some(i) = t.key.split('.').nth(1).and_then(|s| s.parse::<usize>().ok()) {
+            if let Some(i) = t
+                .key
+                .split('.')
+                .nth(1)
+                .and_then(|s| s.parse::<usize>().ok())
+            {
                 per_layer[i] += n;
             }
         }
@@ -172,7 +229,10 @@ impl<B: Backend> Yolo<B> {
         let cost = self.cost(imgsz);
         let gflops = 2.0 * (cost.conv_macs + cost.norm_ops) as f64 / 1e9;
         let (fused_params, fused_macs) = if self.end2end() {
-            (cost.fused_params - cost.o2m_fused_params, cost.conv_macs - cost.o2m_conv_macs)
+            (
+                cost.fused_params - cost.o2m_fused_params,
+                cost.conv_macs - cost.o2m_conv_macs,
+            )
         } else {
             (cost.fused_params, cost.conv_macs)
         };
@@ -200,7 +260,7 @@ pub fn model_summary(model: &str, imgsz: usize, nc: usize) -> Result<ModelSummar
 
 /// What `ember info --model M [--imgsz N]` prints.
 pub fn print_info(model: &str, imgsz: usize, nc: usize) -> Result<()> {
-    if imgsz == 0 || imgsz % 32 != 0 {
+    if imgsz == 0 || !imgsz.is_multiple_of(32) {
         anyhow::bail!("--imgsz must be a positive multiple of 32, got {imgsz}");
     }
     println!("{}", model_summary(model, imgsz, nc)?);

@@ -75,11 +75,18 @@ pub fn box_distances<B: Backend>(boxes: Tensor<B, 3>, reg_max: usize) -> Tensor<
 
 impl<B: Backend> HeadOutput<B> {
     /// Decoded predictions `[batch, 4 + nc, anchors]`: boxes in input pixels, then sigmoid class scores.
-    pub fn decode(&self, feature_sizes: &[[usize; 2]], strides: &[f32], reg_max: usize, format: BoxFormat) -> Tensor<B, 3> {
+    pub fn decode(
+        &self,
+        feature_sizes: &[[usize; 2]],
+        strides: &[f32],
+        reg_max: usize,
+        format: BoxFormat,
+    ) -> Tensor<B, 3> {
         let device = self.boxes.device();
+        let dtype = self.boxes.dtype();
         let (anchors, stride) = make_anchors::<B>(feature_sizes, strides, &device);
-        let anchors = anchors.transpose().unsqueeze::<3>(); // [1, 2, A]
-        let stride = stride.transpose().unsqueeze::<3>(); // [1, 1, A]
+        let anchors = anchors.cast(dtype).transpose().unsqueeze::<3>(); // [1, 2, A]
+        let stride = stride.cast(dtype).transpose().unsqueeze::<3>(); // [1, 1, A]
         let dist = box_distances(self.boxes.clone(), reg_max);
         let lt = dist.clone().narrow(1, 0, 2);
         let rb = dist.narrow(1, 2, 2);
@@ -99,7 +106,12 @@ impl<B: Backend> HeadOutput<B> {
 impl<B: Backend> DetectOutput<B> {
     /// Decode the one-to-many branch (what NMS consumes), boxes as xywh.
     pub fn decode_one2many(&self) -> Tensor<B, 3> {
-        self.one2many.decode(&self.feature_sizes, &self.strides, self.reg_max, BoxFormat::Xywh)
+        self.one2many.decode(
+            &self.feature_sizes,
+            &self.strides,
+            self.reg_max,
+            BoxFormat::Xywh,
+        )
     }
 
     /// Decode the one-to-one branch if the model has one.

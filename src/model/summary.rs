@@ -110,7 +110,7 @@ fn thousands(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -120,12 +120,21 @@ fn thousands(n: usize) -> String {
 
 impl std::fmt::Display for ModelSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{:>3} {:>14} {:>3} {:>10}  {:<14} {}", "", "from", "n", "params", "module", "arguments")?;
+        writeln!(
+            f,
+            "{:>3} {:>14} {:>3} {:>10}  {:<14} arguments",
+            "", "from", "n", "params", "module"
+        )?;
         for r in &self.layers {
             writeln!(
                 f,
                 "{:>3} {:>14} {:>3} {:>10}  {:<14} {}",
-                r.index, r.from, r.repeats, thousands(r.params), r.module, r.args
+                r.index,
+                r.from,
+                r.repeats,
+                thousands(r.params),
+                r.module,
+                r.args
             )?;
         }
         writeln!(

@@ -37,8 +37,12 @@ impl AttentionConfig {
         let key_dim = (head_dim as f64 * self.attn_ratio) as usize;
         let qkv_ch = self.dim + 2 * key_dim * self.num_heads;
         Attention {
-            qkv: ConvConfig::new(self.dim, qkv_ch).with_act(false).init(device),
-            proj: ConvConfig::new(self.dim, self.dim).with_act(false).init(device),
+            qkv: ConvConfig::new(self.dim, qkv_ch)
+                .with_act(false)
+                .init(device),
+            proj: ConvConfig::new(self.dim, self.dim)
+                .with_act(false)
+                .init(device),
             pe: ConvConfig::new(self.dim, self.dim)
                 .with_kernel(3)
                 .with_groups(self.dim)

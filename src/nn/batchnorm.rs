@@ -66,17 +66,19 @@ impl<B: Backend> BatchNorm2d<B> {
     pub fn folded(&self) -> (Tensor<B, 1>, Tensor<B, 1>) {
         let std = self.running_var.value().add_scalar(self.eps).sqrt();
         let scale = self.weight.val().div(std);
-        let shift = self.bias.val().sub(self.running_mean.value().mul(scale.clone()));
+        let shift = self
+            .bias
+            .val()
+            .sub(self.running_mean.value().mul(scale.clone()));
         (scale, shift)
     }
 
     fn forward_eval(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let dtype = x.dtype();
-        let c = self.num_features();
+        let [b, c, h, w] = x.dims();
         let (scale, shift) = self.folded();
-        let scale = cast(scale, dtype).reshape([1, c, 1, 1]);
-        let shift = cast(shift, dtype).reshape([1, c, 1, 1]);
-        x.mul(scale).add(shift)
+        let y = rows(x) * per_row(cast(scale, dtype), b) + per_row(cast(shift, dtype), b);
+        y.reshape([b, c, h, w])
     }
 
     fn forward_train(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -84,26 +86,66 @@ impl<B: Backend> BatchNorm2d<B> {
         let [b, c, h, w] = x.dims();
         let count = b * h * w;
         // Statistics in f32 even for f16 activations.
-        let xf = cast(x, DType::F32);
-        let flat = xf.clone().swap_dims(0, 1).reshape([c, count]);
-        let mean = flat.clone().mean_dim(1); // [c, 1]
-        let var = flat.sub(mean.clone()).square().mean_dim(1); // biased, used to normalise
-        let mean = mean.reshape([c]);
-        let var = var.reshape([c]);
+        let x = rows(cast(x, DType::F32)); // [b * c, h * w]
+        let mean = x
+            .clone()
+            .mean_dim(1)
+            .reshape([b, c])
+            .mean_dim(0)
+            .reshape([c]);
+        let centered = x - per_row(mean.clone(), b);
+        let var = centered
+            .clone()
+            .square()
+            .mean_dim(1)
+            .reshape([b, c])
+            .mean_dim(0)
+            .reshape([c]); // biased
 
-        let unbiased = var.clone().detach().mul_scalar(count as f64 / (count.max(2) - 1) as f64);
+        let unbiased = var
+            .clone()
+            .detach()
+            .mul_scalar(count as f64 / (count.max(2) - 1) as f64);
         let m = self.momentum;
-        let rm = self.running_mean.value_sync().mul_scalar(1.0 - m).add(mean.clone().detach().mul_scalar(m));
-        let rv = self.running_var.value_sync().mul_scalar(1.0 - m).add(unbiased.mul_scalar(m));
+        let rm = self
+            .running_mean
+            .value_sync()
+            .mul_scalar(1.0 - m)
+            .add(mean.detach().mul_scalar(m));
+        let rv = self
+            .running_var
+            .value_sync()
+            .mul_scalar(1.0 - m)
+            .add(unbiased.mul_scalar(m));
         self.running_mean.update(rm.detach());
         self.running_var.update(rv.detach());
+        // Flush the per-thread update now, so readers that do not sync (module visitors: saving, EMA
+        // copies) see the current statistics.
+        let _ = (
+            self.running_mean.value_sync(),
+            self.running_var.value_sync(),
+        );
 
-        let inv_std = var.add_scalar(self.eps).sqrt().recip();
-        let scale = self.weight.val().mul(inv_std);
-        let shift = self.bias.val().sub(mean.mul(scale.clone()));
-        let y = xf.mul(scale.reshape([1, c, 1, 1])).add(shift.reshape([1, c, 1, 1]));
-        cast(y, dtype)
+        let scale = self
+            .weight
+            .val()
+            .mul(var.add_scalar(self.eps).sqrt().recip());
+        let y = centered * per_row(scale, b) + per_row(self.bias.val(), b);
+        cast(y.reshape([b, c, h, w]), dtype)
     }
+}
+
+/// `[b, c, h, w]` as `[b * c, h * w]`: flex broadcasts a `[n, 1]` column over rows about 20x faster than a
+/// `[1, c, 1, 1]` tensor over NCHW (measured, forward + backward), and BatchNorm is all such products.
+fn rows<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b * c, h * w])
+}
+
+/// A per-channel vector `[c]` as the `[b * c, 1]` column matching [`rows`].
+fn per_row<B: Backend>(v: Tensor<B, 1>, b: usize) -> Tensor<B, 2> {
+    let [c] = v.dims();
+    v.reshape([1, c]).repeat_dim(0, b).reshape([b * c, 1])
 }
 
 fn cast<B: Backend, const D: usize>(t: Tensor<B, D>, dtype: DType) -> Tensor<B, D> {

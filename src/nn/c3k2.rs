@@ -108,6 +108,8 @@ pub struct C3k2Config {
 }
 
 /// One inner block of a [`C3k2`]. The enum level does not appear in tensor names.
+// Blocks are few and built once; boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum C3k2Block<B: Backend> {
     Bottleneck(Bottleneck<B>),
@@ -135,7 +137,9 @@ impl C3k2Config {
                     .init(device)
             };
             if self.attn {
-                let psa = PsaBlockConfig::new(c).with_num_heads((c / 64).max(1)).init(device);
+                let psa = PsaBlockConfig::new(c)
+                    .with_num_heads((c / 64).max(1))
+                    .init(device);
                 C3k2Block::Attn((bottleneck(), psa))
             } else if self.c3k {
                 C3k2Block::C3k(

@@ -21,8 +21,26 @@ pub fn conv2d<B: Backend>(
     groups: usize,
 ) -> Tensor<B, 4> {
     let dtype = x.dtype();
-    let weight = if weight.dtype() == dtype { weight } else { weight.cast(dtype) };
+    let weight = if weight.dtype() == dtype {
+        weight
+    } else {
+        weight.cast(dtype)
+    };
     let bias = bias.map(|b| if b.dtype() == dtype { b } else { b.cast(dtype) });
+    let [co, ci, kh, kw] = weight.dims();
+    if kh == 1 && kw == 1 && stride == 1 && padding == 0 && groups == 1 {
+        // A pointwise convolution is a matrix product; on flex its backward is several times faster than
+        // the generic convolution backward (4-7x on YOLO-sized 1x1 layers, ~10% of a yolo26n train step).
+        let [b, _, h, w] = x.dims();
+        let y = weight
+            .reshape([1, co, ci])
+            .matmul(x.reshape([b, ci, h * w]));
+        let y = match bias {
+            Some(bias) => y + bias.reshape([1, co, 1]),
+            None => y,
+        };
+        return y.reshape([b, co, h, w]);
+    }
     let options = ConvOptions::new([stride, stride], [padding, padding], [1, 1], groups);
     module::conv2d(x, weight, bias, options)
 }
@@ -64,8 +82,16 @@ impl Conv2dConfig {
         let fan_in = self.c_in / self.groups * self.kernel * self.kernel;
         // PyTorch's default (kaiming_uniform with a = sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both.
         let bound = 1.0 / (fan_in as f64).sqrt();
-        let init = Initializer::Uniform { min: -bound, max: bound };
-        let shape = [self.c_out, self.c_in / self.groups, self.kernel, self.kernel];
+        let init = Initializer::Uniform {
+            min: -bound,
+            max: bound,
+        };
+        let shape = [
+            self.c_out,
+            self.c_in / self.groups,
+            self.kernel,
+            self.kernel,
+        ];
         Conv2d {
             weight: init.init(shape, device),
             bias: self.bias.then(|| init.init([self.c_out], device)),
@@ -137,7 +163,10 @@ pub struct ConvConfig {
 impl ConvConfig {
     /// Ultralytics' `DWConv(c1, c2, k, s)`: a [`Conv`] with `gcd(c1, c2)` groups.
     pub fn depthwise(c_in: usize, c_out: usize, kernel: usize, stride: usize) -> Self {
-        ConvConfig::new(c_in, c_out).with_kernel(kernel).with_stride(stride).with_groups(gcd(c_in, c_out))
+        ConvConfig::new(c_in, c_out)
+            .with_kernel(kernel)
+            .with_stride(stride)
+            .with_groups(gcd(c_in, c_out))
     }
 
     pub fn init<B: Backend>(&self, device: &B::Device) -> Conv<B> {

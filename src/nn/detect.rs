@@ -34,13 +34,18 @@ pub struct DetectConfig {
 /// Box branch of one level: `Sequential(Conv 3x3, Conv 3x3, Conv2d 1x1)`.
 pub type BoxBranch<B> = (Conv<B>, Conv<B>, Conv2d<B>);
 
+/// `Sequential(DWConv 3x3, Conv 1x1)` of the light class branch.
+pub type DwPair<B> = (Conv<B>, Conv<B>);
+
 /// Class branch of one level. The enum level does not appear in tensor names.
+// Three per branch, built once; boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum ClsBranch<B: Backend> {
     /// YOLOv8: `Sequential(Conv 3x3, Conv 3x3, Conv2d 1x1)`.
     Legacy((Conv<B>, Conv<B>, Conv2d<B>)),
     /// YOLO11/YOLO26: `Sequential(Sequential(DWConv 3x3, Conv 1x1), Sequential(DWConv 3x3, Conv 1x1), Conv2d)`.
-    Light(((Conv<B>, Conv<B>), (Conv<B>, Conv<B>), Conv2d<B>)),
+    Light((DwPair<B>, DwPair<B>, Conv2d<B>)),
 }
 
 /// The fixed DFL projection (`arange(reg_max)`), kept as a frozen tensor so checkpoints round-trip
@@ -69,7 +74,8 @@ impl DetectConfig {
         let c3 = self.channels[0].max(nc.min(100));
         let box_branch = |x: usize| -> BoxBranch<B> {
             let mut last = Conv2dConfig::new(c2, 4 * r).init(device);
-            last.bias = last.bias.map(|b| b.map(|t| t.zeros_like().add_scalar(2.0)));
+            // A fresh parameter: mapping the old one's tensor would drop its require_grad.
+            last.bias = Some(Param::from_tensor(Tensor::full([4 * r], 2.0, device)));
             (
                 ConvConfig::new(x, c2).with_kernel(3).init(device),
                 ConvConfig::new(c2, c2).with_kernel(3).init(device),
@@ -80,7 +86,7 @@ impl DetectConfig {
             // Prior: about 5 objects per 640x640 image spread over nc classes.
             let prior = (5.0 / nc as f64 / (640.0 / s as f64).powi(2)).ln();
             let mut last = Conv2dConfig::new(c3, nc).init(device);
-            last.bias = last.bias.map(|b| b.map(|t| t.zeros_like().add_scalar(prior)));
+            last.bias = Some(Param::from_tensor(Tensor::full([nc], prior, device)));
             if self.legacy {
                 ClsBranch::Legacy((
                     ConvConfig::new(x, c3).with_kernel(3).init(device),
@@ -112,8 +118,12 @@ impl DetectConfig {
             cv2: levels().map(|(&x, _)| box_branch(x)).collect(),
             cv3: levels().map(|(&x, &s)| cls_branch(x, s)).collect(),
             dfl,
-            one2one_cv2: self.end2end.then(|| levels().map(|(&x, _)| box_branch(x)).collect()),
-            one2one_cv3: self.end2end.then(|| levels().map(|(&x, &s)| cls_branch(x, s)).collect()),
+            one2one_cv2: self
+                .end2end
+                .then(|| levels().map(|(&x, _)| box_branch(x)).collect()),
+            one2one_cv3: self
+                .end2end
+                .then(|| levels().map(|(&x, &s)| cls_branch(x, s)).collect()),
             nc,
             reg_max: r,
             strides: self.strides.clone(),
@@ -164,7 +174,12 @@ impl<B: Backend> Detect<B> {
         self.one2one_cv2.is_some()
     }
 
-    fn branch(&self, feats: &[Tensor<B, 4>], boxes: &[BoxBranch<B>], cls: &[ClsBranch<B>]) -> HeadOutput<B> {
+    fn branch(
+        &self,
+        feats: &[Tensor<B, 4>],
+        boxes: &[BoxBranch<B>],
+        cls: &[ClsBranch<B>],
+    ) -> HeadOutput<B> {
         let mut bs = Vec::with_capacity(feats.len());
         let mut ss = Vec::with_capacity(feats.len());
         for (i, x) in feats.iter().enumerate() {
@@ -172,7 +187,10 @@ impl<B: Backend> Detect<B> {
             bs.push(box_forward(&boxes[i], x.clone()).reshape([b, 4 * self.reg_max, h * w]));
             ss.push(cls[i].forward(x.clone()).reshape([b, self.nc, h * w]));
         }
-        HeadOutput { boxes: Tensor::cat(bs, 2), scores: Tensor::cat(ss, 2) }
+        HeadOutput {
+            boxes: Tensor::cat(bs, 2),
+            scores: Tensor::cat(ss, 2),
+        }
     }
 
     /// Raw outputs of both branches for the level features (stride order).

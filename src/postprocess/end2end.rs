@@ -1,11 +1,14 @@
 //! NMS-free post-processing for end-to-end (one-to-one) heads such as YOLO26, with the semantics of Ultralytics 8.4
 //! `Detect.postprocess` / `Detect.get_topk_index` followed by the end-to-end branch of `non_max_suppression`.
 //!
-//! With `k = min(max_det, anchors)`:
+//! With `k = min(topk, anchors)`, where `topk` is the head's `max_det` (the validator sets it to its own `max_det`,
+//! which [`end2end_postprocess`] does; the predictor uses `max(max_det, 300)`, which
+//! [`end2end_postprocess_predict`] does):
 //! * class-aware (default): the `k` anchors with the highest best-class score are taken, then the `k` highest
 //!   (anchor, class) scores among those `k * nc` pairs;
 //! * agnostic: the `k` anchors with the highest best-class score, each with its best class;
-//! then detections with `score > conf_thres` (and in `classes`, if given) are kept, at most `max_det`.
+//!
+//! Then detections with `score > conf_thres` (and in `classes`, if given) are kept, at most `max_det`.
 //!
 //! Ties in top-k are broken by the lower index (torch leaves that order unspecified).
 //! Note: Ultralytics' one-to-one head decodes boxes as corners (`xyxy`), unlike the one-to-many head (`xywh`).
@@ -21,7 +24,7 @@ use super::nms::{argsort_desc, check_layout};
 pub struct End2EndOptions {
     /// Keep detections whose score is strictly greater than this.
     pub conf_thres: f32,
-    /// Number of top-k candidates and maximum number of detections returned (default 300).
+    /// Maximum number of detections returned, and the head's top-k for [`end2end_postprocess`] (default 300).
     pub max_det: usize,
     /// Class-agnostic top-k (one class per anchor).
     pub agnostic: bool,
@@ -31,23 +34,32 @@ pub struct End2EndOptions {
 
 impl Default for End2EndOptions {
     fn default() -> Self {
-        Self { conf_thres: 0.25, max_det: 300, agnostic: false, classes: None }
+        Self {
+            conf_thres: 0.25,
+            max_det: 300,
+            agnostic: false,
+            classes: None,
+        }
     }
 }
 
 impl End2EndOptions {
-    /// Validator settings (`conf=0.001`).
+    /// Validator settings (`conf=0.001`, `max_det=300`).
     pub fn val() -> Self {
-        Self { conf_thres: 0.001, ..Self::default() }
+        Self {
+            conf_thres: 0.001,
+            ..Self::default()
+        }
     }
-    /// Predictor settings (`conf=0.25`).
+    /// Predictor settings (`conf=0.25`, `max_det=300`).
     pub fn predict() -> Self {
         Self::default()
     }
 }
 
-/// Top-k selection without NMS for one image. `preds` is the flat `[4 + nc, anchors]` slice (box channels in
-/// `format`, then sigmoided class scores). Returns detections sorted by descending score.
+/// Top-k selection without NMS for one image, as the validator runs it (head top-k = `max_det`). `preds` is the flat
+/// `[4 + nc, anchors]` slice (box channels in `format`, then sigmoided class scores). Returns detections sorted by
+/// descending score.
 pub fn end2end_postprocess(
     preds: &[f32],
     nc: usize,
@@ -55,13 +67,40 @@ pub fn end2end_postprocess(
     format: BoxFormat,
     opts: &End2EndOptions,
 ) -> Result<Vec<Detection>> {
+    end2end_topk(preds, nc, anchors, format, opts, opts.max_det)
+}
+
+/// As [`end2end_postprocess`], as the predictor runs it: the head takes the top `max(max_det, 300)` candidates,
+/// then at most `max_det` detections above `conf_thres` are returned.
+pub fn end2end_postprocess_predict(
+    preds: &[f32],
+    nc: usize,
+    anchors: usize,
+    format: BoxFormat,
+    opts: &End2EndOptions,
+) -> Result<Vec<Detection>> {
+    end2end_topk(preds, nc, anchors, format, opts, opts.max_det.max(300))
+}
+
+/// The shared body: head top-k with `topk` candidates, then the confidence/class filter and `max_det` cap.
+pub fn end2end_topk(
+    preds: &[f32],
+    nc: usize,
+    anchors: usize,
+    format: BoxFormat,
+    opts: &End2EndOptions,
+    topk: usize,
+) -> Result<Vec<Detection>> {
     check_layout(preds, nc, anchors)?;
     if !(0.0..=1.0).contains(&opts.conf_thres) {
-        anyhow::bail!("invalid confidence threshold {}: expected a value in [0, 1]", opts.conf_thres);
+        anyhow::bail!(
+            "invalid confidence threshold {}: expected a value in [0, 1]",
+            opts.conf_thres
+        );
     }
     let at = |c: usize, a: usize| preds[c * anchors + a];
-    let k = opts.max_det.min(anchors);
-    if k == 0 {
+    let k = topk.min(anchors);
+    if k == 0 || opts.max_det == 0 {
         return Ok(Vec::new());
     }
     // best score and class per anchor (first maximum)
@@ -84,7 +123,10 @@ pub fn end2end_postprocess(
 
     // (anchor, class, score) picks in descending score order
     let picks: Vec<(usize, usize, f32)> = if opts.agnostic {
-        top_anchors.iter().map(|&a| (a, best_c[a], best[a])).collect()
+        top_anchors
+            .iter()
+            .map(|&a| (a, best_c[a], best[a]))
+            .collect()
     } else {
         let flat: Vec<f32> = top_anchors
             .iter()
@@ -99,7 +141,7 @@ pub fn end2end_postprocess(
 
     let mut out = Vec::new();
     for (a, c, s) in picks {
-        if !(s > opts.conf_thres) {
+        if s.is_nan() || s <= opts.conf_thres {
             continue;
         }
         if let Some(classes) = &opts.classes {
@@ -112,7 +154,11 @@ pub fn end2end_postprocess(
             BoxFormat::Xywh => xywh_to_xyxy(raw),
             BoxFormat::Xyxy => raw,
         };
-        out.push(Detection { xyxy, score: s, class: c });
+        out.push(Detection {
+            xyxy,
+            score: s,
+            class: c,
+        });
         if out.len() == opts.max_det {
             break;
         }

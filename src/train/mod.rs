@@ -3,9 +3,11 @@
 pub mod checkpoint;
 pub mod console;
 pub mod criterion;
+pub mod loss_scale;
 pub mod ema;
 pub mod optimizer;
 pub mod results;
 pub mod run_dir;
 pub mod schedule;
+pub mod step;
 pub mod trainer;

@@ -8,22 +8,22 @@ use anyhow::{bail, Context, Result};
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{FloatDType, Tensor};
 
 use super::checkpoint::{self, CheckpointMeta, TrainState};
 use super::console;
 use super::criterion::{targets_of, Criterion};
 use super::ema::ModelEma;
-use super::optimizer::{gradient_stats, DetectorOptimizer, OptimizerKind};
+use super::loss_scale::{LossScaler, ScaleEvent};
+use super::optimizer::{DetectorOptimizer, OptimizerKind};
+use super::step::optimizer_step;
 use super::results::{EpochRow, ResultsCsv};
 use super::schedule::{auto_optimizer, warmup_iterations, Schedule};
-use crate::config::Settings;
+use crate::config::{AmpMode, Settings};
 use crate::data::{BatchLoader, LoaderConfig, Sample};
 use crate::metrics::DetectionMetrics;
 use crate::model::Yolo;
 use crate::validate::{batch_tensor, validate, ValOptions};
-
-/// Gradient-norm clip, as Ultralytics' trainer applies it.
-const MAX_GRAD_NORM: f64 = 10.0;
 
 /// Everything a training run starts from.
 pub struct TrainInputs {
@@ -34,6 +34,18 @@ pub struct TrainInputs {
     pub run_dir: PathBuf,
     /// A checkpoint to continue from, with its header.
     pub resume: Option<(PathBuf, CheckpointMeta)>,
+    /// The resolved compute precision (`Fp16` means FP16 compute with loss scaling).
+    pub precision: AmpMode,
+}
+
+/// Model input in the compute precision: FP16/BF16 activations flow through the network from here,
+/// each convolution casting its FP32 master weights to the input's type.
+fn to_compute<B: burn::tensor::backend::Backend>(x: Tensor<B, 4>, precision: AmpMode) -> Tensor<B, 4> {
+    match precision {
+        AmpMode::Fp32 => x,
+        AmpMode::Fp16 => x.cast(FloatDType::F16),
+        AmpMode::Bf16 => x.cast(FloatDType::BF16),
+    }
 }
 
 /// What a finished run leaves.
@@ -49,7 +61,7 @@ pub struct TrainOutcome {
 
 /// Trains on `device` with autodiff backend `AB`.
 pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Result<TrainOutcome> {
-    let TrainInputs { settings: s, names, train, val, run_dir, resume } = inputs;
+    let TrainInputs { settings: s, names, train, val, run_dir, resume, precision } = inputs;
     let nc = names.len();
     let epochs = s.epochs as usize;
     let batch = s.batch as usize;
@@ -106,6 +118,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
     };
     let mut optimizer = DetectorOptimizer::<AB::InnerBackend>::new(kind, lr0, momentum, weight_decay);
     let mut ema = ModelEma::new(model.valid());
+    let mut scaler = (precision == AmpMode::Fp16).then(LossScaler::default);
     let (mut start_epoch, mut best_fitness) = (0usize, f64::NEG_INFINITY);
     if let Some((path, meta)) = &resume {
         let inner_device = model.valid().devices().into_iter().next().context("the model has no tensors")?;
@@ -116,6 +129,9 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
         averaged.load_safetensors(path).with_context(|| format!("{}: EMA weights", path.display()))?;
         ema = ModelEma::new(averaged);
         ema.updates = meta.ema_updates;
+        if let (Some(scaler), Some(scale)) = (scaler.as_mut(), meta.loss_scale) {
+            (scaler.scale, scaler.clean_steps) = (scale, meta.loss_scale_growth);
+        }
         (start_epoch, best_fitness) = (meta.epoch, meta.best_fitness);
         println!("Resuming training from {} at epoch {} of {epochs}", path.display(), start_epoch + 1);
     }
@@ -157,26 +173,32 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
             optimizer.groups = plan.groups;
             size = batch.shape[3];
             last_instances = batch.instances();
-            let out = model.forward(batch_tensor::<AB>(&batch, device));
+            let out = model.forward(to_compute(batch_tensor::<AB>(&batch, device), precision));
             let loss = criterion.compute(out, &targets_of(&batch.labels, [batch.shape[2], batch.shape[3]]), epoch);
             if loss.components.iter().any(|c| !c.is_finite()) {
                 skipped += 1;
                 tracing::warn!("non-finite loss {:?} at epoch {} batch {i}: step skipped", loss.components, epoch + 1);
                 continue;
             }
-            let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+            let scale = scaler.map_or(1.0, |s| s.scale);
+            let total = if scale == 1.0 { loss.total } else { loss.total.mul_scalar(scale) };
+            let grads = GradientsParams::from_grads(total.backward(), &model);
             accumulator.accumulate(&model, grads);
             if ni as i64 - last_opt_step >= plan.accumulate as i64 {
-                let grads = accumulator.grads();
-                let (sum_sq, finite) = gradient_stats(&model, &grads);
-                if finite {
-                    let norm = sum_sq.sqrt();
-                    let clip = if norm > MAX_GRAD_NORM { MAX_GRAD_NORM / (norm + 1e-6) } else { 1.0 };
-                    model = optimizer.step(model, grads, clip);
-                    ema.update(&model.valid());
-                } else {
+                let (stepped, report) = optimizer_step(model, accumulator.grads(), &mut optimizer, &mut ema, scaler.as_mut());
+                model = stepped;
+                if !report.applied {
                     skipped += 1;
-                    tracing::warn!("non-finite gradients at epoch {} batch {i}: step skipped", epoch + 1);
+                    if scaler.is_none() {
+                        tracing::warn!("non-finite gradients at epoch {} batch {i}: step skipped", epoch + 1);
+                    }
+                }
+                if let (Some(s), Some(event)) = (scaler.as_ref(), report.scale_event) {
+                    match event {
+                        ScaleEvent::Backoff => println!("AMP: gradient overflow, step skipped; loss scale {} -> {}", s.scale * 2.0, s.scale),
+                        ScaleEvent::Growth => println!("AMP: {} clean steps, loss scale {} -> {}", s.growth_interval, s.scale / 2.0, s.scale),
+                        ScaleEvent::Unchanged => {}
+                    }
                 }
                 last_opt_step = ni as i64;
             }
@@ -190,7 +212,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
         bar.finish_and_clear();
         println!("{}", console::row(epoch, epochs, mean_loss, last_instances, size).trim_end());
         if skipped > 0 {
-            println!("{skipped} steps skipped this epoch (non-finite loss or gradients)");
+            println!("{skipped} steps skipped this epoch (non-finite loss or gradient overflow)");
         }
 
         let out_of_time = s.time.is_some_and(|h| started.elapsed().as_secs_f64() > h * 3600.0);
@@ -228,8 +250,8 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
             ema_updates: ema.updates,
             optimizer: Some(kind),
             optimizer_steps: optimizer.steps,
-            loss_scale: None,
-            loss_scale_growth: 0,
+            loss_scale: scaler.map(|s| s.scale),
+            loss_scale_growth: scaler.map_or(0, |s| s.clean_steps),
             settings: s.to_yaml(),
         };
         if s.save {
@@ -248,7 +270,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
             metrics: metrics_row,
             val_loss,
             lr: optimizer.groups.map(|g| g.lr),
-            loss_scale: 1.0,
+            loss_scale: scaler.map_or(1.0, |s| s.scale),
         })?;
         final_metrics = outcome.map(|o| o.metrics);
         if epochs_without_improvement >= s.patience as usize && s.patience > 0 {
