@@ -17,7 +17,7 @@ use crate::data::Letterbox;
 use crate::draw::{annotate, DrawStyle};
 use crate::export::load_model;
 use crate::model::{BoxFormat, Yolo};
-use crate::postprocess::{end2end_postprocess, non_max_suppression, xyxy_to_xywh, Detection, End2EndOptions, NmsOptions};
+use crate::postprocess::{end2end_postprocess_predict, non_max_suppression, xyxy_to_xywh, Detection, End2EndOptions, NmsOptions};
 
 /// Inference settings.
 #[derive(Debug, Clone)]
@@ -130,7 +130,7 @@ fn to_chw(canvas: &RgbImage) -> Vec<f32> {
 pub fn postprocess(values: &[f32], nc: usize, anchors: usize, end2end: bool, opts: &PredictOptions) -> Result<Vec<Detection>> {
     if end2end {
         let o = End2EndOptions { conf_thres: opts.conf, max_det: opts.max_det, agnostic: opts.agnostic, classes: opts.classes.clone() };
-        end2end_postprocess(values, nc, anchors, crate::postprocess::BoxFormat::Xyxy, &o)
+        end2end_postprocess_predict(values, nc, anchors, crate::postprocess::BoxFormat::Xyxy, &o)
     } else {
         let o = NmsOptions {
             conf_thres: opts.conf,
@@ -394,7 +394,8 @@ fn save_outputs(r: &ImageResult, run_dir: &Path, names: &[String], style: &DrawS
         let out = run_dir.join(&file_name);
         canvas.save(&out).with_context(|| format!("cannot write {}", out.display()))?;
     }
-    if settings.save_txt {
+    if settings.save_txt && !r.detections.is_empty() {
+        // Like Ultralytics: no label file for an image without detections.
         let out = run_dir.join("labels").join(file_name.with_extension("txt"));
         std::fs::write(&out, label_lines(r, settings.save_conf)).with_context(|| format!("cannot write {}", out.display()))?;
     }
