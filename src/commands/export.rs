@@ -10,7 +10,10 @@ use crate::config::Settings;
 use crate::export::{self, OnnxOptions};
 
 pub fn run(settings: &Settings) -> Result<PathBuf> {
-    let weights = settings.weights.as_deref().context("no weights given: pass --weights FILE.safetensors")?;
+    let weights = settings
+        .weights
+        .as_deref()
+        .context("no weights given: pass --weights FILE.safetensors")?;
     let weights = Path::new(weights);
     let started = Instant::now();
     let device = Default::default();
@@ -32,18 +35,36 @@ pub fn run(settings: &Settings) -> Result<PathBuf> {
             };
             let onnx = export::export_onnx(model, &opts)?;
             let out = export::output_path(weights, "onnx");
-            std::fs::write(&out, &onnx.bytes).with_context(|| format!("cannot write {}", out.display()))?;
-            let shape = onnx.output_shape.iter().map(|d| d.map_or("?".to_string(), |v| v.to_string())).collect::<Vec<_>>().join(", ");
-            let head = if opts.end2end { "end-to-end, no NMS" } else { "needs NMS" };
+            std::fs::write(&out, &onnx.bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            let shape = onnx
+                .output_shape
+                .iter()
+                .map(|d| d.map_or("?".to_string(), |v| v.to_string()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let head = if opts.end2end {
+                "end-to-end, no NMS"
+            } else {
+                "needs NMS"
+            };
             let precision = if opts.half { "FP16" } else { "FP32" };
-            (out, format!("output0 [{shape}] ({head})"), format!("ONNX opset {}, {precision}", opts.opset))
+            (
+                out,
+                format!("output0 [{shape}] ({head})"),
+                format!("ONNX opset {}, {precision}", opts.opset),
+            )
         }
         "safetensors" => {
             let meta = export::export_meta(&loaded, settings.imgsz);
             let out = export::output_path(weights, "safetensors");
             export::save_ultralytics_safetensors(model, &out, &meta, settings.half)?;
             let precision = if settings.half { "FP16" } else { "FP32" };
-            (out, "Ultralytics state_dict keys".to_string(), format!("SafeTensors, {precision}"))
+            (
+                out,
+                "Ultralytics state_dict keys".to_string(),
+                format!("SafeTensors, {precision}"),
+            )
         }
         "burnpack" | "bpk" => {
             if settings.half {
@@ -52,7 +73,11 @@ pub fn run(settings: &Settings) -> Result<PathBuf> {
             let meta = export::export_meta(&loaded, settings.imgsz);
             let out = export::output_path(weights, "bpk");
             export::save_burnpack(model, &out, &meta)?;
-            (out, "burn module paths".to_string(), "burnpack, FP32".to_string())
+            (
+                out,
+                "burn module paths".to_string(),
+                "burnpack, FP32".to_string(),
+            )
         }
         other => bail!("unknown export format '{other}': choose onnx, safetensors or burnpack"),
     };
@@ -70,7 +95,11 @@ pub fn run(settings: &Settings) -> Result<PathBuf> {
 
 /// Class names from `--data` (only the YAML is read: the images need not be present), if given.
 pub fn class_names(settings: &Settings) -> Result<Option<Vec<String>>> {
-    let Some(data) = settings.data.as_deref() else { return Ok(None) };
+    let Some(data) = settings.data.as_deref() else {
+        return Ok(None);
+    };
     let dir = settings.datasets_dir.as_ref().map(PathBuf::from);
-    Ok(Some(crate::data::DatasetConfig::load(data.as_ref(), dir.as_deref())?.names))
+    Ok(Some(
+        crate::data::DatasetConfig::load(data.as_ref(), dir.as_deref())?.names,
+    ))
 }

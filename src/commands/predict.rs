@@ -17,7 +17,10 @@ use crate::data::Letterbox;
 use crate::draw::{annotate, DrawStyle};
 use crate::export::load_model;
 use crate::model::{BoxFormat, Yolo};
-use crate::postprocess::{end2end_postprocess_predict, non_max_suppression, xyxy_to_xywh, Detection, End2EndOptions, NmsOptions};
+use crate::postprocess::{
+    end2end_postprocess_predict, non_max_suppression, xyxy_to_xywh, Detection, End2EndOptions,
+    NmsOptions,
+};
 
 /// Inference settings.
 #[derive(Debug, Clone)]
@@ -73,7 +76,8 @@ pub fn collect_sources(source: &str) -> Result<Vec<PathBuf>> {
     let path = Path::new(source);
     let mut out = Vec::new();
     if path.is_dir() {
-        let entries = std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?;
+        let entries =
+            std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?;
         for e in entries {
             let p = e?.path();
             if p.is_file() && is_image_path(&p) {
@@ -82,14 +86,30 @@ pub fn collect_sources(source: &str) -> Result<Vec<PathBuf>> {
         }
         out.sort();
         if out.is_empty() {
-            bail!("{}: no images (jpg, jpeg, png, bmp, webp) in this folder", path.display());
+            bail!(
+                "{}: no images (jpg, jpeg, png, bmp, webp) in this folder",
+                path.display()
+            );
         }
-    } else if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt")) {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    } else if path.is_file()
+        && path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("txt"))
+    {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             let p = Path::new(line);
-            out.push(if p.is_absolute() || p.exists() { p.to_path_buf() } else { base.join(p) });
+            out.push(if p.is_absolute() || p.exists() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            });
         }
         if out.is_empty() {
             bail!("{}: the list names no images", path.display());
@@ -127,9 +147,20 @@ fn to_chw(canvas: &RgbImage) -> Vec<f32> {
 }
 
 /// Detections for one image from its `[4 + nc, anchors]` prediction slice (letterboxed pixels).
-pub fn postprocess(values: &[f32], nc: usize, anchors: usize, end2end: bool, opts: &PredictOptions) -> Result<Vec<Detection>> {
+pub fn postprocess(
+    values: &[f32],
+    nc: usize,
+    anchors: usize,
+    end2end: bool,
+    opts: &PredictOptions,
+) -> Result<Vec<Detection>> {
     if end2end {
-        let o = End2EndOptions { conf_thres: opts.conf, max_det: opts.max_det, agnostic: opts.agnostic, classes: opts.classes.clone() };
+        let o = End2EndOptions {
+            conf_thres: opts.conf,
+            max_det: opts.max_det,
+            agnostic: opts.agnostic,
+            classes: opts.classes.clone(),
+        };
         end2end_postprocess_predict(values, nc, anchors, crate::postprocess::BoxFormat::Xyxy, &o)
     } else {
         let o = NmsOptions {
@@ -153,9 +184,16 @@ pub fn predict_images<B: Backend>(
     mut on_result: impl FnMut(usize, &std::result::Result<ImageResult, (PathBuf, String)>),
 ) -> Result<Vec<std::result::Result<ImageResult, (PathBuf, String)>>> {
     if opts.imgsz == 0 || opts.imgsz % 32 != 0 {
-        bail!("--imgsz must be a positive multiple of 32, got {}", opts.imgsz);
+        bail!(
+            "--imgsz must be a positive multiple of 32, got {}",
+            opts.imgsz
+        );
     }
-    let device = model.devices().into_iter().next().ok_or_else(|| anyhow!("the model has no tensors"))?;
+    let device = model
+        .devices()
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("the model has no tensors"))?;
     let nc = model.nc();
     let use_e2e = opts.end2end && model.end2end();
     let side = opts.imgsz;
@@ -203,14 +241,26 @@ pub fn predict_images<B: Backend>(
                 None => out.decode_one2many(),
             };
             let [_, channels, anchors] = preds.dims();
-            let values: Vec<f32> = preds.cast(DType::F32).into_data().convert::<f32>().to_vec().map_err(|e| anyhow!("{e:?}"))?;
+            let values: Vec<f32> = preds
+                .cast(DType::F32)
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .map_err(|e| anyhow!("{e:?}"))?;
             inf_ms = t1.elapsed().as_secs_f64() * 1000.0 / ok.len() as f64;
             let t2 = Instant::now();
             for (j, &i) in ok.iter().enumerate() {
                 let slice = &values[j * channels * anchors..(j + 1) * channels * anchors];
                 let lb = decoded[i].as_ref().expect("ok").1;
                 let dets = postprocess(slice, nc, anchors, use_e2e, opts)?;
-                per_image[i] = Some(dets.into_iter().map(|d| Detection { xyxy: lb.inverse_xyxy(d.xyxy), ..d }).collect());
+                per_image[i] = Some(
+                    dets.into_iter()
+                        .map(|d| Detection {
+                            xyxy: lb.inverse_xyxy(d.xyxy),
+                            ..d
+                        })
+                        .collect(),
+                );
             }
             post_ms = t2.elapsed().as_secs_f64() * 1000.0 / ok.len() as f64;
         }
@@ -259,7 +309,14 @@ pub fn label_lines(r: &ImageResult, save_conf: bool) -> String {
     let mut s = String::new();
     for d in &r.detections {
         let [cx, cy, bw, bh] = xyxy_to_xywh(d.xyxy);
-        s.push_str(&format!("{} {:.6} {:.6} {:.6} {:.6}", d.class, cx / w, cy / h, bw / w, bh / h));
+        s.push_str(&format!(
+            "{} {:.6} {:.6} {:.6} {:.6}",
+            d.class,
+            cx / w,
+            cy / h,
+            bw / w,
+            bh / h
+        ));
         if save_conf {
             s.push_str(&format!(" {:.6}", d.score));
         }
@@ -278,7 +335,8 @@ pub fn make_predict_dir(project: &Path, name: &str, exist_ok: bool) -> Result<Pa
             n += 1;
         }
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the run folder {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the run folder {}", dir.display()))?;
     Ok(dir)
 }
 
@@ -290,44 +348,70 @@ pub struct PredictSummary {
 }
 
 pub fn run(settings: &Settings) -> Result<PredictSummary> {
-    let weights = settings.weights.as_deref().context("no weights given: pass --weights FILE.safetensors")?;
-    let source = settings.source.as_deref().context("no images given: pass --source IMAGE|FOLDER|GLOB|LIST.txt")?;
+    let weights = settings
+        .weights
+        .as_deref()
+        .context("no weights given: pass --weights FILE.safetensors")?;
+    let source = settings
+        .source
+        .as_deref()
+        .context("no images given: pass --source IMAGE|FOLDER|GLOB|LIST.txt")?;
     match settings.device.as_deref() {
         None | Some("cpu") => {}
-        Some(other) => bail!("device '{other}': ember predict runs on the CPU in this build; use --device cpu"),
+        Some(other) => {
+            bail!("device '{other}': ember predict runs on the CPU in this build; use --device cpu")
+        }
     }
     let paths = collect_sources(source)?;
     let names = super::export::class_names(settings)?;
     let device = Default::default();
     let loaded = load_model::<Cpu>(Path::new(weights), &settings.model, names, &device)?;
     let opts = PredictOptions::from_settings(settings);
-    let project = settings.project.clone().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("runs"));
-    let name = settings.name.clone().unwrap_or_else(|| "predict".to_string());
+    let project = settings
+        .project
+        .clone()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("runs"));
+    let name = settings
+        .name
+        .clone()
+        .unwrap_or_else(|| "predict".to_string());
     let run_dir = make_predict_dir(&project, &name, settings.exist_ok)?;
     if settings.save_txt {
-        std::fs::create_dir_all(run_dir.join("labels")).with_context(|| format!("cannot create {}", run_dir.join("labels").display()))?;
+        std::fs::create_dir_all(run_dir.join("labels"))
+            .with_context(|| format!("cannot create {}", run_dir.join("labels").display()))?;
     }
-    let style = DrawStyle { line_width: settings.line_width, show_labels: settings.show_labels, show_conf: settings.show_conf };
+    let style = DrawStyle {
+        line_width: settings.line_width,
+        show_labels: settings.show_labels,
+        show_conf: settings.show_conf,
+    };
     let total = paths.len();
     let names = loaded.names.clone();
     let mut write_error: Option<anyhow::Error> = None;
-    let results = predict_images(&loaded.model, &paths, &opts, settings.save, |i, r| match r {
-        Ok(r) => {
-            println!(
-                "image {}/{total} {}: {}x{} {}, {:.1}ms",
-                i + 1,
-                r.path.display(),
-                opts.imgsz,
-                opts.imgsz,
-                describe(&r.detections, &names),
-                r.inference_ms
-            );
-            if let Err(e) = save_outputs(r, &run_dir, &names, &style, settings) {
-                write_error.get_or_insert(e);
+    let results = predict_images(
+        &loaded.model,
+        &paths,
+        &opts,
+        settings.save,
+        |i, r| match r {
+            Ok(r) => {
+                println!(
+                    "image {}/{total} {}: {}x{} {}, {:.1}ms",
+                    i + 1,
+                    r.path.display(),
+                    opts.imgsz,
+                    opts.imgsz,
+                    describe(&r.detections, &names),
+                    r.inference_ms
+                );
+                if let Err(e) = save_outputs(r, &run_dir, &names, &style, settings) {
+                    write_error.get_or_insert(e);
+                }
             }
-        }
-        Err((_, why)) => println!("image {}/{total} skipped: {why}", i + 1),
-    })?;
+            Err((_, why)) => println!("image {}/{total} skipped: {why}", i + 1),
+        },
+    )?;
     if let Some(e) = write_error {
         return Err(e);
     }
@@ -374,30 +458,51 @@ pub fn run(settings: &Settings) -> Result<PredictSummary> {
             })
             .collect();
         let p = run_dir.join("predictions.json");
-        std::fs::write(&p, serde_json::to_string_pretty(&json)?).with_context(|| format!("cannot write {}", p.display()))?;
+        std::fs::write(&p, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("cannot write {}", p.display()))?;
     }
     if !skipped.is_empty() {
-        println!("{} of {total} images could not be read and were skipped", skipped.len());
+        println!(
+            "{} of {total} images could not be read and were skipped",
+            skipped.len()
+        );
     }
     println!("Results saved to {}", run_dir.display());
     if ok.is_empty() {
         bail!("none of the {total} images could be read");
     }
-    Ok(PredictSummary { run_dir, results: ok, skipped })
+    Ok(PredictSummary {
+        run_dir,
+        results: ok,
+        skipped,
+    })
 }
 
-fn save_outputs(r: &ImageResult, run_dir: &Path, names: &[String], style: &DrawStyle, settings: &Settings) -> Result<()> {
-    let file_name = r.path.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("image.jpg"));
+fn save_outputs(
+    r: &ImageResult,
+    run_dir: &Path,
+    names: &[String],
+    style: &DrawStyle,
+    settings: &Settings,
+) -> Result<()> {
+    let file_name = r
+        .path
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("image.jpg"));
     if let Some(img) = &r.image {
         let mut canvas = img.clone();
         annotate(&mut canvas, &r.detections, names, style);
         let out = run_dir.join(&file_name);
-        canvas.save(&out).with_context(|| format!("cannot write {}", out.display()))?;
+        canvas
+            .save(&out)
+            .with_context(|| format!("cannot write {}", out.display()))?;
     }
     if settings.save_txt && !r.detections.is_empty() {
         // Like Ultralytics: no label file for an image without detections.
         let out = run_dir.join("labels").join(file_name.with_extension("txt"));
-        std::fs::write(&out, label_lines(r, settings.save_conf)).with_context(|| format!("cannot write {}", out.display()))?;
+        std::fs::write(&out, label_lines(r, settings.save_conf))
+            .with_context(|| format!("cannot write {}", out.display()))?;
     }
     Ok(())
 }
