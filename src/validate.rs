@@ -10,7 +10,7 @@ use burn::tensor::{backend::Backend, Tensor, TensorData};
 use crate::data::{Batch, BatchLoader};
 use crate::metrics::{DetectionAccumulator, DetectionMetrics};
 use crate::model::{BoxFormat, Yolo};
-use crate::postprocess::{self, end2end_postprocess, non_max_suppression, Detection, End2EndOptions, NmsOptions};
+use crate::postprocess::{end2end_postprocess, non_max_suppression, Detection, End2EndOptions, NmsOptions};
 use crate::train::criterion::{targets_of, Criterion};
 
 /// Post-processing settings of a validation run.
@@ -100,13 +100,9 @@ pub fn validate<B: Backend>(
         }
         let t2 = Instant::now();
         let per_image = channels * anchors;
-        let format = match format {
-            BoxFormat::Xyxy => postprocess::BoxFormat::Xyxy,
-            BoxFormat::Xywh => postprocess::BoxFormat::Xywh,
-        };
         for i in 0..b {
             let slice = &values[i * per_image..(i + 1) * per_image];
-            let dets = if format == postprocess::BoxFormat::Xyxy {
+            let dets = if format == BoxFormat::Xyxy {
                 let opts = End2EndOptions { conf_thres: options.conf, max_det: options.max_det, agnostic: options.agnostic, classes: None };
                 end2end_postprocess(slice, nc, anchors, format, &opts)?
             } else {

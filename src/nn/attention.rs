@@ -3,6 +3,7 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::activation::softmax;
+use burn::tensor::{DType, FloatDType};
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::conv::{Conv, ConvConfig};
@@ -64,7 +65,10 @@ impl<B: Backend> Attention<B> {
         let parts = qkv.split_with_sizes(vec![kd, kd, hd], 2);
         let [q, k, v]: [Tensor<B, 4>; 3] = parts.try_into().expect("three parts");
         let scale = (kd as f64).powf(-0.5);
-        let attn = softmax(q.mul_scalar(scale).swap_dims(2, 3).matmul(k), 3); // [b, nh, n, n]
+        let logits = q.mul_scalar(scale).swap_dims(2, 3).matmul(k); // [b, nh, n, n]
+        // Softmax sums exponentials: in FP16 it overflows and loses the small weights, so it runs in FP32.
+        let dtype = logits.dtype();
+        let attn = if dtype == DType::F32 { softmax(logits, 3) } else { softmax(logits.cast(FloatDType::F32), 3).cast(dtype) };
         let y = v.clone().matmul(attn.swap_dims(2, 3)).reshape([b, c, h, w]);
         let y = y + self.pe.forward(v.reshape([b, c, h, w]));
         self.proj.forward(y)

@@ -27,6 +27,7 @@ pub fn conv2d<B: Backend>(
         weight.cast(dtype)
     };
     let bias = bias.map(|b| if b.dtype() == dtype { b } else { b.cast(dtype) });
+    probe::record(dtype, weight.dtype());
     let [co, ci, kh, kw] = weight.dims();
     if kh == 1 && kw == 1 && stride == 1 && padding == 0 && groups == 1 {
         // A pointwise convolution is a matrix product; on flex its backward is several times faster than
@@ -211,5 +212,32 @@ pub(crate) fn gcd(a: usize, b: usize) -> usize {
         a
     } else {
         gcd(b, a % b)
+    }
+}
+
+/// Records the operand dtypes every convolution sees, so tests can check what mixed precision computes in.
+pub mod probe {
+    use std::cell::RefCell;
+
+    use burn::tensor::DType;
+
+    thread_local! {
+        static SEEN: RefCell<Option<Vec<(DType, DType)>>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn record(input: DType, weight: DType) {
+        SEEN.with(|s| {
+            if let Some(seen) = s.borrow_mut().as_mut() {
+                seen.push((input, weight));
+            }
+        });
+    }
+
+    /// Runs `f` and returns the (input, weight) dtypes of every convolution it ran on this thread.
+    pub fn conv_dtypes<R>(f: impl FnOnce() -> R) -> (R, Vec<(DType, DType)>) {
+        SEEN.with(|s| *s.borrow_mut() = Some(Vec::new()));
+        let out = f();
+        let seen = SEEN.with(|s| s.borrow_mut().take()).unwrap_or_default();
+        (out, seen)
     }
 }

@@ -11,11 +11,5 @@ pub struct Detection {
     pub class: usize,
 }
 
-/// How the four box channels of a prediction tensor are laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BoxFormat {
-    /// Center x, center y, width, height (Ultralytics' one-to-many / NMS head output).
-    Xywh,
-    /// Corner x1, y1, x2, y2 (Ultralytics' end-to-end one-to-one head output).
-    Xyxy,
-}
+/// How the four box channels of a prediction tensor are laid out (the model's decode decides).
+pub use crate::model::BoxFormat;
