@@ -40,7 +40,14 @@ pub fn run(settings: &Settings) -> Result<PathBuf> {
             let shape = onnx
                 .output_shape
                 .iter()
-                .map(|d| d.map_or("?".to_string(), |v| v.to_string()))
+                .enumerate()
+                .map(|(i, d)| match d {
+                    Some(v) => v.to_string(),
+                    // The symbolic axes, named as in the graph.
+                    None if i == 0 => "batch".to_string(),
+                    None if opts.end2end => "detections".to_string(),
+                    None => "anchors".to_string(),
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             let head = if opts.end2end {
