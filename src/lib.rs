@@ -10,6 +10,8 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod data;
+pub mod draw;
+pub mod export;
 pub mod loss;
 pub mod metrics;
 pub mod model;

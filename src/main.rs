@@ -31,7 +31,8 @@ fn run(mode: Mode, settings: &Settings, explicit_amp: bool) -> anyhow::Result<()
         Mode::Info => commands::info::run(settings),
         Mode::Train => commands::train::run(settings, explicit_amp).map(|_| ()),
         Mode::Val => commands::val::run(settings).map(|_| ()),
-        other => anyhow::bail!("`ember {}` is not available in this build yet", other.name()),
+        Mode::Export => commands::export::run(settings).map(|_| ()),
+        Mode::Predict => commands::predict::run(settings).map(|_| ()),
     }
 }
 

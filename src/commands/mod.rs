@@ -1,7 +1,9 @@
 //! One file per subcommand: each turns resolved settings into work and console output.
 
 pub mod check;
+pub mod export;
 pub mod info;
+pub mod predict;
 pub mod train;
 pub mod val;
 
