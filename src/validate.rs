@@ -22,6 +22,8 @@ pub struct ValOptions {
     pub agnostic: bool,
     /// Use the one-to-one branch without NMS (end-to-end models only).
     pub end2end: bool,
+    /// Run the network in FP16 (`--half`).
+    pub half: bool,
 }
 
 impl ValOptions {
@@ -33,6 +35,7 @@ impl ValOptions {
             agnostic: settings.agnostic_nms,
             // As Ultralytics (`nms=False`): the NMS-free one-to-one branch only when asked for.
             end2end: model_end2end && settings.end2end.unwrap_or(false),
+            half: settings.half,
         }
     }
 }
@@ -84,6 +87,7 @@ pub fn validate<B: Backend>(
         let t0 = Instant::now();
         t_pre += (t0 - waited).as_secs_f64();
         let x = batch_tensor::<B>(&batch, device);
+        let x = if options.half { x.cast(burn::tensor::FloatDType::F16) } else { x };
         let out = model.forward(x);
         let (preds, format) = match out.decode_one2one(BoxFormat::Xyxy).filter(|_| options.end2end) {
             Some(p) => (p, BoxFormat::Xyxy),

@@ -180,4 +180,33 @@ fn bad_checkpoints_and_splits_get_clear_errors() {
     assert!(err.contains("bogus.safetensors"), "{err}");
     let err = format!("{:#}", ember::commands::val::run(&val(&dir.path().join("missing.safetensors"))).unwrap_err());
     assert!(err.contains("missing.safetensors"), "{err}");
+
+    // A checkpoint trained for 3 classes on a dataset of 80.
+    let mut short = recipe(&yaml, &dir.path().join("runs"), "short", 1);
+    short.push(("val", "false".into()));
+    let run = ember::commands::train::run(&settings(&short), false).unwrap();
+    let coco8 = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/coco8.yaml");
+    let shared = std::env::var("EMBER_DATASETS").unwrap_or_else(|_| format!("{}/../shared/datasets", env!("CARGO_MANIFEST_DIR")));
+    let other = settings(&[("data", coco8.display().to_string()), ("datasets_dir", shared), ("weights", run.last.display().to_string()), ("imgsz", "64".into())]);
+    let err = format!("{:#}", ember::commands::val::run(&other).unwrap_err());
+    assert!(err.contains("3 classes") && err.contains("80"), "{err}");
+
+    // A dataset without the requested split, and one whose split holds no usable image.
+    let no_test = settings(&[("data", yaml.display().to_string()), ("weights", run.last.display().to_string()), ("imgsz", "64".into()), ("split", "test".into())]);
+    let err = format!("{:#}", ember::commands::val::run(&no_test).unwrap_err());
+    assert!(err.contains("has no 'test' split"), "{err}");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(empty.join("images/val")).unwrap();
+    std::fs::write(empty.join("images/val/broken.jpg"), b"not an image").unwrap();
+    std::fs::write(empty.join("e.yaml"), "path: .\ntrain: images/val\nval: images/val\nnames: [square, disc, triangle]\n").unwrap();
+    let empty_val = settings(&[("data", empty.join("e.yaml").display().to_string()), ("weights", run.last.display().to_string()), ("imgsz", "64".into())]);
+    let err = format!("{:#}", ember::commands::val::run(&empty_val).unwrap_err());
+    assert!(err.contains("no usable images"), "{err}");
+
+    // FP16 inference (`--half`) scores like FP32 on the same weights.
+    let fp32 = ember::commands::val::run(&val(&run.last)).unwrap();
+    let mut half_pairs = vec![("data", yaml.display().to_string()), ("weights", run.last.display().to_string()), ("imgsz", "64".into()), ("half", "true".into())];
+    half_pairs.push(("plots", "false".into()));
+    let fp16 = ember::commands::val::run(&settings(&half_pairs)).unwrap();
+    assert!((fp16.map50_95 - fp32.map50_95).abs() < 0.02, "fp16 {} vs fp32 {}", fp16.map50_95, fp32.map50_95);
 }
