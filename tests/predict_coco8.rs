@@ -105,6 +105,7 @@ fn predict_finds_the_same_boxes_as_val() {
             max_det: 300,
             agnostic: false,
             end2end: true,
+            half: false,
         },
         None,
     )
