@@ -89,10 +89,7 @@ pub fn validate<B: Backend>(
         let x = batch_tensor::<B>(&batch, device);
         let x = if options.half { x.cast(burn::tensor::FloatDType::F16) } else { x };
         let out = model.forward(x);
-        let (preds, format) = match out.decode_one2one(BoxFormat::Xyxy).filter(|_| options.end2end) {
-            Some(p) => (p, BoxFormat::Xyxy),
-            None => (out.decode_one2many(), BoxFormat::Xywh),
-        };
+        let (preds, format) = out.decode_for_postprocess(options.end2end);
         let [b, channels, anchors] = preds.dims();
         let values: Vec<f32> = preds.into_data().convert::<f32>().to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let t1 = Instant::now();

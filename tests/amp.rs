@@ -200,26 +200,8 @@ fn unscaled_fp16_gradients_agree_with_fp32_per_layer() {
 
 /// Trains and returns the last results.csv row and the last checkpoint.
 fn train_run(yaml: &std::path::Path, project: &std::path::Path, name: &str, amp: &str, extra: &[(&str, &str)]) -> (Vec<f64>, std::path::PathBuf) {
-    let mut values: Vec<(String, String)> = [
-        ("data", yaml.display().to_string()),
-        ("model", "yolo26n".into()),
-        ("imgsz", "64".into()),
-        ("batch", "8".into()),
-        ("nbs", "8".into()),
-        ("workers", "2".into()),
-        ("epochs", "8".into()),
-        ("optimizer", "AdamW".into()),
-        ("lr0", "0.003".into()),
-        ("warmup_epochs", "1".into()),
-        ("val", "false".into()),
-        ("amp", amp.into()),
-        ("project", project.display().to_string()),
-        ("name", name.into()),
-        ("exist_ok", "true".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut values: Vec<(String, String)> = common::recipe(yaml, project, name, 8).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    values.extend([("val".to_string(), "false".to_string()), ("amp".to_string(), amp.to_string())]);
     values.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let settings = Settings::resolve(&Overrides { values }).unwrap();
     let out = ember::commands::train::run(&settings, true).unwrap();

@@ -104,7 +104,7 @@ fn decode_matches_hand_computation() {
     let xywh = values(head.decode(&[[1, 2]], &[8.0], 1, BoxFormat::Xywh));
     assert_eq!(&xywh[..8], &[8.0, 16.0, 4.0, 4.0, 24.0, 8.0, 8.0, 8.0]);
 
-    let (points, strides) = make_anchors::<Cpu>(&[[2, 2], [1, 1]], &[8.0, 16.0], &device);
+    let (points, strides) = make_anchors(&[[2, 2], [1, 1]], &[8.0, 16.0], 0.5).to_tensors::<Cpu>(&device);
     assert_eq!(
         values(points),
         vec![0.5, 0.5, 1.5, 0.5, 0.5, 1.5, 1.5, 1.5, 0.5, 0.5]

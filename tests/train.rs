@@ -1,8 +1,11 @@
 //! Training end to end on generated data: it learns, it resumes exactly, it survives SIGKILL.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::recipe;
 use ember::config::{Overrides, Settings};
 use ember::data::synthetic::{generate, SyntheticConfig};
 use ember::model::StateDict;
@@ -15,24 +18,6 @@ fn shapes(dir: &Path, train: usize, val: usize) -> PathBuf {
     generate(dir, &SyntheticConfig { train_images: train, val_images: val, size: 64, ..Default::default() }).unwrap()
 }
 
-/// A short, deterministic recipe: no warmup accumulation, a step per batch.
-fn recipe(yaml: &Path, project: &Path, name: &str, epochs: u32) -> Vec<(&'static str, String)> {
-    vec![
-        ("data", yaml.display().to_string()),
-        ("model", "yolo26n".into()),
-        ("imgsz", "64".into()),
-        ("batch", "8".into()),
-        ("nbs", "8".into()),
-        ("workers", "2".into()),
-        ("epochs", epochs.to_string()),
-        ("optimizer", "AdamW".into()),
-        ("lr0", "0.003".into()),
-        ("warmup_epochs", "1".into()),
-        ("project", project.display().to_string()),
-        ("name", name.into()),
-        ("exist_ok", "true".into()),
-    ]
-}
 
 fn tensors(path: &Path, prefix: &str) -> Vec<(String, Vec<f32>)> {
     let sd = StateDict::read(path).unwrap();
@@ -186,7 +171,7 @@ fn bad_checkpoints_and_splits_get_clear_errors() {
     short.push(("val", "false".into()));
     let run = ember::commands::train::run(&settings(&short), false).unwrap();
     let coco8 = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/coco8.yaml");
-    let shared = std::env::var("EMBER_DATASETS").unwrap_or_else(|_| format!("{}/../shared/datasets", env!("CARGO_MANIFEST_DIR")));
+    let shared = common::shared_datasets().display().to_string();
     let other = settings(&[("data", coco8.display().to_string()), ("datasets_dir", shared), ("weights", run.last.display().to_string()), ("imgsz", "64".into())]);
     let err = format!("{:#}", ember::commands::val::run(&other).unwrap_err());
     assert!(err.contains("3 classes") && err.contains("80"), "{err}");

@@ -10,6 +10,7 @@ use crate::config::Settings;
 use crate::export::{self, OnnxOptions};
 
 pub fn run(settings: &Settings) -> Result<PathBuf> {
+    super::require_cpu(settings, "export")?;
     let weights = settings
         .weights
         .as_deref()

@@ -14,6 +14,20 @@ use anyhow::{Context, Result};
 use crate::config::Settings;
 use crate::data::{download, DatasetConfig};
 
+/// Every command computes on the CPU backend today; a CUDA device is refused with the reason rather
+/// than silently ignored.
+pub fn require_cpu(settings: &Settings, command: &str) -> Result<()> {
+    match settings.device.as_deref() {
+        None | Some("cpu") | Some("") => Ok(()),
+        Some(other) if cfg!(feature = "cuda") => {
+            anyhow::bail!("device '{other}': `ember {command}` does not run on burn's CUDA backend yet; use --device cpu")
+        }
+        Some(other) => anyhow::bail!(
+            "device '{other}' needs CUDA, and this ember was built without it (cargo build --release --features cuda)"
+        ),
+    }
+}
+
 /// Loads the dataset YAML named by `--data`, downloading the dataset if its YAML says how.
 pub fn load_dataset(settings: &Settings) -> Result<DatasetConfig> {
     let data = settings.data.as_deref().context("no dataset given: pass --data FILE.yaml (e.g. --data coco8.yaml)")?;

@@ -16,7 +16,7 @@ use crate::data::image_io::{decode_rgb, is_image_path};
 use crate::data::Letterbox;
 use crate::draw::{annotate, DrawStyle};
 use crate::export::load_model;
-use crate::model::{BoxFormat, Yolo};
+use crate::model::Yolo;
 use crate::postprocess::{
     end2end_postprocess_predict, non_max_suppression, xyxy_to_xywh, Detection, End2EndOptions,
     NmsOptions,
@@ -224,22 +224,8 @@ pub fn predict_images<B: Backend>(
             if opts.half {
                 x = x.cast(DType::F16);
             }
-            let mut out = model.forward(x);
-            if opts.half {
-                // The network ran in FP16; decoding (anchors, DFL, sigmoid) is done in FP32.
-                let widen = |h: &mut crate::model::HeadOutput<B>| {
-                    h.boxes = h.boxes.clone().cast(DType::F32);
-                    h.scores = h.scores.clone().cast(DType::F32);
-                };
-                widen(&mut out.one2many);
-                if let Some(h) = out.one2one.as_mut() {
-                    widen(h);
-                }
-            }
-            let preds = match out.decode_one2one(BoxFormat::Xyxy).filter(|_| use_e2e) {
-                Some(p) => p,
-                None => out.decode_one2many(),
-            };
+            // Decoding widens FP16 outputs to FP32 itself (`HeadOutput::decode`).
+            let (preds, _) = model.forward(x).decode_for_postprocess(use_e2e);
             let [_, channels, anchors] = preds.dims();
             let values: Vec<f32> = preds
                 .cast(DType::F32)
@@ -325,21 +311,6 @@ pub fn label_lines(r: &ImageResult, save_conf: bool) -> String {
     s
 }
 
-/// `project/name`, else the first free of `name2`, `name3`, ... (or `name` itself with `exist_ok`), created.
-pub fn make_predict_dir(project: &Path, name: &str, exist_ok: bool) -> Result<PathBuf> {
-    let mut dir = project.join(name);
-    if !exist_ok {
-        let mut n = 2;
-        while dir.exists() {
-            dir = project.join(format!("{name}{n}"));
-            n += 1;
-        }
-    }
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create the run folder {}", dir.display()))?;
-    Ok(dir)
-}
-
 /// What `ember predict` did.
 pub struct PredictSummary {
     pub run_dir: PathBuf,
@@ -356,12 +327,7 @@ pub fn run(settings: &Settings) -> Result<PredictSummary> {
         .source
         .as_deref()
         .context("no images given: pass --source IMAGE|FOLDER|GLOB|LIST.txt")?;
-    match settings.device.as_deref() {
-        None | Some("cpu") => {}
-        Some(other) => {
-            bail!("device '{other}': ember predict runs on the CPU in this build; use --device cpu")
-        }
-    }
+    super::require_cpu(settings, "predict")?;
     let paths = collect_sources(source)?;
     let names = super::export::class_names(settings)?;
     let device = Default::default();
@@ -376,7 +342,7 @@ pub fn run(settings: &Settings) -> Result<PredictSummary> {
         .name
         .clone()
         .unwrap_or_else(|| "predict".to_string());
-    let run_dir = make_predict_dir(&project, &name, settings.exist_ok)?;
+    let run_dir = crate::train::run_dir::make_run_dir(&project, &name, settings.exist_ok)?;
     if settings.save_txt {
         std::fs::create_dir_all(run_dir.join("labels"))
             .with_context(|| format!("cannot create {}", run_dir.join("labels").display()))?;

@@ -15,7 +15,7 @@ use crate::train::trainer::{newest_last_checkpoint, train, TrainInputs, TrainOut
 
 pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {
     let (mut settings, resume) = resolve_resume(settings)?;
-    check_device(&settings)?;
+    super::require_cpu(&settings, "train")?;
     // A resumed run's saved `amp` is the mode it resolved to, so it counts as explicit.
     let precision = resolve_precision(&settings, explicit_amp || resume.is_some());
     settings.amp = precision;
@@ -80,15 +80,6 @@ fn resolve_resume(settings: &Settings) -> Result<(Settings, Option<(PathBuf, che
     Ok((saved, Some((path, meta))))
 }
 
-fn check_device(settings: &Settings) -> Result<()> {
-    match settings.device.as_deref() {
-        None | Some("cpu") | Some("") => Ok(()),
-        Some(other) if cfg!(feature = "cuda") => {
-            bail!("device '{other}': training on CUDA is not wired into ember's trainer yet; use --device cpu")
-        }
-        Some(other) => bail!("device '{other}' needs CUDA, and this ember was built without it (cargo build --release --features cuda)"),
-    }
-}
 
 /// The precision the run computes in, stated with the reason. On CPU the default is FP32: burn-flex
 /// computes FP16 convolutions about 2x slower than FP32 on CPUs without FP16 arithmetic (measured, see

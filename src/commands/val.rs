@@ -16,6 +16,7 @@ use crate::train::checkpoint;
 use crate::validate::{validate, ValOptions};
 
 pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
+    super::require_cpu(settings, "val")?;
     let weights = settings.weights.as_deref().context("no weights given: pass --weights FILE.safetensors")?;
     let weights = Path::new(weights);
     let meta = checkpoint::read_meta(weights)?;

@@ -62,7 +62,6 @@ pub struct Settings {
     pub name: Option<String>,
     pub exist_ok: bool,
     pub seed: u64,
-    pub deterministic: bool,
     pub verbose: bool,
     pub half: bool,
     pub cfg: Option<String>,
@@ -84,8 +83,6 @@ pub struct Settings {
     pub resume: Option<String>,
     pub amp: AmpMode,
     pub fraction: f64,
-    pub freeze: Option<u32>,
-    pub multi_scale: f64,
     pub val: bool,
     pub save_batches: bool,
 

@@ -505,18 +505,10 @@ impl Graph {
         static_sizes: Option<&[[usize; 2]]>,
     ) -> (String, String) {
         if let Some(sizes) = static_sizes {
-            let (mut xs, mut ys, mut st) = (Vec::new(), Vec::new(), Vec::new());
-            for (&[h, w], &s) in sizes.iter().zip(strides) {
-                for y in 0..h {
-                    for x in 0..w {
-                        xs.push(x as f32 + 0.5);
-                        ys.push(y as f32 + 0.5);
-                        st.push(s);
-                    }
-                }
-            }
-            let n = st.len();
-            xs.extend(ys);
+            let grid = crate::model::make_anchors(sizes, strides, 0.5);
+            let (n, st) = (grid.len(), grid.strides);
+            // [1, 2, A]: all x, then all y.
+            let xs: Vec<f32> = grid.points.iter().map(|p| p[0]).chain(grid.points.iter().map(|p| p[1])).collect();
             return (
                 self.weight("anchors", &[1, 2, n], &xs),
                 self.weight("strides", &[1, 1, n], &st),

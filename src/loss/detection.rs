@@ -19,7 +19,7 @@ use burn::tensor::{
 
 use rayon::prelude::*;
 
-use super::anchors::make_anchors;
+use crate::model::anchors::make_anchors;
 use super::assigner::{read_f32, AssignerConfig, Assignment, GtClassScores, TaskAlignedAssigner};
 use super::bbox_loss::{BboxLoss, FgTargets};
 use super::targets::TargetBatch;

@@ -12,7 +12,6 @@
 //! outputs, `feature_sizes`, `strides`, the [`TargetBatch`] (and the epoch for the end-to-end loss), backpropagates
 //! `total` and prints `components` under `names`.
 
-pub mod anchors;
 pub mod assigner;
 pub mod bbox_loss;
 pub mod boxes;
@@ -20,7 +19,7 @@ pub mod detection;
 pub mod end2end;
 pub mod targets;
 
-pub use anchors::{make_anchors, Anchors};
+pub use crate::model::anchors::{make_anchors, Anchors};
 pub use assigner::{AssignerConfig, Assignment, TaskAlignedAssigner};
 pub use bbox_loss::BboxLoss;
 pub use detection::{

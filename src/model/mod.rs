@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod anchors;
 pub mod graph;
 pub mod output;
 pub mod summary;
@@ -36,7 +37,8 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
 pub use graph::{Layer, LayerInfo, ModelSpec};
-pub use output::{make_anchors, BoxFormat, DetectOutput, HeadOutput};
+pub use anchors::{make_anchors, Anchors};
+pub use output::{BoxFormat, DetectOutput, HeadOutput};
 pub use summary::{Cost, LayerRow, ModelSummary};
 pub use weights::{LoadReport, StateDict};
 pub use yaml::ModelConfig;

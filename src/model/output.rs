@@ -1,7 +1,9 @@
 //! What the model returns, and the decoding of raw head outputs into boxes.
 
 use burn::tensor::activation::{sigmoid, softmax};
-use burn::tensor::{backend::Backend, Int, Tensor};
+use burn::tensor::{backend::Backend, DType, FloatDType, Int, Tensor};
+
+use super::anchors::make_anchors;
 
 /// Raw, undecoded outputs of one detection branch.
 #[derive(Debug, Clone)]
@@ -32,31 +34,6 @@ pub enum BoxFormat {
     Xyxy,
 }
 
-/// Anchor points (cell centres, in grid units) `[anchors, 2]` as (x, y), and the stride of each anchor
-/// `[anchors, 1]`; levels in order, row-major within a level (Ultralytics' `make_anchors`, offset 0.5).
-pub fn make_anchors<B: Backend>(
-    feature_sizes: &[[usize; 2]],
-    strides: &[f32],
-    device: &B::Device,
-) -> (Tensor<B, 2>, Tensor<B, 2>) {
-    let mut points = Vec::new();
-    let mut stride_col = Vec::new();
-    for (&[h, w], &s) in feature_sizes.iter().zip(strides) {
-        for y in 0..h {
-            for x in 0..w {
-                points.push(x as f32 + 0.5);
-                points.push(y as f32 + 0.5);
-                stride_col.push(s);
-            }
-        }
-    }
-    let n = stride_col.len();
-    (
-        Tensor::<B, 1>::from_floats(points.as_slice(), device).reshape([n, 2]),
-        Tensor::<B, 1>::from_floats(stride_col.as_slice(), device).reshape([n, 1]),
-    )
-}
-
 /// Expected ltrb distances (stride units) `[batch, 4, anchors]` from raw box outputs: the DFL expectation
 /// over `reg_max` bins, or the raw values when `reg_max == 1`.
 pub fn box_distances<B: Backend>(boxes: Tensor<B, 3>, reg_max: usize) -> Tensor<B, 3> {
@@ -83,11 +60,13 @@ impl<B: Backend> HeadOutput<B> {
         format: BoxFormat,
     ) -> Tensor<B, 3> {
         let device = self.boxes.device();
-        let dtype = self.boxes.dtype();
-        let (anchors, stride) = make_anchors::<B>(feature_sizes, strides, &device);
-        let anchors = anchors.cast(dtype).transpose().unsqueeze::<3>(); // [1, 2, A]
-        let stride = stride.cast(dtype).transpose().unsqueeze::<3>(); // [1, 1, A]
-        let dist = box_distances(self.boxes.clone(), reg_max);
+        // Decoding runs in FP32 whatever the network computed in: box coordinates reach the image size,
+        // where FP16 resolves only half a pixel, and the DFL softmax sums exponentials.
+        let widen = |t: &Tensor<B, 3>| if t.dtype() == DType::F32 { t.clone() } else { t.clone().cast(FloatDType::F32) };
+        let (anchors, stride) = make_anchors(feature_sizes, strides, 0.5).to_tensors::<B>(&device);
+        let anchors = anchors.transpose().unsqueeze::<3>(); // [1, 2, A]
+        let stride = stride.transpose().unsqueeze::<3>(); // [1, 1, A]
+        let dist = box_distances(widen(&self.boxes), reg_max);
         let lt = dist.clone().narrow(1, 0, 2);
         let rb = dist.narrow(1, 2, 2);
         let x1y1 = anchors.clone() - lt;
@@ -99,7 +78,7 @@ impl<B: Backend> HeadOutput<B> {
             ),
             BoxFormat::Xyxy => Tensor::cat(vec![x1y1, x2y2], 1),
         };
-        Tensor::cat(vec![boxes.mul(stride), sigmoid(self.scores.clone())], 1)
+        Tensor::cat(vec![boxes.mul(stride), sigmoid(widen(&self.scores))], 1)
     }
 }
 
@@ -112,6 +91,16 @@ impl<B: Backend> DetectOutput<B> {
             self.reg_max,
             BoxFormat::Xywh,
         )
+    }
+
+    /// The decoded predictions post-processing consumes and their box layout: the one-to-one branch
+    /// (corners, for the NMS-free top-k) when `end2end` is asked for and the model has one, else the
+    /// one-to-many branch (centre form, for NMS). Only the chosen branch is decoded.
+    pub fn decode_for_postprocess(&self, end2end: bool) -> (Tensor<B, 3>, BoxFormat) {
+        match (&self.one2one, end2end) {
+            (Some(_), true) => (self.decode_one2one(BoxFormat::Xyxy).expect("one-to-one branch"), BoxFormat::Xyxy),
+            _ => (self.decode_one2many(), BoxFormat::Xywh),
+        }
     }
 
     /// Decode the one-to-one branch if the model has one.

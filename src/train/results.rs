@@ -65,12 +65,6 @@ impl ResultsCsv {
         writeln!(f, "{}", values.join(","))?;
         Ok(())
     }
-
-    /// Reads the rows back (for plots and for resuming).
-    pub fn read(path: &Path) -> Result<Vec<Vec<f64>>> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Ok(text.lines().skip(1).map(|l| l.split(',').filter_map(|v| v.trim().parse().ok()).collect()).collect())
-    }
 }
 
 /// Draws `results.png` from `results.csv`: losses, precision, recall and mAP per epoch, as Ultralytics lays

@@ -72,7 +72,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
 
     AB::seed(device, s.seed);
     let mut model = Yolo::<AB>::new(&s.model, nc, device)?;
-    if let (Some(weights), None) = (&s.weights, &resume) {
+    if let (Some(weights), None, true) = (&s.weights, &resume, s.pretrained) {
         let report = model.load_safetensors(weights)?;
         println!("Transferred weights from {weights}: {report}");
     }

@@ -36,3 +36,22 @@ pub fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
 }
+
+/// A short, deterministic recipe: no warmup accumulation, a step per batch.
+pub fn recipe(yaml: &Path, project: &Path, name: &str, epochs: u32) -> Vec<(&'static str, String)> {
+    vec![
+        ("data", yaml.display().to_string()),
+        ("model", "yolo26n".into()),
+        ("imgsz", "64".into()),
+        ("batch", "8".into()),
+        ("nbs", "8".into()),
+        ("workers", "2".into()),
+        ("epochs", epochs.to_string()),
+        ("optimizer", "AdamW".into()),
+        ("lr0", "0.003".into()),
+        ("warmup_epochs", "1".into()),
+        ("project", project.display().to_string()),
+        ("name", name.into()),
+        ("exist_ok", "true".into()),
+    ]
+}
