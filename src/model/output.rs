@@ -60,13 +60,11 @@ impl<B: Backend> HeadOutput<B> {
         format: BoxFormat,
     ) -> Tensor<B, 3> {
         let device = self.boxes.device();
-        // Decoding runs in FP32 whatever the network computed in: box coordinates reach the image size,
-        // where FP16 resolves only half a pixel, and the DFL softmax sums exponentials.
-        let widen = |t: &Tensor<B, 3>| if t.dtype() == DType::F32 { t.clone() } else { t.clone().cast(FloatDType::F32) };
+        let dtype = self.boxes.dtype();
         let (anchors, stride) = make_anchors(feature_sizes, strides, 0.5).to_tensors::<B>(&device);
-        let anchors = anchors.transpose().unsqueeze::<3>(); // [1, 2, A]
-        let stride = stride.transpose().unsqueeze::<3>(); // [1, 1, A]
-        let dist = box_distances(widen(&self.boxes), reg_max);
+        let anchors = anchors.cast(dtype).transpose().unsqueeze::<3>(); // [1, 2, A]
+        let stride = stride.cast(dtype).transpose().unsqueeze::<3>(); // [1, 1, A]
+        let dist = box_distances(self.boxes.clone(), reg_max);
         let lt = dist.clone().narrow(1, 0, 2);
         let rb = dist.narrow(1, 2, 2);
         let x1y1 = anchors.clone() - lt;
@@ -78,7 +76,7 @@ impl<B: Backend> HeadOutput<B> {
             ),
             BoxFormat::Xyxy => Tensor::cat(vec![x1y1, x2y2], 1),
         };
-        Tensor::cat(vec![boxes.mul(stride), sigmoid(widen(&self.scores))], 1)
+        Tensor::cat(vec![boxes.mul(stride), sigmoid(self.scores.clone())], 1)
     }
 }
 
@@ -96,11 +94,17 @@ impl<B: Backend> DetectOutput<B> {
     /// The decoded predictions post-processing consumes and their box layout: the one-to-one branch
     /// (corners, for the NMS-free top-k) when `end2end` is asked for and the model has one, else the
     /// one-to-many branch (centre form, for NMS). Only the chosen branch is decoded.
+    ///
+    /// Decoding runs in FP32 whatever the network computed in: box coordinates reach the image size, where
+    /// FP16 resolves only half a pixel, and the DFL softmax sums exponentials.
     pub fn decode_for_postprocess(&self, end2end: bool) -> (Tensor<B, 3>, BoxFormat) {
-        match (&self.one2one, end2end) {
-            (Some(_), true) => (self.decode_one2one(BoxFormat::Xyxy).expect("one-to-one branch"), BoxFormat::Xyxy),
-            _ => (self.decode_one2many(), BoxFormat::Xywh),
-        }
+        let (branch, format) = match (&self.one2one, end2end) {
+            (Some(o2o), true) => (o2o, BoxFormat::Xyxy),
+            _ => (&self.one2many, BoxFormat::Xywh),
+        };
+        let widen = |t: &Tensor<B, 3>| if t.dtype() == DType::F32 { t.clone() } else { t.clone().cast(FloatDType::F32) };
+        let fp32 = HeadOutput { boxes: widen(&branch.boxes), scores: widen(&branch.scores) };
+        (fp32.decode(&self.feature_sizes, &self.strides, self.reg_max, format), format)
     }
 
     /// Decode the one-to-one branch if the model has one.
