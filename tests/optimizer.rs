@@ -98,3 +98,66 @@ fn state_round_trips() {
     restored.load_state(saved.clone(), &Default::default());
     assert_eq!(restored.state(), saved);
 }
+
+#[derive(Module, Debug)]
+struct MatrixModel<B: burn::tensor::backend::Backend> {
+    weight: Param<Tensor<B, 4>>,
+    proj: Param<Tensor<B, 2>>,
+    bias: Param<Tensor<B, 1>>,
+}
+
+/// Ultralytics' MuSGD (tools/reference/musgd_fixture.py): three steps on a filter bank, a tall matrix
+/// and a bias with constant gradients; every value within 1e-5 of Ultralytics' after each step.
+#[test]
+fn musgd_matches_ultralytics() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/optim/musgd.json")).unwrap();
+    let fx: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let floats = |v: &serde_json::Value| -> Vec<f32> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect() };
+    let device = Default::default();
+    let init = &fx["initial"];
+    let mut m = MatrixModel::<CpuAutodiff> {
+        weight: Param::from_tensor(Tensor::<CpuAutodiff, 1>::from_floats(floats(&init["weight"]).as_slice(), &device).reshape([4, 2, 3, 3]).require_grad()),
+        proj: Param::from_tensor(Tensor::<CpuAutodiff, 1>::from_floats(floats(&init["proj"]).as_slice(), &device).reshape([6, 3]).require_grad()),
+        bias: Param::from_tensor(Tensor::from_floats(floats(&init["bias"]).as_slice(), &device).require_grad()),
+    };
+    let coeff = |k: &str| Tensor::<CpuAutodiff, 1>::from_floats(floats(&fx["grad"][k]).as_slice(), &device);
+    let (lr, momentum, decay) = (fx["lr"].as_f64().unwrap(), fx["momentum"].as_f64().unwrap(), fx["weight_decay"].as_f64().unwrap());
+    let mut opt = DetectorOptimizer::<Cpu>::new(OptimizerKind::MuSGD, lr, momentum, decay);
+    for (step, expected) in fx["steps"].as_array().unwrap().iter().enumerate() {
+        let loss = (m.weight.val().reshape([-1]) * coeff("weight")).sum() + (m.proj.val().reshape([-1]) * coeff("proj")).sum() + (m.bias.val() * coeff("bias")).sum();
+        let g = GradientsParams::from_grads(loss.backward(), &m);
+        m = opt.step::<CpuAutodiff, _>(m, g, 1.0);
+        let got = [
+            ("weight", m.weight.val().reshape([-1]).into_data().to_vec::<f32>().unwrap()),
+            ("proj", m.proj.val().reshape([-1]).into_data().to_vec::<f32>().unwrap()),
+            ("bias", m.bias.val().into_data().to_vec::<f32>().unwrap()),
+        ];
+        for (name, values) in got {
+            let want = floats(&expected[name]);
+            let diff = values.iter().zip(&want).fold(0f32, |d, (a, b)| d.max((a - b).abs()));
+            assert!(diff < 1e-5, "step {step}, {name}: max diff {diff:e}");
+        }
+    }
+    // Matrices keep a Muon and an SGD buffer, the bias one SGD buffer.
+    let state = opt.state();
+    assert_eq!(state.iter().filter(|(_, _, second)| second.is_some()).count(), 2);
+}
+
+#[derive(Module, Debug)]
+struct Detect<B: burn::tensor::backend::Backend> {
+    cv2: Tiny<B>,
+    cv3: Tiny<B>,
+}
+
+#[test]
+fn musgd_trains_the_head_classifier_three_times_faster() {
+    let mut opt = DetectorOptimizer::<Cpu>::new(OptimizerKind::MuSGD, 0.01, 0.9, 0.0);
+    let head = Detect { cv2: tiny(0.0, 0.0), cv3: tiny(0.0, 0.0) };
+    let loss = head.cv2.bias.val() + head.cv3.bias.val();
+    let g = GradientsParams::from_grads(loss.sum().backward(), &head);
+    let head = opt.step::<CpuAutodiff, _>(head, g, 1.0);
+    let (box_bias, cls_bias) = (values(&head.cv2).1, values(&head.cv3).1);
+    // Nesterov SGD's first step is lr * (1 + momentum) * g.
+    assert!((box_bias + 0.019).abs() < 1e-7, "{box_bias}");
+    assert!((cls_bias + 3.0 * 0.019).abs() < 1e-7, "{cls_bias}");
+}

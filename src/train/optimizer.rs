@@ -1,6 +1,6 @@
-//! SGD (Nesterov) and AdamW with Ultralytics' three parameter groups, written over burn's module
-//! mapper because the recipe needs what burn's optimizers do not offer together: a learning rate and
-//! momentum per group that warmup moves independently, PyTorch's momentum semantics (no dampening),
+//! SGD (Nesterov), AdamW and MuSGD with Ultralytics' three parameter groups, written over burn's
+//! module mapper because the recipe needs what burn's optimizers do not offer together: a learning rate
+//! and momentum per group that warmup moves independently, PyTorch's momentum semantics (no dampening),
 //! and one global gradient-norm clip.
 
 use std::collections::HashMap;
@@ -10,6 +10,13 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 
+use super::muon::muon_update;
+
+/// MuSGD's blend, as Ultralytics' trainer builds it: matrices take 0.2 of a Muon step plus a full SGD step.
+const MUON_WEIGHT: f64 = 0.2;
+const MUON_SGD_WEIGHT: f64 = 1.0;
+/// MuSGD trains the classification branches of the head (`cv3`, `one2one_cv3`) at 3x the learning rate.
+const MUSGD_HEAD_CLS_LR_GAIN: f64 = 3.0;
 /// Ultralytics' groups, in its order (`lr/pg0`, `lr/pg1`, `lr/pg2`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ParamGroup {
@@ -37,6 +44,15 @@ impl ParamGroup {
 pub enum OptimizerKind {
     Sgd,
     AdamW,
+    /// Nesterov SGD on every parameter, plus a Muon step on 2-D and 4-D weights.
+    MuSGD,
+}
+
+impl OptimizerKind {
+    /// Whether the group momentum is an SGD momentum (which warmup ramps) rather than Adam's beta1.
+    pub fn has_sgd_momentum(self) -> bool {
+        matches!(self, OptimizerKind::Sgd | OptimizerKind::MuSGD)
+    }
 }
 
 /// Per-group hyper-parameters, set by the schedule before each step.
@@ -126,14 +142,23 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB> {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         let (field, container) = self.path.last().cloned().unwrap_or_default();
-        let group = self.opt.groups[ParamGroup::classify(&field, &container) as usize];
+        let kind = self.opt.kind;
+        // Ultralytics' MuSGD puts every matrix and filter bank (whatever its name) with the decayed weights.
+        let is_matrix = kind == OptimizerKind::MuSGD && (D == 2 || D == 4);
+        let group_of = if is_matrix { ParamGroup::Weight } else { ParamGroup::classify(&field, &container) };
+        let mut group = self.opt.groups[group_of as usize];
+        if kind == OptimizerKind::MuSGD && self.in_head_cls_branch() {
+            group.lr *= MUSGD_HEAD_CLS_LR_GAIN;
+        }
         let shape = tensor.shape();
         let require_grad = tensor.is_require_grad();
         let p = tensor.inner().reshape([-1]);
         let g = grad.reshape([-1]).mul_scalar(self.grad_scale);
-        let p = match self.opt.kind {
+        let p = match kind {
             OptimizerKind::Sgd => sgd(self.opt, id, p, g, group),
             OptimizerKind::AdamW => adamw(self.opt, id, p, g, group),
+            OptimizerKind::MuSGD if is_matrix => musgd_matrix(self.opt, id, p, g, group, &shape.dims::<D>()),
+            OptimizerKind::MuSGD => sgd(self.opt, id, p, g, group),
         };
         let mut out = Tensor::from_inner(p.reshape(shape));
         if require_grad {
@@ -143,16 +168,41 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB> {
     }
 }
 
+impl<AB: AutodiffBackend> StepMapper<'_, AB> {
+    fn in_head_cls_branch(&self) -> bool {
+        self.path.iter().any(|(name, container)| container == "Struct:Detect" && (name == "cv3" || name == "one2one_cv3"))
+    }
+}
+
 /// PyTorch's SGD with Nesterov momentum, no dampening, coupled weight decay.
 fn sgd<B: Backend>(opt: &mut DetectorOptimizer<B>, id: ParamId, p: Tensor<B, 1>, g: Tensor<B, 1>, s: GroupSettings) -> Tensor<B, 1> {
+    let mut buffer = opt.first.remove(&id);
+    let p = nesterov_sgd(&mut buffer, p, g, s, s.lr);
+    opt.first.insert(id, buffer.expect("set by the step"));
+    p
+}
+
+fn nesterov_sgd<B: Backend>(buffer: &mut Option<Tensor<B, 1>>, p: Tensor<B, 1>, g: Tensor<B, 1>, s: GroupSettings, lr: f64) -> Tensor<B, 1> {
     let g = if s.weight_decay != 0.0 { g + p.clone().mul_scalar(s.weight_decay) } else { g };
-    let buf = match opt.first.remove(&id) {
+    let buf = match buffer.take() {
         Some(buf) => buf.mul_scalar(s.momentum) + g.clone(),
         None => g.clone(),
     };
     let update = g + buf.clone().mul_scalar(s.momentum);
-    opt.first.insert(id, buf);
-    p - update.mul_scalar(s.lr)
+    *buffer = Some(buf);
+    p - update.mul_scalar(lr)
+}
+
+/// Ultralytics' MuSGD on a matrix or filter bank: a Muon step (its momentum in the first buffer), then
+/// a Nesterov-SGD step with weight decay (its momentum in the second buffer), both from the same gradient.
+fn musgd_matrix<B: Backend>(opt: &mut DetectorOptimizer<B>, id: ParamId, p: Tensor<B, 1>, g: Tensor<B, 1>, s: GroupSettings, shape: &[usize]) -> Tensor<B, 1> {
+    let (momentum, direction) = muon_update(g.clone(), opt.first.remove(&id), s.momentum, shape);
+    opt.first.insert(id, momentum);
+    let p = p - direction.mul_scalar(s.lr * MUON_WEIGHT);
+    let mut buffer = opt.second.remove(&id);
+    let p = nesterov_sgd(&mut buffer, p, g, s, s.lr * MUON_SGD_WEIGHT);
+    opt.second.insert(id, buffer.expect("set by the step"));
+    p
 }
 
 /// PyTorch's AdamW (decoupled weight decay), beta2 0.999, eps 1e-8.

@@ -65,7 +65,7 @@ impl Schedule {
             for (j, g) in groups.iter_mut().enumerate() {
                 let start = if j == 0 { self.warmup_bias_lr } else { 0.0 };
                 g.lr = interp(x, x1, start, self.lr0 * lf);
-                if self.kind == OptimizerKind::Sgd {
+                if self.kind.has_sgd_momentum() {
                     g.momentum = interp(x, x1, self.warmup_momentum, self.momentum);
                 }
             }
@@ -75,10 +75,10 @@ impl Schedule {
 }
 
 /// Ultralytics' `optimizer=auto`: AdamW with a learning rate fitted to the class count for short
-/// runs, SGD (MuSGD in 8.4) for long ones. Returns (kind, lr0, momentum).
+/// runs, MuSGD for long ones. Returns (kind, lr0, momentum).
 pub fn auto_optimizer(iterations: usize, nc: usize) -> (OptimizerKind, f64, f64) {
     if iterations > 10_000 {
-        (OptimizerKind::Sgd, 0.01, 0.9)
+        (OptimizerKind::MuSGD, 0.01, 0.9)
     } else {
         let lr = (0.002 * 5.0 / (4.0 + nc as f64) * 1e6).round() / 1e6;
         (OptimizerKind::AdamW, lr, 0.9)
@@ -128,6 +128,6 @@ mod tests {
         let (kind, lr, m) = auto_optimizer(100, 80);
         assert_eq!(kind, OptimizerKind::AdamW);
         assert_eq!((lr, m), (0.000119, 0.9));
-        assert_eq!(auto_optimizer(20_000, 80).0, OptimizerKind::Sgd);
+        assert_eq!(auto_optimizer(20_000, 80), (OptimizerKind::MuSGD, 0.01, 0.9));
     }
 }

@@ -92,17 +92,20 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
                 "optimizer: 'optimizer=auto' found, ignoring lr0={} and momentum={}; picked {:?}(lr={}, momentum={}) for {iterations} iterations",
                 s.lr0, s.momentum, picked.0, picked.1, picked.2
             );
-            if picked.0 == OptimizerKind::AdamW {
-                warmup_bias_lr = 0.0; // a high bias lr destabilises Adam
-            }
+            warmup_bias_lr = 0.0; // the picked lr0 is tuned to start the biases at zero too
             picked
         }
         "sgd" => (OptimizerKind::Sgd, s.lr0, s.momentum),
         "adamw" => (OptimizerKind::AdamW, s.lr0, s.momentum),
-        "musgd" => bail!("optimizer MuSGD is not available in ember yet; use SGD, AdamW or auto"),
+        "musgd" => (OptimizerKind::MuSGD, s.lr0, s.momentum),
         other => bail!("unknown optimizer '{other}': expected auto, SGD, AdamW or MuSGD"),
     };
-    println!("optimizer: {kind:?}(lr={lr0}, momentum={momentum}) with weight decay {weight_decay} on conv weights, none on biases and norms");
+    let warmup = warmup_iterations(s.warmup_epochs, nb);
+    // As in Ultralytics, warmup ramps an SGD momentum towards the `momentum` setting and leaves it there,
+    // even when `auto` picked another value.
+    let momentum = if kind.has_sgd_momentum() && warmup.is_some() { s.momentum } else { momentum };
+    let decayed = if kind == OptimizerKind::MuSGD { "conv and matrix weights (Muon + SGD)" } else { "conv weights" };
+    println!("optimizer: {kind:?}(lr={lr0}, momentum={momentum}) with weight decay {weight_decay} on {decayed}, none on biases and norms");
     let schedule = Schedule {
         kind,
         lr0,
@@ -111,7 +114,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
         weight_decay,
         warmup_momentum: s.warmup_momentum,
         warmup_bias_lr,
-        warmup: warmup_iterations(s.warmup_epochs, nb),
+        warmup,
         epochs,
         cosine: s.cos_lr,
         batch,
