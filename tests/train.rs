@@ -152,6 +152,35 @@ fn sigkill_mid_epoch_loses_nothing() {
     assert_same_weights(&tensors(&straight_last, "train.model."), &tensors(&last, "train.model."), "train.model.");
 }
 
+/// A run whose weights turn NaN mid-epoch (injected with `EMBER_FAULT`) goes back to its last
+/// checkpoint, repeats the epoch and ends where an undisturbed run ends.
+#[test]
+fn diverged_epoch_is_repeated_from_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = shapes(&dir.path().join("data"), 16, 8);
+    let runs = dir.path().join("runs");
+    let args = |name: &str| -> Vec<String> { recipe(&yaml, &runs, name, 3).into_iter().map(|(k, v)| format!("{k}={v}")).collect() };
+    let exe = env!("CARGO_BIN_EXE_ember");
+    let straight = Command::new(exe).arg("train").args(args("straight")).output().unwrap();
+    assert!(straight.status.success(), "{}", String::from_utf8_lossy(&straight.stderr));
+
+    let faulty = Command::new(exe).arg("train").args(args("faulty")).env("EMBER_FAULT", "nan-weights@2:1").output().unwrap();
+    let stdout = String::from_utf8_lossy(&faulty.stdout);
+    assert!(faulty.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&faulty.stderr));
+    assert!(stdout.contains("weights set to NaN before epoch 2 batch 1"), "{stdout}");
+    assert!(stdout.contains("non-finite loss detected in epoch 2 (attempt 1/3): reloading"), "{stdout}");
+    let csv = std::fs::read_to_string(runs.join("faulty/results.csv")).unwrap();
+    let epochs: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap().trim()).collect();
+    assert_eq!(epochs, ["1", "2", "3"], "{csv}");
+    for prefix in ["train.model.", "model."] {
+        assert_same_weights(
+            &tensors(&runs.join("straight/weights/last.safetensors"), prefix),
+            &tensors(&runs.join("faulty/weights/last.safetensors"), prefix),
+            prefix,
+        );
+    }
+}
+
 #[test]
 fn bad_checkpoints_and_splits_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

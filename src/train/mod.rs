@@ -5,6 +5,7 @@ pub mod console;
 pub mod criterion;
 pub mod loss_scale;
 pub mod ema;
+pub mod fault;
 pub mod muon;
 pub mod optimizer;
 pub mod results;

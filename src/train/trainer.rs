@@ -14,6 +14,7 @@ use super::checkpoint::{self, CheckpointMeta, TrainState};
 use super::console;
 use super::criterion::{targets_of, Criterion};
 use super::ema::ModelEma;
+use super::fault::{poison_weights, Fault};
 use super::loss_scale::{LossScaler, ScaleEvent};
 use super::optimizer::{DetectorOptimizer, OptimizerKind};
 use super::step::optimizer_step;
@@ -124,13 +125,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
     let mut ema = ModelEma::new(model.valid().deep_clone()?);
     let (mut start_epoch, mut best_fitness) = (0usize, f64::NEG_INFINITY);
     if let Some((path, meta)) = &resume {
-        let inner_device = model.valid().devices().into_iter().next().context("the model has no tensors")?;
-        checkpoint::load_train_state(path, &mut model, &mut optimizer, &inner_device)?;
-        optimizer.steps = meta.optimizer_steps;
-        let mut averaged = model.valid().deep_clone()?;
-        averaged.load_safetensors(path).with_context(|| format!("{}: EMA weights", path.display()))?;
-        ema = ModelEma::new(averaged);
-        ema.updates = meta.ema_updates;
+        restore(path, meta, &mut model, &mut optimizer, &mut ema)?;
         (start_epoch, best_fitness) = (meta.epoch, meta.best_fitness);
         println!("Resuming training from {} at epoch {} of {epochs}", path.display(), start_epoch + 1);
     }
@@ -143,9 +138,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
     };
     let mut scaler = (precision == AmpMode::Fp16).then(LossScaler::default);
     if let (Some(scaler), Some((_, meta))) = (scaler.as_mut(), &resume) {
-        if let Some(scale) = meta.loss_scale {
-            (scaler.scale, scaler.clean_steps) = (scale, meta.loss_scale_growth);
-        }
+        restore_scale(scaler, meta);
     }
     let weights_dir = run_dir.join("weights");
     std::fs::create_dir_all(&weights_dir).with_context(|| format!("cannot create {}", weights_dir.display()))?;
@@ -162,10 +155,14 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
     let mut epochs_completed = start_epoch;
     let mut epochs_without_improvement = 0usize;
     let val_options = ValOptions::for_val(&s, model.end2end());
-    for epoch in start_epoch..epochs {
+    let mut fault = Fault::from_env();
+    let mut recoveries = 0usize;
+    let mut epoch = start_epoch;
+    while epoch < epochs {
         println!("\n{}", console::header(loss_names));
         let bar = console::epoch_bar(nb);
         let (mut mean_loss, mut seen, mut skipped) = ([0f64; 3], 0usize, 0usize);
+        let mut last_loss_finite = true;
         let mut size = s.imgsz as usize;
         let mut last_instances = 0;
         pipeline.begin_epoch(&mut train_loader, epoch, epochs, s.close_mosaic as usize);
@@ -181,6 +178,11 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
             if batch.is_empty() {
                 continue;
             }
+            if fault.is_some_and(|f| (f.epoch, f.batch) == (epoch, i)) {
+                fault = None;
+                model = poison_weights(model);
+                println!("EMBER_FAULT: weights set to NaN before epoch {} batch {i}", epoch + 1);
+            }
             let ni = i + nb * epoch;
             let plan = schedule.plan(ni, epoch);
             optimizer.groups = plan.groups;
@@ -188,7 +190,8 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
             last_instances = batch.instances();
             let out = model.forward(to_compute(batch_tensor::<AB>(&batch, device), precision));
             let loss = criterion.compute(out, &targets_of(&batch.labels, [batch.shape[2], batch.shape[3]]), epoch);
-            if loss.components.iter().any(|c| !c.is_finite()) {
+            last_loss_finite = loss.components.iter().all(|c| c.is_finite());
+            if !last_loss_finite {
                 skipped += 1;
                 tracing::warn!("non-finite loss {:?} at epoch {} batch {i}: step skipped", loss.components, epoch + 1);
                 continue;
@@ -251,6 +254,31 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
             }
             None => ([0.0; 4], [0.0; 3], 0.0),
         };
+        // A run that has diverged (the epoch ends on a non-finite loss, or the metrics are not finite)
+        // goes back to its last checkpoint and repeats the epoch, as Ultralytics does.
+        if !last_loss_finite || !fitness.is_finite() {
+            let reason = if last_loss_finite { "non-finite fitness" } else { "non-finite loss" };
+            if epoch == start_epoch {
+                tracing::warn!("{reason} in epoch {} but there is no checkpoint of this run to go back to; continuing", epoch + 1);
+            } else {
+                recoveries += 1;
+                if recoveries > MAX_RECOVERIES {
+                    bail!("training diverged: {reason} persisted through {MAX_RECOVERIES} reloads of {}; try a lower lr0 or --amp=false", last.display());
+                }
+                let meta = checkpoint::read_meta(&last)?
+                    .with_context(|| format!("{reason} in epoch {} and {} is not an ember training checkpoint to recover from", epoch + 1, last.display()))?;
+                println!("{reason} detected in epoch {} (attempt {recoveries}/{MAX_RECOVERIES}): reloading {} and repeating the epoch", epoch + 1, last.display());
+                restore(&last, &meta, &mut model, &mut optimizer, &mut ema)?;
+                if let Some(scaler) = scaler.as_mut() {
+                    restore_scale(scaler, &meta);
+                }
+                best_fitness = meta.best_fitness;
+                accumulator = GradientsAccumulator::new();
+                last_opt_step = (nb * epoch) as i64 - 1;
+                continue;
+            }
+        }
+        recoveries = 0;
         epochs_completed = epoch + 1;
         let improved = fitness > best_fitness;
         if improved {
@@ -309,6 +337,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
             println!("Stopping: the time limit of {} hours is reached", s.time.unwrap_or_default());
             break;
         }
+        epoch += 1;
     }
     let hours = started.elapsed().as_secs_f64() / 3600.0;
     println!("\n{} epochs completed in {hours:.3} hours.", epochs_completed - start_epoch);
@@ -317,6 +346,34 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
     }
     println!("Results saved to {}", run_dir.display());
     Ok(TrainOutcome { run_dir, last, best, epochs_completed, final_metrics, best_fitness })
+}
+
+/// Reloads of `last` allowed in a row before a diverging run is stopped (Ultralytics' limit).
+const MAX_RECOVERIES: usize = 3;
+
+/// Puts the run back to the state saved in `path`: training weights, optimizer buffers and step
+/// count, and the EMA. Used by `--resume` and to recover from a diverged epoch.
+fn restore<AB: AutodiffBackend>(
+    path: &Path,
+    meta: &CheckpointMeta,
+    model: &mut Yolo<AB>,
+    optimizer: &mut DetectorOptimizer<AB::InnerBackend>,
+    ema: &mut ModelEma<Yolo<AB::InnerBackend>>,
+) -> Result<()> {
+    let inner_device = model.valid().devices().into_iter().next().context("the model has no tensors")?;
+    checkpoint::load_train_state(path, model, optimizer, &inner_device)?;
+    optimizer.steps = meta.optimizer_steps;
+    let mut averaged = model.valid().deep_clone()?;
+    averaged.load_safetensors(path).with_context(|| format!("{}: EMA weights", path.display()))?;
+    *ema = ModelEma::new(averaged);
+    ema.updates = meta.ema_updates;
+    Ok(())
+}
+
+fn restore_scale(scaler: &mut LossScaler, meta: &CheckpointMeta) {
+    if let Some(scale) = meta.loss_scale {
+        (scaler.scale, scaler.clean_steps) = (scale, meta.loss_scale_growth);
+    }
 }
 
 /// Before training in reduced precision, compares FP32 and reduced-precision forward passes of the
