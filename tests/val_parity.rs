@@ -32,10 +32,11 @@ fn ember_val_reproduces_ultralytics_all_row() {
         let theirs = ["precision", "recall", "map50", "map50_95"].map(|k| r[k].as_f64().unwrap());
         println!("{split}: ember {ours:.6?} ultralytics {theirs:.6?}");
         assert!(theirs[2] > 0.1, "the reference model should have learned something");
-        // Precision is read off the precision-confidence curve at the confidence that maximises mean F1:
-        // with 13 objects, a score that differs in the 4th digit (ember's resize matches OpenCV's to a
-        // grey level, not bit for bit) moves that point, so P gets a looser bound than the AP figures.
-        for (k, (a, b), tol) in [("P", (ours[0], theirs[0]), 2e-2), ("R", (ours[1], theirs[1]), 1e-3), ("mAP50", (ours[2], theirs[2]), 1e-3), ("mAP50-95", (ours[3], theirs[3]), 1e-3)] {
+        // The bound, 1e-3, on every figure: with the photos decoded bit-for-bit as OpenCV does
+        // (tests/image_decode.rs), what is left is float rounding in the model (ember 0.446811 vs 0.446687
+        // on P, where the F1-maximising confidence moves with the 4th digit of a score).
+        for (k, (a, b)) in [("P", (ours[0], theirs[0])), ("R", (ours[1], theirs[1])), ("mAP50", (ours[2], theirs[2])), ("mAP50-95", (ours[3], theirs[3]))] {
+            let tol = 1e-3;
             assert!((a - b).abs() <= tol, "{split} {k}: ember {a:.5} vs Ultralytics {b:.5}");
         }
     }

@@ -53,8 +53,26 @@ fn jpeg_has_end_marker(path: &Path) -> Result<bool> {
     Ok(tail.windows(2).any(|w| w == [0xFF, 0xD9]))
 }
 
-/// Decodes an image to 8-bit RGB, upright.
+/// Decodes an image to 8-bit RGB, upright. Clean JPEGs go through libjpeg-turbo (the pixels OpenCV
+/// gives Ultralytics); anything libjpeg rejects or warns about, and other formats, through `image`.
 pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        if let Ok(px) = super::jpeg::decode_rgb(&bytes) {
+            let orientation = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(&bytes))
+                .ok()
+                .and_then(|mut d| d.orientation().ok())
+                .unwrap_or(image::metadata::Orientation::NoTransforms);
+            let img = RgbImage::from_raw(px.width, px.height, px.data).context("libjpeg returned a short image")?;
+            let mut img = DynamicImage::ImageRgb8(img);
+            img.apply_orientation(orientation);
+            return Ok(img.into_rgb8());
+        }
+    }
+    decode_rgb_with_image_crate(path)
+}
+
+fn decode_rgb_with_image_crate(path: &Path) -> Result<RgbImage> {
     let reader = ImageReader::open(path)
         .with_context(|| format!("cannot open {}", path.display()))?
         .with_guessed_format()

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod dataset_yaml;
 pub mod download;
 pub mod image_io;
+pub mod jpeg;
 pub mod labels;
 pub mod letterbox;
 pub mod loader;
