@@ -80,4 +80,17 @@ fn main() {
     });
     println!("\n| per-channel affine, fwd+bwd on [8, 16, 160, 160] | s |\n|---|---|");
     println!("| broadcast mul + add | {broadcast:.4} |\n| 1x1 depthwise conv + bias | {as_conv:.4} |");
+
+    // SiLU as burn writes it (x * sigmoid(x)) and as ember's `nn::activation::silu` does.
+    println!("\n| SiLU on [8, 16, 160, 160] | forward s | fwd+bwd s |\n|---|---|---|");
+    let burn_fwd = time(|| sync(burn::tensor::activation::silu(y.clone())));
+    let burn_both = time(|| {
+        let _ = burn::tensor::activation::silu(ya.clone()).sum().backward();
+    });
+    println!("| burn activation::silu | {burn_fwd:.4} | {burn_both:.4} |");
+    let ember_fwd = time(|| sync(ember::nn::activation::silu(y.clone())));
+    let ember_both = time(|| {
+        let _ = ember::nn::activation::silu(ya.clone()).sum().backward();
+    });
+    println!("| ember nn::activation::silu | {ember_fwd:.4} | {ember_both:.4} |");
 }

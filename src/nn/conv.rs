@@ -3,7 +3,7 @@
 
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
-use burn::tensor::activation::silu;
+use super::activation::silu;
 use burn::tensor::module;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{backend::Backend, Tensor};

@@ -3,6 +3,7 @@
 //! Struct field names follow Ultralytics' module attribute names (`conv`, `bn`, `cv1`, `m`, ...) so the
 //! module path of every tensor is its Ultralytics `state_dict` key (see `model::weights`).
 
+pub mod activation;
 pub mod attention;
 pub mod batchnorm;
 pub mod bottleneck;
