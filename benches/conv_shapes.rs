@@ -29,7 +29,7 @@ fn main() {
         ("depthwise 3x3 64 40x40", [8, 64, 40, 40], 64, 3, 1, 64),
         ("3x3 64->64 40x40", [8, 64, 40, 40], 64, 3, 1, 1),
     ];
-    println!("| conv | forward s | fwd+bwd s |\n|---|---|---|");
+    println!("| conv | forward s | fwd+bwd s (burn) | fwd+bwd s (ember::nn::conv2d) |\n|---|---|---|---|");
     for (name, shape, c_out, k, stride, groups) in cases {
         let opts = || ConvOptions::new([stride, stride], [k / 2, k / 2], [1, 1], groups);
         let x = Tensor::<Cpu, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
@@ -43,7 +43,20 @@ fn main() {
         let both = time(|| {
             let _ = conv2d(xa.clone(), wa.clone(), None, opts()).sum().backward();
         });
-        println!("| {name} {shape:?} | {fwd:.4} | {both:.4} |");
+        let ours = time(|| {
+            let _ = ember::nn::conv2d(xa.clone(), wa.clone(), None, stride, k / 2, groups).sum().backward();
+        });
+        println!("| {name} {shape:?} | {fwd:.4} | {both:.4} | {ours:.4} |");
+        if std::env::var("EMBER_BENCH_PARTS").is_ok() {
+            use burn::tensor::ops::ModuleOps;
+            let dy = conv2d(x.clone(), w.clone(), None, opts());
+            let g = ember::nn::flex_conv::ConvGeometry { batch: shape[0], c_in: shape[1], h: shape[2], w: shape[3], c_out, kernel: k, stride, padding: k / 2, groups };
+            let (xp, wp, dyp) = (x.clone().into_primitive().tensor(), w.clone().into_primitive().tensor(), dy.into_primitive().tensor());
+            let wg = time(|| drop(ember::nn::flex_conv::weight_grad(&xp, &dyp, &g)));
+            let xg = time(|| drop(<Cpu as ModuleOps<Cpu>>::conv2d_x_backward(xp.clone(), wp.clone(), dyp.clone(), opts())));
+            let wg_burn = time(|| drop(<Cpu as ModuleOps<Cpu>>::conv2d_weight_backward(xp.clone(), wp.clone(), dyp.clone(), opts())));
+            println!("|   parts: weight grad ember {wg:.4}, burn {wg_burn:.4}; input grad (burn) {xg:.4} |");
+        }
     }
 
     // What surrounds each convolution in a Conv block: per-channel scale and shift (BatchNorm with

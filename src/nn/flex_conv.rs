@@ -1,0 +1,346 @@
+//! Convolution training on burn-flex with faster gradients.
+//!
+//! burn computes a convolution's weight gradient as another convolution whose "kernel" is the output
+//! gradient (as large as the image) and, for grouped convolutions, one such convolution per group: on
+//! flex that made the backward pass 4-14x the forward (BENCHMARKS.md). Here the weight gradient of a
+//! dense convolution is one matrix product per chunk of images, `dY [co, n*L] x im2col(X) [n*L, ci*k*k]`,
+//! and a depthwise convolution's weight and input gradients are direct loops over each channel's
+//! plane. The dense input gradient stays burn's (a transposed convolution).
+//!
+//! Only FP32 convolutions without bias on `Autodiff<Flex>` come here (ember's Conv blocks); everything
+//! else takes burn's path.
+
+use std::any::{Any, TypeId};
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{ConvOptions, ModuleOps};
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use burn_flex::FlexTensor;
+use rayon::prelude::*;
+
+use crate::backend::{Cpu, CpuAutodiff};
+
+/// Shapes of one convolution (square kernel, equal stride and padding in both axes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub groups: usize,
+}
+
+impl ConvGeometry {
+    pub fn out_h(&self) -> usize {
+        (self.h + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+    pub fn out_w(&self) -> usize {
+        (self.w + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+    fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.groups == self.c_in && self.groups == self.c_out
+    }
+    fn options(&self) -> ConvOptions<2> {
+        ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], self.groups)
+    }
+}
+
+/// The convolution of `x` with `weight` when this module handles it (FP32, `Autodiff<Flex>`, dense or
+/// depthwise), else `None` and the caller runs burn's.
+pub fn try_conv2d<B: Backend>(x: &Tensor<B, 4>, weight: &Tensor<B, 4>, stride: usize, padding: usize, groups: usize) -> Option<Tensor<B, 4>> {
+    if TypeId::of::<B>() != TypeId::of::<CpuAutodiff>() || x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+        return None;
+    }
+    let [batch, c_in, h, w] = x.dims();
+    let [c_out, c_per_group, kh, kw] = weight.dims();
+    let geometry = ConvGeometry { batch, c_in, h, w, c_out, kernel: kh, stride, padding, groups };
+    if kh != kw || !(groups == 1 || geometry.is_depthwise() && c_per_group == 1) {
+        return None;
+    }
+    let x = (Box::new(x.clone()) as Box<dyn Any>).downcast::<Tensor<CpuAutodiff, 4>>().ok()?;
+    let weight = (Box::new(weight.clone()) as Box<dyn Any>).downcast::<Tensor<CpuAutodiff, 4>>().ok()?;
+    let y = conv2d_autodiff(*x, *weight, geometry);
+    (Box::new(y) as Box<dyn Any>).downcast::<Tensor<B, 4>>().ok().map(|y| *y)
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+impl Backward<Cpu, 2> for ConvBackward {
+    /// Input, weight, geometry.
+    type State = (FlexTensor, FlexTensor, ConvGeometry);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x, node_weight] = ops.parents;
+        let grad = grads.consume::<Cpu>(&ops.node);
+        let (x, weight, g) = ops.state;
+        if let Some(node) = node_weight {
+            grads.register::<Cpu>(node.id, weight_grad(&x, &grad, &g));
+        }
+        if let Some(node) = node_x {
+            let dx = if g.is_depthwise() { depthwise_input_grad(&weight, &grad, &g) } else { Cpu::conv2d_x_backward(x, weight, grad, g.options()) };
+            grads.register::<Cpu>(node.id, dx);
+        }
+    }
+}
+
+fn conv2d_autodiff(x: Tensor<CpuAutodiff, 4>, weight: Tensor<CpuAutodiff, 4>, g: ConvGeometry) -> Tensor<CpuAutodiff, 4> {
+    let x = x.into_primitive().tensor();
+    let weight = weight.into_primitive().tensor();
+    let y = match ConvBackward.prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let y = Cpu::conv2d(x.primitive.clone(), weight.primitive.clone(), None, g.options());
+            prep.finish((x.primitive, weight.primitive, g), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(Cpu::conv2d(x.primitive, weight.primitive, None, g.options())),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(y))
+}
+
+fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) if t.layout().start_offset() == 0 => std::borrow::Cow::Borrowed(s),
+        _ => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous f32").to_vec()),
+    }
+}
+
+fn flex(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape))
+}
+
+/// `dL/dW` for a dense or depthwise convolution.
+pub fn weight_grad(x: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+    let (x, dy) = (values(x), values(dy));
+    if g.is_depthwise() {
+        flex(depthwise_weight_grad(&x, &dy, g), [g.c_out, 1, g.kernel, g.kernel])
+    } else {
+        flex(dense_weight_grad(&x, &dy, g), [g.c_out, g.c_in, g.kernel, g.kernel])
+    }
+}
+
+/// Columns per chunk of images: at most this many floats (64 MB) of im2col at a time.
+const MAX_COLUMN_FLOATS: usize = 1 << 24;
+
+fn dense_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let (k, ci, co) = (g.kernel, g.c_in, g.c_out);
+    let (ho, wo) = (g.out_h(), g.out_w());
+    let (l, cikk) = (ho * wo, ci * k * k);
+    let per_image = l * cikk;
+    let chunk = (MAX_COLUMN_FLOATS / per_image.max(1)).clamp(1, g.batch);
+    let device = Default::default();
+    let mut total: Option<Tensor<Cpu, 2>> = None;
+    for b0 in (0..g.batch).step_by(chunk) {
+        let n = chunk.min(g.batch - b0);
+        // im2col as [n, c*k*k, L]: each row is one tap (c, i, j) over every output pixel, so stride-1
+        // rows are shifted copies of input rows.
+        let mut cols = vec![0f32; n * per_image];
+        cols.par_chunks_mut(l).enumerate().for_each(|(task, dst)| {
+            let (b, tap) = (b0 + task / cikk, task % cikk);
+            let (c, i, j) = (tap / (k * k), tap / k % k, tap % k);
+            let plane = &x[(b * ci + c) * g.h * g.w..][..g.h * g.w];
+            let (lo, hi) = valid_outputs(j, g.padding, g.stride, g.w, wo);
+            for oy in 0..ho {
+                let Some(iy) = (oy * g.stride + i).checked_sub(g.padding).filter(|&iy| iy < g.h) else { continue };
+                let (row, out) = (&plane[iy * g.w..][..g.w], &mut dst[oy * wo..][..wo]);
+                if lo >= hi {
+                    continue;
+                }
+                let first = lo * g.stride + j - g.padding;
+                if g.stride == 1 {
+                    out[lo..hi].copy_from_slice(&row[first..first + (hi - lo)]);
+                } else {
+                    for (o, v) in out[lo..hi].iter_mut().zip(row[first..].iter().step_by(g.stride)) {
+                        *o = *v;
+                    }
+                }
+            }
+        });
+        let grad = Tensor::<Cpu, 3>::from_data(TensorData::new(dy[b0 * co * l..(b0 + n) * co * l].to_vec(), [n, co, l]), &device);
+        let cols = Tensor::<Cpu, 3>::from_data(TensorData::new(cols, [n, cikk, l]), &device);
+        let part = grad.matmul(cols.swap_dims(1, 2)).sum_dim(0).reshape([co, cikk]);
+        total = Some(match total {
+            Some(t) => t + part,
+            None => part,
+        });
+    }
+    total.expect("at least one image").into_data().to_vec().expect("f32")
+}
+
+/// Output columns `[lo, hi)` whose tap `j` lands inside a row of `w` input pixels.
+fn valid_outputs(j: usize, padding: usize, stride: usize, w: usize, wo: usize) -> (usize, usize) {
+    // ox * stride + j - padding in [0, w)
+    let lo = padding.saturating_sub(j).div_ceil(stride);
+    let hi = if w + padding > j { ((w + padding - j - 1) / stride + 1).min(wo) } else { 0 };
+    (lo.min(hi), hi)
+}
+
+/// Sum of products, in 8 independent lanes so that it vectorises.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for t in 0..8 {
+            lanes[t] += x[t] * y[t];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+fn depthwise_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let (k, c) = (g.kernel, g.c_in);
+    let (ho, wo) = (g.out_h(), g.out_w());
+    let mut dw = vec![0f32; c * k * k];
+    dw.par_chunks_mut(k * k).enumerate().for_each(|(ch, out)| {
+        let mut strided = Vec::new();
+        for b in 0..g.batch {
+            let plane = &x[(b * c + ch) * g.h * g.w..][..g.h * g.w];
+            let grad = &dy[(b * c + ch) * ho * wo..][..ho * wo];
+            for i in 0..k {
+                for j in 0..k {
+                    let (lo, hi) = valid_outputs(j, g.padding, g.stride, g.w, wo);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let first = lo * g.stride + j - g.padding;
+                    let mut acc = 0f32;
+                    for oy in 0..ho {
+                        let Some(iy) = (oy * g.stride + i).checked_sub(g.padding).filter(|&iy| iy < g.h) else { continue };
+                        let (row, grad_row) = (&plane[iy * g.w..][..g.w], &grad[oy * wo..][..wo]);
+                        acc += if g.stride == 1 {
+                            dot(&grad_row[lo..hi], &row[first..first + (hi - lo)])
+                        } else {
+                            strided.clear();
+                            strided.extend(row[first..].iter().step_by(g.stride).take(hi - lo));
+                            dot(&grad_row[lo..hi], &strided)
+                        };
+                    }
+                    out[i * k + j] += acc;
+                }
+            }
+        }
+    });
+    dw
+}
+
+fn depthwise_input_grad(weight: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+    let (weight, dy) = (values(weight), values(dy));
+    let (k, c) = (g.kernel, g.c_in);
+    let (ho, wo) = (g.out_h(), g.out_w());
+    let mut dx = vec![0f32; g.batch * c * g.h * g.w];
+    dx.par_chunks_mut(g.h * g.w).enumerate().for_each(|(plane_index, out)| {
+        let ch = plane_index % c;
+        let kernel = &weight[ch * k * k..][..k * k];
+        let grad = &dy[plane_index * ho * wo..][..ho * wo];
+        for oy in 0..ho {
+            let grad_row = &grad[oy * wo..][..wo];
+            for i in 0..k {
+                let Some(iy) = (oy * g.stride + i).checked_sub(g.padding).filter(|&iy| iy < g.h) else { continue };
+                let row = &mut out[iy * g.w..][..g.w];
+                for j in 0..k {
+                    let (lo, hi) = valid_outputs(j, g.padding, g.stride, g.w, wo);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let (wv, first) = (kernel[i * k + j], lo * g.stride + j - g.padding);
+                    if g.stride == 1 {
+                        for (d, &gv) in row[first..first + (hi - lo)].iter_mut().zip(&grad_row[lo..hi]) {
+                            *d += gv * wv;
+                        }
+                    } else {
+                        for (d, &gv) in row[first..].iter_mut().step_by(g.stride).zip(&grad_row[lo..hi]) {
+                            *d += gv * wv;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    flex(dx, [g.batch, c, g.h, g.w])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::module::conv2d;
+    use burn::tensor::Distribution;
+
+    /// Gradients of x and weight for a weighted sum of the output, by burn's path and by ember's.
+    fn compare(shape: [usize; 4], c_out: usize, k: usize, stride: usize, groups: usize) {
+        let device = Default::default();
+        let padding = k / 2;
+        let x = Tensor::<Cpu, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<Cpu, 4>::random([c_out, shape[1] / groups, k, k], Distribution::Normal(0.0, 0.3), &device);
+        let run = |ours: bool| {
+            let xa = Tensor::<CpuAutodiff, 4>::from_inner(x.clone()).require_grad();
+            let wa = Tensor::<CpuAutodiff, 4>::from_inner(w.clone()).require_grad();
+            let y = if ours {
+                try_conv2d(&xa, &wa, stride, padding, groups).expect("handled here")
+            } else {
+                conv2d(xa.clone(), wa.clone(), None, ConvOptions::new([stride; 2], [padding; 2], [1, 1], groups))
+            };
+            let mix = Tensor::<CpuAutodiff, 4>::from_inner(y.clone().inner().sin());
+            let grads = (y.clone() * mix).sum().backward();
+            let v = |t: Tensor<Cpu, 4>| -> Vec<f32> { t.into_data().to_vec().unwrap() };
+            (v(y.inner()), v(xa.grad(&grads).unwrap()), v(wa.grad(&grads).unwrap()))
+        };
+        let (ours, burns) = (run(true), run(false));
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            assert_eq!(a.len(), b.len(), "{what}");
+            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+            let diff = a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+            assert!(diff <= 1e-5 * scale, "{what} {shape:?} k{k} s{stride} g{groups}: max diff {diff:e} (scale {scale:e})");
+        };
+        close(&ours.0, &burns.0, "output");
+        close(&ours.1, &burns.1, "input gradient");
+        close(&ours.2, &burns.2, "weight gradient");
+    }
+
+    #[test]
+    fn valid_output_ranges() {
+        // w = 5, padding 1, stride 1: tap 0 reaches input ox - 1, valid for ox >= 1.
+        assert_eq!(valid_outputs(0, 1, 1, 5, 5), (1, 5));
+        assert_eq!(valid_outputs(2, 1, 1, 5, 5), (0, 4));
+        // stride 2, w = 6, padding 1, wo = 3: ix = 2 * ox + j - 1.
+        assert_eq!(valid_outputs(0, 1, 2, 6, 3), (1, 3));
+        assert_eq!(valid_outputs(2, 1, 2, 6, 3), (0, 3));
+    }
+
+    #[test]
+    fn dense_gradients_equal_burns() {
+        compare([2, 3, 17, 20], 5, 3, 1, 1);
+        compare([3, 4, 16, 13], 6, 3, 2, 1);
+        compare([1, 2, 9, 9], 3, 5, 1, 1);
+        compare([2, 3, 10, 7], 4, 3, 2, 1); // even and odd widths at stride 2
+        compare([1, 2, 9, 10], 2, 3, 2, 1);
+    }
+
+    #[test]
+    fn depthwise_gradients_equal_burns() {
+        compare([2, 6, 11, 14], 6, 3, 1, 6);
+        compare([2, 4, 12, 9], 4, 3, 2, 4);
+        compare([1, 3, 10, 10], 3, 5, 1, 3);
+        compare([2, 5, 9, 10], 5, 3, 2, 5);
+        compare([1, 16, 20, 21], 16, 3, 1, 16); // rows longer than the 8 lanes of `dot`
+    }
+
+    #[test]
+    fn other_backends_and_grouped_convolutions_fall_back() {
+        let device = Default::default();
+        let x = Tensor::<Cpu, 4>::zeros([1, 4, 8, 8], &device);
+        let w = Tensor::<Cpu, 4>::zeros([4, 1, 3, 3], &device);
+        assert!(try_conv2d(&x, &w, 1, 1, 4).is_none(), "inference backend");
+        let xa = Tensor::<CpuAutodiff, 4>::zeros([1, 4, 8, 8], &device);
+        let grouped = Tensor::<CpuAutodiff, 4>::zeros([4, 2, 3, 3], &device);
+        assert!(try_conv2d(&xa, &grouped, 1, 1, 2).is_none(), "2 channels per group");
+    }
+}
