@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod draw;
 pub mod export;
 pub mod loss;

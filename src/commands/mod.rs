@@ -12,19 +12,15 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use crate::config::Settings;
+use crate::device::ComputeDevice;
 use crate::data::{download, DatasetConfig};
 
-/// Every command computes on the CPU backend today; a CUDA device is refused with the reason rather
-/// than silently ignored.
+/// Commands that compute on the CPU backend only (export, predict): a GPU asked for is refused with the
+/// reason rather than silently ignored.
 pub fn require_cpu(settings: &Settings, command: &str) -> Result<()> {
-    match settings.device.as_deref() {
-        None | Some("cpu") | Some("") => Ok(()),
-        Some(other) if cfg!(feature = "cuda") => {
-            anyhow::bail!("device '{other}': `ember {command}` does not run on burn's CUDA backend yet; use --device cpu")
-        }
-        Some(other) => anyhow::bail!(
-            "device '{other}' needs CUDA, and this ember was built without it (cargo build --release --features cuda)"
-        ),
+    match ComputeDevice::resolve(settings.device.as_deref())? {
+        ComputeDevice::Cpu => Ok(()),
+        gpu => anyhow::bail!("`ember {command}` runs on the CPU only for now ({gpu} was asked for); use --device cpu"),
     }
 }
 

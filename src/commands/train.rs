@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::backend::CpuAutodiff;
 use crate::config::{AmpMode, Settings};
+use crate::device::{fp16_unsafe, ComputeDevice};
 use crate::data::scan::scan_split;
 use crate::data::Split;
 use crate::train::checkpoint;
@@ -15,10 +16,15 @@ use crate::train::trainer::{newest_last_checkpoint, train, TrainInputs, TrainOut
 
 pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {
     let (mut settings, resume) = resolve_resume(settings)?;
-    super::require_cpu(&settings, "train")?;
+    let compute = ComputeDevice::resolve(settings.device.as_deref())?;
+    println!("device: {compute}");
     // A resumed run's saved `amp` is the mode it resolved to, so it counts as explicit.
-    let precision = resolve_precision(&settings, explicit_amp || resume.is_some());
+    let precision = resolve_precision(&settings, &compute, explicit_amp || resume.is_some());
     settings.amp = precision;
+    // As Ultralytics: under AMP on a GPU the per-epoch validation runs the EMA in FP16 too.
+    if compute.is_cuda() && precision == AmpMode::Fp16 {
+        settings.half = true;
+    }
 
     let dataset = super::load_dataset(&settings)?;
     let mut train_scan = scan_split(dataset.split_sources(Split::Train)?, dataset.nc(), Split::Train)?;
@@ -54,8 +60,14 @@ pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {
             make_run_dir(&project, settings.name.as_deref().unwrap_or("train"), settings.exist_ok)?
         }
     };
-    let device = Default::default();
-    train::<CpuAutodiff>(TrainInputs { settings, names, train: train_samples, val: val_samples, run_dir, resume, precision }, &device)
+    let inputs = TrainInputs { settings, names, train: train_samples, val: val_samples, run_dir, resume, precision };
+    match compute {
+        ComputeDevice::Cpu => train::<CpuAutodiff>(inputs, &Default::default()),
+        #[cfg(feature = "cuda")]
+        ComputeDevice::Cuda { index, .. } => train::<crate::backend::GpuAutodiff>(inputs, &crate::backend::gpu_device(index)),
+        #[cfg(not(feature = "cuda"))]
+        ComputeDevice::Cuda { .. } => unreachable!("ComputeDevice::resolve refuses CUDA in a CPU-only build"),
+    }
 }
 
 /// `--resume`: the newest run's last checkpoint, or the given one; its saved settings win.
@@ -81,23 +93,29 @@ fn resolve_resume(settings: &Settings) -> Result<(Settings, Option<(PathBuf, che
 }
 
 
-/// The precision the run computes in, stated with the reason. On CPU the default is FP32: burn-flex
-/// computes FP16 convolutions about 2x slower than FP32 on CPUs without FP16 arithmetic (measured, see
-/// BENCHMARKS.md), so `--amp` only switches FP16 on there when asked for by name or flag.
-pub fn resolve_precision(settings: &Settings, explicit: bool) -> AmpMode {
+/// The precision the run computes in, stated with the reason. On CUDA `--amp` (the default) is FP16,
+/// except on GPUs known to fail in FP16. On CPU the default is FP32: burn-flex computes FP16 convolutions
+/// about 2x slower than FP32 on CPUs without FP16 arithmetic (measured, see BENCHMARKS.md), so `--amp`
+/// only switches FP16 on there when asked for by name or flag.
+pub fn resolve_precision(settings: &Settings, compute: &ComputeDevice, explicit: bool) -> AmpMode {
+    let on_gpu = compute.is_cuda();
     match (settings.amp, explicit) {
         (AmpMode::Fp32, _) => {
             println!("AMP: off, fp32 compute");
             AmpMode::Fp32
         }
-        (AmpMode::Fp16, false) => {
+        (AmpMode::Fp16, _) if matches!(compute, ComputeDevice::Cuda { name, .. } if fp16_unsafe(name)) => {
+            println!("AMP: off, fp32 compute: {compute} is known to give NaN losses or zero mAP in FP16");
+            AmpMode::Fp32
+        }
+        (AmpMode::Fp16, false) if !on_gpu => {
             println!(
                 "AMP: off on CPU, fp32 compute: burn-flex runs FP16 convolutions about 2x slower than FP32 on CPUs \
                  without FP16 arithmetic; --amp fp16 forces mixed precision"
             );
             AmpMode::Fp32
         }
-        (AmpMode::Fp16, true) => {
+        (AmpMode::Fp16, _) => {
             println!("AMP: fp16 compute, fp32 master weights, loss scale {}", LossScaler::default().scale);
             AmpMode::Fp16
         }

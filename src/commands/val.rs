@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 
 use crate::backend::Cpu;
 use crate::config::Settings;
+use crate::device::ComputeDevice;
 use crate::data::scan::scan_split;
 use crate::data::{BatchLoader, LoaderConfig, Split};
 use crate::metrics::plots::save_plots;
@@ -13,10 +14,10 @@ use crate::metrics::{coco80_to_coco91, default_class_map, detections_to_coco, gr
 use crate::train::run_dir::make_run_dir;
 use crate::model::Yolo;
 use crate::train::checkpoint;
-use crate::validate::{validate, ValOptions};
+use crate::validate::{validate, ValOptions, ValOutcome};
 
 pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
-    super::require_cpu(settings, "val")?;
+    let compute = ComputeDevice::resolve(settings.device.as_deref())?;
     let weights = settings.weights.as_deref().context("no weights given: pass --weights FILE.safetensors")?;
     let weights = Path::new(weights);
     let meta = checkpoint::read_meta(weights)?;
@@ -33,19 +34,12 @@ pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
             anyhow::bail!("{} was trained for {} classes but {} has {}", weights.display(), m.nc, dataset.yaml_path.display(), dataset.nc());
         }
     }
-    let device = Default::default();
-    let mut model = Yolo::<Cpu>::new(&model_name, dataset.nc(), &device)?;
-    let report = model.load_safetensors(weights)?;
-    if !report.skipped_class_head.is_empty() {
-        anyhow::bail!("{}: {report}; its class head does not fit this dataset", weights.display());
-    }
     let loader = BatchLoader::new(
         scan.samples,
         LoaderConfig { imgsz: settings.imgsz, batch: settings.batch as usize, workers: settings.workers as usize, shuffle: false, seed: 0, prefetch: 2 },
     )?
     // Rectangular batches, as Ultralytics validates (the models' largest stride is 32).
     .with_rect(32);
-    let options = ValOptions::for_val(settings, model.end2end());
     let started = std::time::Instant::now();
     let gt_images: Vec<GtImage> = loader
         .samples()
@@ -62,7 +56,13 @@ pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
             }
         })
         .collect();
-    let outcome = validate(&model, &loader, &options, None)?;
+    let outcome = match compute {
+        ComputeDevice::Cpu => evaluate::<Cpu>(settings, &model_name, dataset.nc(), weights, &loader, &Default::default())?,
+        #[cfg(feature = "cuda")]
+        ComputeDevice::Cuda { index, .. } => evaluate::<crate::backend::Gpu>(settings, &model_name, dataset.nc(), weights, &loader, &crate::backend::gpu_device(index))?,
+        #[cfg(not(feature = "cuda"))]
+        ComputeDevice::Cuda { .. } => unreachable!("ComputeDevice::resolve refuses CUDA in a CPU-only build"),
+    };
     let elapsed = started.elapsed().as_secs_f64();
     println!("{}", outcome.metrics.format_table(&dataset.names).trim_end());
     let [pre, inf, post] = outcome.speed_ms;
@@ -91,4 +91,21 @@ pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
         }
     }
     Ok(outcome.metrics)
+}
+
+/// Loads `weights` into a model on `device` and validates it over `loader`.
+fn evaluate<B: burn::tensor::backend::Backend>(
+    settings: &Settings,
+    model_name: &str,
+    nc: usize,
+    weights: &Path,
+    loader: &BatchLoader,
+    device: &B::Device,
+) -> Result<ValOutcome> {
+    let mut model = Yolo::<B>::new(model_name, nc, device)?;
+    let report = model.load_safetensors(weights)?;
+    if !report.skipped_class_head.is_empty() {
+        anyhow::bail!("{}: {report}; its class head does not fit this dataset", weights.display());
+    }
+    validate(&model, loader, &ValOptions::for_val(settings, model.end2end()), None)
 }

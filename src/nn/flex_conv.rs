@@ -8,7 +8,8 @@
 //! plane. The dense input gradient stays burn's (a transposed convolution).
 //!
 //! Only FP32 convolutions without bias on `Autodiff<Flex>` come here (ember's Conv blocks); everything
-//! else takes burn's path.
+//! else takes burn's path. `EMBER_BURN_KERNELS=1` sends everything to burn (this module and the fused
+//! SiLU), to compare or to rule them out.
 
 use std::any::{Any, TypeId};
 
@@ -23,6 +24,12 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use crate::backend::{Cpu, CpuAutodiff};
+
+/// Whether ember's own flex kernels are on (they are unless `EMBER_BURN_KERNELS=1`).
+pub fn own_kernels() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("EMBER_BURN_KERNELS").map_or(true, |v| v != "1"))
+}
 
 /// Shapes of one convolution (square kernel, equal stride and padding in both axes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +63,7 @@ impl ConvGeometry {
 /// The convolution of `x` with `weight` when this module handles it (FP32, `Autodiff<Flex>`, dense or
 /// depthwise), else `None` and the caller runs burn's.
 pub fn try_conv2d<B: Backend>(x: &Tensor<B, 4>, weight: &Tensor<B, 4>, stride: usize, padding: usize, groups: usize) -> Option<Tensor<B, 4>> {
-    if TypeId::of::<B>() != TypeId::of::<CpuAutodiff>() || x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+    if TypeId::of::<B>() != TypeId::of::<CpuAutodiff>() || x.dtype() != DType::F32 || weight.dtype() != DType::F32 || !own_kernels() {
         return None;
     }
     let [batch, c_in, h, w] = x.dims();

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# FP32 vs AMP (FP16 compute, FP32 master weights, dynamic loss scaling) on one CUDA GPU: train images/s,
+# step time and peak GPU memory for yolo26n at 320 and 640, then the same weights validated in FP32 and
+# in FP16 (`--half`), which should agree within noise.
+#
+# Build here (no GPU needed), then carry the binaries to the GPU machine:
+#   CARGO_TARGET_DIR=$HOME/.cache/ember-cuda-target cargo build --release -j 2 --features cuda --bin ember --example make_shapes
+#   mkdir -p gpu && cp $HOME/.cache/ember-cuda-target/release/{ember,examples/make_shapes} gpu/ && strip gpu/*
+#   (gpu/ is ignored by git; with the device tool: run(command="bash tools/gpu-bench.sh", carry=["gpu"]))
+#
+# Usage: tools/gpu-bench.sh [ember-binary] [make_shapes-binary]; results land in $OUT (default /tmp/gpu-bench).
+set -uo pipefail
+EMBER=${1:-gpu/ember}
+SHAPES=${2:-gpu/make_shapes}
+OUT=${OUT:-/tmp/gpu-bench}
+BATCH=${BATCH:-32}
+EPOCHS=${EPOCHS:-3}
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC')  $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)  $(nproc) CPUs"
+"$EMBER" info --model yolo26n --imgsz 640 | head -3 || { echo "the ember binary does not run here"; exit 1; }
+"$SHAPES" "$WORK/shapes" 256 64 640 >/dev/null
+
+# Peak GPU memory of one command, above what was in use before it started, sampled every 100 ms.
+peak_mib() {
+  local log=$1; shift
+  local base
+  base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i 0 | head -1)
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i 0 -lms 100 >"$log.mem" &
+  local smi=$!
+  "$@" >"$log" 2>&1
+  local rc=$?
+  kill $smi 2>/dev/null; wait $smi 2>/dev/null
+  local peak
+  peak=$(sort -n "$log.mem" | tail -1)
+  echo $(( ${peak:-0} - ${base:-0} ))
+  return $rc
+}
+
+echo
+echo "| imgsz | precision | train img/s (last epoch) | step s | peak GPU MiB | final mAP50-95 |"
+echo "|---|---|---|---|---|---|"
+declare -A IPS MEM
+for size in 320 640; do
+  for amp in fp32 fp16; do
+    log="$OUT/train-$amp-$size.log"
+    mem=$(peak_mib "$log" "$EMBER" train --data "$WORK/shapes/shapes.yaml" --model yolo26n --imgsz $size --batch $BATCH \
+      --epochs $EPOCHS --device 0 --amp $amp --workers 12 --val false --plots false --verbose true \
+      --project "$WORK/runs" --name $amp-$size --exist-ok true)
+    if [ $? -ne 0 ]; then
+      echo "| $size | $amp | FAILED (see $log) | | | |"
+      tail -20 "$log"
+      continue
+    fi
+    ips=$(grep -oE 'train: [0-9]+ images in [0-9.]+s \(([0-9.]+) images/s\)' "$log" | tail -1 | grep -oE '[0-9.]+ images/s' | cut -d' ' -f1)
+    fit=$(tail -1 "$WORK/runs/$amp-$size/results.csv" | cut -d, -f9 | tr -d ' ')
+    step=$(awk -v i="$ips" -v b=$BATCH 'BEGIN { if (i > 0) printf "%.3f", b / i }')
+    IPS[$amp-$size]=$ips
+    MEM[$amp-$size]=$mem
+    echo "| $size | $amp | $ips | $step | $mem | $fit |"
+  done
+  if [ -n "${IPS[fp16-$size]:-}" ] && [ -n "${IPS[fp32-$size]:-}" ]; then
+    awk -v a="${IPS[fp16-$size]}" -v f="${IPS[fp32-$size]}" -v ma="${MEM[fp16-$size]}" -v mf="${MEM[fp32-$size]}" -v s=$size \
+      'BEGIN { printf "| %s | AMP / FP32 | %.2fx speed | | %.2fx memory | |\n", s, a / f, (mf > 0 ? ma / mf : 0) }'
+  fi
+done
+
+echo
+echo "Validation of the AMP run's weights (EMA) in FP32 and in FP16 on the GPU:"
+W="$WORK/runs/fp16-320/weights/last.safetensors"
+if [ -f "$W" ]; then
+  for half in false true; do
+    "$EMBER" val --weights "$W" --data "$WORK/shapes/shapes.yaml" --imgsz 320 --batch 32 --device 0 --half $half \
+      --plots false --project "$WORK/val" --name half-$half --exist-ok true >"$OUT/val-half-$half.log" 2>&1
+    echo "half=$half: $(grep -E '^ +all ' "$OUT/val-half-$half.log" | head -1)"
+  done
+fi
