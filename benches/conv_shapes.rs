@@ -94,6 +94,14 @@ fn main() {
     println!("\n| per-channel affine, fwd+bwd on [8, 16, 160, 160] | s |\n|---|---|");
     println!("| broadcast mul + add | {broadcast:.4} |\n| 1x1 depthwise conv + bias | {as_conv:.4} |");
 
+    // BatchNorm in training mode (batch statistics), forward + backward, next to a convolution of the same size.
+    let bn = ember::nn::BatchNorm2dConfig::new(32).init::<CpuAutodiff>(&device);
+    let xb = Tensor::<CpuAutodiff, 4>::random([8, 32, 80, 80], Distribution::Normal(0.0, 1.0), &device).require_grad();
+    let bn_both = time(|| {
+        let _ = bn.forward(xb.clone()).sum().backward();
+    });
+    println!("\n| BatchNorm2d training mode, fwd+bwd on [8, 32, 80, 80] | {bn_both:.4} s |");
+
     // SiLU as burn writes it (x * sigmoid(x)) and as ember's `nn::activation::silu` does.
     println!("\n| SiLU on [8, 16, 160, 160] | forward s | fwd+bwd s |\n|---|---|---|");
     let burn_fwd = time(|| sync(burn::tensor::activation::silu(y.clone())));

@@ -29,9 +29,16 @@ pub fn conv2d<B: Backend>(
     let bias = bias.map(|b| if b.dtype() == dtype { b } else { b.cast(dtype) });
     probe::record(dtype, weight.dtype());
     let [co, ci, kh, kw] = weight.dims();
-    if kh == 1 && kw == 1 && stride == 1 && padding == 0 && groups == 1 {
+    let pointwise = kh == 1 && kw == 1 && stride == 1 && padding == 0 && groups == 1;
+    if bias.is_none() && !pointwise {
+        // Training on flex: ember's own gradients (src/nn/flex_conv.rs).
+        if let Some(y) = super::flex_conv::try_conv2d(&x, &weight, stride, padding, groups) {
+            return y;
+        }
+    }
+    if pointwise {
         // A pointwise convolution is a matrix product; on flex its backward is several times faster than
-        // the generic convolution backward (4-7x on YOLO-sized 1x1 layers, ~10% of a yolo26n train step).
+        // burn's generic convolution backward (4-7x on YOLO-sized 1x1 layers).
         let [b, _, h, w] = x.dims();
         let y = weight
             .reshape([1, co, ci])
@@ -41,11 +48,6 @@ pub fn conv2d<B: Backend>(
             None => y,
         };
         return y.reshape([b, co, h, w]);
-    }
-    if bias.is_none() {
-        if let Some(y) = super::flex_conv::try_conv2d(&x, &weight, stride, padding, groups) {
-            return y;
-        }
     }
     let options = ConvOptions::new([stride, stride], [padding, padding], [1, 1], groups);
     module::conv2d(x, weight, bias, options)

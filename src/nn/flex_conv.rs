@@ -3,12 +3,14 @@
 //! burn computes a convolution's weight gradient as another convolution whose "kernel" is the output
 //! gradient (as large as the image) and, for grouped convolutions, one such convolution per group: on
 //! flex that made the backward pass 4-14x the forward (BENCHMARKS.md). Here the weight gradient of a
-//! dense convolution is one matrix product per chunk of images, `dY [co, n*L] x im2col(X) [n*L, ci*k*k]`,
+//! dense convolution is one matrix product per image, `dY_b [co, L] x im2col(X_b)^T [L, ci*k*k]`,
 //! and a depthwise convolution's weight and input gradients are direct loops over each channel's
-//! plane. The dense input gradient stays burn's (a transposed convolution).
+//! plane. A dense input gradient is `W^T x dY` per image followed by col2im (burn: a transposed
+//! convolution).
 //!
-//! Only FP32 convolutions without bias on `Autodiff<Flex>` come here (ember's Conv blocks); everything
-//! else takes burn's path. `EMBER_BURN_KERNELS=1` sends everything to burn (this module and the fused
+//! Dense forwards are im2col x `gemm` per image, written straight into NCHW (flex converts to NHWC and
+//! back). Only FP32 convolutions without bias on flex come here (ember's Conv blocks; inference uses the
+//! dense forward only); everything else takes burn's path. `EMBER_BURN_KERNELS=1` sends everything to burn (this module and the fused
 //! SiLU), to compare or to rule them out.
 
 use std::any::{Any, TypeId};
@@ -60,10 +62,11 @@ impl ConvGeometry {
     }
 }
 
-/// The convolution of `x` with `weight` when this module handles it (FP32, `Autodiff<Flex>`, dense or
-/// depthwise), else `None` and the caller runs burn's.
+/// The convolution of `x` with `weight` when this module handles it (FP32; on `Autodiff<Flex>` dense or
+/// depthwise, on `Flex` dense), else `None` and the caller runs burn's.
 pub fn try_conv2d<B: Backend>(x: &Tensor<B, 4>, weight: &Tensor<B, 4>, stride: usize, padding: usize, groups: usize) -> Option<Tensor<B, 4>> {
-    if TypeId::of::<B>() != TypeId::of::<CpuAutodiff>() || x.dtype() != DType::F32 || weight.dtype() != DType::F32 || !own_kernels() {
+    let (training, inference) = (TypeId::of::<B>() == TypeId::of::<CpuAutodiff>(), TypeId::of::<B>() == TypeId::of::<Cpu>());
+    if !(training || inference) || x.dtype() != DType::F32 || weight.dtype() != DType::F32 || !own_kernels() {
         return None;
     }
     let [batch, c_in, h, w] = x.dims();
@@ -71,6 +74,15 @@ pub fn try_conv2d<B: Backend>(x: &Tensor<B, 4>, weight: &Tensor<B, 4>, stride: u
     let geometry = ConvGeometry { batch, c_in, h, w, c_out, kernel: kh, stride, padding, groups };
     if kh != kw || !(groups == 1 || geometry.is_depthwise() && c_per_group == 1) {
         return None;
+    }
+    if inference {
+        if geometry.is_depthwise() {
+            return None; // flex's direct depthwise kernel is already the fast one
+        }
+        let x = (Box::new(x.clone()) as Box<dyn Any>).downcast::<Tensor<Cpu, 4>>().ok()?.into_primitive().tensor();
+        let weight = (Box::new(weight.clone()) as Box<dyn Any>).downcast::<Tensor<Cpu, 4>>().ok()?.into_primitive().tensor();
+        let y = Tensor::<Cpu, 4>::from_primitive(TensorPrimitive::Float(dense_forward(&x, &weight, &geometry)));
+        return (Box::new(y) as Box<dyn Any>).downcast::<Tensor<B, 4>>().ok().map(|y| *y);
     }
     let x = (Box::new(x.clone()) as Box<dyn Any>).downcast::<Tensor<CpuAutodiff, 4>>().ok()?;
     let weight = (Box::new(weight.clone()) as Box<dyn Any>).downcast::<Tensor<CpuAutodiff, 4>>().ok()?;
@@ -93,7 +105,7 @@ impl Backward<Cpu, 2> for ConvBackward {
             grads.register::<Cpu>(node.id, weight_grad(&x, &grad, &g));
         }
         if let Some(node) = node_x {
-            let dx = if g.is_depthwise() { depthwise_input_grad(&weight, &grad, &g) } else { Cpu::conv2d_x_backward(x, weight, grad, g.options()) };
+            let dx = if g.is_depthwise() { depthwise_input_grad(&weight, &grad, &g) } else { dense_input_grad(&weight, &grad, &g) };
             grads.register::<Cpu>(node.id, dx);
         }
     }
@@ -104,12 +116,21 @@ fn conv2d_autodiff(x: Tensor<CpuAutodiff, 4>, weight: Tensor<CpuAutodiff, 4>, g:
     let weight = weight.into_primitive().tensor();
     let y = match ConvBackward.prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let y = Cpu::conv2d(x.primitive.clone(), weight.primitive.clone(), None, g.options());
+            let y = forward(&x.primitive, &weight.primitive, &g);
             prep.finish((x.primitive, weight.primitive, g), y)
         }
-        OpsKind::UnTracked(prep) => prep.finish(Cpu::conv2d(x.primitive, weight.primitive, None, g.options())),
+        OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive, &weight.primitive, &g)),
     };
     Tensor::from_primitive(TensorPrimitive::Float(y))
+}
+
+/// Depthwise: flex's own direct kernel; dense: im2col x gemm.
+fn forward(x: &FlexTensor, weight: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+    if g.is_depthwise() {
+        Cpu::conv2d(x.clone(), weight.clone(), None, g.options())
+    } else {
+        dense_forward(x, weight, g)
+    }
 }
 
 fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
@@ -133,52 +154,183 @@ pub fn weight_grad(x: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) -> FlexTen
     }
 }
 
-/// Columns per chunk of images: at most this many floats (64 MB) of im2col at a time.
-const MAX_COLUMN_FLOATS: usize = 1 << 24;
+/// One image's im2col as `[ci*k*k, L]`: row `(c, i, j)` holds the input pixel that tap sees at every
+/// output position (zero in the padding), so stride-1 rows are shifted copies of input rows. Every
+/// element is written, so the buffer can be reused.
+fn im2col(cols: &mut [f32], image: &[f32], g: &ConvGeometry) {
+    let k = g.kernel;
+    let (ho, wo) = (g.out_h(), g.out_w());
+    cols.par_chunks_mut(ho * wo).enumerate().for_each(|(tap, dst)| {
+        let (c, i, j) = (tap / (k * k), tap / k % k, tap % k);
+        let plane = &image[c * g.h * g.w..][..g.h * g.w];
+        let (lo, hi) = valid_outputs(j, g.padding, g.stride, g.w, wo);
+        for oy in 0..ho {
+            let out = &mut dst[oy * wo..][..wo];
+            let row = (oy * g.stride + i).checked_sub(g.padding).filter(|&iy| iy < g.h);
+            let Some(iy) = row.filter(|_| lo < hi) else {
+                out.fill(0.0);
+                continue;
+            };
+            let row = &plane[iy * g.w..][..g.w];
+            out[..lo].fill(0.0);
+            out[hi..].fill(0.0);
+            let first = lo * g.stride + j - g.padding;
+            if g.stride == 1 {
+                out[lo..hi].copy_from_slice(&row[first..first + (hi - lo)]);
+            } else {
+                for (o, v) in out[lo..hi].iter_mut().zip(row[first..].iter().step_by(g.stride)) {
+                    *o = *v;
+                }
+            }
+        }
+    });
+}
 
+/// Forward of a dense convolution: per image, `Y_b [co, L] = W [co, ci*k*k] x im2col(X_b)`, written
+/// straight into NCHW.
+fn dense_forward(x: &FlexTensor, weight: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+    let (x, weight) = (values(x), values(weight));
+    let (ci, co) = (g.c_in, g.c_out);
+    let (ho, wo) = (g.out_h(), g.out_w());
+    let (l, cikk) = (ho * wo, ci * g.kernel * g.kernel);
+    let mut y = vec![0f32; g.batch * co * l];
+    let mut cols = vec![0f32; cikk * l];
+    for b in 0..g.batch {
+        im2col(&mut cols, &x[b * ci * g.h * g.w..][..ci * g.h * g.w], g);
+        let out = &mut y[b * co * l..][..co * l];
+        // SAFETY: out is co x L, weight co x cikk, cols cikk x L, all row-major and in bounds.
+        unsafe {
+            gemm::gemm(
+                co,
+                l,
+                cikk,
+                out.as_mut_ptr(),
+                1,
+                l as isize,
+                false,
+                weight.as_ptr(),
+                1,
+                cikk as isize,
+                cols.as_ptr(),
+                1,
+                l as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+    }
+    flex(y, [g.batch, co, ho, wo])
+}
+
+/// `dW [co, ci*k*k] = sum over images of dY_b [co, L] x cols_b^T`, with `cols_b [ci*k*k, L]` the
+/// image's im2col, built tap by tap into one reused buffer (fresh multi-megabyte buffers per step cost
+/// more in page faults than the copying) and multiplied in place with the `gemm` crate flex itself uses.
 fn dense_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let (k, ci, co) = (g.kernel, g.c_in, g.c_out);
     let (ho, wo) = (g.out_h(), g.out_w());
     let (l, cikk) = (ho * wo, ci * k * k);
-    let per_image = l * cikk;
-    let chunk = (MAX_COLUMN_FLOATS / per_image.max(1)).clamp(1, g.batch);
-    let device = Default::default();
-    let mut total: Option<Tensor<Cpu, 2>> = None;
-    for b0 in (0..g.batch).step_by(chunk) {
-        let n = chunk.min(g.batch - b0);
-        // im2col as [n, c*k*k, L]: each row is one tap (c, i, j) over every output pixel, so stride-1
-        // rows are shifted copies of input rows.
-        let mut cols = vec![0f32; n * per_image];
-        cols.par_chunks_mut(l).enumerate().for_each(|(task, dst)| {
-            let (b, tap) = (b0 + task / cikk, task % cikk);
-            let (c, i, j) = (tap / (k * k), tap / k % k, tap % k);
-            let plane = &x[(b * ci + c) * g.h * g.w..][..g.h * g.w];
-            let (lo, hi) = valid_outputs(j, g.padding, g.stride, g.w, wo);
-            for oy in 0..ho {
-                let Some(iy) = (oy * g.stride + i).checked_sub(g.padding).filter(|&iy| iy < g.h) else { continue };
-                let (row, out) = (&plane[iy * g.w..][..g.w], &mut dst[oy * wo..][..wo]);
-                if lo >= hi {
-                    continue;
-                }
-                let first = lo * g.stride + j - g.padding;
-                if g.stride == 1 {
-                    out[lo..hi].copy_from_slice(&row[first..first + (hi - lo)]);
-                } else {
-                    for (o, v) in out[lo..hi].iter_mut().zip(row[first..].iter().step_by(g.stride)) {
-                        *o = *v;
+    let mut dw = vec![0f32; co * cikk];
+    let mut cols = vec![0f32; cikk * l];
+    for b in 0..g.batch {
+        let image = &x[b * ci * g.h * g.w..][..ci * g.h * g.w];
+        im2col(&mut cols, image, g);
+        let grad = &dy[b * co * l..][..co * l];
+        // SAFETY: dw is co x cikk (row-major), grad co x L (row-major), cols read as L x cikk through
+        // strides (element (p, t) at t * L + p); every index is inside its slice and dw is not aliased.
+        unsafe {
+            gemm::gemm(
+                co,
+                cikk,
+                l,
+                dw.as_mut_ptr(),
+                1,
+                cikk as isize,
+                b > 0,
+                grad.as_ptr(),
+                1,
+                l as isize,
+                cols.as_ptr(),
+                l as isize,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+    }
+    dw
+}
+
+/// `dX` of a dense convolution: per image, `cols [ci*k*k, L] = W^T x dY_b` (one `gemm`), then each
+/// tap's row added back into the input plane it was read from (col2im), one channel per task.
+fn dense_input_grad(weight: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+    let (weight, dy) = (values(weight), values(dy));
+    let (k, ci, co) = (g.kernel, g.c_in, g.c_out);
+    let (ho, wo) = (g.out_h(), g.out_w());
+    let (l, cikk, plane) = (ho * wo, ci * k * k, g.h * g.w);
+    let mut dx = vec![0f32; g.batch * ci * plane];
+    let mut cols = vec![0f32; cikk * l];
+    for b in 0..g.batch {
+        let grad = &dy[b * co * l..][..co * l];
+        // SAFETY: cols is cikk x L (row-major); the weight [co, cikk] is read transposed as cikk x co
+        // (element (t, o) at o * cikk + t); grad is co x L; all indices are in bounds, no aliasing.
+        unsafe {
+            gemm::gemm(
+                cikk,
+                l,
+                co,
+                cols.as_mut_ptr(),
+                1,
+                l as isize,
+                false,
+                weight.as_ptr(),
+                cikk as isize,
+                1,
+                grad.as_ptr(),
+                1,
+                l as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+        dx[b * ci * plane..][..ci * plane].par_chunks_mut(plane).enumerate().for_each(|(c, out)| {
+            for i in 0..k {
+                for j in 0..k {
+                    let tap = &cols[((c * k + i) * k + j) * l..][..l];
+                    let (lo, hi) = valid_outputs(j, g.padding, g.stride, g.w, wo);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let first = lo * g.stride + j - g.padding;
+                    for oy in 0..ho {
+                        let Some(iy) = (oy * g.stride + i).checked_sub(g.padding).filter(|&iy| iy < g.h) else { continue };
+                        let (row, src) = (&mut out[iy * g.w..][..g.w], &tap[oy * wo..][..wo]);
+                        if g.stride == 1 {
+                            for (d, v) in row[first..first + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                                *d += v;
+                            }
+                        } else {
+                            for (d, v) in row[first..].iter_mut().step_by(g.stride).zip(&src[lo..hi]) {
+                                *d += v;
+                            }
+                        }
                     }
                 }
             }
         });
-        let grad = Tensor::<Cpu, 3>::from_data(TensorData::new(dy[b0 * co * l..(b0 + n) * co * l].to_vec(), [n, co, l]), &device);
-        let cols = Tensor::<Cpu, 3>::from_data(TensorData::new(cols, [n, cikk, l]), &device);
-        let part = grad.matmul(cols.swap_dims(1, 2)).sum_dim(0).reshape([co, cikk]);
-        total = Some(match total {
-            Some(t) => t + part,
-            None => part,
-        });
     }
-    total.expect("at least one image").into_data().to_vec().expect("f32")
+    flex(dx, [g.batch, ci, g.h, g.w])
 }
 
 /// Output columns `[lo, hi)` whose tap `j` lands inside a row of `w` input pixels.
@@ -341,11 +493,24 @@ mod tests {
     }
 
     #[test]
+    fn inference_forward_equals_flex() {
+        let device = Default::default();
+        for (shape, c_out, k, stride) in [([2, 3, 17, 20], 5, 3, 1), ([1, 4, 16, 13], 6, 3, 2), ([1, 2, 9, 9], 3, 5, 1)] {
+            let x = Tensor::<Cpu, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<Cpu, 4>::random([c_out, shape[1], k, k], Distribution::Normal(0.0, 0.3), &device);
+            let ours: Vec<f32> = try_conv2d(&x, &w, stride, k / 2, 1).expect("dense").into_data().to_vec().unwrap();
+            let flex: Vec<f32> = conv2d(x, w, None, ConvOptions::new([stride; 2], [k / 2; 2], [1, 1], 1)).into_data().to_vec().unwrap();
+            let diff = ours.iter().zip(&flex).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(diff < 1e-5, "{shape:?} k{k} s{stride}: {diff:e}");
+        }
+    }
+
+    #[test]
     fn other_backends_and_grouped_convolutions_fall_back() {
         let device = Default::default();
         let x = Tensor::<Cpu, 4>::zeros([1, 4, 8, 8], &device);
         let w = Tensor::<Cpu, 4>::zeros([4, 1, 3, 3], &device);
-        assert!(try_conv2d(&x, &w, 1, 1, 4).is_none(), "inference backend");
+        assert!(try_conv2d(&x, &w, 1, 1, 4).is_none(), "depthwise inference stays flex's");
         let xa = Tensor::<CpuAutodiff, 4>::zeros([1, 4, 8, 8], &device);
         let grouped = Tensor::<CpuAutodiff, 4>::zeros([4, 2, 3, 3], &device);
         assert!(try_conv2d(&xa, &grouped, 1, 1, 2).is_none(), "2 channels per group");
