@@ -69,12 +69,11 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
             return Ok(img.into_rgb8());
         }
     }
-    decode_rgb_with_image_crate(path)
+    decode_with_image_crate(&bytes, path)
 }
 
-fn decode_rgb_with_image_crate(path: &Path) -> Result<RgbImage> {
-    let reader = ImageReader::open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?
+fn decode_with_image_crate(bytes: &[u8], path: &Path) -> Result<RgbImage> {
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .with_context(|| format!("cannot read {}", path.display()))?;
     let mut decoder = reader.into_decoder().with_context(|| format!("{}: not a readable image", path.display()))?;

@@ -17,6 +17,7 @@ use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use super::flex_conv::values;
 use crate::backend::{Cpu, CpuAutodiff};
 
 /// `x * sigmoid(x)`.
@@ -96,17 +97,8 @@ fn exp(x: f32) -> f32 {
     e * f32::from_bits(((k + 127) << 23) as u32)
 }
 
-fn contiguous(t: &FlexTensor) -> FlexTensor {
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
-        t.clone()
-    } else {
-        t.to_contiguous()
-    }
-}
-
 fn forward(x: &FlexTensor) -> FlexTensor {
-    let x = contiguous(x);
-    let src = x.as_slice::<f32>().expect("contiguous f32");
+    let src = values(x);
     let mut out = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
     let dst = out.storage_mut::<f32>();
     dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(dst, src)| {
@@ -118,9 +110,7 @@ fn forward(x: &FlexTensor) -> FlexTensor {
 }
 
 fn backward(x: &FlexTensor, grad: &FlexTensor) -> FlexTensor {
-    let (x, grad) = (contiguous(x), contiguous(grad));
-    let src = x.as_slice::<f32>().expect("contiguous f32");
-    let g = grad.as_slice::<f32>().expect("contiguous f32");
+    let (src, g) = (values(x), values(grad));
     let mut out = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
     let dst = out.storage_mut::<f32>();
     dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).zip(g.par_chunks(CHUNK)).for_each(|((dst, src), g)| {

@@ -133,10 +133,11 @@ fn forward(x: &FlexTensor, weight: &FlexTensor, g: &ConvGeometry) -> FlexTensor 
     }
 }
 
-fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+/// The f32 elements of `t` in row-major order: borrowed when already so laid out, else copied.
+pub(super) fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
-        Some(s) if t.layout().start_offset() == 0 => std::borrow::Cow::Borrowed(s),
-        _ => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous f32").to_vec()),
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(t.to_contiguous().into_data().into_vec::<f32>().expect("f32 tensor")),
     }
 }
 
@@ -194,143 +195,144 @@ fn dense_forward(x: &FlexTensor, weight: &FlexTensor, g: &ConvGeometry) -> FlexT
     let (ho, wo) = (g.out_h(), g.out_w());
     let (l, cikk) = (ho * wo, ci * g.kernel * g.kernel);
     let mut y = vec![0f32; g.batch * co * l];
-    let mut cols = vec![0f32; cikk * l];
-    for b in 0..g.batch {
-        im2col(&mut cols, &x[b * ci * g.h * g.w..][..ci * g.h * g.w], g);
-        let out = &mut y[b * co * l..][..co * l];
-        // SAFETY: out is co x L, weight co x cikk, cols cikk x L, all row-major and in bounds.
-        unsafe {
-            gemm::gemm(
-                co,
-                l,
-                cikk,
-                out.as_mut_ptr(),
-                1,
-                l as isize,
-                false,
-                weight.as_ptr(),
-                1,
-                cikk as isize,
-                cols.as_ptr(),
-                1,
-                l as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(0),
-            );
+    with_columns(cikk * l, |cols| {
+        for b in 0..g.batch {
+            im2col(cols, &x[b * ci * g.h * g.w..][..ci * g.h * g.w], g);
+            let out = &mut y[b * co * l..][..co * l];
+            matmul_into(out, [co, l, cikk], Operand::row_major(&weight, cikk), Operand::row_major(cols, l), false);
         }
-    }
+    });
     flex(y, [g.batch, co, ho, wo])
 }
 
 /// `dW [co, ci*k*k] = sum over images of dY_b [co, L] x cols_b^T`, with `cols_b [ci*k*k, L]` the
-/// image's im2col, built tap by tap into one reused buffer (fresh multi-megabyte buffers per step cost
-/// more in page faults than the copying) and multiplied in place with the `gemm` crate flex itself uses.
+/// image's im2col, accumulated in place.
 fn dense_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let (k, ci, co) = (g.kernel, g.c_in, g.c_out);
-    let (ho, wo) = (g.out_h(), g.out_w());
-    let (l, cikk) = (ho * wo, ci * k * k);
+    let (l, cikk) = (g.out_h() * g.out_w(), ci * k * k);
     let mut dw = vec![0f32; co * cikk];
-    let mut cols = vec![0f32; cikk * l];
-    for b in 0..g.batch {
-        let image = &x[b * ci * g.h * g.w..][..ci * g.h * g.w];
-        im2col(&mut cols, image, g);
-        let grad = &dy[b * co * l..][..co * l];
-        // SAFETY: dw is co x cikk (row-major), grad co x L (row-major), cols read as L x cikk through
-        // strides (element (p, t) at t * L + p); every index is inside its slice and dw is not aliased.
-        unsafe {
-            gemm::gemm(
-                co,
-                cikk,
-                l,
-                dw.as_mut_ptr(),
-                1,
-                cikk as isize,
-                b > 0,
-                grad.as_ptr(),
-                1,
-                l as isize,
-                cols.as_ptr(),
-                l as isize,
-                1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(0),
-            );
+    with_columns(cikk * l, |cols| {
+        for b in 0..g.batch {
+            im2col(cols, &x[b * ci * g.h * g.w..][..ci * g.h * g.w], g);
+            let grad = &dy[b * co * l..][..co * l];
+            matmul_into(&mut dw, [co, cikk, l], Operand::row_major(grad, l), Operand::transposed(cols, l), b > 0);
         }
-    }
+    });
     dw
 }
 
-/// `dX` of a dense convolution: per image, `cols [ci*k*k, L] = W^T x dY_b` (one `gemm`), then each
-/// tap's row added back into the input plane it was read from (col2im), one channel per task.
+/// `dX` of a dense convolution: per image, `cols [ci*k*k, L] = W^T x dY_b`, then each tap's row added
+/// back into the input plane it was read from (col2im), one channel per task.
 fn dense_input_grad(weight: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
     let (weight, dy) = (values(weight), values(dy));
     let (k, ci, co) = (g.kernel, g.c_in, g.c_out);
     let (ho, wo) = (g.out_h(), g.out_w());
     let (l, cikk, plane) = (ho * wo, ci * k * k, g.h * g.w);
     let mut dx = vec![0f32; g.batch * ci * plane];
-    let mut cols = vec![0f32; cikk * l];
-    for b in 0..g.batch {
-        let grad = &dy[b * co * l..][..co * l];
-        // SAFETY: cols is cikk x L (row-major); the weight [co, cikk] is read transposed as cikk x co
-        // (element (t, o) at o * cikk + t); grad is co x L; all indices are in bounds, no aliasing.
-        unsafe {
-            gemm::gemm(
-                cikk,
-                l,
-                co,
-                cols.as_mut_ptr(),
-                1,
-                l as isize,
-                false,
-                weight.as_ptr(),
-                cikk as isize,
-                1,
-                grad.as_ptr(),
-                1,
-                l as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(0),
-            );
-        }
-        dx[b * ci * plane..][..ci * plane].par_chunks_mut(plane).enumerate().for_each(|(c, out)| {
-            for i in 0..k {
-                for j in 0..k {
-                    let tap = &cols[((c * k + i) * k + j) * l..][..l];
-                    let (lo, hi) = valid_outputs(j, g.padding, g.stride, g.w, wo);
-                    if lo >= hi {
-                        continue;
-                    }
-                    let first = lo * g.stride + j - g.padding;
-                    for oy in 0..ho {
-                        let Some(iy) = (oy * g.stride + i).checked_sub(g.padding).filter(|&iy| iy < g.h) else { continue };
-                        let (row, src) = (&mut out[iy * g.w..][..g.w], &tap[oy * wo..][..wo]);
-                        if g.stride == 1 {
-                            for (d, v) in row[first..first + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
-                                *d += v;
-                            }
-                        } else {
-                            for (d, v) in row[first..].iter_mut().step_by(g.stride).zip(&src[lo..hi]) {
-                                *d += v;
+    with_columns(cikk * l, |cols| {
+        for b in 0..g.batch {
+            let grad = &dy[b * co * l..][..co * l];
+            matmul_into(cols, [cikk, l, co], Operand::transposed(&weight, cikk), Operand::row_major(grad, l), false);
+            let cols = &*cols;
+            dx[b * ci * plane..][..ci * plane].par_chunks_mut(plane).enumerate().for_each(|(c, out)| {
+                for i in 0..k {
+                    for j in 0..k {
+                        let tap = &cols[((c * k + i) * k + j) * l..][..l];
+                        let (lo, hi) = valid_outputs(j, g.padding, g.stride, g.w, wo);
+                        if lo >= hi {
+                            continue;
+                        }
+                        let first = lo * g.stride + j - g.padding;
+                        for oy in 0..ho {
+                            let Some(iy) = (oy * g.stride + i).checked_sub(g.padding).filter(|&iy| iy < g.h) else { continue };
+                            let (row, src) = (&mut out[iy * g.w..][..g.w], &tap[oy * wo..][..wo]);
+                            if g.stride == 1 {
+                                for (d, v) in row[first..first + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                                    *d += v;
+                                }
+                            } else {
+                                for (d, v) in row[first..].iter_mut().step_by(g.stride).zip(&src[lo..hi]) {
+                                    *d += v;
+                                }
                             }
                         }
                     }
                 }
-            }
-        });
-    }
+            });
+        }
+    });
     flex(dx, [g.batch, ci, g.h, g.w])
+}
+
+/// A matrix operand of [`matmul_into`]: its elements and the step between rows and between columns.
+struct Operand<'a> {
+    data: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Operand<'a> {
+    /// A row-major matrix with `cols` columns.
+    fn row_major(data: &'a [f32], cols: usize) -> Self {
+        Operand { data, row_stride: cols, col_stride: 1 }
+    }
+    /// The transpose of a row-major matrix with `cols` columns.
+    fn transposed(data: &'a [f32], cols: usize) -> Self {
+        Operand { data, row_stride: 1, col_stride: cols }
+    }
+    fn check(&self, rows: usize, cols: usize) {
+        assert!(rows > 0 && cols > 0, "empty matrix operand");
+        let last = (rows - 1) * self.row_stride + (cols - 1) * self.col_stride;
+        assert!(last < self.data.len(), "matrix operand out of bounds");
+    }
+}
+
+/// `dst [m, n] (row-major) = lhs [m, k] x rhs [k, n]`, or `+=` with `accumulate`, on all threads with
+/// the `gemm` crate flex itself uses.
+fn matmul_into(dst: &mut [f32], [m, n, k]: [usize; 3], lhs: Operand, rhs: Operand, accumulate: bool) {
+    assert!(dst.len() >= m * n, "matmul destination too small");
+    lhs.check(m, k);
+    rhs.check(k, n);
+    // SAFETY: every element gemm touches is inside its slice (checked above); dst is borrowed mutably,
+    // so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
+        );
+    }
+}
+
+/// Runs `f` on this thread's im2col buffer, grown to `len` floats: one buffer reused across images,
+/// layers and steps instead of a fresh multi-megabyte allocation (and its page faults) per call.
+fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    thread_local! {
+        static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut buffer = COLUMNS.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    let out = f(&mut buffer[..len]);
+    COLUMNS.with(|c| *c.borrow_mut() = buffer);
+    out
 }
 
 /// Output columns `[lo, hi)` whose tap `j` lands inside a row of `w` input pixels.

@@ -93,7 +93,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
                 "optimizer: 'optimizer=auto' found, ignoring lr0={} and momentum={}; picked {:?}(lr={}, momentum={}) for {iterations} iterations",
                 s.lr0, s.momentum, picked.0, picked.1, picked.2
             );
-            warmup_bias_lr = 0.0; // the picked lr0 is tuned to start the biases at zero too
+            warmup_bias_lr = 0.0; // as Ultralytics: an `auto` pick starts the bias warmup at zero
             picked
         }
         "sgd" => (OptimizerKind::Sgd, s.lr0, s.momentum),
