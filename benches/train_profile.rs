@@ -32,6 +32,16 @@ fn secs(t: Instant) -> f64 {
 }
 
 fn main() {
+    // As `ember` runs: the thread driving the model is one of the compute pool's
+    // (EMBER_OUTSIDE_POOL=1 drives it from the main thread, for comparison).
+    if std::env::var_os("EMBER_OUTSIDE_POOL").is_some() {
+        run()
+    } else {
+        ember::backend::on_compute_pool(run)
+    }
+}
+
+fn run() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let model_name = args.first().cloned().unwrap_or_else(|| "yolo26n".into());
     let imgsz: u32 = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(320);
@@ -88,7 +98,10 @@ fn main() {
     }
     println!("| total | {total:.3} | {:.2} images/s |", batch as f64 / total);
 
-    // Per layer.
+    // Per layer (EMBER_PROFILE_STEPS_ONLY=1 skips it, e.g. under `perf record`).
+    if std::env::var_os("EMBER_PROFILE_STEPS_ONLY").is_some() {
+        return;
+    }
     let inner = model.valid();
     let x = batch_tensor::<Cpu>(&data, &device);
     let spec = &inner.spec;

@@ -14,7 +14,8 @@ fn main() -> ExitCode {
     };
     init_logging();
     let explicit_amp = invocation.overrides.get("amp").is_some();
-    let result = Settings::resolve(&invocation.overrides).and_then(|settings| run(invocation.mode, &settings, explicit_amp));
+    let result = Settings::resolve(&invocation.overrides)
+        .and_then(|settings| ember::backend::on_compute_pool(|| run(invocation.mode, &settings, explicit_amp)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
