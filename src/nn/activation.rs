@@ -6,8 +6,6 @@
 //! way, with a hand-written backward (`grad * s * (1 + x * (1 - s))`, PyTorch's formula). Every other
 //! backend and dtype (FP16 under AMP, CUDA) takes burn's definition.
 
-use std::any::Any;
-
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -17,7 +15,7 @@ use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::flex_conv::values;
+use super::flex_conv::{retype, values};
 use crate::backend::{Cpu, CpuAutodiff};
 
 /// `x * sigmoid(x)`.
@@ -25,21 +23,13 @@ pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     if x.dtype() != DType::F32 || !super::flex_conv::own_kernels() {
         return burn::tensor::activation::silu(x);
     }
-    let x: Box<dyn Any> = Box::new(x);
-    let x = match x.downcast::<Tensor<CpuAutodiff, D>>() {
-        Ok(x) => return same_type(silu_flex_autodiff(*x)),
-        Err(x) => x,
-    };
-    let x = match x.downcast::<Tensor<Cpu, D>>() {
-        Ok(x) => return same_type(silu_flex(*x)),
-        Err(x) => x,
-    };
-    burn::tensor::activation::silu(*x.downcast::<Tensor<B, D>>().expect("the tensor's own type"))
-}
-
-/// A tensor whose concrete type was found to be `Tensor<B, D>` back under that name.
-fn same_type<T: 'static, B: Backend, const D: usize>(t: T) -> Tensor<B, D> {
-    *(Box::new(t) as Box<dyn Any>).downcast::<Tensor<B, D>>().expect("dispatched on this type")
+    if let Some(x) = retype::<_, Tensor<CpuAutodiff, D>>(x.clone()) {
+        return retype(silu_flex_autodiff(x)).expect("dispatched on this type");
+    }
+    if let Some(x) = retype::<_, Tensor<Cpu, D>>(x.clone()) {
+        return retype(silu_flex(x)).expect("dispatched on this type");
+    }
+    burn::tensor::activation::silu(x)
 }
 
 fn silu_flex<const D: usize>(x: Tensor<Cpu, D>) -> Tensor<Cpu, D> {
@@ -77,7 +67,7 @@ const CHUNK: usize = 1 << 15;
 
 /// `1 / (1 + e^-x)` with a branch-free exponential, so the loops below vectorise (libm's `exp` does not).
 #[inline(always)]
-fn sigmoid(x: f32) -> f32 {
+pub(super) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
 }
 
@@ -99,27 +89,31 @@ fn exp(x: f32) -> f32 {
 
 fn forward(x: &FlexTensor) -> FlexTensor {
     let src = values(x);
-    let mut out = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
-    let dst = out.storage_mut::<f32>();
-    dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(dst, src)| {
+    let mut out = vec![0f32; src.len()];
+    out.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(dst, src)| {
         for (y, &v) in dst.iter_mut().zip(src) {
             *y = v * sigmoid(v);
         }
     });
-    out
+    owned(out, x)
+}
+
+/// A new tensor shaped like `like`. Built from a `Vec<f32>` rather than `FlexTensor::empty`, which
+/// allocates bytes and then copies them once more to align them.
+fn owned(data: Vec<f32>, like: &FlexTensor) -> FlexTensor {
+    FlexTensor::from_data(burn::tensor::TensorData::new(data, like.layout().shape().clone()))
 }
 
 fn backward(x: &FlexTensor, grad: &FlexTensor) -> FlexTensor {
     let (src, g) = (values(x), values(grad));
-    let mut out = FlexTensor::empty(x.layout().shape().clone(), DType::F32);
-    let dst = out.storage_mut::<f32>();
-    dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).zip(g.par_chunks(CHUNK)).for_each(|((dst, src), g)| {
+    let mut out = vec![0f32; src.len()];
+    out.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).zip(g.par_chunks(CHUNK)).for_each(|((dst, src), g)| {
         for ((d, &v), &g) in dst.iter_mut().zip(src).zip(g) {
             let s = sigmoid(v);
             *d = g * s * (1.0 + v * (1.0 - s));
         }
     });
-    out
+    owned(out, x)
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 
 use burn::config::Config;
 use burn::module::{Module, Param, RunningState};
-use burn::tensor::{backend::Backend, DType, Tensor};
+use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
+
+use super::{activation, flex_batchnorm};
 
 /// [`BatchNorm2d`] configuration. Defaults are Ultralytics' (`initialize_weights`), not PyTorch's.
 #[derive(Config, Debug)]
@@ -55,10 +57,34 @@ impl<B: Backend> BatchNorm2d<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        if B::ad_enabled(&x.device()) {
+        self.forward_then(x, false)
+    }
+
+    /// BatchNorm followed by SiLU (Ultralytics' `Conv`): one fused pass each way on flex in FP32.
+    pub fn forward_silu(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.forward_then(x, true)
+    }
+
+    fn forward_then(&self, x: Tensor<B, 4>, silu: bool) -> Tensor<B, 4> {
+        let y = if B::ad_enabled(&x.device()) {
+            if let Some((y, stats)) = flex_batchnorm::try_train(&x, &self.weight.val(), &self.bias.val(), self.eps, silu) {
+                let [b, _, h, w] = x.dims();
+                let vector = |v: Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(v, [self.num_features()]), &x.device());
+                self.update_running(vector(stats.mean), vector(stats.var), b * h * w);
+                return y;
+            }
             self.forward_train(x)
         } else {
+            let (scale, shift) = self.folded();
+            if let Some(y) = flex_batchnorm::try_affine(&x, &scale, &shift, silu) {
+                return y;
+            }
             self.forward_eval(x)
+        };
+        if silu {
+            activation::silu(y)
+        } else {
+            y
         }
     }
 
@@ -102,29 +128,7 @@ impl<B: Backend> BatchNorm2d<B> {
             .mean_dim(0)
             .reshape([c]); // biased
 
-        let unbiased = var
-            .clone()
-            .detach()
-            .mul_scalar(count as f64 / (count.max(2) - 1) as f64);
-        let m = self.momentum;
-        let rm = self
-            .running_mean
-            .value_sync()
-            .mul_scalar(1.0 - m)
-            .add(mean.detach().mul_scalar(m));
-        let rv = self
-            .running_var
-            .value_sync()
-            .mul_scalar(1.0 - m)
-            .add(unbiased.mul_scalar(m));
-        self.running_mean.update(rm.detach());
-        self.running_var.update(rv.detach());
-        // Flush the per-thread update now, so readers that do not sync (module visitors: saving, EMA
-        // copies) see the current statistics.
-        let _ = (
-            self.running_mean.value_sync(),
-            self.running_var.value_sync(),
-        );
+        self.update_running(mean, var.clone(), count);
 
         let scale = self
             .weight
@@ -132,6 +136,20 @@ impl<B: Backend> BatchNorm2d<B> {
             .mul(var.add_scalar(self.eps).sqrt().recip());
         let y = centered * per_row(scale, b) + per_row(self.bias.val(), b);
         cast(y.reshape([b, c, h, w]), dtype)
+    }
+
+    /// Running statistics from one batch's mean and biased variance over `count` values per channel,
+    /// the running variance with the unbiased estimate as PyTorch keeps it.
+    fn update_running(&self, mean: Tensor<B, 1>, biased_var: Tensor<B, 1>, count: usize) {
+        let unbiased = biased_var.detach().mul_scalar(count as f64 / (count.max(2) - 1) as f64);
+        let m = self.momentum;
+        let rm = self.running_mean.value_sync().mul_scalar(1.0 - m).add(mean.detach().mul_scalar(m));
+        let rv = self.running_var.value_sync().mul_scalar(1.0 - m).add(unbiased.mul_scalar(m));
+        self.running_mean.update(rm.detach());
+        self.running_var.update(rv.detach());
+        // Flush the per-thread update now, so readers that do not sync (module visitors: saving, EMA
+        // copies) see the current statistics.
+        let _ = (self.running_mean.value_sync(), self.running_var.value_sync());
     }
 }
 
@@ -153,5 +171,100 @@ fn cast<B: Backend, const D: usize>(t: Tensor<B, D>, dtype: DType) -> Tensor<B, 
         t
     } else {
         t.cast(dtype)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Cpu, CpuAutodiff};
+    use burn::tensor::Distribution;
+
+    fn worst(a: &Tensor<Cpu, 4>, b: &Tensor<Cpu, 4>) -> f32 {
+        let (a, b): (Vec<f32>, Vec<f32>) = (a.to_data().to_vec().unwrap(), b.to_data().to_vec().unwrap());
+        a.iter().zip(&b).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0f32, f32::max)
+    }
+
+    fn worst1(a: Tensor<Cpu, 1>, b: Tensor<Cpu, 1>) -> f32 {
+        worst(&a.reshape([1, 1, 1, -1]), &b.reshape([1, 1, 1, -1]))
+    }
+
+    fn channels(offset: [f32; 5], spread: [f32; 5]) -> Tensor<Cpu, 4> {
+        let device = Default::default();
+        let base = Tensor::<Cpu, 4>::random([3, 5, 7, 9], Distribution::Normal(0.0, 1.0), &device);
+        base * Tensor::<Cpu, 1>::from_floats(spread, &device).reshape([1, 5, 1, 1]) + Tensor::<Cpu, 1>::from_floats(offset, &device).reshape([1, 5, 1, 1])
+    }
+
+    /// The fused flex kernels (src/nn/flex_batchnorm.rs) against the composed definition above: output,
+    /// running statistics and all three gradients, with and without SiLU, on odd plane sizes.
+    #[test]
+    fn fused_kernels_match_the_composed_definition() {
+        let device = Default::default();
+        let x = channels([0.0, 4.0, -3.0, 0.5, 1.0], [1.0, 0.5, 2.0, 0.1, 0.5]);
+        let upstream = Tensor::<Cpu, 4>::random([3, 5, 7, 9], Distribution::Normal(0.0, 1.0), &device);
+        for silu in [false, true] {
+            let run = |fused: bool| {
+                // A new module per run: clones share their running statistics.
+                let mut bn = BatchNorm2dConfig::new(5).init::<CpuAutodiff>(&device);
+                bn.weight = Param::from_tensor(Tensor::from_floats([1.0, 0.5, 2.0, -1.0, 0.8], &device));
+                bn.bias = Param::from_tensor(Tensor::from_floats([0.0, 0.1, -0.3, 1.0, 0.2], &device));
+                let xa = Tensor::<CpuAutodiff, 4>::from_inner(x.clone()).require_grad();
+                let y = if fused {
+                    bn.forward_then(xa.clone(), silu)
+                } else {
+                    let y = bn.forward_train(xa.clone());
+                    if silu { burn::tensor::activation::silu(y) } else { y }
+                };
+                let grads = (y.clone() * Tensor::from_inner(upstream.clone())).sum().backward();
+                let running = (bn.running_mean.value().inner(), bn.running_var.value().inner());
+                (y.inner(), xa.grad(&grads).unwrap(), bn.weight.grad(&grads).unwrap(), bn.bias.grad(&grads).unwrap(), running)
+            };
+            let (fused, composed) = (run(true), run(false));
+            assert!(worst(&fused.0, &composed.0) < 2e-5, "output (silu {silu}) differs by {:e}", worst(&fused.0, &composed.0));
+            assert!(worst(&fused.1, &composed.1) < 2e-3, "input gradient (silu {silu}) differs by {:e}", worst(&fused.1, &composed.1));
+            assert!(worst1(fused.2.clone(), composed.2.clone()) < 1e-4, "weight gradient (silu {silu}) differs");
+            assert!(worst1(fused.3.clone(), composed.3.clone()) < 1e-4, "bias gradient (silu {silu}) differs");
+            let (mean, var) = (worst1(fused.4 .0.clone(), composed.4 .0.clone()), worst1(fused.4 .1.clone(), composed.4 .1.clone()));
+            assert!(mean < 1e-6 && var < 1e-5, "running mean differs by {mean:e}, variance by {var:e}");
+        }
+    }
+
+    /// Channels whose mean is large next to their spread, against statistics computed in f64.
+    #[test]
+    fn fused_statistics_hold_for_offset_channels() {
+        let device = Default::default();
+        let x = channels([0.0, 40.0, -3.0, 1e3, 1e4], [1.0, 0.05, 2.0, 0.5, 3.0]);
+        let bn = BatchNorm2dConfig::new(5).init::<CpuAutodiff>(&device);
+        let y: Vec<f32> = bn.forward_then(Tensor::from_inner(x.clone()), false).inner().into_data().to_vec().unwrap();
+        let values: Vec<f32> = x.into_data().to_vec().unwrap();
+        let plane = 7 * 9;
+        for c in 0..5 {
+            let of_channel: Vec<(usize, f64)> = (0..3).flat_map(|b| ((b * 5 + c) * plane..(b * 5 + c + 1) * plane).map(|i| (i, values[i] as f64))).collect();
+            let n = of_channel.len() as f64;
+            let mean = of_channel.iter().map(|v| v.1).sum::<f64>() / n;
+            let var = of_channel.iter().map(|v| (v.1 - mean).powi(2)).sum::<f64>() / n;
+            for &(i, v) in &of_channel {
+                let want = (v - mean) / (var + 1e-3).sqrt();
+                // The mean is rounded to f32 before centring: half an ulp of 1e4 over a spread of 3 is 1.6e-4.
+                assert!((y[i] as f64 - want).abs() < 3e-4, "channel {c}: {} vs {want}", y[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn fused_inference_matches_the_composed_definition() {
+        let device = Default::default();
+        let mut bn = BatchNorm2dConfig::new(4).init::<Cpu>(&device);
+        bn.weight = Param::from_tensor(Tensor::from_floats([1.0, 0.5, 2.0, -1.0], &device));
+        bn.bias = Param::from_tensor(Tensor::from_floats([0.0, 0.1, -0.3, 1.0], &device));
+        bn.running_mean = RunningState::new(Tensor::from_floats([0.3, -2.0, 5.0, 0.0], &device));
+        bn.running_var = RunningState::new(Tensor::from_floats([1.0, 0.2, 4.0, 9.0], &device));
+        let x = Tensor::<Cpu, 4>::random([2, 4, 5, 3], Distribution::Normal(0.0, 3.0), &device);
+        for silu in [false, true] {
+            let fused = bn.forward_then(x.clone(), silu);
+            let plain = bn.forward_eval(x.clone());
+            let composed = if silu { burn::tensor::activation::silu(plain) } else { plain };
+            assert!(worst(&fused, &composed) < 1e-6, "silu {silu}: {:e}", worst(&fused, &composed));
+        }
     }
 }

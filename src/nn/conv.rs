@@ -3,7 +3,6 @@
 
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
-use super::activation::silu;
 use burn::tensor::module;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{backend::Backend, Tensor};
@@ -201,11 +200,11 @@ pub struct Conv<B: Backend> {
 
 impl<B: Backend> Conv<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let y = self.bn.forward(self.conv.forward(x));
+        let y = self.conv.forward(x);
         if self.act {
-            silu(y)
+            self.bn.forward_silu(y)
         } else {
-            y
+            self.bn.forward(y)
         }
     }
 

@@ -79,15 +79,12 @@ pub fn try_conv2d<B: Backend>(x: &Tensor<B, 4>, weight: &Tensor<B, 4>, stride: u
         if geometry.is_depthwise() {
             return None; // flex's direct depthwise kernel is already the fast one
         }
-        let x = (Box::new(x.clone()) as Box<dyn Any>).downcast::<Tensor<Cpu, 4>>().ok()?.into_primitive().tensor();
-        let weight = (Box::new(weight.clone()) as Box<dyn Any>).downcast::<Tensor<Cpu, 4>>().ok()?.into_primitive().tensor();
-        let y = Tensor::<Cpu, 4>::from_primitive(TensorPrimitive::Float(dense_forward(&x, &weight, &geometry)));
-        return (Box::new(y) as Box<dyn Any>).downcast::<Tensor<B, 4>>().ok().map(|y| *y);
+        let x = retype::<_, Tensor<Cpu, 4>>(x.clone())?.into_primitive().tensor();
+        let weight = retype::<_, Tensor<Cpu, 4>>(weight.clone())?.into_primitive().tensor();
+        return retype(Tensor::<Cpu, 4>::from_primitive(TensorPrimitive::Float(dense_forward(&x, &weight, &geometry))));
     }
-    let x = (Box::new(x.clone()) as Box<dyn Any>).downcast::<Tensor<CpuAutodiff, 4>>().ok()?;
-    let weight = (Box::new(weight.clone()) as Box<dyn Any>).downcast::<Tensor<CpuAutodiff, 4>>().ok()?;
-    let y = conv2d_autodiff(*x, *weight, geometry);
-    (Box::new(y) as Box<dyn Any>).downcast::<Tensor<B, 4>>().ok().map(|y| *y)
+    let y = conv2d_autodiff(retype(x.clone())?, retype(weight.clone())?, geometry);
+    retype(y)
 }
 
 #[derive(Debug)]
@@ -131,6 +128,12 @@ fn forward(x: &FlexTensor, weight: &FlexTensor, g: &ConvGeometry) -> FlexTensor 
     } else {
         dense_forward(x, weight, g)
     }
+}
+
+/// `t` under its concrete type `U`, when that is what `T` is: how a kernel for one backend is reached
+/// from code generic over backends.
+pub(super) fn retype<T: 'static, U: 'static>(t: T) -> Option<U> {
+    (Box::new(t) as Box<dyn Any>).downcast::<U>().ok().map(|u| *u)
 }
 
 /// The f32 elements of `t` in row-major order: borrowed when already so laid out, else copied.
