@@ -32,8 +32,11 @@ fn secs(t: Instant) -> f64 {
 }
 
 fn main() {
-    // As `ember` runs: the thread driving the model is one of the compute pool's
-    // (EMBER_OUTSIDE_POOL=1 drives it from the main thread, for comparison).
+    // As `ember` runs: freed buffers kept for reuse (EMBER_DEFAULT_MALLOC=1: glibc's defaults), the
+    // thread driving the model one of the compute pool's (EMBER_OUTSIDE_POOL=1: the main thread).
+    if std::env::var_os("EMBER_DEFAULT_MALLOC").is_none() {
+        ember::backend::keep_freed_memory();
+    }
     if std::env::var_os("EMBER_OUTSIDE_POOL").is_some() {
         run()
     } else {
@@ -97,6 +100,9 @@ fn run() {
         println!("| {name} | {:.3} | {:.1}% |", mean(k), 100.0 * mean(k) / total);
     }
     println!("| total | {total:.3} | {:.2} images/s |", batch as f64 / total);
+    let mut totals: Vec<f64> = rows.iter().map(|r| r.iter().sum()).collect();
+    totals.sort_by(f64::total_cmp);
+    println!("(step: fastest {:.3} s, median {:.3} s)", totals[0], totals[totals.len() / 2]);
 
     // Per layer (EMBER_PROFILE_STEPS_ONLY=1 skips it, e.g. under `perf record`).
     if std::env::var_os("EMBER_PROFILE_STEPS_ONLY").is_some() {

@@ -31,3 +31,17 @@ pub fn on_compute_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     let _ = rayon::ThreadPoolBuilder::new().stack_size(32 << 20).build_global();
     rayon::scope(|_| work())
 }
+
+/// Lets glibc's allocator keep freed tensor buffers for reuse. By default it serves multi-megabyte
+/// activations from fresh `mmap`s (or trims them back to the kernel when freed), so every step
+/// page-faults its outputs in again. Measured on 2 vCPUs, 9 yolo26n training steps at 320 batch 8:
+/// 199k -> 133k page faults, the same peak RSS; the step time gain (a few percent) is within the
+/// machine's noise.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before any thread allocates.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20); // glibc's upper bound for this setting
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+    }
+}

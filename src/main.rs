@@ -4,6 +4,7 @@ use ember::cli::{self, CliError, Mode};
 use ember::config::Settings;
 
 fn main() -> ExitCode {
+    ember::backend::keep_freed_memory();
     let invocation = match cli::parse(std::env::args().collect()) {
         Ok(inv) => inv,
         Err(CliError::Clap(e)) => e.exit(),
