@@ -190,6 +190,13 @@ fn im2col(cols: &mut [f32], image: &[f32], g: &ConvGeometry) {
     });
 }
 
+/// Whether to split a convolution's images across threads (each image's product on one thread) rather
+/// than each image's product: below about 40x40 output pixels one image's matrices are too small for
+/// `gemm` to keep both cores busy (measured: BENCHMARKS.md, "images in parallel").
+fn images_in_parallel(g: &ConvGeometry) -> bool {
+    g.batch > 1 && g.out_h() * g.out_w() <= 40 * 40
+}
+
 /// Forward of a dense convolution: per image, `Y_b [co, L] = W [co, ci*k*k] x im2col(X_b)`, written
 /// straight into NCHW.
 fn dense_forward(x: &FlexTensor, weight: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
@@ -198,29 +205,55 @@ fn dense_forward(x: &FlexTensor, weight: &FlexTensor, g: &ConvGeometry) -> FlexT
     let (ho, wo) = (g.out_h(), g.out_w());
     let (l, cikk) = (ho * wo, ci * g.kernel * g.kernel);
     let mut y = vec![0f32; g.batch * co * l];
-    with_columns(cikk * l, |cols| {
-        for b in 0..g.batch {
+    let parallel = images_in_parallel(g);
+    let image = |b: usize, out: &mut [f32]| {
+        with_columns(cikk * l, |cols| {
             im2col(cols, &x[b * ci * g.h * g.w..][..ci * g.h * g.w], g);
-            let out = &mut y[b * co * l..][..co * l];
-            matmul_into(out, [co, l, cikk], Operand::row_major(&weight, cikk), Operand::row_major(cols, l), false);
-        }
-    });
+            matmul_into(out, [co, l, cikk], Operand::row_major(&weight, cikk), Operand::row_major(cols, l), false, !parallel);
+        })
+    };
+    if parallel {
+        y.par_chunks_mut(co * l).enumerate().for_each(|(b, out)| image(b, out));
+    } else {
+        y.chunks_mut(co * l).enumerate().for_each(|(b, out)| image(b, out));
+    }
     flex(y, [g.batch, co, ho, wo])
 }
 
 /// `dW [co, ci*k*k] = sum over images of dY_b [co, L] x cols_b^T`, with `cols_b [ci*k*k, L]` the
-/// image's im2col, accumulated in place.
+/// image's im2col, accumulated in place (one partial sum per thread when images run in parallel).
 fn dense_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let (k, ci, co) = (g.kernel, g.c_in, g.c_out);
     let (l, cikk) = (g.out_h() * g.out_w(), ci * k * k);
-    let mut dw = vec![0f32; co * cikk];
-    with_columns(cikk * l, |cols| {
-        for b in 0..g.batch {
-            im2col(cols, &x[b * ci * g.h * g.w..][..ci * g.h * g.w], g);
-            let grad = &dy[b * co * l..][..co * l];
-            matmul_into(&mut dw, [co, cikk, l], Operand::row_major(grad, l), Operand::transposed(cols, l), b > 0);
-        }
-    });
+    let parallel = images_in_parallel(g);
+    let images = |dw: &mut [f32], batch: &mut dyn Iterator<Item = usize>| {
+        with_columns(cikk * l, |cols| {
+            for (i, b) in batch.enumerate() {
+                im2col(cols, &x[b * ci * g.h * g.w..][..ci * g.h * g.w], g);
+                let grad = &dy[b * co * l..][..co * l];
+                matmul_into(dw, [co, cikk, l], Operand::row_major(grad, l), Operand::transposed(cols, l), i > 0, !parallel);
+            }
+        })
+    };
+    if !parallel {
+        let mut dw = vec![0f32; co * cikk];
+        images(&mut dw, &mut (0..g.batch));
+        return dw;
+    }
+    let threads = rayon::current_num_threads().clamp(1, g.batch);
+    let partials: Vec<Vec<f32>> = (0..threads)
+        .into_par_iter()
+        .map(|t| {
+            let mut dw = vec![0f32; co * cikk];
+            images(&mut dw, &mut (t..g.batch).step_by(threads));
+            dw
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut dw = partials.next().expect("one partial sum per thread");
+    for part in partials {
+        dw.par_chunks_mut(1 << 14).zip(part.par_chunks(1 << 14)).for_each(|(d, p)| d.iter_mut().zip(p).for_each(|(d, p)| *d += p));
+    }
     dw
 }
 
@@ -232,39 +265,51 @@ fn dense_input_grad(weight: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) -> F
     let (ho, wo) = (g.out_h(), g.out_w());
     let (l, cikk, plane) = (ho * wo, ci * k * k, g.h * g.w);
     let mut dx = vec![0f32; g.batch * ci * plane];
-    with_columns(cikk * l, |cols| {
-        for b in 0..g.batch {
+    let parallel = images_in_parallel(g);
+    let image = |b: usize, dx: &mut [f32]| {
+        with_columns(cikk * l, |cols| {
             let grad = &dy[b * co * l..][..co * l];
-            matmul_into(cols, [cikk, l, co], Operand::transposed(&weight, cikk), Operand::row_major(grad, l), false);
+            matmul_into(cols, [cikk, l, co], Operand::transposed(&weight, cikk), Operand::row_major(grad, l), false, !parallel);
             let cols = &*cols;
-            dx[b * ci * plane..][..ci * plane].par_chunks_mut(plane).enumerate().for_each(|(c, out)| {
-                for i in 0..k {
-                    for j in 0..k {
-                        let tap = &cols[((c * k + i) * k + j) * l..][..l];
-                        let (lo, hi) = valid_outputs(j, g.padding, g.stride, g.w, wo);
-                        if lo >= hi {
-                            continue;
-                        }
-                        let first = lo * g.stride + j - g.padding;
-                        for oy in 0..ho {
-                            let Some(iy) = (oy * g.stride + i).checked_sub(g.padding).filter(|&iy| iy < g.h) else { continue };
-                            let (row, src) = (&mut out[iy * g.w..][..g.w], &tap[oy * wo..][..wo]);
-                            if g.stride == 1 {
-                                for (d, v) in row[first..first + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
-                                    *d += v;
-                                }
-                            } else {
-                                for (d, v) in row[first..].iter_mut().step_by(g.stride).zip(&src[lo..hi]) {
-                                    *d += v;
-                                }
-                            }
-                        }
+            dx.par_chunks_mut(plane).enumerate().for_each(|(c, out)| col2im_channel(out, &cols[c * k * k * l..][..k * k * l], g));
+        })
+    };
+    if parallel {
+        dx.par_chunks_mut(ci * plane).enumerate().for_each(|(b, dx)| image(b, dx));
+    } else {
+        dx.chunks_mut(ci * plane).enumerate().for_each(|(b, dx)| image(b, dx));
+    }
+    flex(dx, [g.batch, ci, g.h, g.w])
+}
+
+/// Adds one input channel's `k*k` tap rows (`[k*k, L]`) back into its plane.
+fn col2im_channel(out: &mut [f32], taps: &[f32], g: &ConvGeometry) {
+    let k = g.kernel;
+    let (ho, wo) = (g.out_h(), g.out_w());
+    let l = ho * wo;
+    for i in 0..k {
+        for j in 0..k {
+            let tap = &taps[(i * k + j) * l..][..l];
+            let (lo, hi) = valid_outputs(j, g.padding, g.stride, g.w, wo);
+            if lo >= hi {
+                continue;
+            }
+            let first = lo * g.stride + j - g.padding;
+            for oy in 0..ho {
+                let Some(iy) = (oy * g.stride + i).checked_sub(g.padding).filter(|&iy| iy < g.h) else { continue };
+                let (row, src) = (&mut out[iy * g.w..][..g.w], &tap[oy * wo..][..wo]);
+                if g.stride == 1 {
+                    for (d, v) in row[first..first + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                        *d += v;
+                    }
+                } else {
+                    for (d, v) in row[first..].iter_mut().step_by(g.stride).zip(&src[lo..hi]) {
+                        *d += v;
                     }
                 }
-            });
+            }
         }
-    });
-    flex(dx, [g.batch, ci, g.h, g.w])
+    }
 }
 
 /// A matrix operand of [`matmul_into`]: its elements and the step between rows and between columns.
@@ -290,9 +335,9 @@ impl<'a> Operand<'a> {
     }
 }
 
-/// `dst [m, n] (row-major) = lhs [m, k] x rhs [k, n]`, or `+=` with `accumulate`, on all threads with
-/// the `gemm` crate flex itself uses.
-fn matmul_into(dst: &mut [f32], [m, n, k]: [usize; 3], lhs: Operand, rhs: Operand, accumulate: bool) {
+/// `dst [m, n] (row-major) = lhs [m, k] x rhs [k, n]`, or `+=` with `accumulate`, with the `gemm`
+/// crate flex itself uses: on all threads when `all_threads`, else on this one.
+fn matmul_into(dst: &mut [f32], [m, n, k]: [usize; 3], lhs: Operand, rhs: Operand, accumulate: bool, all_threads: bool) {
     assert!(dst.len() >= m * n, "matmul destination too small");
     lhs.check(m, k);
     rhs.check(k, n);
@@ -318,7 +363,7 @@ fn matmul_into(dst: &mut [f32], [m, n, k]: [usize; 3], lhs: Operand, rhs: Operan
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            if all_threads { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None },
         );
     }
 }
