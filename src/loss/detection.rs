@@ -22,6 +22,7 @@ use rayon::prelude::*;
 use crate::model::anchors::make_anchors;
 use super::assigner::{read_f32, AssignerConfig, Assignment, GtClassScores, TaskAlignedAssigner};
 use super::bbox_loss::{BboxLoss, FgTargets};
+use super::softplus_sum::softplus_sum;
 use super::targets::TargetBatch;
 
 /// Settings of [`DetectionLoss`]; defaults are Ultralytics' for detection.
@@ -270,15 +271,13 @@ impl DetectionLoss {
         // Class loss: sum of BCE-with-logits = sum(x - log_sigmoid(x)) - sum over targets of t * x,
         // each term times its class weight when there are class weights.
         let weights = cfg.class_weights.as_ref();
-        let elementwise = scores.clone() - log_sigmoid(scores.clone());
-        let elementwise = match weights {
+        let mut cls_sum = match weights {
             Some(w) => {
                 let w = Tensor::<B, 3>::from_data(TensorData::new(w.clone(), [1, nc, 1]), &device);
-                elementwise * w
+                ((scores.clone() - log_sigmoid(scores.clone())) * w).sum()
             }
-            None => elementwise,
+            None => softplus_sum(scores.clone()),
         };
-        let mut cls_sum = elementwise.sum();
         if !fg_idx.is_empty() {
             let pos: Vec<i64> = fg_idx
                 .iter()

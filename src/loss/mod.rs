@@ -5,6 +5,7 @@
 //! - [`boxes`]: `ltrb` <-> `xyxy`, IoU and CIoU;
 //! - [`assigner`]: the task-aligned assigner (host side, gradient-free);
 //! - [`bbox_loss`]: CIoU + DFL / L1 box loss;
+//! - [`softplus_sum`]: the class loss's BCE-with-logits sum, one fused pass each way on flex;
 //! - [`detection`]: one branch's loss ([`DetectionLoss`]);
 //! - [`end2end`]: YOLO26's one-to-many + one-to-one combination ([`E2eLoss`]).
 //!
@@ -17,6 +18,7 @@ pub mod bbox_loss;
 pub mod boxes;
 pub mod detection;
 pub mod end2end;
+pub mod softplus_sum;
 pub mod targets;
 
 pub use crate::model::anchors::{make_anchors, Anchors};

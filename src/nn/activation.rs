@@ -15,12 +15,12 @@ use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::flex_conv::{retype, values};
+use super::flex::{own_kernels, retype, values};
 use crate::backend::{Cpu, CpuAutodiff};
 
 /// `x * sigmoid(x)`.
 pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    if x.dtype() != DType::F32 || !super::flex_conv::own_kernels() {
+    if x.dtype() != DType::F32 || !own_kernels() {
         return burn::tensor::activation::silu(x);
     }
     if let Some(x) = retype::<_, Tensor<CpuAutodiff, D>>(x.clone()) {
@@ -67,14 +67,14 @@ const CHUNK: usize = 1 << 15;
 
 /// `1 / (1 + e^-x)` with a branch-free exponential, so the loops below vectorise (libm's `exp` does not).
 #[inline(always)]
-pub(super) fn sigmoid(x: f32) -> f32 {
+pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
 }
 
 /// Cephes' single-precision `expf` (relative error about 2e-7 over the clamped range), written with
 /// round-by-magic-number and exponent bit arithmetic instead of `floor` and `ldexp`.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer in the low mantissa bits
     let x = x.clamp(-87.3, 88.0); // 2^n stays a normal float

@@ -22,7 +22,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::activation::sigmoid;
-use super::flex_conv::{own_kernels, retype, values};
+use super::flex::{own_kernels, retype, values};
 use crate::backend::{Cpu, CpuAutodiff};
 
 /// What a training-mode forward returns besides its output: the batch statistics for the running ones.

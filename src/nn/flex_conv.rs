@@ -13,7 +13,7 @@
 //! dense forward only); everything else takes burn's path. `EMBER_BURN_KERNELS=1` sends everything to burn (this module and the fused
 //! SiLU), to compare or to rule them out.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -25,13 +25,8 @@ use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use super::flex::{own_kernels, retype, values};
 use crate::backend::{Cpu, CpuAutodiff};
-
-/// Whether ember's own flex kernels are on (they are unless `EMBER_BURN_KERNELS=1`).
-pub fn own_kernels() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("EMBER_BURN_KERNELS").map_or(true, |v| v != "1"))
-}
 
 /// Shapes of one convolution (square kernel, equal stride and padding in both axes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,20 +122,6 @@ fn forward(x: &FlexTensor, weight: &FlexTensor, g: &ConvGeometry) -> FlexTensor 
         Cpu::conv2d(x.clone(), weight.clone(), None, g.options())
     } else {
         dense_forward(x, weight, g)
-    }
-}
-
-/// `t` under its concrete type `U`, when that is what `T` is: how a kernel for one backend is reached
-/// from code generic over backends.
-pub(super) fn retype<T: 'static, U: 'static>(t: T) -> Option<U> {
-    (Box::new(t) as Box<dyn Any>).downcast::<U>().ok().map(|u| *u)
-}
-
-/// The f32 elements of `t` in row-major order: borrowed when already so laid out, else copied.
-pub(super) fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(t.to_contiguous().into_data().into_vec::<f32>().expect("f32 tensor")),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod c3k2;
 pub mod concat;
 pub mod conv;
 pub mod detect;
+pub mod flex;
 pub mod flex_batchnorm;
 pub mod flex_conv;
 pub mod sppf;
