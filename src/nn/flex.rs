@@ -3,7 +3,12 @@
 
 use std::any::Any;
 
+use burn::backend::autodiff::grads::Gradients;
+use burn::tensor::backend::BackendTypes;
 use burn_flex::FlexTensor;
+use rayon::prelude::*;
+
+use crate::backend::{Cpu, CpuAutodiff};
 
 /// Whether ember's own flex kernels are on (they are unless `EMBER_BURN_KERNELS=1`).
 pub fn own_kernels() -> bool {
@@ -19,9 +24,51 @@ pub(crate) fn retype<T: 'static, U: 'static>(t: T) -> Option<U> {
 
 /// The f32 elements of `t` in row-major order: borrowed when already so laid out, else copied.
 pub(crate) fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(t.to_contiguous().into_data().into_vec::<f32>().expect("f32 tensor")),
+    if let Some(s) = t.as_slice::<f32>() {
+        return std::borrow::Cow::Borrowed(s);
     }
+    std::borrow::Cow::Owned(gather_blocks(t).unwrap_or_else(|| t.to_contiguous().into_data().into_vec::<f32>().expect("f32 tensor")))
+}
+
+/// A view whose innermost dimensions are contiguous (a channel range of NCHW, as `chunk` and the
+/// gradients of `cat` make) copied block by block on all threads: flex's `to_contiguous` walks such views
+/// one element at a time on one thread.
+fn gather_blocks(t: &FlexTensor) -> Option<Vec<f32>> {
+    let layout = t.layout();
+    let (shape, strides) = (layout.shape().to_vec(), layout.strides());
+    let mut block = 1usize;
+    let mut outer = shape.len();
+    while outer > 0 && strides[outer - 1] == block as isize {
+        block *= shape[outer - 1];
+        outer -= 1;
+    }
+    if block < 256 || strides[..outer].iter().any(|&s| s <= 0) {
+        return None; // small blocks, broadcasts and reversed views: flex's own copy
+    }
+    let (outer_shape, outer_strides) = (&shape[..outer], &strides[..outer]);
+    let storage = t.storage::<f32>();
+    let start = layout.start_offset();
+    let mut out = vec![0f32; outer_shape.iter().product::<usize>() * block];
+    out.par_chunks_mut(block).enumerate().for_each(|(i, dst)| {
+        let (mut rest, mut offset) = (i, start);
+        for d in (0..outer).rev() {
+            offset += (rest % outer_shape[d]) * outer_strides[d] as usize;
+            rest /= outer_shape[d];
+        }
+        dst.copy_from_slice(&storage[offset..offset + block]);
+    });
+    Some(out)
+}
+
+/// Registers `dx` as the gradient of `input`, adding (on all threads) what other consumers of `input`
+/// registered before: burn's own accumulation is a single-threaded add, element by element when the
+/// earlier gradient is a view (the usual case after `cat` or `chunk`).
+pub(crate) fn register_input_grad(grads: &mut Gradients, input: &<CpuAutodiff as BackendTypes>::FloatTensorPrimitive, mut dx: Vec<f32>) {
+    if let Some(earlier) = grads.remove::<Cpu>(input) {
+        let earlier = values(&earlier);
+        dx.par_chunks_mut(1 << 14).zip(earlier.par_chunks(1 << 14)).for_each(|(d, e)| d.iter_mut().zip(e).for_each(|(d, e)| *d += e));
+    }
+    let shape = input.primitive.layout().shape().clone();
+    grads.register::<Cpu>(input.node.id, FlexTensor::from_data(burn::tensor::TensorData::new(dx, shape)));
 }
 

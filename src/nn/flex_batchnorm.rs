@@ -16,13 +16,13 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{Backend, BackendTypes};
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::activation::sigmoid;
-use super::flex::{own_kernels, retype, values};
+use super::flex::{own_kernels, register_input_grad, retype, values};
 use crate::backend::{Cpu, CpuAutodiff};
 
 /// What a training-mode forward returns besides its output: the batch statistics for the running ones.
@@ -79,14 +79,14 @@ struct Channels {
 struct BatchNormBackward;
 
 impl Backward<Cpu, 3> for BatchNormBackward {
-    /// The input and the per-channel values.
-    type State = (FlexTensor, Channels);
+    /// The input (with its autodiff node, to accumulate its gradient) and the per-channel values.
+    type State = (<CpuAutodiff as BackendTypes>::FloatTensorPrimitive, Channels);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_weight, node_bias] = ops.parents;
         let grad = grads.consume::<Cpu>(&ops.node);
         let (x, ch) = ops.state;
-        let (dx, dgamma, dbeta) = backward(&x, &grad, &ch, node_x.is_some());
+        let (dx, dgamma, dbeta) = backward(&x.primitive, &grad, &ch, node_x.is_some());
         let vector = |v: Vec<f32>| FlexTensor::from_data(TensorData::new(v, [ch.gamma.len()]));
         if let Some(node) = node_weight {
             grads.register::<Cpu>(node.id, vector(dgamma));
@@ -94,8 +94,8 @@ impl Backward<Cpu, 3> for BatchNormBackward {
         if let Some(node) = node_bias {
             grads.register::<Cpu>(node.id, vector(dbeta));
         }
-        if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Cpu>(node.id, dx);
+        if let Some(dx) = dx {
+            register_input_grad(grads, &x, dx);
         }
     }
 }
@@ -109,7 +109,7 @@ fn train_autodiff(x: Tensor<CpuAutodiff, 4>, weight: Tensor<CpuAutodiff, 1>, bia
     let ch = Channels { mean: stats.mean.clone(), inv_std, gamma, beta, silu };
     let y = forward(&x.primitive, &ch);
     let y = match BatchNormBackward.prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone(), bias.node.clone()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish((x.primitive, ch), y),
+        OpsKind::Tracked(prep) => prep.finish((x, ch), y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     };
     (Tensor::from_primitive(TensorPrimitive::Float(y)), stats)
@@ -204,7 +204,7 @@ fn forward(x: &FlexTensor, ch: &Channels) -> FlexTensor {
 /// Gradients of input (when wanted), weight and bias. With `z` the BatchNorm output, `dz` the gradient
 /// reaching it (through SiLU's derivative `s * (1 + z * (1 - s))` when fused) and `x^ = (x - mean) / std`:
 /// `dbeta = sum dz`, `dgamma = sum dz * x^`, `dx = gamma / std * (dz - dbeta / N - x^ * dgamma / N)`.
-fn backward(x: &FlexTensor, grad: &FlexTensor, ch: &Channels, want_dx: bool) -> (Option<FlexTensor>, Vec<f32>, Vec<f32>) {
+fn backward(x: &FlexTensor, grad: &FlexTensor, ch: &Channels, want_dx: bool) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     let plane = plane_len(x);
     let (src, g) = (values(x), values(grad));
     let c = ch.gamma.len();
@@ -263,7 +263,7 @@ fn backward(x: &FlexTensor, grad: &FlexTensor, ch: &Channels, want_dx: bool) -> 
             }
         }
     });
-    (Some(FlexTensor::from_data(TensorData::new(dx, x.layout().shape().clone()))), dgamma, dbeta)
+    (Some(dx), dgamma, dbeta)
 }
 
 /// `(sum dz, sum dz * x^)` over one plane.

@@ -19,13 +19,13 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{Backend, BackendTypes};
 use burn::tensor::ops::{ConvOptions, ModuleOps};
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::flex::{own_kernels, retype, values};
+use super::flex::{own_kernels, register_input_grad, retype, values};
 use crate::backend::{Cpu, CpuAutodiff};
 
 /// Shapes of one convolution (square kernel, equal stride and padding in both axes).
@@ -86,19 +86,19 @@ pub fn try_conv2d<B: Backend>(x: &Tensor<B, 4>, weight: &Tensor<B, 4>, stride: u
 struct ConvBackward;
 
 impl Backward<Cpu, 2> for ConvBackward {
-    /// Input, weight, geometry.
-    type State = (FlexTensor, FlexTensor, ConvGeometry);
+    /// Input (with its autodiff node, to accumulate its gradient), weight, geometry.
+    type State = (<CpuAutodiff as BackendTypes>::FloatTensorPrimitive, FlexTensor, ConvGeometry);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_weight] = ops.parents;
         let grad = grads.consume::<Cpu>(&ops.node);
         let (x, weight, g) = ops.state;
         if let Some(node) = node_weight {
-            grads.register::<Cpu>(node.id, weight_grad(&x, &grad, &g));
+            grads.register::<Cpu>(node.id, weight_grad(&x.primitive, &grad, &g));
         }
-        if let Some(node) = node_x {
+        if node_x.is_some() {
             let dx = if g.is_depthwise() { depthwise_input_grad(&weight, &grad, &g) } else { dense_input_grad(&weight, &grad, &g) };
-            grads.register::<Cpu>(node.id, dx);
+            register_input_grad(grads, &x, dx);
         }
     }
 }
@@ -109,7 +109,7 @@ fn conv2d_autodiff(x: Tensor<CpuAutodiff, 4>, weight: Tensor<CpuAutodiff, 4>, g:
     let y = match ConvBackward.prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
             let y = forward(&x.primitive, &weight.primitive, &g);
-            prep.finish((x.primitive, weight.primitive, g), y)
+            prep.finish((x, weight.primitive, g), y)
         }
         OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive, &weight.primitive, &g)),
     };
@@ -240,7 +240,7 @@ fn dense_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32> {
 
 /// `dX` of a dense convolution: per image, `cols [ci*k*k, L] = W^T x dY_b`, then each tap's row added
 /// back into the input plane it was read from (col2im), one channel per task.
-fn dense_input_grad(weight: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+fn dense_input_grad(weight: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) -> Vec<f32> {
     let (weight, dy) = (values(weight), values(dy));
     let (k, ci, co) = (g.kernel, g.c_in, g.c_out);
     let (ho, wo) = (g.out_h(), g.out_w());
@@ -260,7 +260,7 @@ fn dense_input_grad(weight: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) -> F
     } else {
         dx.chunks_mut(ci * plane).enumerate().for_each(|(b, dx)| image(b, dx));
     }
-    flex(dx, [g.batch, ci, g.h, g.w])
+    dx
 }
 
 /// Adds one input channel's `k*k` tap rows (`[k*k, L]`) back into its plane.
@@ -422,7 +422,7 @@ fn depthwise_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32> {
     dw
 }
 
-fn depthwise_input_grad(weight: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+fn depthwise_input_grad(weight: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) -> Vec<f32> {
     let (weight, dy) = (values(weight), values(dy));
     let (k, c) = (g.kernel, g.c_in);
     let (ho, wo) = (g.out_h(), g.out_w());
@@ -455,7 +455,7 @@ fn depthwise_input_grad(weight: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) 
             }
         }
     });
-    flex(dx, [g.batch, c, g.h, g.w])
+    dx
 }
 
 #[cfg(test)]
@@ -521,6 +521,39 @@ mod tests {
         compare([1, 3, 10, 10], 3, 5, 1, 3);
         compare([2, 5, 9, 10], 5, 3, 2, 5);
         compare([1, 16, 20, 21], 16, 3, 1, 16); // rows longer than the 8 lanes of `dot`
+    }
+
+    /// An input read by several consumers (two convolutions, a convolution of a channel view, an
+    /// elementwise product) gets the sum of their gradients, in whatever order they arrive.
+    #[test]
+    fn shared_inputs_accumulate_gradients() {
+        let device = Default::default();
+        let x = Tensor::<Cpu, 4>::random([2, 4, 9, 9], Distribution::Normal(0.0, 1.0), &device);
+        let w1 = Tensor::<Cpu, 4>::random([3, 4, 3, 3], Distribution::Normal(0.0, 0.3), &device);
+        let w2 = Tensor::<Cpu, 4>::random([5, 2, 3, 3], Distribution::Normal(0.0, 0.3), &device);
+        let run = |ours: bool| -> Vec<f32> {
+            let xa = Tensor::<CpuAutodiff, 4>::from_inner(x.clone()).require_grad();
+            let conv = |x: Tensor<CpuAutodiff, 4>, w: &Tensor<Cpu, 4>| {
+                let w = Tensor::<CpuAutodiff, 4>::from_inner(w.clone());
+                if ours {
+                    try_conv2d(&x, &w, 1, 1, 1).expect("handled here")
+                } else {
+                    conv2d(x, w, None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1))
+                }
+            };
+            let half = xa.clone().chunk(2, 1).pop().unwrap();
+            let a = conv(xa.clone(), &w1);
+            let b = conv(half, &w2);
+            let c = conv(a.clone(), &w1.clone().slice([0..3, 0..3]));
+            let d = conv(xa.clone(), &w1.clone().flip([2]));
+            let constant = |t: Tensor<Cpu, 4>| Tensor::<CpuAutodiff, 4>::from_inner(t);
+            let loss = (a.clone() * constant(a.clone().inner().cos())).sum() + (b.clone() * constant(b.inner().sin())).sum() + (xa.clone() * constant(x.clone())).sum() + c.sum() + d.powi_scalar(2).sum();
+            let grads = loss.backward();
+            xa.grad(&grads).unwrap().into_data().to_vec().unwrap()
+        };
+        let (ours, burns) = (run(true), run(false));
+        let diff = ours.iter().zip(&burns).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff < 1e-4, "accumulated input gradient differs by {diff:e}");
     }
 
     #[test]
