@@ -202,11 +202,13 @@ fn dense_forward(x: &FlexTensor, weight: &FlexTensor, g: &ConvGeometry) -> FlexT
 }
 
 /// `dW [co, ci*k*k] = sum over images of dY_b [co, L] x cols_b^T`, with `cols_b [ci*k*k, L]` the
-/// image's im2col, accumulated in place (one partial sum per thread when images run in parallel).
+/// image's im2col, accumulated in place (one partial sum per thread).
 fn dense_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let (k, ci, co) = (g.kernel, g.c_in, g.c_out);
     let (l, cikk) = (g.out_h() * g.out_w(), ci * k * k);
-    let parallel = images_in_parallel(g);
+    // Always over images when there are several: `gemm` splits the output [co, ci*k*k], not the long
+    // reduction over pixels, so one image's product of a high-resolution layer runs on one thread.
+    let parallel = g.batch > 1;
     let images = |dw: &mut [f32], batch: &mut dyn Iterator<Item = usize>| {
         with_columns(cikk * l, |cols| {
             for (i, b) in batch.enumerate() {
