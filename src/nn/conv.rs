@@ -28,28 +28,34 @@ pub fn conv2d<B: Backend>(
     let bias = bias.map(|b| if b.dtype() == dtype { b } else { b.cast(dtype) });
     probe::record(dtype, weight.dtype());
     let [co, ci, kh, kw] = weight.dims();
-    let pointwise = kh == 1 && kw == 1 && stride == 1 && padding == 0 && groups == 1;
-    if bias.is_none() && !pointwise {
-        // Training on flex: ember's own gradients (src/nn/flex_conv.rs).
-        if let Some(y) = super::flex_conv::try_conv2d(&x, &weight, stride, padding, groups) {
-            return y;
-        }
+    // Training and inference on flex: ember's own kernels (src/nn/flex_conv.rs), the bias added after.
+    if let Some(y) = super::flex_conv::try_conv2d(&x, &weight, stride, padding, groups) {
+        return match bias {
+            Some(bias) => add_channel_bias(y, bias),
+            None => y,
+        };
     }
+    let pointwise = kh == 1 && kw == 1 && stride == 1 && padding == 0 && groups == 1;
     if pointwise {
         // A pointwise convolution is a matrix product; on flex its backward is several times faster than
         // burn's generic convolution backward (4-7x on YOLO-sized 1x1 layers).
         let [b, _, h, w] = x.dims();
-        let y = weight
-            .reshape([1, co, ci])
-            .matmul(x.reshape([b, ci, h * w]));
-        let Some(bias) = bias else { return y.reshape([b, co, h, w]) };
-        // Added as a column over `[b * co, h * w]` rows: flex broadcasts a `[n, 1]` column many times
-        // faster than a `[1, co, 1]` tensor (the same trick as BatchNorm's).
-        let column = bias.reshape([1, co]).repeat_dim(0, b).reshape([b * co, 1]);
-        return (y.reshape([b * co, h * w]) + column).reshape([b, co, h, w]);
+        let y = weight.reshape([1, co, ci]).matmul(x.reshape([b, ci, h * w])).reshape([b, co, h, w]);
+        return match bias {
+            Some(bias) => add_channel_bias(y, bias),
+            None => y,
+        };
     }
     let options = ConvOptions::new([stride, stride], [padding, padding], [1, 1], groups);
     module::conv2d(x, weight, bias, options)
+}
+
+/// `y + bias[c]`, added as a column over `[b * c, h * w]` rows: flex broadcasts a `[n, 1]` column many
+/// times faster than a `[1, c, 1, 1]` tensor (the same trick as BatchNorm's).
+fn add_channel_bias<B: Backend>(y: Tensor<B, 4>, bias: Tensor<B, 1>) -> Tensor<B, 4> {
+    let [b, c, h, w] = y.dims();
+    let column = bias.reshape([1, c]).repeat_dim(0, b).reshape([b * c, 1]);
+    (y.reshape([b * c, h * w]) + column).reshape([b, c, h, w])
 }
 
 /// [`Conv2d`] configuration (PyTorch `nn.Conv2d` with square kernels, "same" padding by default).

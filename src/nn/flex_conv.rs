@@ -49,6 +49,10 @@ impl ConvGeometry {
     pub fn out_w(&self) -> usize {
         (self.w + 2 * self.padding - self.kernel) / self.stride + 1
     }
+    /// A 1x1 convolution is a matrix product per image: its im2col is the image itself.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == 1 && self.stride == 1 && self.padding == 0 && self.groups == 1
+    }
     fn is_depthwise(&self) -> bool {
         self.groups > 1 && self.groups == self.c_in && self.groups == self.c_out
     }
@@ -188,8 +192,12 @@ fn dense_forward(x: &FlexTensor, weight: &FlexTensor, g: &ConvGeometry) -> FlexT
     let mut y = vec![0f32; g.batch * co * l];
     let parallel = images_in_parallel(g);
     let image = |b: usize, out: &mut [f32]| {
+        let image = &x[b * ci * g.h * g.w..][..ci * g.h * g.w];
+        if g.is_pointwise() {
+            return matmul_into(out, [co, l, ci], Operand::row_major(&weight, ci), Operand::row_major(image, l), false, !parallel);
+        }
         with_columns(cikk * l, |cols| {
-            im2col(cols, &x[b * ci * g.h * g.w..][..ci * g.h * g.w], g);
+            im2col(cols, image, g);
             matmul_into(out, [co, l, cikk], Operand::row_major(&weight, cikk), Operand::row_major(cols, l), false, !parallel);
         })
     };
@@ -210,10 +218,15 @@ fn dense_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32> {
     // reduction over pixels, so one image's product of a high-resolution layer runs on one thread.
     let parallel = g.batch > 1;
     let images = |dw: &mut [f32], batch: &mut dyn Iterator<Item = usize>| {
-        with_columns(cikk * l, |cols| {
+        with_columns(if g.is_pointwise() { 0 } else { cikk * l }, |cols| {
             for (i, b) in batch.enumerate() {
-                im2col(cols, &x[b * ci * g.h * g.w..][..ci * g.h * g.w], g);
-                let grad = &dy[b * co * l..][..co * l];
+                let (image, grad) = (&x[b * ci * g.h * g.w..][..ci * g.h * g.w], &dy[b * co * l..][..co * l]);
+                let cols = if g.is_pointwise() {
+                    image
+                } else {
+                    im2col(cols, image, g);
+                    &*cols
+                };
                 matmul_into(dw, [co, cikk, l], Operand::row_major(grad, l), Operand::transposed(cols, l), i > 0, !parallel);
             }
         })
@@ -250,8 +263,11 @@ fn dense_input_grad(weight: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) -> V
     let mut dx = vec![0f32; g.batch * ci * plane];
     let parallel = images_in_parallel(g);
     let image = |b: usize, dx: &mut [f32]| {
+        let grad = &dy[b * co * l..][..co * l];
+        if g.is_pointwise() {
+            return matmul_into(dx, [ci, l, co], Operand::transposed(&weight, ci), Operand::row_major(grad, l), false, !parallel);
+        }
         with_columns(cikk * l, |cols| {
-            let grad = &dy[b * co * l..][..co * l];
             matmul_into(cols, [cikk, l, co], Operand::transposed(&weight, cikk), Operand::row_major(grad, l), false, !parallel);
             let cols = &*cols;
             dx.par_chunks_mut(plane).enumerate().for_each(|(c, out)| col2im_channel(out, &cols[c * k * k * l..][..k * k * l], g));
@@ -514,6 +530,8 @@ mod tests {
         compare([1, 2, 9, 9], 3, 5, 1, 1);
         compare([2, 3, 10, 7], 4, 3, 2, 1); // even and odd widths at stride 2
         compare([1, 2, 9, 10], 2, 3, 2, 1);
+        compare([3, 7, 6, 5], 9, 1, 1, 1); // pointwise: no im2col
+        compare([1, 7, 6, 5], 9, 1, 1, 1);
     }
 
     #[test]
@@ -561,7 +579,7 @@ mod tests {
     #[test]
     fn inference_forward_equals_flex() {
         let device = Default::default();
-        for (shape, c_out, k, stride) in [([2, 3, 17, 20], 5, 3, 1), ([1, 4, 16, 13], 6, 3, 2), ([1, 2, 9, 9], 3, 5, 1)] {
+        for (shape, c_out, k, stride) in [([2, 3, 17, 20], 5, 3, 1), ([1, 4, 16, 13], 6, 3, 2), ([1, 2, 9, 9], 3, 5, 1), ([2, 5, 7, 4], 3, 1, 1)] {
             let x = Tensor::<Cpu, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
             let w = Tensor::<Cpu, 4>::random([c_out, shape[1], k, k], Distribution::Normal(0.0, 0.3), &device);
             let ours: Vec<f32> = try_conv2d(&x, &w, stride, k / 2, 1).expect("dense").into_data().to_vec().unwrap();
