@@ -70,7 +70,7 @@ impl<B: Backend> Attention<B> {
         let dtype = logits.dtype();
         let attn = if dtype == DType::F32 { softmax(logits, 3) } else { softmax(logits.cast(FloatDType::F32), 3).cast(dtype) };
         let y = v.clone().matmul(attn.swap_dims(2, 3)).reshape([b, c, h, w]);
-        let y = y + self.pe.forward(v.reshape([b, c, h, w]));
+        let y = super::residual::residual(y, self.pe.forward(v.reshape([b, c, h, w])));
         self.proj.forward(y)
     }
 
@@ -128,10 +128,10 @@ impl PsaBlockConfig {
 impl<B: Backend> PsaBlock<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let a = self.attn.forward(x.clone());
-        let x = if self.add { x + a } else { a };
+        let x = if self.add { super::residual::residual(x, a) } else { a };
         let f = self.ffn.1.forward(self.ffn.0.forward(x.clone()));
         if self.add {
-            x + f
+            super::residual::residual(x, f)
         } else {
             f
         }

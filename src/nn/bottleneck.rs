@@ -53,7 +53,7 @@ impl<B: Backend> Bottleneck<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let y = self.cv2.forward(self.cv1.forward(x.clone()));
         if self.add {
-            x + y
+            super::residual::residual(x, y)
         } else {
             y
         }

@@ -72,3 +72,25 @@ pub(crate) fn register_input_grad(grads: &mut Gradients, input: &<CpuAutodiff as
     grads.register::<Cpu>(input.node.id, FlexTensor::from_data(burn::tensor::TensorData::new(dx, shape)));
 }
 
+
+/// Registers `grad` (shared, not copied) as the gradient of `input`, summed on all threads with what
+/// other consumers of `input` registered before.
+pub(crate) fn accumulate_grad(grads: &mut Gradients, input: &<CpuAutodiff as BackendTypes>::FloatTensorPrimitive, grad: FlexTensor) {
+    let total = match grads.remove::<Cpu>(input) {
+        Some(earlier) => sum(&grad, &earlier),
+        None => grad,
+    };
+    grads.register::<Cpu>(input.node.id, total);
+}
+
+/// Element-wise sum of two same-shaped tensors on all threads, into a new tensor.
+pub(crate) fn sum(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
+    let (x, y) = (values(a), values(b));
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(1 << 14).zip(x.par_chunks(1 << 14).zip(y.par_chunks(1 << 14))).for_each(|(o, (x, y))| {
+        for ((o, x), y) in o.iter_mut().zip(x).zip(y) {
+            *o = x + y;
+        }
+    });
+    FlexTensor::from_data(burn::tensor::TensorData::new(out, a.layout().shape().clone()))
+}
