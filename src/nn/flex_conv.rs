@@ -4,14 +4,16 @@
 //! gradient (as large as the image) and, for grouped convolutions, one such convolution per group: on
 //! flex that made the backward pass 4-14x the forward (BENCHMARKS.md). Here the weight gradient of a
 //! dense convolution is one matrix product per image, `dY_b [co, L] x im2col(X_b)^T [L, ci*k*k]`,
-//! and a depthwise convolution's weight and input gradients are direct loops over each channel's
-//! plane. A dense input gradient is `W^T x dY` per image followed by col2im (burn: a transposed
-//! convolution).
+//! summed over images split across threads, and a depthwise convolution's weight and input gradients
+//! are direct loops over each channel's plane. A dense input gradient is `W^T x dY` per image followed by
+//! col2im (burn: a transposed convolution), added to the input's other gradients on all threads.
 //!
 //! Dense forwards are im2col x `gemm` per image, written straight into NCHW (flex converts to NHWC and
-//! back). Only FP32 convolutions without bias on flex come here (ember's Conv blocks; inference uses the
-//! dense forward only); everything else takes burn's path. `EMBER_BURN_KERNELS=1` sends everything to burn (this module and the fused
-//! SiLU), to compare or to rule them out.
+//! back); a 1x1 convolution skips im2col (the image is its own). Below 40x40 output pixels the images run
+//! in parallel, one `gemm` each. FP32 dense, pointwise and depthwise convolutions on flex come here (the
+//! caller adds any bias; inference uses the dense forward only, flex's depthwise kernel being fast);
+//! everything else takes burn's path. `EMBER_BURN_KERNELS=1` turns off this module and ember's other
+//! flex kernels, to compare or to rule them out.
 
 use std::any::TypeId;
 
