@@ -26,8 +26,9 @@ pub fn gpu_device(index: usize) -> burn::backend::cuda::CudaDevice {
 /// the driving thread is one of the workers: measured on 2 vCPUs, a yolo26n training step at 320 batch 8
 /// went from 1.20 s to 0.95-1.04 s (BENCHMARKS.md).
 pub fn on_compute_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
-    // Model code can recurse deeper than a worker's default 2 MiB stack allows; an already-built global
-    // pool (a test harness that ran a kernel first) is used as it is.
+    // The commands used to run on the main thread's 8 MiB stack; a worker's default is 2 MiB, so the pool
+    // gets more than the main thread had. An already-built global pool (a test harness that ran a kernel
+    // first) is used as it is.
     let _ = rayon::ThreadPoolBuilder::new().stack_size(32 << 20).build_global();
     rayon::scope(|_| work())
 }

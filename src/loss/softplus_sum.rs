@@ -12,13 +12,13 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use crate::backend::{Cpu, CpuAutodiff};
 use crate::nn::activation::{exp, sigmoid};
-use crate::nn::flex::{own_kernels, retype, values};
+use crate::nn::flex::{own_kernels, retype, tensor, values};
 
 /// `sum(softplus(x)) = sum(log(1 + e^x))`, as a one-element tensor.
 pub fn softplus_sum<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, 1> {
@@ -52,7 +52,7 @@ impl Backward<Cpu, 1> for SoftplusSumBackward {
                     *d = upstream * sigmoid(v);
                 }
             });
-            FlexTensor::from_data(TensorData::new(dx, x.layout().shape().clone()))
+            tensor(dx, x.layout().shape().clone())
         });
     }
 }
@@ -86,7 +86,7 @@ fn forward(x: &FlexTensor) -> FlexTensor {
             lanes.iter().map(|&v| v as f64).sum::<f64>() + it.remainder().iter().map(|&v| softplus(v) as f64).sum::<f64>()
         })
         .sum();
-    FlexTensor::from_data(TensorData::new(vec![total as f32], [1]))
+    tensor(vec![total as f32], [1])
 }
 
 /// `log(1 + e^x) = max(x, 0) + log(1 + e^-|x|)`, stable for any `x`.

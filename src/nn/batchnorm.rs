@@ -8,7 +8,7 @@ use burn::config::Config;
 use burn::module::{Module, Param, RunningState};
 use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
 
-use super::{activation, flex_batchnorm};
+use super::flex_batchnorm;
 
 /// [`BatchNorm2d`] configuration. Defaults are Ultralytics' (`initialize_weights`), not PyTorch's.
 #[derive(Config, Debug)]
@@ -79,10 +79,10 @@ impl<B: Backend> BatchNorm2d<B> {
             if let Some(y) = flex_batchnorm::try_affine(&x, &scale, &shift, silu) {
                 return y;
             }
-            self.forward_eval(x)
+            self.forward_eval(x, scale, shift)
         };
         if silu {
-            activation::silu(y)
+            burn::tensor::activation::silu(y)
         } else {
             y
         }
@@ -99,10 +99,9 @@ impl<B: Backend> BatchNorm2d<B> {
         (scale, shift)
     }
 
-    fn forward_eval(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    fn forward_eval(&self, x: Tensor<B, 4>, scale: Tensor<B, 1>, shift: Tensor<B, 1>) -> Tensor<B, 4> {
         let dtype = x.dtype();
         let [b, c, h, w] = x.dims();
-        let (scale, shift) = self.folded();
         let y = rows(x) * per_row(cast(scale, dtype), b) + per_row(cast(shift, dtype), b);
         y.reshape([b, c, h, w])
     }
@@ -251,6 +250,20 @@ mod tests {
         }
     }
 
+    /// FP16 activations (AMP) take the composed path and stay FP16, with burn's SiLU after it.
+    #[test]
+    fn other_dtypes_take_the_composed_path() {
+        let device = Default::default();
+        let bn = BatchNorm2dConfig::new(2).init::<Cpu>(&device);
+        let x = Tensor::<Cpu, 4>::from_floats([[[[-3.0, -0.5]], [[0.5, 3.0]]]], &device).cast(burn::tensor::FloatDType::F16);
+        let y = bn.forward_silu(x.clone());
+        assert_eq!(y.dtype(), DType::F16);
+        let (scale, shift) = bn.folded();
+        let want: Vec<f32> = burn::tensor::activation::silu(bn.forward_eval(x, scale, shift)).cast(burn::tensor::FloatDType::F32).into_data().to_vec().unwrap();
+        let got: Vec<f32> = y.cast(burn::tensor::FloatDType::F32).into_data().to_vec().unwrap();
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn fused_inference_matches_the_composed_definition() {
         let device = Default::default();
@@ -262,7 +275,8 @@ mod tests {
         let x = Tensor::<Cpu, 4>::random([2, 4, 5, 3], Distribution::Normal(0.0, 3.0), &device);
         for silu in [false, true] {
             let fused = bn.forward_then(x.clone(), silu);
-            let plain = bn.forward_eval(x.clone());
+            let (scale, shift) = bn.folded();
+            let plain = bn.forward_eval(x.clone(), scale, shift);
             let composed = if silu { burn::tensor::activation::silu(plain) } else { plain };
             assert!(worst(&fused, &composed) < 1e-6, "silu {silu}: {:e}", worst(&fused, &composed));
         }

@@ -1,5 +1,6 @@
 //! What ember's own burn-flex kernels share: the switch that turns them off, the dispatch from code
-//! generic over backends to the flex types, and reading a tensor's values.
+//! generic over backends to the flex types, reading a tensor's values and making one from a `Vec`, and
+//! adding an input's gradients from several consumers on all threads.
 
 use std::any::Any;
 
@@ -28,6 +29,17 @@ pub(crate) fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
         return std::borrow::Cow::Borrowed(s);
     }
     std::borrow::Cow::Owned(gather_blocks(t).unwrap_or_else(|| t.to_contiguous().into_data().into_vec::<f32>().expect("f32 tensor")))
+}
+
+/// A tensor of `shape` owning `data`. Built from a `Vec<f32>` rather than `FlexTensor::empty`, which
+/// allocates bytes and then copies them once more to align them.
+pub(crate) fn tensor(data: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
+    FlexTensor::from_data(burn::tensor::TensorData::new(data, shape))
+}
+
+/// `dst += src` element-wise, on all threads.
+pub(crate) fn add_into(dst: &mut [f32], src: &[f32]) {
+    dst.par_chunks_mut(1 << 14).zip(src.par_chunks(1 << 14)).for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d += s));
 }
 
 /// A view whose innermost dimensions are contiguous (a channel range of NCHW, as `chunk` and the
@@ -65,16 +77,13 @@ fn gather_blocks(t: &FlexTensor) -> Option<Vec<f32>> {
 /// earlier gradient is a view (the usual case after `cat` or `chunk`).
 pub(crate) fn register_input_grad(grads: &mut Gradients, input: &<CpuAutodiff as BackendTypes>::FloatTensorPrimitive, mut dx: Vec<f32>) {
     if let Some(earlier) = grads.remove::<Cpu>(input) {
-        let earlier = values(&earlier);
-        dx.par_chunks_mut(1 << 14).zip(earlier.par_chunks(1 << 14)).for_each(|(d, e)| d.iter_mut().zip(e).for_each(|(d, e)| *d += e));
+        add_into(&mut dx, &values(&earlier));
     }
-    let shape = input.primitive.layout().shape().clone();
-    grads.register::<Cpu>(input.node.id, FlexTensor::from_data(burn::tensor::TensorData::new(dx, shape)));
+    grads.register::<Cpu>(input.node.id, tensor(dx, input.primitive.layout().shape().clone()));
 }
 
-
-/// Registers `grad` (shared, not copied) as the gradient of `input`, summed on all threads with what
-/// other consumers of `input` registered before.
+/// As [`register_input_grad`] for a gradient computed elsewhere: registered as it is (shared, not
+/// copied) when it is the first, else summed on all threads into a new tensor.
 pub(crate) fn accumulate_grad(grads: &mut Gradients, input: &<CpuAutodiff as BackendTypes>::FloatTensorPrimitive, grad: FlexTensor) {
     let total = match grads.remove::<Cpu>(input) {
         Some(earlier) => sum(&grad, &earlier),
@@ -92,5 +101,5 @@ pub(crate) fn sum(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
             *o = x + y;
         }
     });
-    FlexTensor::from_data(burn::tensor::TensorData::new(out, a.layout().shape().clone()))
+    tensor(out, a.layout().shape().clone())
 }

@@ -17,12 +17,12 @@ use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::{Backend, BackendTypes};
-use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::activation::sigmoid;
-use super::flex::{own_kernels, register_input_grad, retype, values};
+use super::flex::{own_kernels, register_input_grad, retype, tensor, values};
 use crate::backend::{Cpu, CpuAutodiff};
 
 /// What a training-mode forward returns besides its output: the batch statistics for the running ones.
@@ -53,16 +53,8 @@ pub fn try_affine<B: Backend>(x: &Tensor<B, 4>, scale: &Tensor<B, 1>, shift: &Te
     let scale: Vec<f32> = retype::<_, Tensor<Cpu, 1>>(scale.clone())?.into_data().to_vec().ok()?;
     let shift: Vec<f32> = retype::<_, Tensor<Cpu, 1>>(shift.clone())?.into_data().to_vec().ok()?;
     let x = x.into_primitive().tensor();
-    let shape = x.layout().shape().clone();
-    let plane = plane_len(&x);
-    let src = values(&x);
-    let mut out = vec![0f32; src.len()];
-    let c = scale.len();
-    out.par_chunks_mut(plane).zip(src.par_chunks(plane)).enumerate().with_min_len(min_planes(plane)).for_each(|(p, (dst, src))| {
-        let (a, b) = (scale[p % c], shift[p % c]);
-        activate(dst, src, 0.0, a, b, silu);
-    });
-    retype(Tensor::<Cpu, 4>::from_primitive(TensorPrimitive::Float(FlexTensor::from_data(TensorData::new(out, shape)))))
+    let per_channel: Vec<[f32; 3]> = scale.iter().zip(&shift).map(|(&a, &b)| [0.0, a, b]).collect();
+    retype(Tensor::<Cpu, 4>::from_primitive(TensorPrimitive::Float(affine(&x, &per_channel, silu))))
 }
 
 /// Per-channel values the backward pass needs besides the input.
@@ -87,7 +79,7 @@ impl Backward<Cpu, 3> for BatchNormBackward {
         let grad = grads.consume::<Cpu>(&ops.node);
         let (x, ch) = ops.state;
         let (dx, dgamma, dbeta) = backward(&x.primitive, &grad, &ch, node_x.is_some());
-        let vector = |v: Vec<f32>| FlexTensor::from_data(TensorData::new(v, [ch.gamma.len()]));
+        let vector = |v: Vec<f32>| tensor(v, [ch.gamma.len()]);
         if let Some(node) = node_weight {
             grads.register::<Cpu>(node.id, vector(dgamma));
         }
@@ -189,16 +181,21 @@ fn activate(dst: &mut [f32], src: &[f32], centre: f32, a: f32, b: f32, silu: boo
 
 /// Normalise with the batch statistics, scale and shift, activate.
 fn forward(x: &FlexTensor, ch: &Channels) -> FlexTensor {
+    let per_channel: Vec<[f32; 3]> = (0..ch.gamma.len()).map(|k| [ch.mean[k], ch.gamma[k] * ch.inv_std[k], ch.beta[k]]).collect();
+    affine(x, &per_channel, ch.silu)
+}
+
+/// `(x - centre[c]) * a[c] + b[c]` for `[centre, a, b]` per channel, then SiLU when `silu`, one plane per
+/// task.
+fn affine(x: &FlexTensor, per_channel: &[[f32; 3]], silu: bool) -> FlexTensor {
     let plane = plane_len(x);
     let src = values(x);
-    let c = ch.gamma.len();
     let mut out = vec![0f32; src.len()];
     out.par_chunks_mut(plane).zip(src.par_chunks(plane)).enumerate().with_min_len(min_planes(plane)).for_each(|(p, (dst, src))| {
-        let k = p % c;
-        let a = ch.gamma[k] * ch.inv_std[k];
-        activate(dst, src, ch.mean[k], a, ch.beta[k], ch.silu);
+        let [centre, a, b] = per_channel[p % per_channel.len()];
+        activate(dst, src, centre, a, b, silu);
     });
-    FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()))
+    tensor(out, x.layout().shape().clone())
 }
 
 /// Gradients of input (when wanted), weight and bias. With `z` the BatchNorm output, `dz` the gradient

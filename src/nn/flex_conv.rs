@@ -23,11 +23,11 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::{Backend, BackendTypes};
 use burn::tensor::ops::{ConvOptions, ModuleOps};
-use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::flex::{own_kernels, register_input_grad, retype, values};
+use super::flex::{add_into, own_kernels, register_input_grad, retype, tensor, values};
 use crate::backend::{Cpu, CpuAutodiff};
 
 /// Shapes of one convolution (square kernel, equal stride and padding in both axes).
@@ -63,8 +63,8 @@ impl ConvGeometry {
     }
 }
 
-/// The convolution of `x` with `weight` when this module handles it (FP32; on `Autodiff<Flex>` dense or
-/// depthwise, on `Flex` dense), else `None` and the caller runs burn's.
+/// The convolution of `x` with `weight` when this module handles it (FP32; on `Autodiff<Flex>` dense,
+/// pointwise or depthwise, on `Flex` dense or pointwise), else `None` and the caller runs burn's.
 pub fn try_conv2d<B: Backend>(x: &Tensor<B, 4>, weight: &Tensor<B, 4>, stride: usize, padding: usize, groups: usize) -> Option<Tensor<B, 4>> {
     let (training, inference) = (TypeId::of::<B>() == TypeId::of::<CpuAutodiff>(), TypeId::of::<B>() == TypeId::of::<Cpu>());
     if !(training || inference) || x.dtype() != DType::F32 || weight.dtype() != DType::F32 || !own_kernels() {
@@ -131,17 +131,13 @@ fn forward(x: &FlexTensor, weight: &FlexTensor, g: &ConvGeometry) -> FlexTensor 
     }
 }
 
-fn flex(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(data, shape))
-}
-
 /// `dL/dW` for a dense or depthwise convolution.
 pub fn weight_grad(x: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
     let (x, dy) = (values(x), values(dy));
     if g.is_depthwise() {
-        flex(depthwise_weight_grad(&x, &dy, g), [g.c_out, 1, g.kernel, g.kernel])
+        tensor(depthwise_weight_grad(&x, &dy, g), [g.c_out, 1, g.kernel, g.kernel])
     } else {
-        flex(dense_weight_grad(&x, &dy, g), [g.c_out, g.c_in, g.kernel, g.kernel])
+        tensor(dense_weight_grad(&x, &dy, g), [g.c_out, g.c_in, g.kernel, g.kernel])
     }
 }
 
@@ -179,7 +175,7 @@ fn im2col(cols: &mut [f32], image: &[f32], g: &ConvGeometry) {
 
 /// Whether to split a convolution's images across threads (each image's product on one thread) rather
 /// than each image's product: below about 40x40 output pixels one image's matrices are too small for
-/// `gemm` to keep both cores busy (measured: BENCHMARKS.md, "images in parallel").
+/// `gemm` to keep both cores busy (measured: BENCHMARKS.md, session 3 step-time table).
 fn images_in_parallel(g: &ConvGeometry) -> bool {
     g.batch > 1 && g.out_h() * g.out_w() <= 40 * 40
 }
@@ -208,7 +204,7 @@ fn dense_forward(x: &FlexTensor, weight: &FlexTensor, g: &ConvGeometry) -> FlexT
     } else {
         y.chunks_mut(co * l).enumerate().for_each(|(b, out)| image(b, out));
     }
-    flex(y, [g.batch, co, ho, wo])
+    tensor(y, [g.batch, co, ho, wo])
 }
 
 /// `dW [co, ci*k*k] = sum over images of dY_b [co, L] x cols_b^T`, with `cols_b [ci*k*k, L]` the
@@ -250,7 +246,7 @@ fn dense_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let mut partials = partials.into_iter();
     let mut dw = partials.next().expect("one partial sum per thread");
     for part in partials {
-        dw.par_chunks_mut(1 << 14).zip(part.par_chunks(1 << 14)).for_each(|(d, p)| d.iter_mut().zip(p).for_each(|(d, p)| *d += p));
+        add_into(&mut dw, &part);
     }
     dw
 }

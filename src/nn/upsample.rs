@@ -9,11 +9,11 @@ use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::BackendTypes;
-use burn::tensor::{backend::Backend, DType, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{backend::Backend, DType, Tensor, TensorPrimitive};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::flex::{own_kernels, register_input_grad, retype, values};
+use super::flex::{own_kernels, register_input_grad, retype, tensor, values};
 use crate::backend::{Cpu, CpuAutodiff};
 
 pub fn upsample_nearest<B: Backend>(x: Tensor<B, 4>, scale: usize) -> Tensor<B, 4> {
@@ -96,7 +96,7 @@ fn forward(x: &FlexTensor, s: usize) -> FlexTensor {
             }
         }
     });
-    FlexTensor::from_data(TensorData::new(out, [b, c, h * s, w * s]))
+    tensor(out, [b, c, h * s, w * s])
 }
 
 #[cfg(test)]
