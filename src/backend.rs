@@ -18,6 +18,14 @@ pub fn gpu_device(index: usize) -> burn::backend::cuda::CudaDevice {
     burn::backend::cuda::CudaDevice::new(index)
 }
 
+/// burn's Vulkan backend: wgpu with cubecl's SPIR-V compiler, the same cubecl kernels as CUDA (f32
+/// storage; FP16 compute through casts).
+#[cfg(feature = "vulkan")]
+pub type Vulkan = burn::backend::Vulkan;
+/// The Vulkan backend with reverse-mode autodiff, for training.
+#[cfg(feature = "vulkan")]
+pub type VulkanAutodiff = burn::backend::Autodiff<Vulkan>;
+
 /// Runs `work` on a thread of rayon's global pool, the pool flex and `gemm` split their kernels over.
 ///
 /// Called from an outside thread, every parallel kernel wakes the pool's workers and the caller sleeps;

@@ -51,7 +51,7 @@ impl Mode {
             Mode::Predict => matches!(spec.section, Common | ValPredict) && spec.name != "split",
             Mode::Export => matches!(spec.section, Common | Export) || matches!(spec.name, "end2end" | "max_det" | "conf" | "iou"),
             Mode::Check => matches!(spec.name, "data" | "datasets_dir" | "workers" | "verbose" | "cfg"),
-            Mode::Info => matches!(spec.name, "model" | "weights" | "imgsz" | "data" | "datasets_dir" | "cfg"),
+            Mode::Info => matches!(spec.name, "model" | "weights" | "imgsz" | "data" | "datasets_dir" | "cfg" | "device"),
         }
     }
 }

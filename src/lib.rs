@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod model;
 pub mod nn;
 pub mod postprocess;
+pub mod readback;
 pub mod train;
 pub mod validate;

@@ -96,9 +96,9 @@ pub fn validate<B: Backend>(
         t_inf += (t1 - t0).as_secs_f64();
         if let Some((criterion, epoch)) = criterion {
             let [h, w] = [batch.shape[2], batch.shape[3]];
-            let l = criterion.compute(out, &targets_of(&batch.labels, [h, w]), epoch);
+            let components = criterion.compute(out, &targets_of(&batch.labels, [h, w]), epoch).components();
             for k in 0..3 {
-                loss_sum[k] += l.components[k] as f64;
+                loss_sum[k] += components[k] as f64;
             }
             batches += 1;
         }

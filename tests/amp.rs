@@ -51,14 +51,14 @@ fn an_injected_inf_gradient_changes_nothing_but_the_scale() {
     // One clean step so that optimizer and EMA have state.
     let loss = (model.weight.val().sum() + model.bias.val().sum()).mul_scalar(scaler.scale);
     let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let (m, report) = optimizer_step(model, grads, &mut opt, &mut ema, Some(&mut scaler));
+    let (m, report) = optimizer_step(model, grads, &mut opt, &mut ema, Some(&mut scaler), None);
     model = m;
     assert!(report.applied);
     let (weights, state, averaged, steps) = (floats(&model), opt.state(), floats(&ema.module), opt.steps);
 
     let loss = model.weight.val().mul_scalar(f32::INFINITY).sum() + model.bias.val().sum();
     let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let (model, report) = optimizer_step(model, grads, &mut opt, &mut ema, Some(&mut scaler));
+    let (model, report) = optimizer_step(model, grads, &mut opt, &mut ema, Some(&mut scaler), None);
     assert!(!report.applied);
     assert_eq!(report.scale_event, Some(ScaleEvent::Backoff));
     assert_eq!(scaler.scale, 32768.0);

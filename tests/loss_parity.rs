@@ -207,8 +207,8 @@ fn v8_case(model: &str, case: &str) {
         "{model}/{case}: fg {} (ultralytics {})",
         out.num_fg, fx.meta["cases"][case]["main"]["fg"]
     );
-    let total = out.total.into_data().to_vec::<f32>().unwrap()[0];
-    check(model, case, out.components, total, out.names, &fx);
+    let total = out.total.clone().into_data().to_vec::<f32>().unwrap()[0];
+    check(model, case, out.components(), total, out.names, &fx);
 }
 
 fn e2e_case(model: &str, case: &str) {
@@ -243,12 +243,12 @@ fn e2e_case(model: &str, case: &str) {
         .map(|a| a.iter().map(|v| v.as_f64().unwrap() as f32).collect())
         .unwrap_or_default(); // not stored for the class-weight cases
     for k in 0..want_m.len() {
-        let r = rel(out.one2many_components[k], want_m[k]);
+        let r = rel(out.one2many_components()[k], want_m[k]);
         println!("{model}/{case} one2many {}: rel {r:.2e}", out.names[k]);
-        assert!(r <= REL_TOL || (want_m[k] == 0.0 && out.one2many_components[k].abs() < 1e-6));
+        assert!(r <= REL_TOL || (want_m[k] == 0.0 && out.one2many_components()[k].abs() < 1e-6));
     }
-    let total = out.total.into_data().to_vec::<f32>().unwrap()[0];
-    check(model, case, out.components, total, out.names, &fx);
+    let total = out.total.clone().into_data().to_vec::<f32>().unwrap()[0];
+    check(model, case, out.components(), total, out.names, &fx);
 }
 
 #[test]

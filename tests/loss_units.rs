@@ -239,7 +239,7 @@ fn half_precision_predictions_are_computed_in_f32() {
         &[8.0, 16.0],
         &targets,
     );
-    assert_eq!(half.components, full.components);
+    assert_eq!(half.components(), full.components());
     assert!(half.num_fg > 0);
-    assert!(half.components.iter().all(|c| c.is_finite()));
+    assert!(half.components().iter().all(|c| c.is_finite()));
 }

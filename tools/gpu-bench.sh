@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# FP32 vs AMP (FP16 compute, FP32 master weights, dynamic loss scaling) on one CUDA GPU: train images/s,
-# step time and peak GPU memory for yolo26n at 320 and 640, then the same weights validated in FP32 and
-# in FP16 (`--half`), which should agree within noise.
+# FP32 vs AMP (FP16 compute, FP32 master weights, dynamic loss scaling) on one GPU, CUDA or Vulkan:
+# train images/s, step time and peak GPU memory (CUDA: nvidia-smi; other devices: not measured) for
+# yolo26n at 320 and 640, then the same weights validated in FP32 and in FP16 (`--half`), which should
+# agree within noise.
+#
+#   DEVICE=0 (default) or cuda:N: a CUDA build; DEVICE=vulkan or vulkan:N: a Vulkan build
+#   (cargo build --release --features vulkan). On a software Vulkan device (lavapipe) use small sizes:
+#   DEVICE=vulkan SIZES=64 BATCH=8 EPOCHS=2 IMAGES=32 tools/gpu-bench.sh target/release/ember target/release/examples/make_shapes
+#   Those timings measure a CPU emulating a GPU, not GPU performance.
 #
 # Build here (no GPU needed), then carry the binaries to the GPU machine:
 #   CARGO_TARGET_DIR=$HOME/.cache/ember-cuda-target cargo build --release -j 2 --features cuda --bin ember --example make_shapes
@@ -15,16 +21,32 @@ SHAPES=${2:-gpu/make_shapes}
 OUT=${OUT:-/tmp/gpu-bench}
 BATCH=${BATCH:-32}
 EPOCHS=${EPOCHS:-3}
+DEVICE=${DEVICE:-0}
+SIZES=${SIZES:-320 640}
+IMAGES=${IMAGES:-256}
+case "$DEVICE" in vulkan*) CUDA=false ;; *) CUDA=true ;; esac
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC')  $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)  $(nproc) CPUs"
+if $CUDA; then
+  echo "# $(date -u '+%Y-%m-%d %H:%M UTC')  $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)  $(nproc) CPUs"
+else
+  echo "# $(date -u '+%Y-%m-%d %H:%M UTC')  $(nproc) CPUs"
+  "$EMBER" info --device vulkan || exit 1
+fi
 "$EMBER" info --model yolo26n --imgsz 640 | head -3 || { echo "the ember binary does not run here"; exit 1; }
-"$SHAPES" "$WORK/shapes" 256 64 640 >/dev/null
+MAXSIZE=$(echo $SIZES | tr ' ' '\n' | sort -n | tail -1)
+"$SHAPES" "$WORK/shapes" $IMAGES $(( IMAGES / 4 )) $MAXSIZE >/dev/null
 
 # Peak GPU memory of one command, above what was in use before it started, sampled every 100 ms.
 peak_mib() {
   local log=$1; shift
+  if ! $CUDA; then
+    "$@" >"$log" 2>&1
+    local rc=$?
+    echo "n/a"
+    return $rc
+  fi
   local base
   base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i 0 | head -1)
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i 0 -lms 100 >"$log.mem" &
@@ -42,11 +64,11 @@ echo
 echo "| imgsz | precision | train img/s (last epoch) | step s | peak GPU MiB | final mAP50-95 |"
 echo "|---|---|---|---|---|---|"
 declare -A IPS MEM
-for size in 320 640; do
+for size in $SIZES; do
   for amp in fp32 fp16; do
     log="$OUT/train-$amp-$size.log"
     mem=$(peak_mib "$log" "$EMBER" train --data "$WORK/shapes/shapes.yaml" --model yolo26n --imgsz $size --batch $BATCH \
-      --epochs $EPOCHS --device 0 --amp $amp --workers 12 --val false --plots false --verbose true \
+      --epochs $EPOCHS --device $DEVICE --amp $amp --workers 12 --val false --plots false --verbose true \
       --project "$WORK/runs" --name $amp-$size --exist-ok true)
     if [ $? -ne 0 ]; then
       echo "| $size | $amp | FAILED (see $log) | | | |"
@@ -62,16 +84,17 @@ for size in 320 640; do
   done
   if [ -n "${IPS[fp16-$size]:-}" ] && [ -n "${IPS[fp32-$size]:-}" ]; then
     awk -v a="${IPS[fp16-$size]}" -v f="${IPS[fp32-$size]}" -v ma="${MEM[fp16-$size]}" -v mf="${MEM[fp32-$size]}" -v s=$size \
-      'BEGIN { printf "| %s | AMP / FP32 | %.2fx speed | | %.2fx memory | |\n", s, a / f, (mf > 0 ? ma / mf : 0) }'
+      'BEGIN { printf "| %s | AMP / FP32 | %.2fx speed | | %s | |\n", s, a / f, (mf + 0 > 0 ? sprintf("%.2fx memory", ma / mf) : "") }'
   fi
 done
 
 echo
 echo "Validation of the AMP run's weights (EMA) in FP32 and in FP16 on the GPU:"
-W="$WORK/runs/fp16-320/weights/last.safetensors"
+VSIZE=$(echo $SIZES | cut -d' ' -f1)
+W="$WORK/runs/fp16-$VSIZE/weights/last.safetensors"
 if [ -f "$W" ]; then
   for half in false true; do
-    "$EMBER" val --weights "$W" --data "$WORK/shapes/shapes.yaml" --imgsz 320 --batch 32 --device 0 --half $half \
+    "$EMBER" val --weights "$W" --data "$WORK/shapes/shapes.yaml" --imgsz $VSIZE --batch $BATCH --device $DEVICE --half $half \
       --plots false --project "$WORK/val" --name half-$half --exist-ok true >"$OUT/val-half-$half.log" 2>&1
     echo "half=$half: $(grep -E '^ +all ' "$OUT/val-half-$half.log" | head -1)"
   done

@@ -5,21 +5,37 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::backend::Cpu;
+use burn::tensor::backend::Backend;
+
 use crate::config::Settings;
+use crate::device::{ComputeDevice, OnBackend};
 use crate::export::{self, OnnxOptions};
 
 pub fn run(settings: &Settings) -> Result<PathBuf> {
-    super::require_cpu(settings, "export")?;
+    ComputeDevice::resolve(settings.device.as_deref())?.run(Export { settings })
+}
+
+/// Loads the weights on the device and writes them in the asked format.
+struct Export<'a> {
+    settings: &'a Settings,
+}
+
+impl OnBackend for Export<'_> {
+    type Output = Result<PathBuf>;
+    fn run<B: Backend>(self, device: &B::Device) -> Result<PathBuf> {
+        export_on::<B>(self.settings, device)
+    }
+}
+
+fn export_on<B: Backend>(settings: &Settings, device: &B::Device) -> Result<PathBuf> {
     let weights = settings
         .weights
         .as_deref()
         .context("no weights given: pass --weights FILE.safetensors")?;
     let weights = Path::new(weights);
     let started = Instant::now();
-    let device = Default::default();
     let names = class_names(settings)?;
-    let loaded = export::load_model::<Cpu>(weights, &settings.model, names, &device)?;
+    let loaded = export::load_model::<B>(weights, &settings.model, names, device)?;
     let model = &loaded.model;
     let format = settings.format.to_ascii_lowercase();
     let (out, shape, what) = match format.as_str() {

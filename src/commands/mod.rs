@@ -12,17 +12,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use crate::config::Settings;
-use crate::device::ComputeDevice;
 use crate::data::{download, DatasetConfig};
-
-/// Commands that compute on the CPU backend only (export, predict): a GPU asked for is refused with the
-/// reason rather than silently ignored.
-pub fn require_cpu(settings: &Settings, command: &str) -> Result<()> {
-    match ComputeDevice::resolve(settings.device.as_deref())? {
-        ComputeDevice::Cpu => Ok(()),
-        gpu => anyhow::bail!("`ember {command}` runs on the CPU only for now ({gpu} was asked for); use --device cpu"),
-    }
-}
 
 /// Loads the dataset YAML named by `--data`, downloading the dataset if its YAML says how.
 pub fn load_dataset(settings: &Settings) -> Result<DatasetConfig> {

@@ -10,10 +10,10 @@ use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
 use image::RgbImage;
 use rayon::prelude::*;
 
-use crate::backend::Cpu;
 use crate::config::Settings;
 use crate::data::image_io::{decode_rgb, is_image_path};
 use crate::data::Letterbox;
+use crate::device::{ComputeDevice, OnBackend};
 use crate::draw::{annotate, DrawStyle};
 use crate::export::load_model;
 use crate::model::Yolo;
@@ -327,11 +327,9 @@ pub fn run(settings: &Settings) -> Result<PredictSummary> {
         .source
         .as_deref()
         .context("no images given: pass --source IMAGE|FOLDER|GLOB|LIST.txt")?;
-    super::require_cpu(settings, "predict")?;
+    let compute = ComputeDevice::resolve(settings.device.as_deref())?;
     let paths = collect_sources(source)?;
     let names = super::export::class_names(settings)?;
-    let device = Default::default();
-    let loaded = load_model::<Cpu>(Path::new(weights), &settings.model, names, &device)?;
     let opts = PredictOptions::from_settings(settings);
     let project = settings
         .project
@@ -347,40 +345,15 @@ pub fn run(settings: &Settings) -> Result<PredictSummary> {
         std::fs::create_dir_all(run_dir.join("labels"))
             .with_context(|| format!("cannot create {}", run_dir.join("labels").display()))?;
     }
-    let style = DrawStyle {
-        line_width: settings.line_width,
-        show_labels: settings.show_labels,
-        show_conf: settings.show_conf,
-    };
     let total = paths.len();
-    let names = loaded.names.clone();
-    let mut write_error: Option<anyhow::Error> = None;
-    let results = predict_images(
-        &loaded.model,
-        &paths,
-        &opts,
-        settings.save,
-        |i, r| match r {
-            Ok(r) => {
-                println!(
-                    "image {}/{total} {}: {}x{} {}, {:.1}ms",
-                    i + 1,
-                    r.path.display(),
-                    opts.imgsz,
-                    opts.imgsz,
-                    describe(&r.detections, &names),
-                    r.inference_ms
-                );
-                if let Err(e) = save_outputs(r, &run_dir, &names, &style, settings) {
-                    write_error.get_or_insert(e);
-                }
-            }
-            Err((_, why)) => println!("image {}/{total} skipped: {why}", i + 1),
-        },
-    )?;
-    if let Some(e) = write_error {
-        return Err(e);
-    }
+    let (names, results) = compute.run(PredictAndSave {
+        weights: Path::new(weights),
+        names,
+        paths: &paths,
+        opts: &opts,
+        run_dir: &run_dir,
+        settings,
+    })?;
     let mut ok = Vec::new();
     let mut skipped = Vec::new();
     for r in results {
@@ -442,6 +415,55 @@ pub fn run(settings: &Settings) -> Result<PredictSummary> {
         results: ok,
         skipped,
     })
+}
+
+/// Loads the weights on the device, predicts, and prints and saves each image's result as it comes.
+struct PredictAndSave<'a> {
+    weights: &'a Path,
+    names: Option<Vec<String>>,
+    paths: &'a [PathBuf],
+    opts: &'a PredictOptions,
+    run_dir: &'a Path,
+    settings: &'a Settings,
+}
+
+type PredictResults = Vec<std::result::Result<ImageResult, (PathBuf, String)>>;
+
+impl OnBackend for PredictAndSave<'_> {
+    type Output = Result<(Vec<String>, PredictResults)>;
+    fn run<B: Backend>(self, device: &B::Device) -> Self::Output {
+        let Self { weights, names, paths, opts, run_dir, settings } = self;
+        let loaded = load_model::<B>(weights, &settings.model, names, device)?;
+        let style = DrawStyle {
+            line_width: settings.line_width,
+            show_labels: settings.show_labels,
+            show_conf: settings.show_conf,
+        };
+        let total = paths.len();
+        let names = loaded.names.clone();
+        let mut write_error: Option<anyhow::Error> = None;
+        let results = predict_images(&loaded.model, paths, opts, settings.save, |i, r| match r {
+            Ok(r) => {
+                println!(
+                    "image {}/{total} {}: {}x{} {}, {:.1}ms",
+                    i + 1,
+                    r.path.display(),
+                    opts.imgsz,
+                    opts.imgsz,
+                    describe(&r.detections, &names),
+                    r.inference_ms
+                );
+                if let Err(e) = save_outputs(r, run_dir, &names, &style, settings) {
+                    write_error.get_or_insert(e);
+                }
+            }
+            Err((_, why)) => println!("image {}/{total} skipped: {why}", i + 1),
+        })?;
+        match write_error {
+            Some(e) => Err(e),
+            None => Ok((names, results)),
+        }
+    }
 }
 
 fn save_outputs(

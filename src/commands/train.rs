@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::backend::CpuAutodiff;
+use burn::tensor::backend::AutodiffBackend;
+
 use crate::config::{AmpMode, Settings};
-use crate::device::{fp16_unsafe, ComputeDevice};
+use crate::device::{fp16_unsafe, ComputeDevice, OnAutodiffBackend};
 use crate::data::scan::scan_split;
 use crate::data::Split;
 use crate::train::checkpoint;
@@ -22,7 +23,7 @@ pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {
     let precision = resolve_precision(&settings, &compute, explicit_amp || resume.is_some());
     settings.amp = precision;
     // As Ultralytics: under AMP on a GPU the per-epoch validation runs the EMA in FP16 too.
-    if compute.is_cuda() && precision == AmpMode::Fp16 {
+    if compute.is_gpu() && precision == AmpMode::Fp16 {
         settings.half = true;
     }
 
@@ -61,12 +62,16 @@ pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {
         }
     };
     let inputs = TrainInputs { settings, names, train: train_samples, val: val_samples, run_dir, resume, precision };
-    match compute {
-        ComputeDevice::Cpu => train::<CpuAutodiff>(inputs, &Default::default()),
-        #[cfg(feature = "cuda")]
-        ComputeDevice::Cuda { index, .. } => train::<crate::backend::GpuAutodiff>(inputs, &crate::backend::gpu_device(index)),
-        #[cfg(not(feature = "cuda"))]
-        ComputeDevice::Cuda { .. } => unreachable!("ComputeDevice::resolve refuses CUDA in a CPU-only build"),
+    compute.run_autodiff(Train(inputs))
+}
+
+/// The trainer, on whichever backend the device resolved to.
+struct Train(TrainInputs);
+
+impl OnAutodiffBackend for Train {
+    type Output = Result<TrainOutcome>;
+    fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<TrainOutcome> {
+        train::<B>(self.0, device)
     }
 }
 
@@ -93,12 +98,12 @@ fn resolve_resume(settings: &Settings) -> Result<(Settings, Option<(PathBuf, che
 }
 
 
-/// The precision the run computes in, stated with the reason. On CUDA `--amp` (the default) is FP16,
-/// except on GPUs known to fail in FP16. On CPU the default is FP32: burn-flex computes FP16 convolutions
+/// The precision the run computes in, stated with the reason. On a GPU (CUDA or Vulkan) `--amp` (the
+/// default) is FP16, except on GPUs known to fail in FP16 and devices without FP16 arithmetic. On CPU the default is FP32: burn-flex computes FP16 convolutions
 /// about 2x slower than FP32 on CPUs without FP16 arithmetic (measured, see BENCHMARKS.md), so `--amp`
 /// only switches FP16 on there when asked for by name or flag.
 pub fn resolve_precision(settings: &Settings, compute: &ComputeDevice, explicit: bool) -> AmpMode {
-    let on_gpu = compute.is_cuda();
+    let on_gpu = compute.is_gpu();
     match (settings.amp, explicit) {
         (AmpMode::Fp32, _) => {
             println!("AMP: off, fp32 compute");
@@ -106,6 +111,10 @@ pub fn resolve_precision(settings: &Settings, compute: &ComputeDevice, explicit:
         }
         (AmpMode::Fp16, _) if matches!(compute, ComputeDevice::Cuda { name, .. } if fp16_unsafe(name)) => {
             println!("AMP: off, fp32 compute: {compute} is known to give NaN losses or zero mAP in FP16");
+            AmpMode::Fp32
+        }
+        (AmpMode::Fp16, _) if on_gpu && !compute.supports_f16() => {
+            println!("AMP: off, fp32 compute: {compute} has no FP16 arithmetic");
             AmpMode::Fp32
         }
         (AmpMode::Fp16, false) if !on_gpu => {

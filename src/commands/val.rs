@@ -4,9 +4,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::backend::Cpu;
+use burn::tensor::backend::Backend;
+
 use crate::config::Settings;
-use crate::device::ComputeDevice;
+use crate::device::{ComputeDevice, OnBackend};
 use crate::data::scan::scan_split;
 use crate::data::{BatchLoader, LoaderConfig, Split};
 use crate::metrics::plots::save_plots;
@@ -56,13 +57,7 @@ pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
             }
         })
         .collect();
-    let outcome = match compute {
-        ComputeDevice::Cpu => evaluate::<Cpu>(settings, &model_name, dataset.nc(), weights, &loader, &Default::default())?,
-        #[cfg(feature = "cuda")]
-        ComputeDevice::Cuda { index, .. } => evaluate::<crate::backend::Gpu>(settings, &model_name, dataset.nc(), weights, &loader, &crate::backend::gpu_device(index))?,
-        #[cfg(not(feature = "cuda"))]
-        ComputeDevice::Cuda { .. } => unreachable!("ComputeDevice::resolve refuses CUDA in a CPU-only build"),
-    };
+    let outcome = compute.run(Evaluate { settings, model_name: &model_name, nc: dataset.nc(), weights, loader: &loader })?;
     let elapsed = started.elapsed().as_secs_f64();
     println!("{}", outcome.metrics.format_table(&dataset.names).trim_end());
     let [pre, inf, post] = outcome.speed_ms;
@@ -93,19 +88,23 @@ pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
     Ok(outcome.metrics)
 }
 
-/// Loads `weights` into a model on `device` and validates it over `loader`.
-fn evaluate<B: burn::tensor::backend::Backend>(
-    settings: &Settings,
-    model_name: &str,
+/// Loads `weights` into a model on the device and validates it over `loader`.
+struct Evaluate<'a> {
+    settings: &'a Settings,
+    model_name: &'a str,
     nc: usize,
-    weights: &Path,
-    loader: &BatchLoader,
-    device: &B::Device,
-) -> Result<ValOutcome> {
-    let mut model = Yolo::<B>::new(model_name, nc, device)?;
-    let report = model.load_safetensors(weights)?;
-    if !report.skipped_class_head.is_empty() {
-        anyhow::bail!("{}: {report}; its class head does not fit this dataset", weights.display());
+    weights: &'a Path,
+    loader: &'a BatchLoader,
+}
+
+impl OnBackend for Evaluate<'_> {
+    type Output = Result<ValOutcome>;
+    fn run<B: Backend>(self, device: &B::Device) -> Result<ValOutcome> {
+        let mut model = Yolo::<B>::new(self.model_name, self.nc, device)?;
+        let report = model.load_safetensors(self.weights)?;
+        if !report.skipped_class_head.is_empty() {
+            anyhow::bail!("{}: {report}; its class head does not fit this dataset", self.weights.display());
+        }
+        validate(&model, self.loader, &ValOptions::for_val(self.settings, model.end2end()), None)
     }
-    validate(&model, loader, &ValOptions::for_val(settings, model.end2end()), None)
 }

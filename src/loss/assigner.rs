@@ -15,6 +15,8 @@
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
+use crate::readback::{read_f32, Purpose};
+
 use super::boxes::ciou_host;
 use super::targets::{xywh_to_xyxy, xyxy_to_xywh, PaddedTargets};
 
@@ -133,7 +135,7 @@ impl TaskAlignedAssigner {
             return Assignment::background(b, a);
         }
         let lookup = GtClassScores::read(scores, gt);
-        let boxes = read_f32(pred_boxes_px.detach());
+        let boxes = read_f32(pred_boxes_px.detach(), Purpose::Assigner);
         let boxes: Vec<[f32; 4]> = boxes
             .chunks_exact(4)
             .map(|c| [c[0], c[1], c[2], c[3]])
@@ -333,18 +335,6 @@ impl TaskAlignedAssigner {
     }
 }
 
-/// Read a float tensor back to the host as f32, whatever its storage dtype.
-pub(crate) fn read_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    let data = t.into_data();
-    match data.to_vec::<f32>() {
-        Ok(v) => v,
-        Err(_) => data
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .expect("float tensor data"),
-    }
-}
-
 /// Class logits of the batch's ground-truth classes, read back once: `[b, U, A]` for the `U` distinct classes
 /// present, so the host never copies all `nc` rows.
 pub struct GtClassScores {
@@ -391,7 +381,7 @@ impl GtClassScores {
             Vec::new()
         } else {
             let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [u]), &device);
-            read_f32(scores.detach().select(1, idx))
+            read_f32(scores.detach().select(1, idx), Purpose::Assigner)
         };
         Self {
             logits,

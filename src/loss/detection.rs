@@ -20,7 +20,9 @@ use burn::tensor::{
 use rayon::prelude::*;
 
 use crate::model::anchors::make_anchors;
-use super::assigner::{read_f32, AssignerConfig, Assignment, GtClassScores, TaskAlignedAssigner};
+use crate::readback::{read_f32, Purpose};
+
+use super::assigner::{AssignerConfig, Assignment, GtClassScores, TaskAlignedAssigner};
 use super::bbox_loss::{BboxLoss, FgTargets};
 use super::softplus_sum::softplus_sum;
 use super::targets::TargetBatch;
@@ -127,14 +129,24 @@ pub fn loss_names(reg_max: usize) -> [&'static str; 3] {
 pub struct LossOutput<B: Backend> {
     /// Scalar `[1]` to call `backward` on: sum of the gain-scaled components times the batch size.
     pub total: Tensor<B, 1>,
-    /// Gain-scaled `(box, cls, dfl|l1)` components, without the batch factor (what Ultralytics prints).
-    pub components: [f32; 3],
-    /// Column names of `components`.
+    /// Gain-scaled `(box, cls, dfl|l1)` components `[3]`, without the batch factor (what Ultralytics
+    /// prints), detached and left on the device: the trainer reads them together with its gradient
+    /// statistics, in one read.
+    pub parts: Tensor<B, 1>,
+    /// Column names of the components.
     pub names: [&'static str; 3],
     /// Number of foreground anchors (diagnostics).
     pub num_fg: usize,
     /// `max(sum of target scores, 1)` (diagnostics).
     pub target_scores_sum: f32,
+}
+
+impl<B: Backend> LossOutput<B> {
+    /// The components on the host (one device read).
+    pub fn components(&self) -> [f32; 3] {
+        let v = read_f32(self.parts.clone(), Purpose::Other);
+        [v[0], v[1], v[2]]
+    }
 }
 
 /// One branch's loss as a differentiable `[3]` tensor (gain-scaled, no batch factor) plus diagnostics.
@@ -181,10 +193,9 @@ impl DetectionLoss {
         targets: &TargetBatch,
     ) -> LossOutput<B> {
         let br = self.branch(boxes, scores, feature_sizes, strides, targets);
-        let components = read_f32(br.parts.clone().detach());
         LossOutput {
-            total: br.parts.sum().mul_scalar(br.batch_size as f32),
-            components: [components[0], components[1], components[2]],
+            total: br.parts.clone().sum().mul_scalar(br.batch_size as f32),
+            parts: br.parts.detach(),
             names: self.names(),
             num_fg: br.num_fg,
             target_scores_sum: br.target_scores_sum,
@@ -244,7 +255,7 @@ impl DetectionLoss {
             assigner.assign(&[], &vec![[0.0; 4]; bs * na], &vec![[0.0; 2]; na], &gt)
         } else {
             // Decoded boxes of all anchors, pixel xyxy, on the host.
-            let ltrb = decode_host(&read_f32(boxes.clone().detach()), bs, r, na);
+            let ltrb = decode_host(&read_f32(boxes.clone().detach(), Purpose::Assigner), bs, r, na);
             let mut pred_px = Vec::with_capacity(bs * na);
             for b in 0..bs {
                 let d = &ltrb[b * 4 * na..(b + 1) * 4 * na];

@@ -8,7 +8,7 @@
 
 use burn::tensor::{backend::Backend, Tensor};
 
-use super::assigner::read_f32;
+use crate::readback::{read_f32, Purpose};
 use super::detection::{loss_names, DetectionLoss, DetectionLossConfig, LossOutput};
 use super::targets::TargetBatch;
 
@@ -47,17 +47,31 @@ impl O2mSchedule {
 pub struct E2eLossOutput<B: Backend> {
     /// Scalar `[1]` to call `backward` on.
     pub total: Tensor<B, 1>,
-    /// One-to-one components (gain-scaled, no batch factor): what Ultralytics prints.
-    pub components: [f32; 3],
+    /// One-to-one components `[3]` (gain-scaled, no batch factor, detached): what Ultralytics prints.
+    pub parts: Tensor<B, 1>,
     pub names: [&'static str; 3],
-    /// One-to-many components, for diagnostics.
-    pub one2many_components: [f32; 3],
+    /// One-to-many components `[3]` (detached), for diagnostics.
+    pub one2many_parts: Tensor<B, 1>,
     pub o2m: f32,
     pub o2o: f32,
     pub num_fg_one2many: usize,
     pub num_fg_one2one: usize,
     /// `max(sum of target scores, 1)` of the one-to-one branch.
     pub target_scores_sum_one2one: f32,
+}
+
+impl<B: Backend> E2eLossOutput<B> {
+    /// The one-to-one components on the host (one device read).
+    pub fn components(&self) -> [f32; 3] {
+        let v = read_f32(self.parts.clone(), Purpose::Other);
+        [v[0], v[1], v[2]]
+    }
+
+    /// The one-to-many components on the host (one device read).
+    pub fn one2many_components(&self) -> [f32; 3] {
+        let v = read_f32(self.one2many_parts.clone(), Purpose::Other);
+        [v[0], v[1], v[2]]
+    }
 }
 
 /// End-to-end loss over the two branches.
@@ -126,15 +140,13 @@ impl E2eLoss {
             .one2one
             .branch(o2o_boxes, o2o_scores, feature_sizes, strides, targets);
         let bs = many.batch_size as f32;
-        let cm = read_f32(many.parts.clone().detach());
-        let co = read_f32(one.parts.clone().detach());
-        let total = many.parts.sum().mul_scalar(bs).mul_scalar(o2m)
-            + one.parts.sum().mul_scalar(bs).mul_scalar(o2o);
+        let total = many.parts.clone().sum().mul_scalar(bs).mul_scalar(o2m)
+            + one.parts.clone().sum().mul_scalar(bs).mul_scalar(o2o);
         E2eLossOutput {
             total,
-            components: [co[0], co[1], co[2]],
+            parts: one.parts.detach(),
             names: loss_names(self.one2one.config.reg_max),
-            one2many_components: [cm[0], cm[1], cm[2]],
+            one2many_parts: many.parts.detach(),
             o2m,
             o2o,
             num_fg_one2many: many.num_fg,
@@ -147,7 +159,7 @@ impl E2eLoss {
     pub fn to_loss_output<B: Backend>(out: E2eLossOutput<B>) -> LossOutput<B> {
         LossOutput {
             total: out.total,
-            components: out.components,
+            parts: out.parts,
             names: out.names,
             num_fg: out.num_fg_one2one,
             target_scores_sum: out.target_scores_sum_one2one,

@@ -11,6 +11,7 @@ pub mod c2f;
 pub mod c3k2;
 pub mod concat;
 pub mod conv;
+pub mod conv_lowp;
 pub mod detect;
 pub mod flex;
 pub mod flex_batchnorm;

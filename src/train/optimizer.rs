@@ -229,35 +229,28 @@ fn adamw<B: Backend>(opt: &mut DetectorOptimizer<B>, id: ParamId, p: Tensor<B, 1
     p - update.mul_scalar(s.lr)
 }
 
-/// Sum of squares of every gradient of `module`, and whether all were finite.
-pub fn gradient_stats<AB: AutodiffBackend, M: AutodiffModule<AB>>(module: &M, grads: &GradientsParams) -> (f64, bool) {
-    struct Stats<'a> {
+/// Sum of squares of every gradient of `module`, as one `[1]` tensor left on the device (not finite when
+/// any gradient is not); `None` when the module has no gradients.
+pub fn gradient_sum_squares<AB: AutodiffBackend, M: AutodiffModule<AB>>(
+    module: &M,
+    grads: &GradientsParams,
+) -> Option<Tensor<AB::InnerBackend, 1>> {
+    struct SumSquares<'a, B: Backend> {
         grads: &'a GradientsParams,
-        sum_sq: f64,
-        finite: bool,
+        sum: Option<Tensor<B, 1>>,
     }
-    impl<AB: AutodiffBackend> ModuleVisitor<AB> for Stats<'_> {
+    impl<AB: AutodiffBackend> ModuleVisitor<AB> for SumSquares<'_, AB::InnerBackend> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
             if let Some(g) = self.grads.get::<AB::InnerBackend, D>(param.id) {
-                let s: f64 = g.powi_scalar(2).sum().into_scalar().to_f64();
-                if s.is_finite() {
-                    self.sum_sq += s;
-                } else {
-                    self.finite = false;
-                }
+                let s = g.powi_scalar(2).sum();
+                self.sum = Some(match self.sum.take() {
+                    Some(acc) => acc + s,
+                    None => s,
+                });
             }
         }
     }
-    let mut stats = Stats { grads, sum_sq: 0.0, finite: true };
-    module.visit(&mut stats);
-    (stats.sum_sq, stats.finite)
-}
-
-trait ToF64 {
-    fn to_f64(self) -> f64;
-}
-impl<E: burn::tensor::ElementConversion> ToF64 for E {
-    fn to_f64(self) -> f64 {
-        self.elem::<f64>()
-    }
+    let mut visitor = SumSquares::<AB::InnerBackend> { grads, sum: None };
+    module.visit(&mut visitor);
+    visitor.sum
 }

@@ -25,6 +25,7 @@ use crate::data::augment::pipeline::{epoch_report, maybe_save_batch, TrainPipeli
 use crate::data::{BatchLoader, Sample};
 use crate::metrics::DetectionMetrics;
 use crate::model::Yolo;
+use crate::readback::{self, ReadCount};
 use crate::validate::{batch_tensor, validate, ValOptions};
 
 /// Everything a training run starts from.
@@ -59,6 +60,8 @@ pub struct TrainOutcome {
     pub epochs_completed: usize,
     pub final_metrics: Option<DetectionMetrics>,
     pub best_fitness: f64,
+    /// The most device-to-host reads of ember's own that one training batch made.
+    pub batch_reads: ReadCount,
 }
 
 /// Trains on `device` with autodiff backend `AB`.
@@ -157,6 +160,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
     let val_options = ValOptions::for_val(&s, model.end2end());
     let mut fault = Fault::from_env();
     let mut recoveries = 0usize;
+    let mut most_reads = ReadCount::default();
     let mut epoch = start_epoch;
     while epoch < epochs {
         println!("\n{}", console::header(loss_names));
@@ -188,20 +192,18 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
             optimizer.groups = plan.groups;
             size = batch.shape[3];
             last_instances = batch.instances();
+            let reads_before = readback::count();
             let out = model.forward(to_compute(batch_tensor::<AB>(&batch, device), precision));
             let loss = criterion.compute(out, &targets_of(&batch.labels, [batch.shape[2], batch.shape[3]]), epoch);
-            last_loss_finite = loss.components.iter().all(|c| c.is_finite());
-            if !last_loss_finite {
-                skipped += 1;
-                tracing::warn!("non-finite loss {:?} at epoch {} batch {i}: step skipped", loss.components, epoch + 1);
-                continue;
-            }
             let scale = scaler.map_or(1.0, |s| s.scale);
-            let total = if scale == 1.0 { loss.total } else { loss.total.mul_scalar(scale) };
+            let total = if scale == 1.0 { loss.total.clone() } else { loss.total.clone().mul_scalar(scale) };
+            // A non-finite loss gives non-finite gradients, which the step below skips; its values are
+            // read with the gradient statistics, so a batch costs one device read besides the assigner's.
             let grads = GradientsParams::from_grads(total.backward(), &model);
             accumulator.accumulate(&model, grads);
-            if ni as i64 - last_opt_step >= plan.accumulate as i64 {
-                let (stepped, report) = optimizer_step(model, accumulator.grads(), &mut optimizer, &mut ema, scaler.as_mut());
+            let components = if ni as i64 - last_opt_step >= plan.accumulate as i64 {
+                let loss_parts = loss.parts.inner();
+                let (stepped, report) = optimizer_step(model, accumulator.grads(), &mut optimizer, &mut ema, scaler.as_mut(), Some(loss_parts));
                 model = stepped;
                 if !report.applied {
                     skipped += 1;
@@ -217,10 +219,20 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
                     }
                 }
                 last_opt_step = ni as i64;
+                [report.read_along[0], report.read_along[1], report.read_along[2]]
+            } else {
+                loss.components()
+            };
+            let reads = readback::count() - reads_before;
+            (most_reads.assigner, most_reads.other) = (most_reads.assigner.max(reads.assigner), most_reads.other.max(reads.other));
+            last_loss_finite = components.iter().all(|c| c.is_finite());
+            if !last_loss_finite {
+                tracing::warn!("non-finite loss {components:?} at epoch {} batch {i}", epoch + 1);
+                continue;
             }
             seen += 1;
             for k in 0..3 {
-                mean_loss[k] += (loss.components[k] as f64 - mean_loss[k]) / seen as f64;
+                mean_loss[k] += (components[k] as f64 - mean_loss[k]) / seen as f64;
             }
             bar.set_message(console::row(epoch, epochs, mean_loss, batch.instances(), size));
             bar.inc(1);
@@ -345,7 +357,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
         println!("{}", m.format_table(&names));
     }
     println!("Results saved to {}", run_dir.display());
-    Ok(TrainOutcome { run_dir, last, best, epochs_completed, final_metrics, best_fitness })
+    Ok(TrainOutcome { run_dir, last, best, epochs_completed, final_metrics, best_fitness, batch_reads: most_reads })
 }
 
 /// Reloads of `last` allowed in a row before a diverging run is stopped (Ultralytics' limit).

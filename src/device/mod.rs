@@ -1,0 +1,193 @@
+//! Where a command computes: the CPU (burn-flex, always built in), an NVIDIA GPU through burn's CUDA
+//! backend (the `cuda` cargo feature) or any Vulkan device through burn's wgpu backend with cubecl's
+//! SPIR-V compiler (the `vulkan` feature). `--device` takes Ultralytics' spellings (`cpu`, `0`,
+//! `cuda:0`) plus `vulkan` (the best adapter) and `vulkan:N` (the N-th adapter, as
+//! `ember info --device vulkan` lists them).
+//!
+//! CUDA and Vulkan are one path: both are burn-cubecl backends, and every command is generic over
+//! burn's `Backend`; [`ComputeDevice::run`] and [`ComputeDevice::run_autodiff`] are the one place
+//! that picks the concrete backend.
+
+pub mod vulkan;
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+
+/// A resolved `--device`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComputeDevice {
+    Cpu,
+    /// GPU `index` as the driver numbers it, with the name the driver reports.
+    Cuda { index: usize, name: String },
+    /// A Vulkan adapter: its position in the adapter list, its name and kind as the driver reports them.
+    Vulkan(vulkan::Adapter),
+}
+
+/// Work generic over burn backends, run by [`ComputeDevice::run`] on the one the device resolved to.
+pub trait OnBackend {
+    type Output;
+    fn run<B: Backend>(self, device: &B::Device) -> Self::Output;
+}
+
+/// Work that needs gradients (training), run by [`ComputeDevice::run_autodiff`].
+pub trait OnAutodiffBackend {
+    type Output;
+    fn run<B: AutodiffBackend>(self, device: &B::Device) -> Self::Output;
+}
+
+impl ComputeDevice {
+    /// Parses `--device` and checks that the device exists (a driver sees the GPU, Vulkan lists the
+    /// adapter), so a machine without one gets a clear error instead of a failure deep inside the backend.
+    pub fn resolve(device: Option<&str>) -> Result<ComputeDevice> {
+        let text = device.unwrap_or("").trim().to_ascii_lowercase();
+        if let Some(rest) = text.strip_prefix("vulkan") {
+            let index = match rest.strip_prefix(':') {
+                None if rest.is_empty() => None,
+                Some(n) => Some(n.parse::<usize>().map_err(|_| anyhow::anyhow!("device '{text}': expected vulkan or vulkan:N"))?),
+                _ => bail!("device '{text}' not understood: use vulkan or vulkan:N"),
+            };
+            return Ok(ComputeDevice::Vulkan(vulkan::find(index)?));
+        }
+        let Some(index) = gpu_index(&text)? else { return Ok(ComputeDevice::Cpu) };
+        if !cfg!(feature = "cuda") {
+            bail!("device '{text}' needs CUDA, and this ember was built without it (cargo build --release --features cuda)");
+        }
+        let name = gpu_name(index)?;
+        Ok(ComputeDevice::Cuda { index, name })
+    }
+
+    /// A GPU backend (CUDA or Vulkan): FP16 by default under `--amp`, FP16 validation during AMP training.
+    pub fn is_gpu(&self) -> bool {
+        !matches!(self, ComputeDevice::Cpu)
+    }
+
+    /// Runs `work` on this device's backend.
+    pub fn run<W: OnBackend>(&self, work: W) -> W::Output {
+        match self {
+            ComputeDevice::Cpu => work.run::<crate::backend::Cpu>(&Default::default()),
+            #[cfg(feature = "cuda")]
+            ComputeDevice::Cuda { index, .. } => work.run::<crate::backend::Gpu>(&crate::backend::gpu_device(*index)),
+            #[cfg(feature = "vulkan")]
+            ComputeDevice::Vulkan(adapter) => work.run::<crate::backend::Vulkan>(&adapter.device()),
+            #[allow(unreachable_patterns)]
+            other => unreachable!("ComputeDevice::resolve refuses {other} in a build without its feature"),
+        }
+    }
+
+    /// Runs `work` on this device's backend with autodiff.
+    pub fn run_autodiff<W: OnAutodiffBackend>(&self, work: W) -> W::Output {
+        match self {
+            ComputeDevice::Cpu => work.run::<crate::backend::CpuAutodiff>(&Default::default()),
+            #[cfg(feature = "cuda")]
+            ComputeDevice::Cuda { index, .. } => work.run::<crate::backend::GpuAutodiff>(&crate::backend::gpu_device(*index)),
+            #[cfg(feature = "vulkan")]
+            ComputeDevice::Vulkan(adapter) => work.run::<crate::backend::VulkanAutodiff>(&adapter.device()),
+            #[allow(unreachable_patterns)]
+            other => unreachable!("ComputeDevice::resolve refuses {other} in a build without its feature"),
+        }
+    }
+
+    /// Whether the device computes in FP16 (asked of the backend: a Vulkan adapter may lack `shaderFloat16`).
+    pub fn supports_f16(&self) -> bool {
+        struct AskF16;
+        impl OnBackend for AskF16 {
+            type Output = bool;
+            fn run<B: Backend>(self, device: &B::Device) -> bool {
+                B::supports_dtype(device, burn::tensor::DType::F16)
+            }
+        }
+        self.run(AskF16)
+    }
+}
+
+impl std::fmt::Display for ComputeDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ComputeDevice::Cpu => write!(f, "CPU (burn-flex)"),
+            ComputeDevice::Cuda { index, name } => write!(f, "CUDA:{index} ({name})"),
+            ComputeDevice::Vulkan(a) => write!(f, "Vulkan:{} ({}, {})", a.index, a.name, a.kind),
+        }
+    }
+}
+
+/// The GPU index `--device` names, or `None` for the CPU.
+fn gpu_index(text: &str) -> Result<Option<usize>> {
+    if text.is_empty() || text == "cpu" {
+        return Ok(None);
+    }
+    if text == "cuda" {
+        return Ok(Some(0));
+    }
+    let digits = text.strip_prefix("cuda:").unwrap_or(text);
+    match digits.parse::<usize>() {
+        Ok(index) => Ok(Some(index)),
+        Err(_) if digits.contains(',') => bail!("device '{text}': ember trains on one GPU; pick one, e.g. --device 0"),
+        Err(_) => bail!("device '{text}' not understood: use cpu, 0, 1, ..., cuda:0, vulkan or vulkan:N"),
+    }
+}
+
+/// The name of GPU `index` from `nvidia-smi`, which ships with every NVIDIA driver.
+fn gpu_name(index: usize) -> Result<String> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader", &format!("--id={index}")])
+        .output()
+        .context("device: no NVIDIA driver found (nvidia-smi could not run); use --device cpu")?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || text.is_empty() {
+        bail!("device: no GPU {index} ({}); use --device cpu", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(text.lines().next().unwrap_or_default().trim().to_string())
+}
+
+/// GPUs known to give NaN losses or zero mAP when training in FP16 (the list Ultralytics keeps: GTX 16xx,
+/// Quadro T-series, Tesla K40m); they train in FP32.
+pub fn fp16_unsafe(gpu_name: &str) -> bool {
+    let name = gpu_name.to_ascii_lowercase();
+    let vendor = ["nvidia", "geforce", "quadro", "tesla"].iter().any(|v| name.contains(v));
+    let model = ["1660", "1650", "1630", "t400", "t550", "t600", "t1000", "t1200", "t2000", "k40m"].iter().any(|m| name.contains(m));
+    vendor && model
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ultralytics_device_spellings() {
+        assert_eq!(gpu_index("").unwrap(), None);
+        assert_eq!(gpu_index("cpu").unwrap(), None);
+        assert_eq!(gpu_index("0").unwrap(), Some(0));
+        assert_eq!(gpu_index("cuda:1").unwrap(), Some(1));
+        assert_eq!(gpu_index("cuda").unwrap(), Some(0));
+        assert!(format!("{}", gpu_index("0,1").unwrap_err()).contains("one GPU"));
+        assert!(format!("{}", gpu_index("mps").unwrap_err()).contains("not understood"));
+        assert_eq!(ComputeDevice::resolve(Some("CPU")).unwrap(), ComputeDevice::Cpu);
+        assert_eq!(ComputeDevice::resolve(None).unwrap(), ComputeDevice::Cpu);
+        assert!(format!("{}", ComputeDevice::resolve(Some("vulkan:x")).unwrap_err()).contains("vulkan:N"));
+        assert!(format!("{}", ComputeDevice::resolve(Some("vulkanx")).unwrap_err()).contains("not understood"));
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn gpu_in_a_cpu_build_is_a_clear_error() {
+        let text = format!("{:#}", ComputeDevice::resolve(Some("cuda:0")).unwrap_err());
+        assert!(text.contains("--features cuda"), "{text}");
+    }
+
+    #[cfg(not(feature = "vulkan"))]
+    #[test]
+    fn vulkan_in_a_build_without_it_is_a_clear_error() {
+        let text = format!("{:#}", ComputeDevice::resolve(Some("vulkan")).unwrap_err());
+        assert!(text.contains("--features vulkan"), "{text}");
+    }
+
+    #[test]
+    fn fp16_unsafe_gpus() {
+        assert!(fp16_unsafe("NVIDIA GeForce GTX 1660 SUPER"));
+        assert!(fp16_unsafe("Quadro T1000"));
+        assert!(fp16_unsafe("NVIDIA T600"));
+        assert!(!fp16_unsafe("NVIDIA H200"));
+        assert!(!fp16_unsafe("NVIDIA GeForce RTX 4090"));
+        assert!(!fp16_unsafe("NVIDIA A100-SXM4-80GB"));
+    }
+}
