@@ -1,6 +1,6 @@
 //! `ember export`: write trained weights as ONNX, Ultralytics-keyed SafeTensors or burnpack.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -8,14 +8,15 @@ use anyhow::{bail, Context, Result};
 use crate::backend::Cpu;
 use crate::config::Settings;
 use crate::export::{self, OnnxOptions};
+use crate::model::locate::locate_weights;
 
 pub fn run(settings: &Settings) -> Result<PathBuf> {
     super::require_cpu(settings, "export")?;
     let weights = settings
         .weights
         .as_deref()
-        .context("no weights given: pass --weights FILE.safetensors")?;
-    let weights = Path::new(weights);
+        .context("no weights given: pass --weights FILE.safetensors|FILE.pt")?;
+    let weights = &locate_weights(weights)?;
     let started = Instant::now();
     let device = Default::default();
     let names = class_names(settings)?;

@@ -322,7 +322,7 @@ pub fn run(settings: &Settings) -> Result<PredictSummary> {
     let weights = settings
         .weights
         .as_deref()
-        .context("no weights given: pass --weights FILE.safetensors")?;
+        .context("no weights given: pass --weights FILE.safetensors|FILE.pt")?;
     let source = settings
         .source
         .as_deref()
@@ -331,7 +331,8 @@ pub fn run(settings: &Settings) -> Result<PredictSummary> {
     let paths = collect_sources(source)?;
     let names = super::export::class_names(settings)?;
     let device = Default::default();
-    let loaded = load_model::<Cpu>(Path::new(weights), &settings.model, names, &device)?;
+    let weights = crate::model::locate::locate_weights(weights)?;
+    let loaded = load_model::<Cpu>(&weights, &settings.model, names, &device)?;
     let opts = PredictOptions::from_settings(settings);
     let project = settings
         .project

@@ -9,6 +9,8 @@ use crate::config::{AmpMode, Settings};
 use crate::device::{fp16_unsafe, ComputeDevice};
 use crate::data::scan::scan_split;
 use crate::data::Split;
+use crate::model::locate::locate_weights;
+use crate::model::WeightsFile;
 use crate::train::checkpoint;
 use crate::train::loss_scale::LossScaler;
 use crate::train::run_dir::make_run_dir;
@@ -16,6 +18,9 @@ use crate::train::trainer::{newest_last_checkpoint, train, TrainInputs, TrainOut
 
 pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {
     let (mut settings, resume) = resolve_resume(settings)?;
+    if resume.is_none() {
+        resolve_starting_weights(&mut settings)?;
+    }
     let compute = ComputeDevice::resolve(settings.device.as_deref())?;
     println!("device: {compute}");
     // A resumed run's saved `amp` is the mode it resolved to, so it counts as explicit.
@@ -68,6 +73,33 @@ pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {
         #[cfg(not(feature = "cuda"))]
         ComputeDevice::Cuda { .. } => unreachable!("ComputeDevice::resolve refuses CUDA in a CPU-only build"),
     }
+}
+
+/// `--model yolo26n.pt`: the architecture comes from the checkpoint's model YAML and its weights are the
+/// starting point (unless `--weights` names others). Named files are looked up as [`locate_weights`] says.
+fn resolve_starting_weights(settings: &mut Settings) -> Result<()> {
+    if let Some(weights) = settings.weights.clone() {
+        settings.weights = Some(locate_weights(&weights)?.display().to_string());
+    }
+    let model = settings.model.to_ascii_lowercase();
+    if !(model.ends_with(".pt") || model.ends_with(".pth")) {
+        return Ok(());
+    }
+    let path = locate_weights(&settings.model)?;
+    let file = WeightsFile::read(&path)?;
+    let architecture = file.architecture()?.with_context(|| {
+        format!(
+            "{} holds a plain state_dict without its model YAML: name the architecture with --model (e.g. \
+             yolo26n) and pass the file with --weights",
+            path.display()
+        )
+    })?;
+    println!("{}: {architecture} with {} classes", path.display(), file.names().len());
+    settings.model = architecture;
+    if settings.weights.is_none() {
+        settings.weights = Some(path.display().to_string());
+    }
+    Ok(())
 }
 
 /// `--resume`: the newest run's last checkpoint, or the given one; its saved settings win.

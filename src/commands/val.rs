@@ -1,7 +1,5 @@
 //! `ember val`: score weights on a dataset split.
 
-use std::path::Path;
-
 use anyhow::{Context, Result};
 
 use crate::backend::Cpu;
@@ -12,15 +10,17 @@ use crate::data::{BatchLoader, LoaderConfig, Split};
 use crate::metrics::plots::save_plots;
 use crate::metrics::{coco80_to_coco91, default_class_map, detections_to_coco, ground_truth_to_coco, write_json, DetectionMetrics, GtImage, ImageId};
 use crate::train::run_dir::make_run_dir;
-use crate::model::Yolo;
+use crate::model::locate::locate_weights;
+use crate::model::{WeightsFile, Yolo};
 use crate::train::checkpoint;
 use crate::validate::{validate, ValOptions, ValOutcome};
 
 pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
     let compute = ComputeDevice::resolve(settings.device.as_deref())?;
-    let weights = settings.weights.as_deref().context("no weights given: pass --weights FILE.safetensors")?;
-    let weights = Path::new(weights);
+    let weights = settings.weights.as_deref().context("no weights given: pass --weights FILE.safetensors|FILE.pt")?;
+    let weights = &locate_weights(weights)?;
     let meta = checkpoint::read_meta(weights)?;
+    let file = WeightsFile::read(weights)?;
     let dataset = super::load_dataset(settings)?;
     let split = Split::parse(&settings.split)?;
     let scan = scan_split(dataset.split_sources(split)?, dataset.nc(), split)?;
@@ -28,7 +28,11 @@ pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
     if scan.samples.is_empty() {
         anyhow::bail!("{}: the {split} split has no usable images", dataset.yaml_path.display());
     }
-    let model_name = meta.as_ref().map(|m| m.model.clone()).unwrap_or_else(|| settings.model.clone());
+    let model_name = match (&meta, file.architecture()?) {
+        (Some(m), _) => m.model.clone(),
+        (None, Some(arch)) => arch,
+        (None, None) => settings.model.clone(),
+    };
     if let Some(m) = &meta {
         if m.nc != dataset.nc() {
             anyhow::bail!("{} was trained for {} classes but {} has {}", weights.display(), m.nc, dataset.yaml_path.display(), dataset.nc());
@@ -57,9 +61,9 @@ pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
         })
         .collect();
     let outcome = match compute {
-        ComputeDevice::Cpu => evaluate::<Cpu>(settings, &model_name, dataset.nc(), weights, &loader, &Default::default())?,
+        ComputeDevice::Cpu => evaluate::<Cpu>(settings, &model_name, dataset.nc(), &file, &loader, &Default::default())?,
         #[cfg(feature = "cuda")]
-        ComputeDevice::Cuda { index, .. } => evaluate::<crate::backend::Gpu>(settings, &model_name, dataset.nc(), weights, &loader, &crate::backend::gpu_device(index))?,
+        ComputeDevice::Cuda { index, .. } => evaluate::<crate::backend::Gpu>(settings, &model_name, dataset.nc(), &file, &loader, &crate::backend::gpu_device(index))?,
         #[cfg(not(feature = "cuda"))]
         ComputeDevice::Cuda { .. } => unreachable!("ComputeDevice::resolve refuses CUDA in a CPU-only build"),
     };
@@ -98,14 +102,15 @@ fn evaluate<B: burn::tensor::backend::Backend>(
     settings: &Settings,
     model_name: &str,
     nc: usize,
-    weights: &Path,
+    weights: &WeightsFile,
     loader: &BatchLoader,
     device: &B::Device,
 ) -> Result<ValOutcome> {
     let mut model = Yolo::<B>::new(model_name, nc, device)?;
-    let report = model.load_safetensors(weights)?;
+    let path = weights.path.display();
+    let report = model.load_state_dict(&weights.state_dict).with_context(|| format!("loading {path}"))?;
     if !report.skipped_class_head.is_empty() {
-        anyhow::bail!("{}: {report}; its class head does not fit this dataset", weights.display());
+        anyhow::bail!("{path}: {report}; its class head does not fit this dataset");
     }
     validate(&model, loader, &ValOptions::for_val(settings, model.end2end()), None)
 }
