@@ -94,7 +94,7 @@ fn resolve_starting_weights(settings: &mut Settings) -> Result<()> {
             path.display()
         )
     })?;
-    println!("{}: {architecture} with {} classes", path.display(), file.names().len());
+    println!("{}: {architecture}, nc={}", path.display(), file.names().len());
     settings.model = architecture;
     if settings.weights.is_none() {
         settings.weights = Some(path.display().to_string());

@@ -77,7 +77,7 @@ impl Archive {
 /// Read the `.pt` file at `path`. Errors name the file.
 pub fn read_pt(path: &Path) -> Result<PtCheckpoint> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    read_pt_bytes(bytes).with_context(|| format!("{} is not a readable PyTorch checkpoint", path.display()))
+    read_pt_bytes(bytes).with_context(|| format!("{}: not usable as Ultralytics detection weights", path.display()))
 }
 
 pub fn read_pt_bytes(bytes: Vec<u8>) -> Result<PtCheckpoint> {
