@@ -63,3 +63,30 @@ impl WeightsFile {
         self.pt.as_ref().map(|i| i.names.clone()).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with_yaml(text: &str) -> WeightsFile {
+        let info = PtInfo { yaml: Some(serde_yaml::from_str(text).unwrap()), ..Default::default() };
+        WeightsFile {
+            path: PathBuf::from("x.pt"),
+            state_dict: StateDict { tensors: HashMap::new(), int_keys: Vec::new() },
+            pt: Some(info),
+        }
+    }
+
+    #[test]
+    fn architecture_comes_from_the_yaml_file_name_and_scale() {
+        let arch = |text: &str| with_yaml(text).architecture();
+        assert_eq!(arch("{yaml_file: yolov8s.yaml, scale: s}").unwrap().as_deref(), Some("yolov8s"));
+        // A family YAML with the scale given separately, as `YOLO("yolo11.yaml")` never writes but a user may.
+        assert_eq!(arch("{yaml_file: yolo11.yaml, scale: m}").unwrap().as_deref(), Some("yolo11m"));
+        assert_eq!(arch("{yaml_file: /some/dir/yolo26n.yaml}").unwrap().as_deref(), Some("yolo26n"));
+        let err = format!("{:#}", arch("{yaml_file: my-net.yaml, scale: n}").unwrap_err());
+        assert!(err.contains("x.pt") && err.contains("my-net.yaml") && err.contains("--model"), "{err}");
+        assert!(arch("{nc: 3}").is_err(), "no yaml_file: not guessed");
+    }
+}
