@@ -86,7 +86,8 @@ fn trained_one_class_checkpoint_matches_ultralytics_state_dict() {
             continue;
         }
         let (shape, values) = ckpt.state_dict.tensors.get(key).unwrap_or_else(|| panic!("{key} missing"));
-        let ref_shape: Vec<usize> = r["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let ref_shape: Vec<usize> =
+            r["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
         assert_eq!(*shape, ref_shape, "{key}: shape");
         for (at, v) in r["at"].as_array().unwrap().iter().zip(r["values"].as_array().unwrap()) {
             let at = at.as_u64().unwrap() as usize;

@@ -54,7 +54,10 @@ pub fn locate_weights(name: &str) -> Result<PathBuf> {
             ),
         }
     }
-    let hint = if is_official(name) { format!(" (Ultralytics publishes it at {RELEASE_URL}/{name})") } else { String::new() };
+    let hint = match is_official(name) {
+        true => format!(" (Ultralytics publishes it at {RELEASE_URL}/{name})"),
+        false => String::new(),
+    };
     bail!(
         "weights {name} not found: looked in {looked}; put the file in {WEIGHTS_DIR}/ under the working directory \
          or in the folder $EMBER_WEIGHTS names{hint}"

@@ -171,7 +171,10 @@ fn pick_model(root: &Value) -> Result<(String, Value)> {
         Value::Dict(d) => d.borrow().iter().take(12).map(|(k, _)| k.as_str().unwrap_or("?").to_string()).collect(),
         _ => vec![],
     };
-    bail!("data.pkl is a dict without a model (no module or tensors under ema/model/state_dict; keys: {})", keys.join(", "))
+    bail!(
+        "data.pkl is a dict without a model (no module or tensors under ema/model/state_dict; keys: {})",
+        keys.join(", ")
+    )
 }
 
 /// `nn.Module.state_dict()` order: own parameters, persistent buffers, then children.
