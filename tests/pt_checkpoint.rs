@@ -286,3 +286,12 @@ fn named_weights_are_looked_up_and_missing_ones_say_where_to_put_them() {
     let err = format!("{:#}", locate_weights("yolo26x.pt").unwrap_err());
     assert!(err.contains("releases") && err.contains("weights/"), "{err}");
 }
+
+#[test]
+fn info_takes_the_architecture_from_a_pt() {
+    let pairs = [("model", fixture("pt/yolo26n_nc1_last.pt").display().to_string()), ("imgsz", "640".into())];
+    ember::commands::info::run(&settings(&pairs)).unwrap();
+    let pairs = [("model", fixture("pt/yolo26n_state_dict.pt").display().to_string())];
+    let err = format!("{:#}", ember::commands::info::run(&settings(&pairs)).unwrap_err());
+    assert!(err.contains("plain state_dict") && err.contains("--model"), "{err}");
+}

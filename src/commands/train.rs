@@ -10,7 +10,7 @@ use crate::device::{fp16_unsafe, ComputeDevice};
 use crate::data::scan::scan_split;
 use crate::data::Split;
 use crate::model::locate::locate_weights;
-use crate::model::WeightsFile;
+use crate::model::weights_file::model_from_pt;
 use crate::train::checkpoint;
 use crate::train::loss_scale::LossScaler;
 use crate::train::run_dir::make_run_dir;
@@ -81,20 +81,8 @@ fn resolve_starting_weights(settings: &mut Settings) -> Result<()> {
     if let Some(weights) = settings.weights.clone() {
         settings.weights = Some(locate_weights(&weights)?.display().to_string());
     }
-    let model = settings.model.to_ascii_lowercase();
-    if !(model.ends_with(".pt") || model.ends_with(".pth")) {
-        return Ok(());
-    }
-    let path = locate_weights(&settings.model)?;
-    let file = WeightsFile::read(&path)?;
-    let architecture = file.architecture()?.with_context(|| {
-        format!(
-            "{} holds a plain state_dict without its model YAML: name the architecture with --model (e.g. \
-             yolo26n) and pass the file with --weights",
-            path.display()
-        )
-    })?;
-    println!("{}: {architecture}, nc={}", path.display(), file.names().len());
+    let Some((path, architecture, nc)) = model_from_pt(&settings.model)? else { return Ok(()) };
+    println!("{}: {architecture}, nc={nc}", path.display());
     settings.model = architecture;
     if settings.weights.is_none() {
         settings.weights = Some(path.display().to_string());

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
+use super::locate::locate_weights;
 use super::pt::{read_pt, PtInfo};
 use super::yaml::{family_of, guess_scale, BUILTIN};
 use super::StateDict;
@@ -62,6 +63,25 @@ impl WeightsFile {
     pub fn names(&self) -> Vec<String> {
         self.pt.as_ref().map(|i| i.names.clone()).unwrap_or_default()
     }
+}
+
+/// A model named by a checkpoint (`--model yolo26n.pt`): the file (looked up as [`locate_weights`] says), the
+/// architecture its YAML names and its class count. `Ok(None)` when `model` is not a `.pt` / `.pth` name.
+pub fn model_from_pt(model: &str) -> Result<Option<(PathBuf, String, usize)>> {
+    let lower = model.to_ascii_lowercase();
+    if !(lower.ends_with(".pt") || lower.ends_with(".pth")) {
+        return Ok(None);
+    }
+    let path = locate_weights(model)?;
+    let file = WeightsFile::read(&path)?;
+    let Some(architecture) = file.architecture()? else {
+        bail!(
+            "{} holds a plain state_dict without its model YAML: name the architecture with --model (e.g. \
+             yolo26n) and pass the file with --weights",
+            path.display()
+        );
+    };
+    Ok(Some((path, architecture, file.names().len())))
 }
 
 #[cfg(test)]
