@@ -68,7 +68,8 @@ impl Archive {
     fn read(&mut self, name: &str) -> Result<Vec<u8>> {
         let full = format!("{}{name}", self.prefix);
         let mut entry = self.zip.by_name(&full).with_context(|| format!("zip entry {full} is missing"))?;
-        let mut out = Vec::with_capacity(entry.size() as usize);
+        // The size in the zip header is only a hint: a damaged file may claim anything.
+        let mut out = Vec::with_capacity((entry.size() as usize).min(1 << 28));
         entry.read_to_end(&mut out).with_context(|| format!("reading zip entry {full}"))?;
         Ok(out)
     }
@@ -98,10 +99,10 @@ pub fn read_pt_bytes(bytes: Vec<u8>) -> Result<PtCheckpoint> {
             if let Some((_, task)) = OTHER_TASKS.iter().find(|(c, _)| *c == short) {
                 bail!("it holds a {short} (a {task} model); ember trains and runs detection models only");
             }
-            walk_module(&model, "", &mut tensors, 0)?;
+            walk_module(&model, "", &mut tensors, &mut 100_000)?;
             let state = o.borrow().state.clone().unwrap_or(Value::None);
             info.names = names_of(state.get("names"));
-            info.yaml = state.get("yaml").map(|y| to_yaml(&y)).transpose()?;
+            info.yaml = state.get("yaml").map(|y| to_yaml(&y, 0)).transpose()?;
             info.stride = state.get("stride").map(|s| stride_of(&s, &mut archive)).transpose()?.unwrap_or_default();
             info.class = Some(class);
         }
@@ -177,11 +178,13 @@ fn pick_model(root: &Value) -> Result<(String, Value)> {
     )
 }
 
-/// `nn.Module.state_dict()` order: own parameters, persistent buffers, then children.
-fn walk_module(module: &Value, prefix: &str, out: &mut Vec<(String, Rc<TensorRef>)>, depth: usize) -> Result<()> {
-    if depth > 64 {
-        bail!("modules nested deeper than 64 levels");
+/// `nn.Module.state_dict()` order: own parameters, persistent buffers, then children. `budget` bounds the modules
+/// visited, since a damaged pickle can make a module its own child.
+fn walk_module(module: &Value, prefix: &str, out: &mut Vec<(String, Rc<TensorRef>)>, budget: &mut usize) -> Result<()> {
+    if *budget == 0 {
+        bail!("more than 100000 modules, or a module that contains itself");
     }
+    *budget -= 1;
     let Value::Object(o) = module else { return Ok(()) };
     let state = o.borrow().state.clone().unwrap_or(Value::None);
     let skip: Vec<String> = match state.get("_non_persistent_buffers_set") {
@@ -205,7 +208,7 @@ fn walk_module(module: &Value, prefix: &str, out: &mut Vec<(String, Rc<TensorRef
                 Value::Int(i) => i.to_string(),
                 _ => continue,
             };
-            walk_module(child, &format!("{prefix}{name}."), out, depth + 1)?;
+            walk_module(child, &format!("{prefix}{name}."), out, budget)?;
         }
     }
     Ok(())
@@ -228,9 +231,13 @@ fn names_of(v: Option<Value>) -> Vec<String> {
     pairs.into_iter().map(|(_, n)| n).collect()
 }
 
-/// A pickled plain value (the model YAML dict) as YAML.
-fn to_yaml(v: &Value) -> Result<serde_yaml::Value> {
+/// A pickled plain value (the model YAML dict) as YAML. A pickle can build cycles, hence the depth limit.
+fn to_yaml(v: &Value, depth: usize) -> Result<serde_yaml::Value> {
     use serde_yaml::Value as Y;
+    if depth > 32 {
+        bail!("the model YAML is nested deeper than 32 levels");
+    }
+    let to_yaml = |v: &Value| to_yaml(v, depth + 1);
     Ok(match v {
         Value::None => Y::Null,
         Value::Bool(b) => Y::Bool(*b),
@@ -264,12 +271,15 @@ fn stride_of(v: &Value, archive: &mut Archive) -> Result<Vec<f32>> {
 pub fn tensor_values(t: &TensorRef, storage: &[u8]) -> Result<Vec<f32>> {
     let size = t.dtype.size();
     let available = storage.len() / size;
-    let numel: usize = t.shape.iter().product();
+    let numel = t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    // Views with stride 0 could claim any size over a small storage; no weights tensor is that large.
+    let numel = numel.filter(|&n| n <= 1 << 32).ok_or_else(|| anyhow!("implausible shape {:?}", t.shape))?;
     if numel == 0 {
         return Ok(Vec::new());
     }
-    // The furthest element the view touches must lie inside the storage.
-    let last = t.offset + t.shape.iter().zip(&t.stride).map(|(&n, &s)| (n - 1) * s).sum::<usize>();
+    // The furthest element the view touches must lie inside the storage (checked: the sizes come from the file).
+    let last = t.shape.iter().zip(&t.stride).try_fold(t.offset, |at, (&n, &s)| (n - 1).checked_mul(s)?.checked_add(at));
+    let last = last.unwrap_or(usize::MAX);
     if last >= available {
         bail!("view reaches element {last} of a storage of {available} (shape {:?}, stride {:?})", t.shape, t.stride);
     }

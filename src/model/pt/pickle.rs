@@ -656,6 +656,40 @@ OrderedDict\nq\x03)Rq\x04X\x01\x00\x00\x00aq\x05K\x01sX\x01\x00\x00\x00sq\x06c__
         }
     }
 
+    /// `data.pkl` of the trainer-checkpoint fixture (written by Ultralytics 8.4.190).
+    fn fixture_pickle() -> Vec<u8> {
+        use std::io::Read;
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pt/yolo26n_coco.pt");
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+        let name = zip.file_names().find(|n| n.ends_with("/data.pkl")).unwrap().to_string();
+        let mut out = Vec::new();
+        zip.by_name(&name).unwrap().read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn damaged_pickles_give_errors_never_panics() {
+        let good = fixture_pickle();
+        assert!(matches!(unpickle(&good).unwrap(), Value::Dict(_)));
+        // Every cut point in the first KiB, then every 997th: an error each time.
+        for n in (0..good.len() - 1).filter(|n| *n < 1024 || n % 997 == 0) {
+            assert!(unpickle(&good[..n]).is_err(), "cut at {n} accepted");
+        }
+        // Flipped bytes: whatever comes out, it must come out without a panic.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..300 {
+            let mut bad = good.clone();
+            for _ in 0..3 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let at = (state % bad.len() as u64) as usize;
+                bad[at] = (state >> 32) as u8;
+            }
+            let _ = unpickle(&bad);
+        }
+    }
+
     #[test]
     fn truncated_and_foreign_input_is_an_error() {
         assert!(unpickle(b"\x80\x02}q\x00(K\x00").is_err());
