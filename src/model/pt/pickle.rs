@@ -632,6 +632,7 @@ pub fn unpickle(bytes: &[u8]) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn integer_keys_sets_and_ordered_dicts() {
@@ -688,6 +689,19 @@ OrderedDict\nq\x03)Rq\x04X\x01\x00\x00\x00aq\x05K\x01sX\x01\x00\x00\x00sq\x06c__
             }
             let _ = unpickle(&bad);
         }
+    }
+
+    #[test]
+    fn calls_are_recorded_never_made() {
+        // pickle.dumps({'model': Evil()}) where Evil.__reduce__ returns (os.system, ('touch /tmp/ember_pwned',)).
+        let bytes: &[u8] = b"\x80\x02}q\x00X\x05\x00\x00\x00modelq\x01cposix\nsystem\nq\x02X\x16\x00\x00\x00\
+touch /tmp/ember_pwnedq\x03\x85q\x04Rq\x05s.";
+        let _ = std::fs::remove_file("/tmp/ember_pwned");
+        let v = unpickle(bytes).unwrap();
+        let Some(Value::Object(o)) = v.get("model") else { panic!("not an object: {v:?}") };
+        assert_eq!(o.borrow().class, "posix.system");
+        assert_eq!(o.borrow().args[0].as_str(), Some("touch /tmp/ember_pwned"));
+        assert!(!Path::new("/tmp/ember_pwned").exists());
     }
 
     #[test]
