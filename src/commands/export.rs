@@ -1,6 +1,6 @@
 //! `ember export`: write trained weights as ONNX, Ultralytics-keyed SafeTensors or burnpack.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -10,6 +10,7 @@ use burn::tensor::backend::Backend;
 use crate::config::Settings;
 use crate::device::{ComputeDevice, OnBackend};
 use crate::export::{self, OnnxOptions};
+use crate::model::locate::locate_weights;
 
 pub fn run(settings: &Settings) -> Result<PathBuf> {
     ComputeDevice::resolve(settings.device.as_deref())?.run(Export { settings })
@@ -31,8 +32,8 @@ fn export_on<B: Backend>(settings: &Settings, device: &B::Device) -> Result<Path
     let weights = settings
         .weights
         .as_deref()
-        .context("no weights given: pass --weights FILE.safetensors")?;
-    let weights = Path::new(weights);
+        .context("no weights given: pass --weights FILE.safetensors|FILE.pt")?;
+    let weights = &locate_weights(weights)?;
     let started = Instant::now();
     let names = class_names(settings)?;
     let loaded = export::load_model::<B>(weights, &settings.model, names, device)?;

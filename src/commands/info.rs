@@ -6,6 +6,7 @@ use anyhow::Result;
 
 use crate::config::Settings;
 use crate::data::DatasetConfig;
+use crate::model::weights_file::model_from_pt;
 
 pub fn run(settings: &Settings) -> Result<()> {
     // `ember info --device vulkan` lists the adapters `--device vulkan:N` can name.
@@ -13,9 +14,14 @@ pub fn run(settings: &Settings) -> Result<()> {
         println!("{}", crate::device::vulkan::describe(&crate::device::vulkan::list()?));
         return Ok(());
     }
+    // `--model best.pt`: the architecture and class count the checkpoint records.
+    let (model, checkpoint_nc) = match model_from_pt(&settings.model)? {
+        Some((_, architecture, nc)) => (architecture, Some(nc)),
+        None => (settings.model.clone(), None),
+    };
     let nc = match settings.data.as_deref() {
         Some(data) => DatasetConfig::load(data.as_ref(), settings.datasets_dir.as_ref().map(PathBuf::from).as_deref())?.nc(),
-        None => 80,
+        None => checkpoint_nc.filter(|&n| n > 0).unwrap_or(80),
     };
-    crate::model::print_info(&settings.model, settings.imgsz as usize, nc)
+    crate::model::print_info(&model, settings.imgsz as usize, nc)
 }

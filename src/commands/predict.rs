@@ -322,7 +322,7 @@ pub fn run(settings: &Settings) -> Result<PredictSummary> {
     let weights = settings
         .weights
         .as_deref()
-        .context("no weights given: pass --weights FILE.safetensors")?;
+        .context("no weights given: pass --weights FILE.safetensors|FILE.pt")?;
     let source = settings
         .source
         .as_deref()
@@ -330,6 +330,7 @@ pub fn run(settings: &Settings) -> Result<PredictSummary> {
     let compute = ComputeDevice::resolve(settings.device.as_deref())?;
     let paths = collect_sources(source)?;
     let names = super::export::class_names(settings)?;
+    let weights = crate::model::locate::locate_weights(weights)?;
     let opts = PredictOptions::from_settings(settings);
     let project = settings
         .project
@@ -347,7 +348,7 @@ pub fn run(settings: &Settings) -> Result<PredictSummary> {
     }
     let total = paths.len();
     let (names, results) = compute.run(PredictAndSave {
-        weights: Path::new(weights),
+        weights: &weights,
         names,
         paths: &paths,
         opts: &opts,

@@ -10,6 +10,8 @@ use crate::config::{AmpMode, Settings};
 use crate::device::{fp16_unsafe, ComputeDevice, OnAutodiffBackend};
 use crate::data::scan::scan_split;
 use crate::data::Split;
+use crate::model::locate::locate_weights;
+use crate::model::weights_file::model_from_pt;
 use crate::train::checkpoint;
 use crate::train::loss_scale::LossScaler;
 use crate::train::run_dir::make_run_dir;
@@ -17,6 +19,9 @@ use crate::train::trainer::{newest_last_checkpoint, train, TrainInputs, TrainOut
 
 pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {
     let (mut settings, resume) = resolve_resume(settings)?;
+    if resume.is_none() {
+        resolve_starting_weights(&mut settings)?;
+    }
     let compute = ComputeDevice::resolve(settings.device.as_deref())?;
     println!("device: {compute}");
     // A resumed run's saved `amp` is the mode it resolved to, so it counts as explicit.
@@ -73,6 +78,21 @@ impl OnAutodiffBackend for Train {
     fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<TrainOutcome> {
         train::<B>(self.0, device)
     }
+}
+
+/// `--model yolo26n.pt`: the architecture comes from the checkpoint's model YAML and its weights are the
+/// starting point (unless `--weights` names others). Named files are looked up as [`locate_weights`] says.
+fn resolve_starting_weights(settings: &mut Settings) -> Result<()> {
+    if let Some(weights) = settings.weights.clone() {
+        settings.weights = Some(locate_weights(&weights)?.display().to_string());
+    }
+    let Some((path, architecture, nc)) = model_from_pt(&settings.model)? else { return Ok(()) };
+    println!("{}: {architecture}, nc={nc}", path.display());
+    settings.model = architecture;
+    if settings.weights.is_none() {
+        settings.weights = Some(path.display().to_string());
+    }
+    Ok(())
 }
 
 /// `--resume`: the newest run's last checkpoint, or the given one; its saved settings win.

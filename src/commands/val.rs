@@ -1,7 +1,5 @@
 //! `ember val`: score weights on a dataset split.
 
-use std::path::Path;
-
 use anyhow::{Context, Result};
 
 use burn::tensor::backend::Backend;
@@ -13,15 +11,17 @@ use crate::data::{BatchLoader, LoaderConfig, Split};
 use crate::metrics::plots::save_plots;
 use crate::metrics::{coco80_to_coco91, default_class_map, detections_to_coco, ground_truth_to_coco, write_json, DetectionMetrics, GtImage, ImageId};
 use crate::train::run_dir::make_run_dir;
-use crate::model::Yolo;
+use crate::model::locate::locate_weights;
+use crate::model::{WeightsFile, Yolo};
 use crate::train::checkpoint;
 use crate::validate::{validate, ValOptions, ValOutcome};
 
 pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
     let compute = ComputeDevice::resolve(settings.device.as_deref())?;
-    let weights = settings.weights.as_deref().context("no weights given: pass --weights FILE.safetensors")?;
-    let weights = Path::new(weights);
+    let weights = settings.weights.as_deref().context("no weights given: pass --weights FILE.safetensors|FILE.pt")?;
+    let weights = &locate_weights(weights)?;
     let meta = checkpoint::read_meta(weights)?;
+    let file = WeightsFile::read(weights)?;
     let dataset = super::load_dataset(settings)?;
     let split = Split::parse(&settings.split)?;
     let scan = scan_split(dataset.split_sources(split)?, dataset.nc(), split)?;
@@ -29,7 +29,11 @@ pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
     if scan.samples.is_empty() {
         anyhow::bail!("{}: the {split} split has no usable images", dataset.yaml_path.display());
     }
-    let model_name = meta.as_ref().map(|m| m.model.clone()).unwrap_or_else(|| settings.model.clone());
+    let model_name = match (&meta, file.architecture()?) {
+        (Some(m), _) => m.model.clone(),
+        (None, Some(arch)) => arch,
+        (None, None) => settings.model.clone(),
+    };
     if let Some(m) = &meta {
         if m.nc != dataset.nc() {
             anyhow::bail!("{} was trained for {} classes but {} has {}", weights.display(), m.nc, dataset.yaml_path.display(), dataset.nc());
@@ -57,7 +61,7 @@ pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
             }
         })
         .collect();
-    let outcome = compute.run(Evaluate { settings, model_name: &model_name, nc: dataset.nc(), weights, loader: &loader })?;
+    let outcome = compute.run(Evaluate { settings, model_name: &model_name, nc: dataset.nc(), weights: &file, loader: &loader })?;
     let elapsed = started.elapsed().as_secs_f64();
     println!("{}", outcome.metrics.format_table(&dataset.names).trim_end());
     let [pre, inf, post] = outcome.speed_ms;
@@ -93,7 +97,7 @@ struct Evaluate<'a> {
     settings: &'a Settings,
     model_name: &'a str,
     nc: usize,
-    weights: &'a Path,
+    weights: &'a WeightsFile,
     loader: &'a BatchLoader,
 }
 
@@ -101,9 +105,10 @@ impl OnBackend for Evaluate<'_> {
     type Output = Result<ValOutcome>;
     fn run<B: Backend>(self, device: &B::Device) -> Result<ValOutcome> {
         let mut model = Yolo::<B>::new(self.model_name, self.nc, device)?;
-        let report = model.load_safetensors(self.weights)?;
+        let path = self.weights.path.display();
+        let report = model.load_state_dict(&self.weights.state_dict).with_context(|| format!("loading {path}"))?;
         if !report.skipped_class_head.is_empty() {
-            anyhow::bail!("{}: {report}; its class head does not fit this dataset", self.weights.display());
+            anyhow::bail!("{path}: {report}; its class head does not fit this dataset");
         }
         validate(&model, self.loader, &ValOptions::for_val(self.settings, model.end2end()), None)
     }

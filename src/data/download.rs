@@ -39,7 +39,7 @@ fn first_line(s: &str) -> &str {
 
 /// Fetches with the system's `curl` (its progress bar shows on the terminal). ember links no TLS
 /// stack of its own: the HTTPS client every machine already has is the dependable choice.
-fn fetch(url: &str, dest: &Path) -> Result<()> {
+pub(crate) fn fetch(url: &str, dest: &Path) -> Result<()> {
     let tmp = dest.with_extension("part");
     eprintln!("Downloading {url} to {}", dest.display());
     let status = std::process::Command::new("curl")
@@ -47,7 +47,7 @@ fn fetch(url: &str, dest: &Path) -> Result<()> {
         .arg(&tmp)
         .arg(url)
         .status()
-        .context("cannot run curl (install it, or download the dataset yourself)")?;
+        .context("cannot run curl (install it, or download the file yourself)")?;
     if !status.success() {
         let _ = std::fs::remove_file(&tmp);
         bail!("curl failed ({status})");

@@ -13,7 +13,7 @@ use burn::tensor::backend::Backend;
 use safetensors::Dtype;
 
 use crate::model::weights::named_tensors;
-use crate::model::{StateDict, Yolo};
+use crate::model::{StateDict, WeightsFile, Yolo};
 use crate::train::checkpoint::{self, CheckpointMeta};
 
 pub use onnx::{export_onnx, OnnxModel, OnnxOptions};
@@ -37,9 +37,10 @@ pub fn infer_nc(sd: &StateDict) -> Option<usize> {
     keys.first().map(|k| sd.tensors[*k].0[0])
 }
 
-/// Load inference weights: an ember checkpoint (its EMA weights, class names and model from its header) or an
-/// Ultralytics-keyed SafeTensors file (model from `fallback_model`, class count from the tensors). Class names:
-/// `fallback_names` (from `--data`) when given, else the checkpoint's, else `class0, class1, ...`.
+/// Load inference weights: an ember checkpoint (its EMA weights, class names and model from its header), an
+/// Ultralytics `.pt` (model from its YAML, names from the file), or Ultralytics-keyed tensors without a model
+/// description (SafeTensors or a plain `state_dict` `.pt`: model from `fallback_model`, class count from the
+/// tensors). Class names: `fallback_names` (from `--data`) when given, else the file's, else `class0, ...`.
 pub fn load_model<B: Backend>(
     path: &Path,
     fallback_model: &str,
@@ -47,7 +48,9 @@ pub fn load_model<B: Backend>(
     device: &B::Device,
 ) -> Result<LoadedModel<B>> {
     let meta = checkpoint::read_meta(path)?;
-    let sd = StateDict::read(path)?;
+    let file = WeightsFile::read(path)?;
+    let (architecture, file_names) = (file.architecture()?, file.names());
+    let sd = file.state_dict;
     let sd = StateDict {
         tensors: sd
             .tensors
@@ -65,7 +68,7 @@ pub fn load_model<B: Backend>(
                     path.display()
                 )
             })?;
-            (fallback_model.to_string(), nc)
+            (architecture.unwrap_or_else(|| fallback_model.to_string()), nc)
         }
     };
     let names = match (&meta, fallback_names) {
@@ -76,6 +79,7 @@ pub fn load_model<B: Backend>(
             n.len()
         ),
         (Some(m), None) if m.names.len() == nc => m.names.clone(),
+        (None, None) if file_names.len() == nc => file_names,
         _ => (0..nc).map(|i| format!("class{i}")).collect(),
     };
     let mut model = Yolo::<B>::new(&model_name, nc, device)?;

@@ -1,5 +1,5 @@
 //! YOLO detectors built from model YAMLs: the layer graph, its outputs, weights interchange with
-//! Ultralytics checkpoints (SafeTensors), and summaries.
+//! Ultralytics checkpoints (SafeTensors, and `.pt` read natively), and summaries.
 //!
 //! ```no_run
 //! use ember::backend::{Cpu, CpuAutodiff};
@@ -25,9 +25,12 @@
 
 pub mod anchors;
 pub mod graph;
+pub mod locate;
 pub mod output;
+pub mod pt;
 pub mod summary;
 pub mod weights;
+pub mod weights_file;
 pub mod yaml;
 
 use std::path::Path;
@@ -41,6 +44,7 @@ pub use anchors::{make_anchors, Anchors};
 pub use output::{BoxFormat, DetectOutput, HeadOutput};
 pub use summary::{Cost, LayerRow, ModelSummary};
 pub use weights::{LoadReport, StateDict};
+pub use weights_file::WeightsFile;
 pub use yaml::ModelConfig;
 
 /// A YOLO detector. Tensor names (module paths) are Ultralytics' `state_dict` keys.
@@ -118,6 +122,15 @@ impl<B: Backend> Yolo<B> {
         let path = path.as_ref();
         let sd = StateDict::read(path)?;
         self.load_state_dict(&sd)
+            .with_context(|| format!("loading {}", path.display()))
+    }
+
+    /// Load a weights file of either format (SafeTensors, or an Ultralytics / plain `state_dict` `.pt`),
+    /// under the same rules as [`Yolo::load_safetensors`].
+    pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<LoadReport> {
+        let path = path.as_ref();
+        let file = WeightsFile::read(path)?;
+        self.load_state_dict(&file.state_dict)
             .with_context(|| format!("loading {}", path.display()))
     }
 

@@ -126,7 +126,7 @@ pub struct StateDict {
     pub int_keys: Vec<String>,
 }
 
-fn f8_e4m3_to_f32(b: u8) -> f32 {
+pub(crate) fn f8_e4m3_to_f32(b: u8) -> f32 {
     let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
     let exp = ((b >> 3) & 0x0f) as i32;
     let man = (b & 0x07) as f32;

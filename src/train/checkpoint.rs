@@ -98,8 +98,11 @@ pub fn save<B: Backend>(path: &Path, ema: &Yolo<B>, train: Option<TrainState<'_,
     write_atomic(path, &bytes)
 }
 
-/// The ember header of a SafeTensors file, or `None` for plain weights (e.g. converted from Ultralytics).
+/// The ember header of a SafeTensors file, or `None` for plain weights (converted from Ultralytics, or `.pt`).
 pub fn read_meta(path: &Path) -> Result<Option<CheckpointMeta>> {
+    if crate::model::weights_file::is_pytorch(path) {
+        return Ok(None); // a `.pt` file: Ultralytics' or a plain state_dict, never ember's
+    }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| anyhow!("{} is not a SafeTensors file ({e:?})", path.display()))?;

@@ -77,7 +77,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
     AB::seed(device, s.seed);
     let mut model = Yolo::<AB>::new(&s.model, nc, device)?;
     if let (Some(weights), None, true) = (&s.weights, &resume, s.pretrained) {
-        let report = model.load_safetensors(weights)?;
+        let report = model.load_weights(weights)?;
         println!("Transferred weights from {weights}: {report}");
     }
     let criterion = Criterion::new(nc, model.reg_max(), model.end2end(), [s.box_gain as f32, s.cls_gain as f32, s.dfl_gain as f32], epochs);

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Convert an Ultralytics detection checkpoint (.pt) into a SafeTensors file for `ember train --weights`.
 
+ember reads `.pt` files itself (src/model/pt/); this script remains for checking that reader against torch's
+own unpickling, and for checkpoints the reader refuses.
+
 The tensor names stay Ultralytics' state_dict keys (`model.0.conv.weight`, ...), which is what ember's
 loader expects. Tensors keep the checkpoint's precision (Ultralytics saves fp16) unless --float32; ember
 reads f16/bf16/f32 alike. Needs torch, safetensors and ultralytics (to unpickle the model object).

@@ -1,0 +1,713 @@
+//! A pickle reader that never executes anything: protocols 2 to 5, as `torch.save` writes them.
+//!
+//! Globals (`GLOBAL`, `STACK_GLOBAL`) stay names. Calling one (`REDUCE`, `NEWOBJ`) yields an opaque
+//! [`Object`] holding the name and its arguments, and `BUILD` stores the state on it, so a pickled
+//! `nn.Module` comes out as an object whose state is its `__dict__` (`_modules`, `_parameters`, ...).
+//! A few callables are understood because checkpoints are made of them: `collections.OrderedDict` and
+//! `builtins.dict` (a dict), `builtins.set` / `frozenset`, `_codecs.encode` (bytes), and torch's
+//! `_rebuild_tensor_v2` / `_rebuild_parameter` (a [`TensorRef`] into a storage named by `BINPERSID`).
+//! Containers are shared (`Rc<RefCell>`), as in Python: an object memoised before its `BUILD` or
+//! `SETITEMS` is seen complete through every later `GET`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// The element type of a torch storage, from its class name (`torch.HalfStorage`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageDtype {
+    F64,
+    F32,
+    F16,
+    BF16,
+    I64,
+    I32,
+    I16,
+    I8,
+    U8,
+    Bool,
+    /// float8 e4m3fn (torch.float8_e4m3fn), stored through an untyped storage.
+    F8E4M3,
+}
+
+impl StorageDtype {
+    pub fn from_class(name: &str) -> Option<Self> {
+        Some(match name {
+            "DoubleStorage" => Self::F64,
+            "FloatStorage" => Self::F32,
+            "HalfStorage" => Self::F16,
+            "BFloat16Storage" => Self::BF16,
+            "LongStorage" => Self::I64,
+            "IntStorage" => Self::I32,
+            "ShortStorage" => Self::I16,
+            "CharStorage" => Self::I8,
+            "ByteStorage" => Self::U8,
+            "BoolStorage" => Self::Bool,
+            // Bytes; the tensor names its dtype (`_rebuild_tensor_v3`).
+            "UntypedStorage" => Self::U8,
+            _ => return None,
+        })
+    }
+
+    /// From a dtype global (`torch.float16`), as `_rebuild_tensor_v3` passes it.
+    pub fn from_torch_dtype(name: &str) -> Option<Self> {
+        Some(match name.strip_prefix("torch.")? {
+            "float64" | "double" => Self::F64,
+            "float32" | "float" => Self::F32,
+            "float16" | "half" => Self::F16,
+            "bfloat16" => Self::BF16,
+            "int64" | "long" => Self::I64,
+            "int32" | "int" => Self::I32,
+            "int16" | "short" => Self::I16,
+            "int8" => Self::I8,
+            "uint8" => Self::U8,
+            "bool" => Self::Bool,
+            "float8_e4m3fn" => Self::F8E4M3,
+            _ => return None,
+        })
+    }
+
+    pub fn size(self) -> usize {
+        match self {
+            Self::F64 | Self::I64 => 8,
+            Self::F32 | Self::I32 => 4,
+            Self::F16 | Self::BF16 | Self::I16 => 2,
+            Self::I8 | Self::U8 | Self::Bool | Self::F8E4M3 => 1,
+        }
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, Self::F64 | Self::F32 | Self::F16 | Self::BF16 | Self::F8E4M3)
+    }
+}
+
+/// A storage named by a persistent id: its entry `data/<key>` in the archive holds `numel` elements.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageRef {
+    pub key: String,
+    pub dtype: StorageDtype,
+    pub numel: usize,
+}
+
+/// A tensor as `_rebuild_tensor_v2` / `_v3` describes it: a strided view of a storage, in elements of `dtype`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorRef {
+    pub storage: StorageRef,
+    /// The storage's type, or the dtype `_rebuild_tensor_v3` names for an untyped storage.
+    pub dtype: StorageDtype,
+    pub offset: usize,
+    pub shape: Vec<usize>,
+    pub stride: Vec<usize>,
+}
+
+/// The result of calling a global that is not understood: nothing runs, the call is recorded.
+#[derive(Debug, Default)]
+pub struct Object {
+    /// `module.name` of the class or function.
+    pub class: String,
+    pub args: Vec<Value>,
+    /// What `BUILD` gave (an instance's `__dict__` for plain Python classes).
+    pub state: Option<Value>,
+    /// Items a `SETITEMS` / `APPENDS` added to it (dict and list subclasses).
+    pub items: Vec<(Value, Value)>,
+}
+
+/// A pickled value.
+#[derive(Debug, Clone)]
+pub enum Value {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bytes(Vec<u8>),
+    Tuple(Rc<Vec<Value>>),
+    List(Rc<RefCell<Vec<Value>>>),
+    /// Keys of any type, in insertion order.
+    Dict(Rc<RefCell<Vec<(Value, Value)>>>),
+    Set(Rc<RefCell<Vec<Value>>>),
+    /// A global, never resolved: `module.name`.
+    Global(String),
+    Object(Rc<RefCell<Object>>),
+    Storage(StorageRef),
+    Tensor(Rc<TensorRef>),
+}
+
+impl Value {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Bool(b) => Some(*b as i64),
+            _ => None,
+        }
+    }
+
+    /// The value under string key `key` of a dict.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        match self {
+            Value::Dict(d) => d
+                .borrow()
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v.clone()),
+            _ => None,
+        }
+    }
+
+    /// What the value is, for error messages.
+    pub fn kind(&self) -> String {
+        match self {
+            Value::None => "None".into(),
+            Value::Bool(_) => "bool".into(),
+            Value::Int(_) => "int".into(),
+            Value::Float(_) => "float".into(),
+            Value::Str(_) => "str".into(),
+            Value::Bytes(_) => "bytes".into(),
+            Value::Tuple(_) => "tuple".into(),
+            Value::List(_) => "list".into(),
+            Value::Dict(_) => "dict".into(),
+            Value::Set(_) => "set".into(),
+            Value::Global(g) => format!("global {g}"),
+            Value::Object(o) => o.borrow().class.clone(),
+            Value::Storage(_) => "storage".into(),
+            Value::Tensor(_) => "tensor".into(),
+        }
+    }
+}
+
+/// How a persistent id (`BINPERSID`) is turned into a value.
+fn persistent_load(pid: Value) -> Result<Value> {
+    let Value::Tuple(parts) = &pid else { bail!("persistent id is a {}, not a tuple", pid.kind()) };
+    match parts.as_slice() {
+        [Value::Str(tag), Value::Global(class), key, _location, numel] if tag == "storage" => {
+            let short = class.rsplit('.').next().unwrap_or(class);
+            let dtype = StorageDtype::from_class(short)
+                .ok_or_else(|| anyhow!("unsupported storage type {class}"))?;
+            let key = match key {
+                Value::Str(s) => s.clone(),
+                Value::Int(i) => i.to_string(),
+                other => bail!("storage key is a {}", other.kind()),
+            };
+            let numel = numel.as_int().filter(|n| *n >= 0).ok_or_else(|| anyhow!("bad storage size"))?;
+            Ok(Value::Storage(StorageRef { key, dtype, numel: numel as usize }))
+        }
+        _ => bail!("unsupported persistent id (not a torch storage)"),
+    }
+}
+
+fn usize_list(v: &Value, what: &str) -> Result<Vec<usize>> {
+    let items: Vec<Value> = match v {
+        Value::Tuple(t) => t.as_ref().clone(),
+        Value::List(l) => l.borrow().clone(),
+        other => bail!("{what} is a {}, not a tuple", other.kind()),
+    };
+    items
+        .iter()
+        .map(|i| i.as_int().filter(|n| *n >= 0).map(|n| n as usize).ok_or_else(|| anyhow!("bad {what}")))
+        .collect()
+}
+
+fn tuple_items(v: &Value) -> Result<Vec<Value>> {
+    match v {
+        Value::Tuple(t) => Ok(t.as_ref().clone()),
+        other => bail!("call arguments are a {}, not a tuple", other.kind()),
+    }
+}
+
+/// `REDUCE`: the callables a checkpoint is made of get their meaning, everything else an opaque object.
+fn call(class: &str, args: Vec<Value>) -> Result<Value> {
+    Ok(match class {
+        "collections.OrderedDict" | "builtins.dict" if args.is_empty() => Value::Dict(Default::default()),
+        "builtins.set" | "builtins.frozenset" => {
+            let items = match args.first() {
+                None => Vec::new(),
+                Some(Value::List(l)) => l.borrow().clone(),
+                Some(Value::Tuple(t)) => t.as_ref().clone(),
+                Some(Value::Set(s)) => s.borrow().clone(),
+                Some(other) => bail!("{class} of a {}", other.kind()),
+            };
+            Value::Set(Rc::new(RefCell::new(items)))
+        }
+        // How protocol 2 pickles bytes: `_codecs.encode(text, 'latin1')`.
+        "_codecs.encode" => match args.as_slice() {
+            [Value::Str(s), ..] => Value::Bytes(s.chars().map(|c| c as u32 as u8).collect()),
+            _ => bail!("_codecs.encode with unexpected arguments"),
+        },
+        "torch._utils._rebuild_tensor_v2" | "torch._utils._rebuild_tensor" | "torch._utils._rebuild_tensor_v3" => {
+            match args.as_slice() {
+            [Value::Storage(storage), offset, shape, stride, rest @ ..] => {
+                // v3: (storage, offset, size, stride, requires_grad, hooks, dtype, metadata).
+                let dtype = match rest.get(2) {
+                    Some(Value::Global(name)) if class.ends_with("_v3") => StorageDtype::from_torch_dtype(name)
+                        .ok_or_else(|| anyhow!("unsupported tensor dtype {name}"))?,
+                    _ => storage.dtype,
+                };
+                let t = TensorRef {
+                    storage: storage.clone(),
+                    dtype,
+                    offset: offset.as_int().filter(|o| *o >= 0).ok_or_else(|| anyhow!("bad storage offset"))?
+                        as usize,
+                    shape: usize_list(shape, "tensor shape")?,
+                    stride: usize_list(stride, "tensor stride")?,
+                };
+                if t.shape.len() != t.stride.len() {
+                    bail!("tensor shape {:?} and stride {:?} differ in rank", t.shape, t.stride);
+                }
+                Value::Tensor(Rc::new(t))
+            }
+            _ => bail!("{class} without a storage"),
+            }
+        }
+        // nn.Parameter(data): the tensor itself is what matters.
+        "torch._utils._rebuild_parameter" | "torch._utils._rebuild_parameter_with_state" => match args.first() {
+            Some(t @ Value::Tensor(_)) => t.clone(),
+            _ => bail!("{class} of something that is not a tensor"),
+        },
+        _ => Value::Object(Rc::new(RefCell::new(Object { class: class.to_string(), args, ..Default::default() }))),
+    })
+}
+
+/// `BUILD`: set an object's state (merged into a dict when it is one).
+fn build(target: &Value, state: Value) -> Result<()> {
+    match target {
+        Value::Object(o) => {
+            let mut o = o.borrow_mut();
+            let merged = match (&o.state, &state) {
+                (Some(Value::Dict(old)), Value::Dict(new)) if !Rc::ptr_eq(old, new) => {
+                    let new = new.borrow().clone();
+                    old.borrow_mut().extend(new);
+                    true
+                }
+                _ => false,
+            };
+            if !merged {
+                o.state = Some(state);
+            }
+        }
+        Value::Dict(d) => {
+            if let Value::Dict(new) = &state {
+                if Rc::ptr_eq(d, new) {
+                    return Ok(());
+                }
+                let new = new.borrow().clone();
+                d.borrow_mut().extend(new);
+            }
+        }
+        // A tensor's state (backward hooks, Python attributes) is of no use to weights.
+        Value::Tensor(_) => {}
+        other => bail!("BUILD on a {}", other.kind()),
+    }
+    Ok(())
+}
+
+fn set_items(target: &Value, pairs: Vec<(Value, Value)>) -> Result<()> {
+    match target {
+        Value::Dict(d) => {
+            let mut d = d.borrow_mut();
+            for (k, v) in pairs {
+                // Python replaces an existing key; strings and ints are the keys that repeat in practice.
+                let same = |a: &Value| match (a, &k) {
+                    (Value::Str(x), Value::Str(y)) => x == y,
+                    (Value::Int(x), Value::Int(y)) => x == y,
+                    _ => false,
+                };
+                match d.iter_mut().find(|(old, _)| same(old)) {
+                    Some(slot) => slot.1 = v,
+                    None => d.push((k, v)),
+                }
+            }
+        }
+        Value::Object(o) => o.borrow_mut().items.extend(pairs),
+        other => bail!("SETITEM on a {}", other.kind()),
+    }
+    Ok(())
+}
+
+fn append_items(target: &Value, items: Vec<Value>) -> Result<()> {
+    match target {
+        Value::List(l) => l.borrow_mut().extend(items),
+        Value::Set(s) => s.borrow_mut().extend(items),
+        Value::Object(o) => o.borrow_mut().items.extend(items.into_iter().map(|v| (Value::None, v))),
+        other => bail!("APPEND on a {}", other.kind()),
+    }
+    Ok(())
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let end = end.ok_or_else(|| anyhow!("pickle ends early (wanted {n} bytes at offset {})", self.pos))?;
+        let s = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into()?))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into()?))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into()?))
+    }
+    fn len(&mut self, n: u64) -> Result<usize> {
+        usize::try_from(n).ok().filter(|&n| n <= self.bytes.len()).ok_or_else(|| anyhow!("length {n} too large"))
+    }
+    fn line(&mut self) -> Result<&'a str> {
+        let rest = &self.bytes[self.pos..];
+        let n = rest.iter().position(|&b| b == b'\n').ok_or_else(|| anyhow!("pickle ends inside a text line"))?;
+        self.pos += n + 1;
+        std::str::from_utf8(&rest[..n]).context("text line is not UTF-8")
+    }
+    fn utf8(&mut self, n: usize) -> Result<Value> {
+        Ok(Value::Str(String::from_utf8(self.take(n)?.to_vec()).context("string is not UTF-8")?))
+    }
+}
+
+/// Two's-complement little-endian integer (`LONG1`, `LONG4`); only 64-bit values are kept.
+fn long_value(bytes: &[u8]) -> Result<Value> {
+    if bytes.is_empty() {
+        return Ok(Value::Int(0));
+    }
+    if bytes.len() > 8 {
+        bail!("integer of {} bytes is too large", bytes.len());
+    }
+    let fill = if bytes[bytes.len() - 1] & 0x80 != 0 { 0xff } else { 0 };
+    let mut buf = [fill; 8];
+    buf[..bytes.len()].copy_from_slice(bytes);
+    Ok(Value::Int(i64::from_le_bytes(buf)))
+}
+
+/// Unpickle `bytes`. Persistent ids must be torch storages.
+pub fn unpickle(bytes: &[u8]) -> Result<Value> {
+    let mut r = Reader { bytes, pos: 0 };
+    let mut stack: Vec<Value> = Vec::new();
+    let mut marks: Vec<usize> = Vec::new();
+    let mut memo: HashMap<u32, Value> = HashMap::new();
+    // Pops everything above the last MARK.
+    fn pop_mark(stack: &mut Vec<Value>, marks: &mut Vec<usize>) -> Result<Vec<Value>> {
+        let m = marks.pop().ok_or_else(|| anyhow!("no MARK on the stack"))?;
+        if m > stack.len() {
+            bail!("MARK above the stack top");
+        }
+        Ok(stack.split_off(m))
+    }
+    fn pop(stack: &mut Vec<Value>) -> Result<Value> {
+        stack.pop().ok_or_else(|| anyhow!("pickle stack underflow"))
+    }
+    fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>> {
+        if items.len() % 2 != 0 {
+            bail!("odd number of items for a dict");
+        }
+        let mut it = items.into_iter();
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+    loop {
+        let at = r.pos;
+        let op = r.u8()?;
+        match op {
+            0x80 => {
+                let proto = r.u8()?;
+                if proto > 5 {
+                    bail!("pickle protocol {proto} is not supported");
+                }
+            }
+            0x95 => {
+                r.u64()?; // FRAME: a length hint only
+            }
+            b'.' => return pop(&mut stack).context("STOP with an empty stack"),
+            b'(' => marks.push(stack.len()),
+            b'0' => {
+                pop(&mut stack)?;
+            }
+            b'1' => {
+                pop_mark(&mut stack, &mut marks)?;
+            }
+            b'2' => {
+                let top = stack.last().cloned().ok_or_else(|| anyhow!("DUP on an empty stack"))?;
+                stack.push(top);
+            }
+            b'N' => stack.push(Value::None),
+            0x88 => stack.push(Value::Bool(true)),
+            0x89 => stack.push(Value::Bool(false)),
+            b'I' => {
+                let line = r.line()?;
+                stack.push(match line {
+                    "01" => Value::Bool(true),
+                    "00" => Value::Bool(false),
+                    _ => Value::Int(line.parse().with_context(|| format!("INT {line:?}"))?),
+                });
+            }
+            b'L' => {
+                let line = r.line()?;
+                stack.push(Value::Int(line.trim_end_matches('L').parse().with_context(|| format!("LONG {line:?}"))?));
+            }
+            b'J' => stack.push(Value::Int(r.u32()? as i32 as i64)),
+            b'K' => stack.push(Value::Int(r.u8()? as i64)),
+            b'M' => stack.push(Value::Int(r.u16()? as i64)),
+            0x8a => {
+                let n = r.u8()? as usize;
+                stack.push(long_value(r.take(n)?)?);
+            }
+            0x8b => {
+                let n = r.u32()? as u64;
+                let n = r.len(n)?;
+                stack.push(long_value(r.take(n)?)?);
+            }
+            b'F' => {
+                let line = r.line()?;
+                stack.push(Value::Float(line.parse().with_context(|| format!("FLOAT {line:?}"))?));
+            }
+            b'G' => stack.push(Value::Float(f64::from_be_bytes(r.take(8)?.try_into()?))),
+            b'X' => {
+                let n = r.u32()? as u64;
+                let n = r.len(n)?;
+                stack.push(r.utf8(n)?);
+            }
+            0x8c => {
+                let n = r.u8()? as usize;
+                stack.push(r.utf8(n)?);
+            }
+            0x8d => {
+                let n = r.u64()?;
+                let n = r.len(n)?;
+                stack.push(r.utf8(n)?);
+            }
+            b'V' => stack.push(Value::Str(r.line()?.to_string())),
+            b'B' | b'T' => {
+                let n = r.u32()? as u64;
+                let n = r.len(n)?;
+                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+            }
+            b'C' | b'U' => {
+                let n = r.u8()? as usize;
+                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+            }
+            0x8e | 0x96 => {
+                let n = r.u64()?;
+                let n = r.len(n)?;
+                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+            }
+            b'S' => stack.push(Value::Str(r.line()?.trim_matches(|c| c == '\'' || c == '"').to_string())),
+            b')' => stack.push(Value::Tuple(Rc::new(Vec::new()))),
+            b't' => {
+                let items = pop_mark(&mut stack, &mut marks)?;
+                stack.push(Value::Tuple(Rc::new(items)));
+            }
+            0x85..=0x87 => {
+                let n = (op - 0x84) as usize;
+                if stack.len() < n {
+                    bail!("pickle stack underflow");
+                }
+                let items = stack.split_off(stack.len() - n);
+                stack.push(Value::Tuple(Rc::new(items)));
+            }
+            b']' => stack.push(Value::List(Default::default())),
+            b'l' => {
+                let items = pop_mark(&mut stack, &mut marks)?;
+                stack.push(Value::List(Rc::new(RefCell::new(items))));
+            }
+            b'a' => {
+                let v = pop(&mut stack)?;
+                append_items(stack.last().ok_or_else(|| anyhow!("APPEND on an empty stack"))?, vec![v])?;
+            }
+            b'e' => {
+                let items = pop_mark(&mut stack, &mut marks)?;
+                append_items(stack.last().ok_or_else(|| anyhow!("APPENDS on an empty stack"))?, items)?;
+            }
+            b'}' => stack.push(Value::Dict(Default::default())),
+            b'd' => {
+                let items = pairs(pop_mark(&mut stack, &mut marks)?)?;
+                stack.push(Value::Dict(Rc::new(RefCell::new(items))));
+            }
+            b's' => {
+                let v = pop(&mut stack)?;
+                let k = pop(&mut stack)?;
+                set_items(stack.last().ok_or_else(|| anyhow!("SETITEM on an empty stack"))?, vec![(k, v)])?;
+            }
+            b'u' => {
+                let items = pairs(pop_mark(&mut stack, &mut marks)?)?;
+                set_items(stack.last().ok_or_else(|| anyhow!("SETITEMS on an empty stack"))?, items)?;
+            }
+            0x8f => stack.push(Value::Set(Default::default())),
+            0x90 => {
+                let items = pop_mark(&mut stack, &mut marks)?;
+                append_items(stack.last().ok_or_else(|| anyhow!("ADDITEMS on an empty stack"))?, items)?;
+            }
+            0x91 => {
+                let items = pop_mark(&mut stack, &mut marks)?;
+                stack.push(Value::Set(Rc::new(RefCell::new(items))));
+            }
+            b'c' => {
+                let module = r.line()?;
+                // Protocol 2 names Python 3's `builtins` as Python 2's `__builtin__`.
+                let module = if module == "__builtin__" { "builtins" } else { module };
+                let name = r.line()?;
+                stack.push(Value::Global(format!("{module}.{name}")));
+            }
+            0x93 => {
+                let name = pop(&mut stack)?;
+                let module = pop(&mut stack)?;
+                match (module, name) {
+                    (Value::Str(m), Value::Str(n)) => stack.push(Value::Global(format!("{m}.{n}"))),
+                    _ => bail!("STACK_GLOBAL without two strings"),
+                }
+            }
+            b'R' => {
+                let args = pop(&mut stack)?;
+                let callable = pop(&mut stack)?;
+                let Value::Global(class) = &callable else { bail!("REDUCE on a {}", callable.kind()) };
+                stack.push(call(class, tuple_items(&args)?).with_context(|| format!("calling {class}"))?);
+            }
+            0x81 => {
+                let args = pop(&mut stack)?;
+                let cls = pop(&mut stack)?;
+                let Value::Global(class) = &cls else { bail!("NEWOBJ on a {}", cls.kind()) };
+                let object = Object { class: class.clone(), args: tuple_items(&args)?, ..Default::default() };
+                stack.push(Value::Object(Rc::new(RefCell::new(object))));
+            }
+            0x92 => {
+                let _kwargs = pop(&mut stack)?;
+                let args = pop(&mut stack)?;
+                let cls = pop(&mut stack)?;
+                let Value::Global(class) = &cls else { bail!("NEWOBJ_EX on a {}", cls.kind()) };
+                let object = Object { class: class.clone(), args: tuple_items(&args)?, ..Default::default() };
+                stack.push(Value::Object(Rc::new(RefCell::new(object))));
+            }
+            b'b' => {
+                let state = pop(&mut stack)?;
+                build(stack.last().ok_or_else(|| anyhow!("BUILD on an empty stack"))?, state)?;
+            }
+            b'p' => {
+                let i: u32 = r.line()?.parse().context("PUT index")?;
+                memo.insert(i, stack.last().cloned().ok_or_else(|| anyhow!("PUT on an empty stack"))?);
+            }
+            b'q' | b'r' => {
+                let i = if op == b'q' { r.u8()? as u32 } else { r.u32()? };
+                memo.insert(i, stack.last().cloned().ok_or_else(|| anyhow!("PUT on an empty stack"))?);
+            }
+            0x94 => {
+                let i = memo.len() as u32;
+                memo.insert(i, stack.last().cloned().ok_or_else(|| anyhow!("MEMOIZE on an empty stack"))?);
+            }
+            b'g' | b'h' | b'j' => {
+                let i = match op {
+                    b'g' => r.line()?.parse().context("GET index")?,
+                    b'h' => r.u8()? as u32,
+                    _ => r.u32()?,
+                };
+                stack.push(memo.get(&i).cloned().ok_or_else(|| anyhow!("GET of memo {i}, never stored"))?);
+            }
+            b'Q' => {
+                let pid = pop(&mut stack)?;
+                stack.push(persistent_load(pid)?);
+            }
+            b'P' => bail!("text persistent ids (protocol 0) are not supported"),
+            _ => bail!("unsupported pickle opcode 0x{op:02x} at offset {at}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn integer_keys_sets_and_ordered_dicts() {
+        // pickle.dumps({0: 'item', 'ord': OrderedDict(a=1), 's': {3}, 'b': b'\x00\xff'}, protocol=2), CPython 3.
+        let bytes: &[u8] = b"\x80\x02}q\x00(K\x00X\x04\x00\x00\x00itemq\x01X\x03\x00\x00\x00ordq\x02ccollections\n\
+OrderedDict\nq\x03)Rq\x04X\x01\x00\x00\x00aq\x05K\x01sX\x01\x00\x00\x00sq\x06c__builtin__\nset\nq\x07]q\x08K\x03a\
+\x85q\tRq\nX\x01\x00\x00\x00bq\x0bc_codecs\nencode\nq\x0cX\x03\x00\x00\x00\x00\xc3\xbfq\rX\x06\x00\x00\x00latin1q\x0e\
+\x86q\x0fRq\x10u.";
+        let v = unpickle(bytes).unwrap();
+        let Value::Dict(d) = &v else { panic!("not a dict: {}", v.kind()) };
+        let d = d.borrow();
+        assert_eq!(d[0].0.as_int(), Some(0));
+        assert_eq!(d[0].1.as_str(), Some("item"));
+        assert_eq!(v.get("ord").and_then(|o| o.get("a")).and_then(|a| a.as_int()), Some(1));
+        match v.get("s") {
+            Some(Value::Set(s)) => assert_eq!(s.borrow()[0].as_int(), Some(3)),
+            other => panic!("set read as {other:?}"),
+        }
+        match v.get("b") {
+            Some(Value::Bytes(b)) => assert_eq!(b, vec![0u8, 0xff]),
+            other => panic!("bytes read as {other:?}"),
+        }
+    }
+
+    /// `data.pkl` of the trainer-checkpoint fixture (written by Ultralytics 8.4.190).
+    fn fixture_pickle() -> Vec<u8> {
+        use std::io::Read;
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pt/yolo26n_coco.pt");
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+        let name = zip.file_names().find(|n| n.ends_with("/data.pkl")).unwrap().to_string();
+        let mut out = Vec::new();
+        zip.by_name(&name).unwrap().read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn damaged_pickles_give_errors_never_panics() {
+        let good = fixture_pickle();
+        assert!(matches!(unpickle(&good).unwrap(), Value::Dict(_)));
+        // Every cut point in the first KiB, then every 997th: an error each time.
+        for n in (0..good.len() - 1).filter(|n| *n < 1024 || n % 997 == 0) {
+            assert!(unpickle(&good[..n]).is_err(), "cut at {n} accepted");
+        }
+        // Flipped bytes: whatever comes out, it must come out without a panic.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..300 {
+            let mut bad = good.clone();
+            for _ in 0..3 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let at = (state % bad.len() as u64) as usize;
+                bad[at] = (state >> 32) as u8;
+            }
+            let _ = unpickle(&bad);
+        }
+    }
+
+    #[test]
+    fn calls_are_recorded_never_made() {
+        // pickle.dumps({'model': Evil()}) where Evil.__reduce__ returns (os.system, ('touch /tmp/ember_pwned',)).
+        let bytes: &[u8] = b"\x80\x02}q\x00X\x05\x00\x00\x00modelq\x01cposix\nsystem\nq\x02X\x16\x00\x00\x00\
+touch /tmp/ember_pwnedq\x03\x85q\x04Rq\x05s.";
+        let _ = std::fs::remove_file("/tmp/ember_pwned");
+        let v = unpickle(bytes).unwrap();
+        let Some(Value::Object(o)) = v.get("model") else { panic!("not an object: {v:?}") };
+        assert_eq!(o.borrow().class, "posix.system");
+        assert_eq!(o.borrow().args[0].as_str(), Some("touch /tmp/ember_pwned"));
+        assert!(!Path::new("/tmp/ember_pwned").exists());
+    }
+
+    #[test]
+    fn truncated_and_foreign_input_is_an_error() {
+        assert!(unpickle(b"\x80\x02}q\x00(K\x00").is_err());
+        assert!(unpickle(b"PK\x03\x04").is_err());
+        assert!(unpickle(b"").is_err());
+    }
+}
