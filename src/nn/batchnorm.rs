@@ -66,7 +66,9 @@ impl<B: Backend> BatchNorm2d<B> {
     }
 
     fn forward_then(&self, x: Tensor<B, 4>, silu: bool) -> Tensor<B, 4> {
-        let y = if B::ad_enabled(&x.device()) {
+        // A frozen BatchNorm (`freeze`, src/train/freeze.rs: its scale takes no gradient) normalises with its
+        // running statistics and keeps them, as Ultralytics puts frozen BatchNorm layers in eval mode.
+        let y = if B::ad_enabled(&x.device()) && self.weight.val().is_require_grad() {
             if let Some((y, stats)) = flex_batchnorm::try_train(&x, &self.weight.val(), &self.bias.val(), self.eps, silu) {
                 let [b, _, h, w] = x.dims();
                 let vector = |v: Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(v, [self.num_features()]), &x.device());
