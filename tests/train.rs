@@ -275,12 +275,14 @@ fn frozen_layers_end_training_bit_unchanged() {
 }
 
 /// After the last epoch the trainer validates best.safetensors again and returns (prints) that table, as
-/// Ultralytics' "Validating .../best.pt...": the same numbers as `ember val` on best.
+/// Ultralytics' "Validating .../best.pt...": the same numbers as `ember val` on best. (10 epochs so that the
+/// metrics are not all zero; measured mAP50 1.2e-3. This short run improves every epoch, so best is also the
+/// last epoch here: the test checks the numbers come from best's file, not that best differs from last.)
 #[test]
 fn final_metrics_are_those_of_best() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = shapes(&dir.path().join("data"), 16, 8);
-    let pairs = recipe(&yaml, &dir.path().join("runs"), "best", 3);
+    let yaml = shapes(&dir.path().join("data"), 32, 16);
+    let pairs = recipe(&yaml, &dir.path().join("runs"), "best", 10);
     let outcome = ember::commands::train::run(&settings(&pairs), false).unwrap();
     let last = outcome.final_metrics.expect("best is validated at the end");
     let val = settings(&[
