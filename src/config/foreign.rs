@@ -62,6 +62,11 @@ const KEYS: &[(&str, Rule)] = &[
     ("tracker", Ignored),
 ];
 
+/// The foreign keys, in the order of Ultralytics' default.yaml.
+pub fn foreign_keys() -> impl Iterator<Item = &'static str> {
+    KEYS.iter().map(|(k, _)| *k)
+}
+
 /// Whether `key` is one of these foreign keys.
 pub fn is_foreign(key: &str) -> bool {
     KEYS.iter().any(|(k, _)| *k == key)

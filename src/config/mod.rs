@@ -1,7 +1,7 @@
 //! Settings: the embedded `configs/default.yaml`, a `--cfg` file over it, then command-line values.
 
 mod amp;
-mod foreign;
+pub mod foreign;
 mod settings;
 mod spec;
 mod suggest;
