@@ -50,7 +50,10 @@ impl Mode {
             Mode::Train => !matches!(spec.section, Export) && spec.name != "source",
             Mode::Val => matches!(spec.section, Common | ValPredict) && !matches!(spec.name, "source"),
             Mode::Predict => matches!(spec.section, Common | ValPredict) && spec.name != "split",
-            Mode::Export => matches!(spec.section, Common | Export) || matches!(spec.name, "nms" | "end2end" | "max_det" | "conf" | "iou"),
+            Mode::Export => {
+                let val_keys = matches!(spec.name, "nms" | "end2end" | "max_det" | "conf" | "iou");
+                matches!(spec.section, Common | Export) || val_keys
+            }
             Mode::Check => matches!(spec.name, "data" | "datasets_dir" | "workers" | "verbose" | "cfg"),
             Mode::Info => matches!(spec.name, "model" | "weights" | "imgsz" | "data" | "datasets_dir" | "cfg"),
         }

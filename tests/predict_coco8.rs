@@ -402,7 +402,8 @@ fn predict_defaults_to_nms_like_val_and_export() {
     assert!(options(&["--nms", "false"]).end2end);
     assert!(!options(&["--nms", "true"]).end2end);
     assert!(options(&["--end2end", "true"]).end2end);
-    let inv = cli::parse(["ember", "predict", "--nms", "false", "--end2end", "false"].map(String::from).to_vec()).unwrap();
+    let line = ["ember", "predict", "--nms", "false", "--end2end", "false"];
+    let inv = cli::parse(line.map(String::from).to_vec()).unwrap();
     let e = Settings::resolve(&inv.overrides).unwrap_err().to_string();
     assert!(e.contains("disagree"), "{e}");
 }

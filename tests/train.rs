@@ -294,7 +294,12 @@ fn final_metrics_are_those_of_best() {
         ("project", dir.path().join("val").display().to_string()),
     ]);
     let again = ember::commands::val::run(&val).unwrap();
-    for (what, a, b) in [("mAP50", again.map50, last.map50), ("mAP50-95", again.map50_95, last.map50_95), ("P", again.precision, last.precision)] {
+    let pairs = [
+        ("mAP50", again.map50, last.map50),
+        ("mAP50-95", again.map50_95, last.map50_95),
+        ("P", again.precision, last.precision),
+    ];
+    for (what, a, b) in pairs {
         assert!((a - b).abs() < 1e-9, "{what}: ember val on best {a} vs the trainer's final table {b}");
     }
 }

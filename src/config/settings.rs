@@ -333,7 +333,9 @@ fn opt_string_from_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Stri
 }
 
 fn opt_freeze_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    let bad = |v: &Value| serde::de::Error::custom(format!("freeze: expected a layer count or a list of layers, got {v:?}"));
+    let bad = |v: &Value| {
+        serde::de::Error::custom(format!("freeze: expected a layer count or a list of layers, got {v:?}"))
+    };
     match Value::deserialize(d)? {
         Value::Null => Ok(None),
         Value::Number(n) => {
@@ -467,7 +469,8 @@ mod tests {
         let s = Settings::resolve(&over(&[("freeze", "[0, 22.cv2]")])).unwrap();
         assert_eq!(s.freeze, Some(vec!["0".into(), "22.cv2".into()]));
         assert_eq!(Settings::resolve(&over(&[("freeze", "0")])).unwrap().freeze, None);
-        let back: Settings = serde_yaml::from_str(&Settings::resolve(&over(&[("freeze", "2")])).unwrap().to_yaml()).unwrap();
+        let yaml = Settings::resolve(&over(&[("freeze", "2")])).unwrap().to_yaml();
+        let back: Settings = serde_yaml::from_str(&yaml).unwrap();
         assert_eq!(back.freeze, Some(vec!["0".into(), "1".into()]));
     }
 

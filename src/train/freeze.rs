@@ -2,7 +2,7 @@
 //! trainer freezes them (`_setup_train`): a parameter is frozen when its key contains `model.<item>.` for an
 //! item of the list (`freeze: N` lists the first N layers), or `.dfl` (always frozen). The BatchNorm layers of
 //! frozen layers also keep their running statistics and normalise with them, as Ultralytics puts them in eval
-//! mode (src/nn/batchnorm.rs: a BatchNorm whose scale takes no gradient).
+//! mode (src/nn/frozen_norm.rs).
 
 use anyhow::{bail, Result};
 use burn::module::{Module, ModuleMapper, Param};
@@ -10,6 +10,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
 use crate::model::weights::PathStack;
+use crate::nn::frozen_norm::freeze_norm;
 use crate::model::Yolo;
 
 /// The key fragments that freeze a parameter, for `freeze` items `layers`.
@@ -19,7 +20,9 @@ pub fn frozen_fragments(layers: &[String]) -> Vec<String> {
 
 /// Freezes the parameters of `layers` in `model`; returns the model and the keys it froze.
 pub fn freeze<B: AutodiffBackend>(model: Yolo<B>, layers: &[String]) -> Result<(Yolo<B>, Vec<String>)> {
-    let mut mapper = Freezer { fragments: frozen_fragments(layers), path: PathStack::default(), frozen: Vec::new(), total: 0 };
+    let fragments = frozen_fragments(layers);
+    let (path, containers) = (PathStack::default(), Vec::new());
+    let mut mapper = Freezer { fragments, path, containers, frozen: Vec::new(), total: 0 };
     let model = model.map(&mut mapper);
     let trainable = mapper.total - mapper.frozen.len();
     if trainable == 0 {
@@ -31,6 +34,8 @@ pub fn freeze<B: AutodiffBackend>(model: Yolo<B>, layers: &[String]) -> Result<(
 struct Freezer {
     fragments: Vec<String>,
     path: PathStack,
+    /// Module types along the path, to find BatchNorm scales.
+    containers: Vec<String>,
     frozen: Vec<String>,
     total: usize,
 }
@@ -38,10 +43,12 @@ struct Freezer {
 impl<B: AutodiffBackend> ModuleMapper<B> for Freezer {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name, container_type);
+        self.containers.push(container_type.to_string());
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
         self.path.exit();
+        self.containers.pop();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
@@ -53,6 +60,10 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Freezer {
         self.total += 1;
         if !self.fragments.iter().any(|f| key.contains(f.as_str())) {
             return param;
+        }
+        let in_norm = self.containers.last().is_some_and(|c| c.contains("BatchNorm"));
+        if in_norm && key.ends_with(".weight") {
+            freeze_norm(param.id);
         }
         self.frozen.push(key);
         param.set_require_grad(false)

@@ -90,10 +90,9 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
     let nb = schedule.batches_per_epoch;
     let (kind, lr0, momentum, weight_decay) = (schedule.kind, schedule.lr0, schedule.momentum, schedule.weight_decay);
     if schedule.auto {
-        println!(
-            "optimizer: 'optimizer=auto' found, ignoring lr0={} and momentum={}; picked {kind:?}(lr={lr0}) for {} iterations",
-            s.lr0, s.momentum, schedule.iterations
-        );
+        let (ignored_lr0, ignored_momentum, iterations) = (s.lr0, s.momentum, schedule.iterations);
+        println!("optimizer: 'optimizer=auto' found, ignoring lr0={ignored_lr0} and momentum={ignored_momentum}; \
+                  picked {kind:?}(lr={lr0}) for {iterations} iterations");
     }
     let decayed = if kind == OptimizerKind::MuSGD { "conv and matrix weights (Muon + SGD)" } else { "conv weights" };
     println!("optimizer: {kind:?}(lr={lr0}, momentum={momentum}) with weight decay {weight_decay} on {decayed}, none on biases and norms");
