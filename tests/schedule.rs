@@ -66,12 +66,20 @@ fn schedule_reproduces_ultralytics_trainer() {
             if steps {
                 last_opt_step = ni as i64;
             }
-            let groups = [("weight", ParamGroup::Weight), ("bn", ParamGroup::Norm), ("bias", ParamGroup::Bias)];
-            for (group, which) in groups {
-                let want = &it["groups"][group];
+            // Ultralytics' groups by name (MuSGD splits each into the head's classification branches at 3x
+            // lr0, "boosted", and the rest, and puts matrices and filters in "muon").
+            for want in it["groups"].as_array().unwrap() {
+                let group = want["name"].as_str().unwrap();
+                let which = match group {
+                    "weight" | "muon" => ParamGroup::Weight,
+                    "bn" => ParamGroup::Norm,
+                    "bias" => ParamGroup::Bias,
+                    other => panic!("{name}: group {other}"),
+                };
                 let got = plan.groups[which as usize];
+                let lr = if want["boosted"].as_bool().unwrap() { got.head_cls_lr } else { got.lr };
                 for (what, g, w) in [
-                    ("lr", got.lr, f(&want["lr"])),
+                    ("lr", lr, f(&want["lr"])),
                     ("momentum", got.momentum, f(&want["momentum"])),
                     ("weight_decay", got.weight_decay, f(&want["weight_decay"])),
                 ] {
@@ -85,12 +93,19 @@ fn schedule_reproduces_ultralytics_trainer() {
         }
         epoch_lrs.push(results_lr_columns(&last_groups.unwrap()));
 
-        // results.csv keeps 6 significant digits (`%.6g`).
+        // results.csv keeps 6 significant digits (`%.6g`). ember writes the weight, bn and bias groups' lr;
+        // MuSGD's 3x groups (columns of their own in Ultralytics) are left out.
         let csv = recipe["results_lr"].as_array().unwrap();
+        let last_groups_of_run = recipe["iterations"].as_array().unwrap().last().unwrap()["groups"].clone();
+        let plain: Vec<usize> = (0..csv[0].as_array().unwrap().len())
+            .filter(|&c| !last_groups_of_run[c]["boosted"].as_bool().unwrap())
+            .take(3)
+            .collect();
+        let names: Vec<&str> = plain.iter().map(|&c| last_groups_of_run[c]["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["weight", "bn", "bias"], "{name}: Ultralytics' lr/pg columns");
         assert_eq!(csv.len(), epoch_lrs.len(), "{name}: epochs in results.csv");
         for (e, (row, ours)) in csv.iter().zip(&epoch_lrs).enumerate() {
-            let row: Vec<f64> = row.as_array().unwrap().iter().map(f).collect();
-            assert_eq!(row.len(), 3, "{name}: lr columns");
+            let row: Vec<f64> = plain.iter().map(|&c| f(&row[c])).collect();
             for (w, g) in row.iter().zip(ours) {
                 let epoch = e + 1;
                 let close = (w - g).abs() <= 5e-6 * w.abs().max(1e-12);
@@ -99,7 +114,7 @@ fn schedule_reproduces_ultralytics_trainer() {
         }
     }
     println!("{checked} values checked, max abs error {max_err:e}");
-    assert_eq!(checked, 486, "54 batches x 3 groups x (lr, momentum, weight decay)");
+    assert_eq!(checked, 846, "54 batches x 3 groups + 15 MuSGD batches x 8 groups, x (lr, momentum, weight decay)");
 }
 
 /// The args.yaml that Ultralytics 8.4.190 wrote for the first fixture run.

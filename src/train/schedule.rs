@@ -7,7 +7,7 @@
 
 use anyhow::{bail, Result};
 
-use super::optimizer::{GroupSettings, OptimizerKind, ParamGroup};
+use super::optimizer::{GroupSettings, OptimizerKind, ParamGroup, MUSGD_HEAD_CLS_LR_GAIN};
 use crate::config::Settings;
 
 /// The per-epoch learning-rate factor: linear from 1 to `lrf`, or a cosine between them (`one_cycle`),
@@ -136,7 +136,8 @@ impl Schedule {
     /// lands lr, momentum and accumulation exactly on their targets.
     pub fn plan(&self, ni: usize, epoch: usize) -> StepPlan {
         let lr = self.lr0 * lr_factor(epoch, self.epochs, self.lrf, self.cosine);
-        let group = |wd: f64| GroupSettings { lr, momentum: self.momentum, weight_decay: wd };
+        let head_cls_lr = lr * MUSGD_HEAD_CLS_LR_GAIN;
+        let group = |wd: f64| GroupSettings { lr, head_cls_lr, momentum: self.momentum, weight_decay: wd };
         let mut groups = [group(0.0), group(self.weight_decay), group(0.0)];
         let mut accumulate = self.accumulate;
         if self.warmup > 0 && ni <= self.warmup {
@@ -145,6 +146,7 @@ impl Schedule {
             for (j, g) in groups.iter_mut().enumerate() {
                 let start = if j == ParamGroup::Bias as usize { self.warmup_bias_lr } else { 0.0 };
                 g.lr = interp(x, x1, start, lr);
+                g.head_cls_lr = interp(x, x1, start, head_cls_lr);
                 if self.kind.has_sgd_momentum() {
                     g.momentum = interp(x, x1, self.warmup_momentum, self.momentum);
                 }

@@ -9,8 +9,8 @@ beside the fixture, to test that an Ultralytics args.yaml works as ember's `--cf
 
 The recipes cover: SGD with warmup, `optimizer=auto` picking AdamW (with a cosine schedule and a warmup of
 1.5 batches, which Python rounds half to even), a run shorter than `warmup_epochs + 1`, `nbs` > batch so that
-accumulation ramps (nbs / batch = 2.5, another tie), and `nbs` so large that accumulation is capped by the run's
-batch count.
+accumulation ramps (nbs / batch = 2.5, another tie), `nbs` so large that accumulation is capped by the run's
+batch count, and MuSGD with a bias warmup (its 3x-lr groups for the head's classification branches).
 
 Usage (offline, about a minute on 2 cores):
     /opt/ultra/bin/python tools/reference/schedule_fixture.py --out tests/fixtures/schedule
@@ -76,6 +76,7 @@ RECIPES = [
     ("shorter_than_warmup", 10, dict(optimizer="SGD", lr0=0.02, epochs=2, batch=4, nbs=4, warmup_epochs=3.0)),
     ("accumulate_ramp", 10, dict(optimizer="SGD", lr0=0.01, epochs=3, batch=2, nbs=5, warmup_epochs=0.9)),
     ("accumulate_capped", 8, dict(optimizer="AdamW", lr0=0.002, epochs=2, batch=4, nbs=64, warmup_epochs=3.0)),
+    ("musgd_bias_warmup", 10, dict(optimizer="MuSGD", lr0=0.01, epochs=3, batch=2, nbs=2, warmup_epochs=1.0)),
 ]
 
 
@@ -101,10 +102,21 @@ def run_recipe(name: str, n_train: int, train_args: dict, nc: int) -> dict:
     def on_train_batch_end(trainer):
         nb = len(trainer.train_loader)
         ni = record["epoch_batches"] + nb * trainer.epoch
-        groups = {}
+        groups = []
         for g in trainer.optimizer.param_groups:
             momentum = g["momentum"] if "momentum" in g else g["betas"][0]
-            groups[g["param_group"]] = {"lr": g["lr"], "momentum": momentum, "weight_decay": g["weight_decay"]}
+            # MuSGD's groups for the head's classification branches start at 3x lr0.
+            boosted = g["initial_lr"] > 1.5 * trainer.args.lr0
+            groups.append(
+                {
+                    "name": g["param_group"],
+                    "boosted": boosted,
+                    "params": len(g["params"]),
+                    "lr": g["lr"],
+                    "momentum": momentum,
+                    "weight_decay": g["weight_decay"],
+                }
+            )
         record["iterations"].append(
             {
                 "epoch": trainer.epoch,
@@ -151,6 +163,7 @@ def run_recipe(name: str, n_train: int, train_args: dict, nc: int) -> dict:
         "picked_optimizer": trainer.args.optimizer,
         "picked_lr0": trainer.args.lr0,
         "group_order": [g["param_group"] for g in trainer.optimizer.param_groups],
+        "lr_columns": lr_columns,
         "results_lr": [[float(r[c]) for c in lr_columns] for r in rows],
         "iterations": record["iterations"],
         "args_yaml": (trainer.save_dir / "args.yaml").read_text(),
