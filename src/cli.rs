@@ -4,6 +4,7 @@
 use anyhow::{bail, Result};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
+use crate::config::foreign::{foreign_keys, is_foreign};
 use crate::config::{closest, key_specs, KeyKind, KeySpec, Overrides, Section};
 
 /// What the user asked for.
@@ -49,7 +50,10 @@ impl Mode {
             Mode::Train => !matches!(spec.section, Export) && spec.name != "source",
             Mode::Val => matches!(spec.section, Common | ValPredict) && !matches!(spec.name, "source"),
             Mode::Predict => matches!(spec.section, Common | ValPredict) && spec.name != "split",
-            Mode::Export => matches!(spec.section, Common | Export) || matches!(spec.name, "end2end" | "max_det" | "conf" | "iou"),
+            Mode::Export => {
+                let val_keys = matches!(spec.name, "nms" | "end2end" | "max_det" | "conf" | "iou");
+                matches!(spec.section, Common | Export) || val_keys
+            }
             Mode::Check => matches!(spec.name, "data" | "datasets_dir" | "workers" | "verbose" | "cfg"),
             Mode::Info => matches!(spec.name, "model" | "weights" | "imgsz" | "data" | "datasets_dir" | "cfg" | "device"),
         }
@@ -88,6 +92,12 @@ pub fn command() -> Command {
                 );
             }
         }
+        // Ultralytics-only keys (`task=detect`, `compile=true`, ...) are accepted as hidden flags, so that an
+        // Ultralytics command line works too; Settings::resolve says which do not apply or refuses them.
+        for key in foreign_keys() {
+            let flag = Arg::new(key).long(key.replace('_', "-")).hide(true).action(ArgAction::Set);
+            sub = sub.arg(flag.num_args(0..=1).default_missing_value("true"));
+        }
         root = root.subcommand(sub);
     }
     root
@@ -122,7 +132,7 @@ pub fn normalize_args(args: Vec<String>) -> Result<Vec<String>> {
         }
         let (key, value) = arg.split_once('=').expect("checked");
         let key = key.replace('-', "_");
-        if !key_specs().iter().any(|s| s.name == key) {
+        if !key_specs().iter().any(|s| s.name == key) && !is_foreign(&key) {
             match closest(&key, key_specs().iter().map(|s| s.name)) {
                 Some(best) => bail!("unknown setting '{key}' in '{arg}'; did you mean '{best}={value}'?"),
                 None => bail!("unknown setting '{key}' in '{arg}' (see `ember <command> --help`)"),
@@ -155,6 +165,11 @@ fn collect_overrides(mode: Mode, m: &ArgMatches) -> Overrides {
         let no = format!("no_{}", spec.name);
         if m.try_get_one::<bool>(&no).ok().flatten() == Some(&true) {
             values.push((spec.name.to_string(), "false".to_string()));
+        }
+    }
+    for key in foreign_keys() {
+        if let Some(v) = m.get_one::<String>(key) {
+            values.push((key.to_string(), v.clone()));
         }
     }
     Overrides { values }
@@ -194,6 +209,14 @@ mod tests {
         let b = values("train data=coco8.yaml epochs=5 weight_decay=0.001");
         assert_eq!(a, b);
         assert!(a.contains(&pair("weight_decay", "0.001")));
+    }
+
+    #[test]
+    fn ultralytics_only_keys_pass_through_to_the_settings() {
+        let v = values("train data=coco8.yaml task=detect compile=true --deterministic false");
+        assert!(v.contains(&pair("task", "detect")) && v.contains(&pair("compile", "true")), "{v:?}");
+        assert!(v.contains(&pair("deterministic", "false")), "{v:?}");
+        assert!(parse(args("train tsak=detect")).is_err(), "a typo is still an error");
     }
 
     #[test]

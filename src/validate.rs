@@ -34,7 +34,7 @@ impl ValOptions {
             max_det: settings.max_det as usize,
             agnostic: settings.agnostic_nms,
             // As Ultralytics (`nms=False`): the NMS-free one-to-one branch only when asked for.
-            end2end: model_end2end && settings.end2end.unwrap_or(false),
+            end2end: model_end2end && settings.nms_free(),
             half: settings.half,
         }
     }

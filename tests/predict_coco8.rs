@@ -391,3 +391,19 @@ fn half_precision_predictions_agree_with_fp32() {
         }
     }
 }
+
+/// As Ultralytics 8.4.190 (`end2end=self.args.nms is False`): predict, like val and export, uses the one-to-many
+/// branch with NMS unless asked for the NMS-free one with `--nms false` (or the older `--end2end true`).
+#[test]
+fn predict_defaults_to_nms_like_val_and_export() {
+    let options = |args: &[&str]| PredictOptions::from_settings(&settings(args));
+    assert!(!options(&[]).end2end, "the default is the one-to-many branch with NMS");
+    assert!(!ValOptions::for_val(&settings(&[]), true).end2end, "val agrees");
+    assert!(options(&["--nms", "false"]).end2end);
+    assert!(!options(&["--nms", "true"]).end2end);
+    assert!(options(&["--end2end", "true"]).end2end);
+    let line = ["ember", "predict", "--nms", "false", "--end2end", "false"];
+    let inv = cli::parse(line.map(String::from).to_vec()).unwrap();
+    let e = Settings::resolve(&inv.overrides).unwrap_err().to_string();
+    assert!(e.contains("disagree"), "{e}");
+}

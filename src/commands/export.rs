@@ -38,6 +38,10 @@ fn export_on<B: Backend>(settings: &Settings, device: &B::Device) -> Result<Path
     let names = class_names(settings)?;
     let loaded = export::load_model::<B>(weights, &settings.model, names, device)?;
     let model = &loaded.model;
+    if settings.nms == Some(true) {
+        bail!("nms=true asks for NMS inside the exported graph, which ember does not build: export without it \
+               (the one-to-many output, NMS after the model) or with nms=false (YOLO26's NMS-free output)");
+    }
     let format = settings.format.to_ascii_lowercase();
     let (out, shape, what) = match format.as_str() {
         "onnx" => {
@@ -46,7 +50,7 @@ fn export_on<B: Backend>(settings: &Settings, device: &B::Device) -> Result<Path
                 batch: 1,
                 half: settings.half,
                 dynamic: settings.dynamic,
-                end2end: settings.end2end.unwrap_or(false),
+                end2end: settings.nms_free(),
                 max_det: settings.max_det as usize,
                 opset: settings.opset.unwrap_or(17) as i64,
                 names: loaded.names.clone(),

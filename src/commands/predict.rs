@@ -48,7 +48,8 @@ impl PredictOptions {
             max_det: settings.max_det as usize,
             agnostic: settings.agnostic_nms,
             classes: settings.classes.clone(),
-            end2end: settings.end2end.unwrap_or(true),
+            // As Ultralytics 8.4.190 (`end2end=self.args.nms is False`): NMS unless nms=false / end2end=true.
+            end2end: settings.nms_free(),
             half: settings.half,
         }
     }

@@ -1,6 +1,7 @@
 //! Settings: the embedded `configs/default.yaml`, a `--cfg` file over it, then command-line values.
 
 mod amp;
+pub mod foreign;
 mod settings;
 mod spec;
 mod suggest;

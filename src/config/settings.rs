@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_yaml::{Mapping, Value};
 
+use super::foreign::{check_foreign, ignored_line, is_foreign};
 use super::{closest, key_specs, AmpMode, KeyKind, DEFAULT_YAML};
 
 /// Where decoded training images are kept between epochs.
@@ -78,6 +79,12 @@ pub struct Settings {
     pub rect: bool,
     pub cos_lr: bool,
     pub close_mosaic: u32,
+    /// Layers whose parameters stay fixed: the first N (`freeze: N`) or those listed (`[0, 3, "23.cv2"]`),
+    /// as `model.<item>.` name prefixes.
+    #[serde(default, deserialize_with = "opt_freeze_list")]
+    pub freeze: Option<Vec<String>>,
+    #[serde(default)]
+    pub multi_scale: f64,
     /// `false`, `true` (the newest run's last checkpoint) or a checkpoint path.
     #[serde(deserialize_with = "opt_string_from_scalar")]
     pub resume: Option<String>,
@@ -92,6 +99,11 @@ pub struct Settings {
     pub iou: f64,
     pub max_det: u32,
     pub plots: bool,
+    /// Ultralytics 8.4.190's choice of head: unset or true, the one-to-many branch with NMS; false, the
+    /// NMS-free one-to-one branch. (On export, true would embed NMS in the graph, which ember refuses.)
+    #[serde(default)]
+    pub nms: Option<bool>,
+    /// ember's older name for `nms=false`: true uses the NMS-free one-to-one branch.
     pub end2end: Option<bool>,
     pub agnostic_nms: bool,
     pub source: Option<String>,
@@ -158,6 +170,7 @@ impl Settings {
     /// Defaults, then the `cfg` file (if `cfg` is among the overrides), then the command-line values.
     pub fn resolve(overrides: &Overrides) -> Result<Settings> {
         let mut map: Mapping = serde_yaml::from_str(DEFAULT_YAML).context("embedded default.yaml")?;
+        let mut ignored: Vec<String> = Vec::new();
         if let Some(cfg) = overrides.get("cfg").filter(|c| !c.is_empty()) {
             let path = Path::new(cfg);
             let text = std::fs::read_to_string(path)
@@ -173,12 +186,22 @@ impl Settings {
                 let key = k.as_str().map(str::to_owned).unwrap_or_else(|| format!("{k:?}"));
                 let line = line_of_key(&text, &key);
                 let at = format!("{}{}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default());
+                if is_foreign(&key) {
+                    check_foreign(&key, &v).with_context(|| at.clone())?;
+                    ignored.push(key);
+                    continue;
+                }
                 check_key(&key).with_context(|| at.clone())?;
                 let v = check_value(&key, v).with_context(|| at.clone())?;
                 map.insert(Value::String(key), v);
             }
         }
         for (key, raw) in &overrides.values {
+            if is_foreign(key) {
+                check_foreign(key, &parse_scalar(raw))?;
+                ignored.push(key.clone());
+                continue;
+            }
             check_key(key)?;
             let v = check_value(key, parse_scalar(raw))?;
             map.insert(Value::String(key.clone()), v);
@@ -186,6 +209,10 @@ impl Settings {
         let settings: Settings =
             serde_yaml::from_value(Value::Mapping(map)).context("settings do not fit their types")?;
         settings.validate()?;
+        if !ignored.is_empty() {
+            ignored.dedup();
+            println!("{}", ignored_line(&ignored));
+        }
         Ok(settings)
     }
 
@@ -202,7 +229,31 @@ impl Settings {
         if !(0.0..=1.0).contains(&self.iou) {
             bail!("iou must be in [0, 1], got {}", self.iou);
         }
+        match (self.nms, self.end2end) {
+            (Some(false), Some(false)) | (Some(true), Some(true)) => bail!(
+                "nms={} and end2end={} disagree: end2end=true is ember's older name for nms=false; give one of them",
+                self.nms.unwrap_or_default(),
+                self.end2end.unwrap_or_default()
+            ),
+            _ => {}
+        }
+        if self.model.to_ascii_lowercase().ends_with(".pt") {
+            bail!(
+                "model={}: PyTorch .pt checkpoints are not read yet; convert it to SafeTensors with \
+                 tools/reference/model_convert.py, then pass model=<architecture>.yaml weights=<file>.safetensors",
+                self.model
+            );
+        }
+        if self.multi_scale != 0.0 {
+            bail!("multi_scale={}: multi-scale training is not implemented yet; use multi_scale=0", self.multi_scale);
+        }
         Ok(())
+    }
+
+    /// Whether val, predict and export use the NMS-free one-to-one branch (of a model that has one): only when
+    /// asked with `nms=false` (or its alias `end2end=true`). Ultralytics 8.4.190 defaults to NMS in all three.
+    pub fn nms_free(&self) -> bool {
+        self.nms == Some(false) || self.end2end == Some(true)
     }
 
     /// The settings as YAML, for a run's `args.yaml`.
@@ -279,6 +330,29 @@ fn opt_string_from_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Stri
         Value::String(s) => Some(s),
         other => return Err(serde::de::Error::custom(format!("expected text, got {other:?}"))),
     })
+}
+
+fn opt_freeze_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let bad = |v: &Value| {
+        serde::de::Error::custom(format!("freeze: expected a layer count or a list of layers, got {v:?}"))
+    };
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::Number(n) => {
+            let count = n.as_u64().ok_or_else(|| bad(&Value::Number(n.clone())))?;
+            Ok((count > 0).then(|| (0..count).map(|i| i.to_string()).collect()))
+        }
+        Value::Sequence(seq) => seq
+            .iter()
+            .map(|v| match v {
+                Value::Number(n) if n.is_u64() => Ok(n.to_string()),
+                Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                other => Err(bad(other)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|layers| (!layers.is_empty()).then_some(layers)),
+        other => Err(bad(&other)),
+    }
 }
 
 fn opt_class_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<usize>>, D::Error> {
@@ -359,6 +433,45 @@ mod tests {
         std::fs::write(&cfg, "epochs: 7\nwieght_decay: 0.1\n").unwrap();
         let e = format!("{:#}", Settings::resolve(&over(&[("cfg", cfg.to_str().unwrap())])).unwrap_err());
         assert!(e.contains("my.yaml:2") && e.contains("weight_decay"), "{e}");
+    }
+
+    #[test]
+    fn nms_defaults_to_the_one_to_many_branch_and_end2end_is_its_alias() {
+        assert!(!Settings::defaults().nms_free(), "8.4.190: nms=None means NMS in val, predict and export");
+        assert!(Settings::resolve(&over(&[("nms", "false")])).unwrap().nms_free());
+        assert!(!Settings::resolve(&over(&[("nms", "true")])).unwrap().nms_free());
+        assert!(Settings::resolve(&over(&[("end2end", "true")])).unwrap().nms_free());
+        assert!(!Settings::resolve(&over(&[("end2end", "false")])).unwrap().nms_free());
+        assert!(Settings::resolve(&over(&[("nms", "false"), ("end2end", "true")])).unwrap().nms_free());
+        for (nms, end2end) in [("false", "false"), ("true", "true")] {
+            let e = Settings::resolve(&over(&[("nms", nms), ("end2end", end2end)])).unwrap_err().to_string();
+            assert!(e.contains("disagree") && e.contains("nms=false"), "{e}");
+        }
+    }
+
+    #[test]
+    fn ultralytics_only_keys_are_accepted_or_refused_by_name() {
+        let s = Settings::resolve(&over(&[("task", "detect"), ("compile", "true"), ("pose", "12.0")])).unwrap();
+        assert_eq!(s.epochs, 100);
+        let e = Settings::resolve(&over(&[("task", "segment")])).unwrap_err().to_string();
+        assert!(e.contains("task=segment"), "{e}");
+        let e = Settings::resolve(&over(&[("model", "yolo26n.pt")])).unwrap_err().to_string();
+        assert!(e.contains(".pt") && e.contains("model_convert.py"), "{e}");
+        let e = Settings::resolve(&over(&[("multi_scale", "0.5")])).unwrap_err().to_string();
+        assert!(e.contains("multi_scale=0.5") && e.contains("not implemented"), "{e}");
+    }
+
+    #[test]
+    fn freeze_takes_a_count_or_a_list() {
+        assert_eq!(Settings::defaults().freeze, None);
+        let s = Settings::resolve(&over(&[("freeze", "3")])).unwrap();
+        assert_eq!(s.freeze, Some(vec!["0".into(), "1".into(), "2".into()]));
+        let s = Settings::resolve(&over(&[("freeze", "[0, 22.cv2]")])).unwrap();
+        assert_eq!(s.freeze, Some(vec!["0".into(), "22.cv2".into()]));
+        assert_eq!(Settings::resolve(&over(&[("freeze", "0")])).unwrap().freeze, None);
+        let yaml = Settings::resolve(&over(&[("freeze", "2")])).unwrap().to_yaml();
+        let back: Settings = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(back.freeze, Some(vec!["0".into(), "1".into()]));
     }
 
     #[test]

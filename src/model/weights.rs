@@ -12,21 +12,21 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 
-/// Tracks the module path during a visit, leaving out enum variants.
+/// Tracks the module path during a visit, leaving out enum variants: the Ultralytics key of each tensor.
 #[derive(Default)]
-struct PathStack {
+pub(crate) struct PathStack {
     parts: Vec<Option<String>>,
 }
 
 impl PathStack {
-    fn enter(&mut self, name: &str, container: &str) {
+    pub(crate) fn enter(&mut self, name: &str, container: &str) {
         self.parts
             .push((!container.starts_with("Enum:")).then(|| name.to_string()));
     }
-    fn exit(&mut self) {
+    pub(crate) fn exit(&mut self) {
         self.parts.pop();
     }
-    fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         self.parts
             .iter()
             .flatten()

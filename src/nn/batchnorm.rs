@@ -9,6 +9,7 @@ use burn::module::{Module, Param, RunningState};
 use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
 
 use super::flex_batchnorm;
+use super::frozen_norm::is_frozen_norm;
 
 /// [`BatchNorm2d`] configuration. Defaults are Ultralytics' (`initialize_weights`), not PyTorch's.
 #[derive(Config, Debug)]
@@ -66,7 +67,9 @@ impl<B: Backend> BatchNorm2d<B> {
     }
 
     fn forward_then(&self, x: Tensor<B, 4>, silu: bool) -> Tensor<B, 4> {
-        let y = if B::ad_enabled(&x.device()) {
+        // A frozen BatchNorm (`freeze`) normalises with its running statistics and keeps them, as Ultralytics
+        // puts frozen BatchNorm layers in eval mode.
+        let y = if B::ad_enabled(&x.device()) && !is_frozen_norm(self.weight.id) {
             if let Some((y, stats)) = flex_batchnorm::try_train(&x, &self.weight.val(), &self.bias.val(), self.eps, silu) {
                 let [b, _, h, w] = x.dims();
                 let vector = |v: Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(v, [self.num_features()]), &x.device());

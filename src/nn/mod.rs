@@ -16,6 +16,7 @@ pub mod detect;
 pub mod flex;
 pub mod flex_batchnorm;
 pub mod flex_conv;
+pub mod frozen_norm;
 pub mod residual;
 pub mod sppf;
 pub mod upsample;

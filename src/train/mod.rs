@@ -6,6 +6,7 @@ pub mod criterion;
 pub mod loss_scale;
 pub mod ema;
 pub mod fault;
+pub mod freeze;
 pub mod muon;
 pub mod optimizer;
 pub mod results;

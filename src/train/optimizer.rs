@@ -16,7 +16,7 @@ use super::muon::muon_update;
 const MUON_WEIGHT: f64 = 0.2;
 const MUON_SGD_WEIGHT: f64 = 1.0;
 /// MuSGD trains the classification branches of the head (`cv3`, `one2one_cv3`) at 3x the learning rate.
-const MUSGD_HEAD_CLS_LR_GAIN: f64 = 3.0;
+pub const MUSGD_HEAD_CLS_LR_GAIN: f64 = 3.0;
 /// Ultralytics' groups, in its order (`lr/pg0`, `lr/pg1`, `lr/pg2`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ParamGroup {
@@ -59,6 +59,11 @@ impl OptimizerKind {
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GroupSettings {
     pub lr: f64,
+    /// MuSGD's lr for the head's classification branches: Ultralytics gives them their own groups at
+    /// `MUSGD_HEAD_CLS_LR_GAIN` x lr0, which warmup ramps from the same start as the others (so during a bias
+    /// warmup it is not 3x `lr`).
+    #[serde(default)]
+    pub head_cls_lr: f64,
     /// SGD momentum or Adam beta1.
     pub momentum: f64,
     pub weight_decay: f64,
@@ -76,7 +81,7 @@ pub struct DetectorOptimizer<B: Backend> {
 
 impl<B: Backend> DetectorOptimizer<B> {
     pub fn new(kind: OptimizerKind, lr: f64, momentum: f64, weight_decay: f64) -> Self {
-        let g = |wd| GroupSettings { lr, momentum, weight_decay: wd };
+        let g = |wd| GroupSettings { lr, head_cls_lr: lr * MUSGD_HEAD_CLS_LR_GAIN, momentum, weight_decay: wd };
         DetectorOptimizer { kind, groups: [g(0.0), g(weight_decay), g(0.0)], steps: 0, first: HashMap::new(), second: HashMap::new() }
     }
 
@@ -148,7 +153,7 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB> {
         let group_of = if is_matrix { ParamGroup::Weight } else { ParamGroup::classify(&field, &container) };
         let mut group = self.opt.groups[group_of as usize];
         if kind == OptimizerKind::MuSGD && self.in_head_cls_branch() {
-            group.lr *= MUSGD_HEAD_CLS_LR_GAIN;
+            group.lr = group.head_cls_lr;
         }
         let shape = tensor.shape();
         let require_grad = tensor.is_require_grad();

@@ -1,28 +1,52 @@
-//! Learning-rate schedule, warmup and gradient accumulation, as Ultralytics' trainer runs them.
+//! Learning-rate schedule, warmup and gradient accumulation, as Ultralytics 8.4.190's trainer runs them
+//! (`engine/trainer.py`: `_build_train_pipeline`, `_get_warmup_iterations`, `_do_train`, `build_optimizer`).
+//!
+//! Python's `round` and NumPy's `.round()` send halves to the even neighbour (`round(2.5) == 2`), so every
+//! rounding here is `round_ties_even`: with Rust's `round` a warmup of 4.5 batches or `nbs / batch = 2.5`
+//! would come out one longer than Ultralytics'.
 
-use super::optimizer::{GroupSettings, OptimizerKind};
+use anyhow::{bail, Result};
 
-/// The per-epoch learning-rate factor: linear from 1 to `lrf`, or a cosine between them.
+use super::optimizer::{GroupSettings, OptimizerKind, ParamGroup, MUSGD_HEAD_CLS_LR_GAIN};
+use crate::config::Settings;
+
+/// The per-epoch learning-rate factor: linear from 1 to `lrf`, or a cosine between them (`one_cycle`),
+/// written in the order of Ultralytics' operations so that the factors agree to the last bit.
 pub fn lr_factor(epoch: usize, epochs: usize, lrf: f64, cosine: bool) -> f64 {
-    let x = epoch as f64 / epochs.max(1) as f64;
+    let (x, steps) = (epoch as f64, epochs.max(1) as f64);
     if cosine {
-        ((1.0 - (x * std::f64::consts::PI).cos()) / 2.0) * (lrf - 1.0) + 1.0
+        ((1.0 - (x * std::f64::consts::PI / steps).cos()) / 2.0).max(0.0) * (lrf - 1.0) + 1.0
     } else {
-        (1.0 - x).max(0.0) * (1.0 - lrf) + lrf
+        (1.0 - x / steps).max(0.0) * (1.0 - lrf) + lrf
     }
 }
 
-/// Warmup length in optimizer iterations: at least 100, or none when `warmup_epochs` is 0.
-pub fn warmup_iterations(warmup_epochs: f64, batches_per_epoch: usize) -> Option<usize> {
-    (warmup_epochs > 0.0).then(|| ((warmup_epochs * batches_per_epoch as f64).round() as usize).max(100))
+/// Warmup length in batches: `round(min(warmup_epochs, epochs - 1) * nb)`, so the last epoch is never warmup
+/// (a one-epoch run has none); 0 means no warmup.
+pub fn warmup_iterations(warmup_epochs: f64, epochs: usize, batches_per_epoch: usize) -> usize {
+    let warmup_epochs = warmup_epochs.min(epochs.saturating_sub(1) as f64);
+    if warmup_epochs > 0.0 {
+        (warmup_epochs * batches_per_epoch as f64).round_ties_even() as usize
+    } else {
+        0
+    }
 }
 
+/// Batches whose gradients are summed per optimizer step, before the cap: `max(round(nbs / batch), 1)`.
+/// Weight decay is scaled with this value.
+pub fn nominal_accumulate(nbs: usize, batch: usize) -> usize {
+    ((nbs as f64 / batch as f64).round_ties_even() as usize).max(1)
+}
+
+/// `np.interp(x, [0, x1], [y0, y1])` as NumPy computes it (slope times offset plus start; `y1` from `x1` on).
 fn interp(x: f64, x1: f64, y0: f64, y1: f64) -> f64 {
-    if x1 <= 0.0 {
+    if x >= x1 {
         return y1;
     }
-    let t = (x / x1).clamp(0.0, 1.0);
-    y0 + t * (y1 - y0)
+    if x <= 0.0 {
+        return y0;
+    }
+    (y1 - y0) / x1 * x + y0
 }
 
 /// What a schedule sets before one batch.
@@ -33,6 +57,11 @@ pub struct StepPlan {
     pub accumulate: usize,
 }
 
+/// The `lr/pg0..2` columns of results.csv in Ultralytics' group order: decayed weights, norm weights, biases.
+pub fn results_lr_columns(groups: &[GroupSettings; 3]) -> [f64; 3] {
+    [ParamGroup::Weight, ParamGroup::Norm, ParamGroup::Bias].map(|g| groups[g as usize].lr)
+}
+
 /// The settings of the recipe that the schedule needs.
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {
@@ -40,31 +69,84 @@ pub struct Schedule {
     pub lr0: f64,
     pub lrf: f64,
     pub momentum: f64,
-    /// Already scaled by batch * accumulate / nbs.
+    /// Already scaled by batch * nominal accumulate / nbs.
     pub weight_decay: f64,
     pub warmup_momentum: f64,
     pub warmup_bias_lr: f64,
-    pub warmup: Option<usize>,
+    /// Warmup length in batches (0: none).
+    pub warmup: usize,
     pub epochs: usize,
     pub cosine: bool,
-    pub batch: usize,
-    pub nbs: usize,
+    /// The accumulation after warmup (the nominal one, capped by the run's batch count); warmup ramps up to it.
+    pub accumulate: usize,
+    /// Batches per epoch.
+    pub batches_per_epoch: usize,
+    /// Optimizer iterations of the run at the nominal batch, which `optimizer=auto` decides from.
+    pub iterations: usize,
+    /// Whether `optimizer=auto` picked the optimizer, lr0 and momentum.
+    pub auto: bool,
 }
 
 impl Schedule {
-    /// Settings for global batch iteration `ni` of `epoch`.
+    /// The schedule of a run of `s` over `train_images` images of `nc` classes, set up as Ultralytics'
+    /// `_build_train_pipeline` and `build_optimizer` do.
+    pub fn for_run(s: &Settings, train_images: usize, nc: usize) -> Result<Schedule> {
+        let (epochs, batch, nbs) = (s.epochs as usize, s.batch as usize, s.nbs as usize);
+        let batches_per_epoch = train_images.div_ceil(batch);
+        let nominal = nominal_accumulate(nbs, batch);
+        let weight_decay = s.weight_decay * (batch * nominal) as f64 / nbs as f64;
+        // A time-limited run re-estimates its epochs as it goes, so Ultralytics does not cap it.
+        let accumulate = if s.time.is_some() { nominal } else { nominal.min(batches_per_epoch * epochs).max(1) };
+        let iterations = train_images.div_ceil(batch.max(nbs)) * epochs;
+        let mut warmup_bias_lr = s.warmup_bias_lr;
+        let auto = s.optimizer.eq_ignore_ascii_case("auto");
+        let (kind, lr0, momentum) = match s.optimizer.to_ascii_lowercase().as_str() {
+            "auto" => {
+                warmup_bias_lr = 0.0; // as Ultralytics: an `auto` pick starts the bias warmup at zero
+                auto_optimizer(iterations, nc)
+            }
+            "sgd" => (OptimizerKind::Sgd, s.lr0, s.momentum),
+            "adamw" => (OptimizerKind::AdamW, s.lr0, s.momentum),
+            "musgd" => (OptimizerKind::MuSGD, s.lr0, s.momentum),
+            other => bail!("unknown optimizer '{other}': expected auto, SGD, AdamW or MuSGD"),
+        };
+        let warmup = warmup_iterations(s.warmup_epochs, epochs, batches_per_epoch);
+        // As in Ultralytics, warmup ramps an SGD momentum towards the `momentum` setting and leaves it there,
+        // even when `auto` picked another value.
+        let momentum = if kind.has_sgd_momentum() && warmup > 0 { s.momentum } else { momentum };
+        Ok(Schedule {
+            kind,
+            lr0,
+            lrf: s.lrf,
+            momentum,
+            weight_decay,
+            warmup_momentum: s.warmup_momentum,
+            warmup_bias_lr,
+            warmup,
+            epochs,
+            cosine: s.cos_lr,
+            accumulate,
+            batches_per_epoch,
+            iterations,
+            auto,
+        })
+    }
+
+    /// Settings for global batch iteration `ni` of `epoch`. Warmup covers `ni <= warmup`, so its last batch
+    /// lands lr, momentum and accumulation exactly on their targets.
     pub fn plan(&self, ni: usize, epoch: usize) -> StepPlan {
-        let lf = lr_factor(epoch, self.epochs, self.lrf, self.cosine);
-        let full_accumulate = (self.nbs as f64 / self.batch as f64).round().max(1.0);
-        let group = |lr: f64, wd: f64| GroupSettings { lr, momentum: self.momentum, weight_decay: wd };
-        let mut groups = [group(self.lr0 * lf, 0.0), group(self.lr0 * lf, self.weight_decay), group(self.lr0 * lf, 0.0)];
-        let mut accumulate = full_accumulate as usize;
-        if let Some(nw) = self.warmup.filter(|nw| ni <= *nw) {
-            let (x, x1) = (ni as f64, nw as f64);
-            accumulate = interp(x, x1, 1.0, self.nbs as f64 / self.batch as f64).round().max(1.0) as usize;
+        let lr = self.lr0 * lr_factor(epoch, self.epochs, self.lrf, self.cosine);
+        let head_cls_lr = lr * MUSGD_HEAD_CLS_LR_GAIN;
+        let group = |wd: f64| GroupSettings { lr, head_cls_lr, momentum: self.momentum, weight_decay: wd };
+        let mut groups = [group(0.0), group(self.weight_decay), group(0.0)];
+        let mut accumulate = self.accumulate;
+        if self.warmup > 0 && ni <= self.warmup {
+            let (x, x1) = (ni as f64, self.warmup as f64);
+            accumulate = (interp(x, x1, 1.0, self.accumulate as f64).round_ties_even() as usize).max(1);
             for (j, g) in groups.iter_mut().enumerate() {
-                let start = if j == 0 { self.warmup_bias_lr } else { 0.0 };
-                g.lr = interp(x, x1, start, self.lr0 * lf);
+                let start = if j == ParamGroup::Bias as usize { self.warmup_bias_lr } else { 0.0 };
+                g.lr = interp(x, x1, start, lr);
+                g.head_cls_lr = interp(x, x1, start, head_cls_lr);
                 if self.kind.has_sgd_momentum() {
                     g.momentum = interp(x, x1, self.warmup_momentum, self.momentum);
                 }
@@ -98,7 +180,19 @@ mod tests {
     }
 
     #[test]
-    fn warmup_ramps_lr_momentum_and_accumulation() {
+    fn warmup_leaves_the_last_epoch_out_and_rounds_half_to_even() {
+        assert_eq!(warmup_iterations(3.0, 100, 10), 30, "no floor of 100 batches");
+        assert_eq!(warmup_iterations(3.0, 2, 10), 10, "a 2-epoch run warms up for 1 epoch");
+        assert_eq!(warmup_iterations(3.0, 1, 10), 0, "a 1-epoch run has no warmup");
+        assert_eq!(warmup_iterations(0.9, 3, 5), 4, "4.5 rounds to 4 as in Python");
+        assert_eq!(warmup_iterations(0.0, 100, 10), 0);
+        assert_eq!(nominal_accumulate(40, 16), 2, "2.5 rounds to 2 as in Python");
+        assert_eq!(nominal_accumulate(64, 16), 4);
+        assert_eq!(nominal_accumulate(8, 16), 1);
+    }
+
+    #[test]
+    fn warmup_ramps_lr_momentum_and_accumulation_up_to_the_nominal() {
         let s = Schedule {
             kind: OptimizerKind::Sgd,
             lr0: 0.01,
@@ -107,20 +201,24 @@ mod tests {
             weight_decay: 0.0005,
             warmup_momentum: 0.8,
             warmup_bias_lr: 0.1,
-            warmup: warmup_iterations(3.0, 10),
+            warmup: warmup_iterations(3.0, 100, 10),
             epochs: 100,
             cosine: false,
-            batch: 16,
-            nbs: 64,
+            accumulate: 4,
+            batches_per_epoch: 10,
+            iterations: 100,
+            auto: false,
         };
-        assert_eq!(s.warmup, Some(100));
+        assert_eq!(s.warmup, 30);
         let p0 = s.plan(0, 0);
-        assert_eq!((p0.groups[0].lr, p0.groups[1].lr, p0.groups[0].momentum, p0.accumulate), (0.1, 0.0, 0.8, 1));
-        let p = s.plan(100, 9);
-        assert!((p.groups[1].lr - 0.01 * lr_factor(9, 100, 0.01, false)).abs() < 1e-12);
+        let bias = ParamGroup::Bias as usize;
+        assert_eq!((p0.groups[bias].lr, p0.groups[1].lr, p0.groups[0].momentum, p0.accumulate), (0.1, 0.0, 0.8, 1));
+        let p = s.plan(30, 3);
+        assert!((p.groups[1].lr - 0.01 * lr_factor(3, 100, 0.01, false)).abs() < 1e-12);
         assert_eq!((p.groups[0].momentum, p.accumulate), (0.937, 4));
-        assert_eq!(p.groups[1].weight_decay, 0.0005);
-        assert_eq!(p.groups[2].weight_decay, 0.0);
+        assert!((0..=40).all(|ni| s.plan(ni, ni / 10).accumulate <= 4), "never past the nominal");
+        assert_eq!(p.groups[ParamGroup::Weight as usize].weight_decay, 0.0005);
+        assert_eq!(p.groups[ParamGroup::Norm as usize].weight_decay, 0.0);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::loss_scale::{LossScaler, ScaleEvent};
 use super::optimizer::{DetectorOptimizer, OptimizerKind};
 use super::step::optimizer_step;
 use super::results::{EpochRow, ResultsCsv};
-use super::schedule::{auto_optimizer, warmup_iterations, Schedule};
+use super::schedule::{results_lr_columns, Schedule};
 use crate::config::{AmpMode, Settings};
 use crate::data::augment::pipeline::{epoch_report, maybe_save_batch, TrainPipeline};
 use crate::data::{BatchLoader, Sample};
@@ -80,50 +80,25 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
         let report = model.load_weights(weights)?;
         println!("Transferred weights from {weights}: {report}");
     }
+    if let Some(layers) = &s.freeze {
+        let (frozen, keys) = super::freeze::freeze(model, layers)?;
+        model = frozen;
+        println!("freeze: {} parameter tensors of layers {layers:?} (and the DFL) stay fixed", keys.len());
+    }
     let criterion = Criterion::new(nc, model.reg_max(), model.end2end(), [s.box_gain as f32, s.cls_gain as f32, s.dfl_gain as f32], epochs);
     let loss_names = criterion.names();
 
-    // Ultralytics' recipe: accumulate to the nominal batch, scale decay with it, pick the optimizer.
-    let nb = train.len().div_ceil(batch);
-    let accumulate = ((s.nbs as f64 / batch as f64).round() as usize).max(1);
-    let weight_decay = s.weight_decay * (batch * accumulate) as f64 / s.nbs as f64;
-    let iterations = train.len().div_ceil(batch.max(s.nbs as usize)) * epochs;
-    let mut warmup_bias_lr = s.warmup_bias_lr;
-    let (kind, lr0, momentum) = match s.optimizer.to_ascii_lowercase().as_str() {
-        "auto" => {
-            let picked = auto_optimizer(iterations, nc);
-            println!(
-                "optimizer: 'optimizer=auto' found, ignoring lr0={} and momentum={}; picked {:?}(lr={}, momentum={}) for {iterations} iterations",
-                s.lr0, s.momentum, picked.0, picked.1, picked.2
-            );
-            warmup_bias_lr = 0.0; // as Ultralytics: an `auto` pick starts the bias warmup at zero
-            picked
-        }
-        "sgd" => (OptimizerKind::Sgd, s.lr0, s.momentum),
-        "adamw" => (OptimizerKind::AdamW, s.lr0, s.momentum),
-        "musgd" => (OptimizerKind::MuSGD, s.lr0, s.momentum),
-        other => bail!("unknown optimizer '{other}': expected auto, SGD, AdamW or MuSGD"),
-    };
-    let warmup = warmup_iterations(s.warmup_epochs, nb);
-    // As in Ultralytics, warmup ramps an SGD momentum towards the `momentum` setting and leaves it there,
-    // even when `auto` picked another value.
-    let momentum = if kind.has_sgd_momentum() && warmup.is_some() { s.momentum } else { momentum };
+    // Ultralytics' recipe (accumulation, decay scaling, the optimizer pick, warmup): src/train/schedule.rs.
+    let schedule = Schedule::for_run(&s, train.len(), nc)?;
+    let nb = schedule.batches_per_epoch;
+    let (kind, lr0, momentum, weight_decay) = (schedule.kind, schedule.lr0, schedule.momentum, schedule.weight_decay);
+    if schedule.auto {
+        let (ignored_lr0, ignored_momentum, iterations) = (s.lr0, s.momentum, schedule.iterations);
+        println!("optimizer: 'optimizer=auto' found, ignoring lr0={ignored_lr0} and momentum={ignored_momentum}; \
+                  picked {kind:?}(lr={lr0}) for {iterations} iterations");
+    }
     let decayed = if kind == OptimizerKind::MuSGD { "conv and matrix weights (Muon + SGD)" } else { "conv weights" };
     println!("optimizer: {kind:?}(lr={lr0}, momentum={momentum}) with weight decay {weight_decay} on {decayed}, none on biases and norms");
-    let schedule = Schedule {
-        kind,
-        lr0,
-        lrf: s.lrf,
-        momentum,
-        weight_decay,
-        warmup_momentum: s.warmup_momentum,
-        warmup_bias_lr,
-        warmup,
-        epochs,
-        cosine: s.cos_lr,
-        batch,
-        nbs: s.nbs as usize,
-    };
     let mut optimizer = DetectorOptimizer::<AB::InnerBackend>::new(kind, lr0, momentum, weight_decay);
     let mut ema = ModelEma::new(model.valid().deep_clone()?);
     let (mut start_epoch, mut best_fitness) = (0usize, f64::NEG_INFINITY);
@@ -292,13 +267,15 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
         }
         recoveries = 0;
         epochs_completed = epoch + 1;
-        let improved = fitness > best_fitness;
-        if improved {
-            best_fitness = fitness;
+        // Ultralytics 8.4.190: best.pt is rewritten when the fitness equals the best so far (ties go to the later
+        // epoch); its EarlyStopping counts from the last strictly better epoch, or from any while the best is 0.
+        let improved = fitness >= best_fitness;
+        if fitness > best_fitness || best_fitness == 0.0 {
             epochs_without_improvement = 0;
         } else {
             epochs_without_improvement += 1;
         }
+        best_fitness = best_fitness.max(fitness);
         let meta = CheckpointMeta {
             ember_version: env!("CARGO_PKG_VERSION").into(),
             model: s.model.clone(),
@@ -331,7 +308,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
             train_loss: mean_loss,
             metrics: metrics_row,
             val_loss,
-            lr: optimizer.groups.map(|g| g.lr),
+            lr: results_lr_columns(&optimizer.groups),
             loss_scale: scaler.map_or(1.0, |s| s.scale),
         })?;
         if s.plots {
@@ -353,11 +330,28 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
     }
     let hours = started.elapsed().as_secs_f64() / 3600.0;
     println!("\n{} epochs completed in {hours:.3} hours.", epochs_completed - start_epoch);
+    // As Ultralytics: the final table is that of best's weights, validated again, not the last epoch's.
+    if s.save && best.is_file() {
+        println!("\nValidating {}...", best.display());
+        final_metrics = Some(validate_checkpoint(&best, &ema.module, &val_loader, &val_options)?);
+    }
     if let Some(m) = &final_metrics {
         println!("{}", m.format_table(&names));
     }
     println!("Results saved to {}", run_dir.display());
     Ok(TrainOutcome { run_dir, last, best, epochs_completed, final_metrics, best_fitness, batch_reads: most_reads })
+}
+
+/// Validates the weights saved in `checkpoint`, loaded into a copy of `template` (same architecture).
+fn validate_checkpoint<B: burn::tensor::backend::Backend>(
+    checkpoint: &Path,
+    template: &Yolo<B>,
+    loader: &BatchLoader,
+    options: &ValOptions,
+) -> Result<DetectionMetrics> {
+    let mut model = template.deep_clone()?;
+    model.load_safetensors(checkpoint).with_context(|| format!("{}: weights to validate", checkpoint.display()))?;
+    Ok(validate(&model, loader, options, None)?.metrics)
 }
 
 /// Reloads of `last` allowed in a row before a diverging run is stopped (Ultralytics' limit).

@@ -53,10 +53,11 @@ impl TrainPipeline {
     }
 
     /// Before each epoch: turns mosaic (with MixUp and CutMix) off for the last `close_mosaic` epochs,
-    /// as Ultralytics does (also when a resumed run starts inside them). As in Ultralytics, a run shorter
-    /// than `close_mosaic` epochs keeps mosaic on throughout.
+    /// as Ultralytics does (also when a resumed run starts inside them).
     pub fn begin_epoch(&mut self, loader: &mut BatchLoader, epoch: usize, epochs: usize, close_mosaic: usize) {
-        if !self.closed && close_mosaic > 0 && close_mosaic <= epochs && epoch >= epochs - close_mosaic {
+        // Ultralytics 8.4.190: `epoch >= epochs - close_mosaic` in Python ints, so a run of no more than
+        // close_mosaic epochs has no mosaic at all (its fixture run printed "Closing dataloader mosaic" first).
+        if !self.closed && close_mosaic > 0 && epoch + close_mosaic >= epochs {
             self.closed = true;
             if self.transform.params.mosaic > 0.0 {
                 println!("Closing dataloader mosaic");
