@@ -237,13 +237,6 @@ impl Settings {
             ),
             _ => {}
         }
-        if self.model.to_ascii_lowercase().ends_with(".pt") {
-            bail!(
-                "model={}: PyTorch .pt checkpoints are not read yet; convert it to SafeTensors with \
-                 tools/reference/model_convert.py, then pass model=<architecture>.yaml weights=<file>.safetensors",
-                self.model
-            );
-        }
         if self.multi_scale != 0.0 {
             bail!("multi_scale={}: multi-scale training is not implemented yet; use multi_scale=0", self.multi_scale);
         }
@@ -455,8 +448,8 @@ mod tests {
         assert_eq!(s.epochs, 100);
         let e = Settings::resolve(&over(&[("task", "segment")])).unwrap_err().to_string();
         assert!(e.contains("task=segment"), "{e}");
-        let e = Settings::resolve(&over(&[("model", "yolo26n.pt")])).unwrap_err().to_string();
-        assert!(e.contains(".pt") && e.contains("model_convert.py"), "{e}");
+        // A `.pt` model (an Ultralytics args.yaml names one) is read natively.
+        assert_eq!(Settings::resolve(&over(&[("model", "yolo26n.pt")])).unwrap().model, "yolo26n.pt");
         let e = Settings::resolve(&over(&[("multi_scale", "0.5")])).unwrap_err().to_string();
         assert!(e.contains("multi_scale=0.5") && e.contains("not implemented"), "{e}");
     }
