@@ -100,3 +100,39 @@ fn loss_speed_640_batch16() {
         }
     }
 }
+
+/// The task-aligned assigner's host time for one branch at 640 px, batch 16, 80 classes, 10-30 boxes per
+/// image: what a GPU step waits for while the host assigns (the device reads are not included).
+#[test]
+#[ignore]
+fn assigner_host_time_640_batch16() {
+    use ember::loss::{make_anchors, AssignerConfig, TaskAlignedAssigner};
+    let (bs, nc) = (16, 80);
+    let strides = [8.0, 16.0, 32.0];
+    let anchors = make_anchors(&[[80, 80], [40, 40], [20, 20]], &strides, 0.5);
+    let na = anchors.points.len();
+    let gt = targets(bs).padded([640.0, 640.0]);
+    let anchor_px: Vec<[f32; 2]> = anchors.points.iter().zip(&anchors.strides).map(|(p, &s)| [p[0] * s, p[1] * s]).collect();
+    // Predicted boxes around each anchor and scores in (0, 1), as an early model gives them.
+    let jitter = pseudo(bs * na * 4, 7, 40.0, 5.0);
+    let pred: Vec<[f32; 4]> = (0..bs * na)
+        .map(|i| {
+            let [x, y] = anchor_px[i % na];
+            let j = &jitter[i * 4..i * 4 + 4];
+            [x - j[0], y - j[1], x + j[2], y + j[3]]
+        })
+        .collect();
+    let scores = pseudo(bs * gt.max_boxes * na, 9, 1.0, 0.0);
+    for (name, topk) in [("one-to-many (top 10)", 10), ("one-to-one (top 1)", 1)] {
+        let assigner = TaskAlignedAssigner::new(AssignerConfig::new(topk, None, nc, &strides));
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let start = Instant::now();
+            let a = assigner.assign(&scores, &pred, &anchor_px, &gt);
+            times.push(start.elapsed().as_secs_f64());
+            assert!(a.num_fg() > 0);
+        }
+        times.sort_by(f64::total_cmp);
+        println!("assigner {name}, 640 px, batch 16: median {:.1} ms, fastest {:.1} ms", times[2] * 1e3, times[0] * 1e3);
+    }
+}
