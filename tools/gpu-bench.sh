@@ -34,7 +34,8 @@ else
   echo "# $(date -u '+%Y-%m-%d %H:%M UTC')  $(nproc) CPUs"
   "$EMBER" info --device vulkan || exit 1
 fi
-"$EMBER" info --model yolo26n --imgsz 640 | head -3 || { echo "the ember binary does not run here"; exit 1; }
+"$EMBER" info --model yolo26n --imgsz 640 >"$OUT/info.txt" 2>&1 || { cat "$OUT/info.txt"; echo "the ember binary does not run here"; exit 1; }
+tail -1 "$OUT/info.txt"
 MAXSIZE=$(echo $SIZES | tr ' ' '\n' | sort -n | tail -1)
 "$SHAPES" "$WORK/shapes" $IMAGES $(( IMAGES / 4 )) $MAXSIZE >/dev/null
 
