@@ -43,21 +43,24 @@ fn max_difference(got: &StateDict, reference: &StateDict) -> f32 {
 
 #[test]
 fn trainer_checkpoint_holds_the_parity_weights_exactly() {
-    let ckpt = read_pt(&fixture("pt/yolo26n_coco.pt")).unwrap();
-    let reference = StateDict::read(&fixture("model/yolo26n.safetensors")).unwrap();
-    let diff = max_difference(&ckpt.state_dict, &reference);
-    println!("yolo26n_coco.pt: {} tensors, max |diff| {diff:e}", ckpt.state_dict.tensors.len());
-    assert_eq!(diff, 0.0);
-    // A trainer checkpoint: `model: None`, the FP16 EMA module under `ema`.
-    assert_eq!(ckpt.info.entry, "ema");
-    assert_eq!(ckpt.info.class.as_deref(), Some("ultralytics.nn.tasks.DetectionModel"));
-    assert_eq!(ckpt.info.names.len(), 80);
-    assert_eq!(ckpt.info.names[79], "class79");
-    assert_eq!(ckpt.info.stride, vec![8.0, 16.0, 32.0]);
-    // BatchNorm counters are integer buffers, kept apart.
-    assert!(ckpt.state_dict.int_keys.iter().any(|k| k == "model.0.bn.num_batches_tracked"));
-    let file = WeightsFile::read(&fixture("pt/yolo26n_coco.pt")).unwrap();
-    assert_eq!(file.architecture().unwrap().as_deref(), Some("yolo26n"));
+    for arch in ["yolo26n", "yolov8n"] {
+        let path = fixture(&format!("pt/{arch}_coco.pt"));
+        let ckpt = read_pt(&path).unwrap();
+        let reference = StateDict::read(&fixture(&format!("model/{arch}.safetensors"))).unwrap();
+        let diff = max_difference(&ckpt.state_dict, &reference);
+        println!("{arch}_coco.pt: {} tensors, max |diff| {diff:e}", ckpt.state_dict.tensors.len());
+        assert_eq!(diff, 0.0, "{arch}");
+        // A trainer checkpoint: `model: None`, the FP16 EMA module under `ema`.
+        assert_eq!(ckpt.info.entry, "ema");
+        assert_eq!(ckpt.info.class.as_deref(), Some("ultralytics.nn.tasks.DetectionModel"));
+        assert_eq!(ckpt.info.names.len(), 80);
+        assert_eq!(ckpt.info.names[79], "class79");
+        assert_eq!(ckpt.info.stride, vec![8.0, 16.0, 32.0]);
+        // BatchNorm counters are integer buffers, kept apart.
+        assert!(ckpt.state_dict.int_keys.iter().any(|k| k == "model.0.bn.num_batches_tracked"));
+        let file = WeightsFile::read(&path).unwrap();
+        assert_eq!(file.architecture().unwrap().as_deref(), Some(arch));
+    }
 }
 
 #[test]
@@ -107,8 +110,8 @@ fn trained_one_class_checkpoint_matches_ultralytics_state_dict() {
 }
 
 /// Input and eval-mode outputs of the forward-parity fixture (tools/reference/model_fixtures.py).
-fn parity_io() -> (Vec<usize>, Vec<f32>, HashMap<String, (Vec<usize>, Vec<f32>)>) {
-    let bytes = std::fs::read(fixture("model/yolo26n_io.safetensors")).unwrap();
+fn parity_io(arch: &str) -> (Vec<usize>, Vec<f32>, HashMap<String, (Vec<usize>, Vec<f32>)>) {
+    let bytes = std::fs::read(fixture(&format!("model/{arch}_io.safetensors"))).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (mut input, mut outputs) = (None, HashMap::new());
     for (k, v) in st.tensors() {
@@ -136,15 +139,24 @@ fn rel_diff(got: Tensor<Cpu, 3>, reference: &(Vec<usize>, Vec<f32>)) -> f32 {
 #[test]
 fn forward_from_the_pt_meets_the_parity_bound() {
     let device = Default::default();
-    let mut net = Yolo::<Cpu>::new("yolo26n", 80, &device).unwrap();
-    let report = net.load_weights(fixture("pt/yolo26n_coco.pt")).unwrap();
-    assert!(report.skipped_class_head.is_empty() && report.unused.is_empty(), "{report}");
-    let (shape, input, outputs) = parity_io();
-    let out = net.forward(Tensor::from_data(TensorData::new(input, shape), &device));
-    let o2m = rel_diff(out.decode_one2many(), &outputs["eval.one2many.decoded"]);
-    let o2o = rel_diff(out.decode_one2one(BoxFormat::Xyxy).unwrap(), &outputs["eval.one2one.decoded"]);
-    println!("forward from yolo26n_coco.pt: max rel diff one2many {o2m:.3e}, one2one {o2o:.3e}");
-    assert!(o2m <= 1e-4 && o2o <= 1e-4, "one2many {o2m:e}, one2one {o2o:e}");
+    for arch in ["yolo26n", "yolov8n"] {
+        let mut net = Yolo::<Cpu>::new(arch, 80, &device).unwrap();
+        let report = net.load_weights(fixture(&format!("pt/{arch}_coco.pt"))).unwrap();
+        assert!(report.skipped_class_head.is_empty() && report.unused.is_empty(), "{arch}: {report}");
+        let (shape, input, outputs) = parity_io(arch);
+        let out = net.forward(Tensor::from_data(TensorData::new(input, shape), &device));
+        let o2m = rel_diff(out.decode_one2many(), &outputs["eval.one2many.decoded"]);
+        // yolov8n has no one2one branch, and its fixture no one2one output.
+        let o2o = match outputs.get("eval.one2one.decoded") {
+            Some(reference) => rel_diff(out.decode_one2one(BoxFormat::Xyxy).unwrap(), reference),
+            None => {
+                assert!(out.one2one.is_none(), "{arch}: a one2one branch the fixture lacks");
+                0.0
+            }
+        };
+        println!("forward from {arch}_coco.pt: max rel diff one2many {o2m:.3e}, one2one {o2o:.3e}");
+        assert!(o2m <= 1e-4 && o2o <= 1e-4, "{arch}: one2many {o2m:e}, one2one {o2o:e}");
+    }
 }
 
 #[test]

@@ -7,6 +7,7 @@ Written to tests/fixtures/pt/:
     `model: None`, FP16 SGD momentum buffers: zeros, from a zero-gradient step, so git stores them small).
     Its tensors equal that SafeTensors file exactly (the f8/f16 values are all FP16-representable), so the
     forward fixture applies unchanged.
+  * yolov8n_coco.pt: the same for yolov8n (tests/fixtures/model/yolov8n.safetensors in a yolov8n.yaml model).
   * yolo26n_nc1_last.pt: `last.pt` of a real one-epoch Ultralytics training run of yolo26n.yaml on a generated
     one-class dataset (imgsz 64), stripped by the trainer itself at the end (`model: <module>`, `ema: None`,
     no optimizer), `names = {0: 'item'}` (a one-class dict: integer-key SETITEM).
@@ -17,7 +18,12 @@ Written to tests/fixtures/pt/:
   * segment.pt, pose.pt, classify.pt: tiny models of other tasks (a two-layer YAML), saved as stripped
     checkpoints; not_a_checkpoint.pt: `torch.save({'a': 1, 'b': [2, 3]})`.
 
-Usage: /opt/ultra/bin/python tools/reference/pt_fixtures.py   (Ultralytics 8.4.190; works offline)
+Usage: /opt/ultra/bin/python tools/reference/pt_fixtures.py [--no-train] [GROUP ...]
+  (Ultralytics 8.4.190; works offline). GROUPs name what to write, all of them by default: yolo26n (yolo26n_coco.pt
+  and yolo26n_state_dict.pt), yolov8n (yolov8n_coco.pt), tasks (the other-task and not-a-checkpoint files), trained
+  (yolo26n_nc1_last.pt/.json; also left out by --no-train). Each group's files do not depend on the others'.
+  The yolo26n and yolov8n groups rewrite their files byte for byte (checked: yolo26n_coco.pt and
+  yolo26n_state_dict.pt as committed); `tasks` initialises its tiny models at random, so its bytes change.
 """
 
 import json
@@ -55,19 +61,21 @@ assert ultralytics.__version__ == "8.4.190", ultralytics.__version__
 COCO_NAMES = {i: f"class{i}" for i in range(80)}
 
 
-def parity_model():
-    """DetectionModel(yolo26n.yaml) holding the forward-parity fixture weights (as float32)."""
-    model = DetectionModel("yolo26n.yaml", nc=80, verbose=False)
-    sd = {k: v.float() for k, v in load_file(ROOT / "tests/fixtures/model/yolo26n.safetensors").items()}
+def parity_model(arch):
+    """DetectionModel(<arch>.yaml) holding the forward-parity fixture weights (as float32)."""
+    model = DetectionModel(f"{arch}.yaml", nc=80, verbose=False)
+    sd = {k: v.float() for k, v in load_file(ROOT / f"tests/fixtures/model/{arch}.safetensors").items()}
     missing, unexpected = model.load_state_dict(sd, strict=False)
     assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), (missing, unexpected)
     model.names = COCO_NAMES
     return model.eval()
 
 
-def trainer_dict(model, optimizer):
+def trainer_dict(model, optimizer, arch):
     """The dict BaseTrainer.save_model writes (8.4.190), with the fields of a first epoch."""
     ema = model.half()
+    # train_args names the model's own yaml_file str: pickle then memo-references it (byte-stable output).
+    assert model.yaml["yaml_file"] == f"{arch}.yaml"
     return {
         "epoch": 0,
         "best_fitness": None,
@@ -78,7 +86,7 @@ def trainer_dict(model, optimizer):
         "modelopt": None,
         "optimizer": convert_optimizer_state_dict_to_fp16(optimizer.state_dict()),
         "scaler": {},
-        "train_args": {"model": "yolo26n.yaml", "data": "coco8.yaml", "epochs": 1, "imgsz": 160},
+        "train_args": {"model": model.yaml["yaml_file"], "data": "coco8.yaml", "epochs": 1, "imgsz": 160},
         "train_metrics": {"fitness": 0.0},
         "train_results": {},
         "date": "2026-12-01T00:00:00+00:00",
@@ -88,21 +96,22 @@ def trainer_dict(model, optimizer):
     }
 
 
-def coco_fixture():
-    model = parity_model()
+def coco_fixture(arch, state_dict=False):
+    model = parity_model(arch)
     # An SGD step with zero gradients: momentum buffers of the right shapes (zeros, so git stores them small).
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.937)
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
     opt.step()
-    torch.save(trainer_dict(model, opt), OUT / "yolo26n_coco.pt")
-    ckpt = torch.load(OUT / "yolo26n_coco.pt", weights_only=False)
+    torch.save(trainer_dict(model, opt, arch), OUT / f"{arch}_coco.pt")
+    ckpt = torch.load(OUT / f"{arch}_coco.pt", weights_only=False)
     assert ckpt["model"] is None and isinstance(ckpt["ema"], DetectionModel)
-    ref = load_file(ROOT / "tests/fixtures/model/yolo26n.safetensors")
+    ref = load_file(ROOT / f"tests/fixtures/model/{arch}.safetensors")
     for k, v in ckpt["ema"].state_dict().items():
         if k in ref:
             assert torch.equal(v.float(), ref[k].float()), k
-    torch.save(dict(ref), OUT / "yolo26n_state_dict.pt")
+    if state_dict:
+        torch.save(dict(ref), OUT / f"{arch}_state_dict.pt")
 
 
 def make_dataset(root: Path, n=4, size=64):
@@ -172,12 +181,22 @@ def other_tasks():
     torch.save({"a": 1, "b": [2, 3]}, OUT / "not_a_checkpoint.pt")
 
 
+GROUPS = {
+    "yolo26n": lambda: coco_fixture("yolo26n", state_dict=True),
+    "yolov8n": lambda: coco_fixture("yolov8n"),
+    "tasks": other_tasks,
+    "trained": trained_fixture,
+}
+
+
 def main():
+    args = [a for a in sys.argv[1:] if a != "--no-train"]
+    unknown = [a for a in args if a not in GROUPS]
+    assert not unknown, f"unknown groups {unknown}; known: {list(GROUPS)}"
+    chosen = args or [g for g in GROUPS if not (g == "trained" and "--no-train" in sys.argv)]
     OUT.mkdir(parents=True, exist_ok=True)
-    coco_fixture()
-    other_tasks()
-    if "--no-train" not in sys.argv:
-        trained_fixture()
+    for group in chosen:
+        GROUPS[group]()
     for f in sorted(OUT.iterdir()):
         print(f"{f.relative_to(ROOT)}: {f.stat().st_size / 1e6:.2f} MB")
     shutil.rmtree(TMP, ignore_errors=True)
