@@ -308,3 +308,25 @@ fn fp16_amp_training_on_vulkan_learns_and_half_val_agrees() {
     assert!((fp16.map50_95 - fp32.map50_95).abs() <= 0.02, "fp16 {} vs fp32 {}", fp16.map50_95, fp32.map50_95);
     assert!((fp16.map50 - fp32.map50).abs() <= 0.02, "fp16 {} vs fp32 {}", fp16.map50, fp32.map50);
 }
+
+/// A machine whose Vulkan loader finds no driver (here: pointed at none) gets a message saying what to
+/// install, and `vulkan:N` past the adapter list names the list; neither is a panic.
+#[test]
+fn missing_vulkan_devices_get_clear_errors() {
+    let ember = |args: &[&str], no_driver: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ember"));
+        cmd.args(args);
+        if no_driver {
+            cmd.env("VK_DRIVER_FILES", "/nonexistent/icd.json").env("VK_ICD_FILENAMES", "/nonexistent/icd.json");
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = ember(&["val", "--weights", "none.safetensors", "--device", "vulkan"], true);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no Vulkan device found") && err.contains("mesa-vulkan-drivers"), "{err}");
+    let (code, err) = ember(&["val", "--weights", "none.safetensors", "--device", "vulkan:99"], false);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("vulkan:99") && (err.contains("ember info --device vulkan") || err.contains("no Vulkan device")), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
