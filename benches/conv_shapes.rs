@@ -50,11 +50,28 @@ fn main() {
         if std::env::var("EMBER_BENCH_PARTS").is_ok() {
             use burn::tensor::ops::ModuleOps;
             let dy = conv2d(x.clone(), w.clone(), None, opts());
-            let g = ember::nn::flex_conv::ConvGeometry { batch: shape[0], c_in: shape[1], h: shape[2], w: shape[3], c_out, kernel: k, stride, padding: k / 2, groups };
-            let (xp, wp, dyp) = (x.clone().into_primitive().tensor(), w.clone().into_primitive().tensor(), dy.into_primitive().tensor());
+            let g = ember::nn::flex_conv::ConvGeometry {
+                batch: shape[0],
+                c_in: shape[1],
+                h: shape[2],
+                w: shape[3],
+                c_out,
+                kernel: k,
+                stride,
+                padding: k / 2,
+                groups,
+            };
+            let (xp, wp, dyp) = (
+                x.clone().into_primitive().tensor(),
+                w.clone().into_primitive().tensor(),
+                dy.into_primitive().tensor(),
+            );
             let wg = time(|| drop(ember::nn::flex_conv::weight_grad(&xp, &dyp, &g)));
-            let xg = time(|| drop(<Cpu as ModuleOps<Cpu>>::conv2d_x_backward(xp.clone(), wp.clone(), dyp.clone(), opts())));
-            let wg_burn = time(|| drop(<Cpu as ModuleOps<Cpu>>::conv2d_weight_backward(xp.clone(), wp.clone(), dyp.clone(), opts())));
+            let xg =
+                time(|| drop(<Cpu as ModuleOps<Cpu>>::conv2d_x_backward(xp.clone(), wp.clone(), dyp.clone(), opts())));
+            let wg_burn = time(|| {
+                drop(<Cpu as ModuleOps<Cpu>>::conv2d_weight_backward(xp.clone(), wp.clone(), dyp.clone(), opts()))
+            });
             println!("|   parts: weight grad ember {wg:.4}, burn {wg_burn:.4}; input grad (burn) {xg:.4} |");
         }
     }
@@ -77,7 +94,10 @@ fn main() {
     let w = scale.clone().reshape([16, 1, 1, 1]);
     let b = shift.clone().reshape([16]);
     let dw = || ConvOptions::new([1, 1], [0, 0], [1, 1], 16);
-    println!("| conv2d 1x1 depthwise + bias (= x * scale[c] + shift[c]) | {:.4} |", time(|| sync(conv2d(y.clone(), w.clone(), Some(b.clone()), dw()))));
+    println!(
+        "| conv2d 1x1 depthwise + bias (= x * scale[c] + shift[c]) | {:.4} |",
+        time(|| sync(conv2d(y.clone(), w.clone(), Some(b.clone()), dw())))
+    );
 
     // Forward + backward of both forms on the autodiff backend (gradients for x, scale and shift).
     let ya = Tensor::<CpuAutodiff, 4>::from_inner(y.clone()).require_grad();

@@ -50,13 +50,23 @@ fn run() {
     let imgsz: u32 = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(320);
     let batch: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(8);
     let iters: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(3);
-    let datasets = std::env::var_os("EMBER_DATASETS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/datasets")));
+    let datasets = std::env::var_os("EMBER_DATASETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/datasets")));
     let samples = scan_split(&[datasets.join("coco128/images/train2017")], 80, Split::Train).expect("coco128").samples;
 
     // Data: one augmented batch on one thread (what a worker costs per batch).
     let s = Settings::resolve(&Default::default()).unwrap();
-    let transform = Arc::new(TrainTransform::new(AugmentParams::from_settings(&s), Arc::new(ImageStore::new(samples.len(), imgsz, CacheMode::Off, None))));
-    let loader = BatchLoader::with_transform(samples, LoaderConfig { imgsz, batch, workers: 1, shuffle: true, seed: 0, prefetch: 1 }, transform).unwrap();
+    let transform = Arc::new(TrainTransform::new(
+        AugmentParams::from_settings(&s),
+        Arc::new(ImageStore::new(samples.len(), imgsz, CacheMode::Off, None)),
+    ));
+    let loader = BatchLoader::with_transform(
+        samples,
+        LoaderConfig { imgsz, batch, workers: 1, shuffle: true, seed: 0, prefetch: 1 },
+        transform,
+    )
+    .unwrap();
     let t = Instant::now();
     let data = loader.epoch(0).next().unwrap();
     let t_data = secs(t);
@@ -96,7 +106,10 @@ fn run() {
     println!("# {model_name} imgsz {imgsz} batch {batch}: mean of {iters} steps after one warm-up");
     println!("| part | s/step | share |\n|---|---|---|");
     println!("| data: 1 augmented batch on 1 thread (overlapped by the loader) | {t_data:.3} | - |");
-    for (k, name) in ["u8 -> f32 batch tensor", "forward", "loss", "backward", "gradient collection", "optimizer step"].iter().enumerate() {
+    for (k, name) in ["u8 -> f32 batch tensor", "forward", "loss", "backward", "gradient collection", "optimizer step"]
+        .iter()
+        .enumerate()
+    {
         println!("| {name} | {:.3} | {:.1}% |", mean(k), 100.0 * mean(k) / total);
     }
     println!("| total | {total:.3} | {:.2} images/s |", batch as f64 / total);
@@ -114,7 +127,8 @@ fn run() {
     let mut outputs: Vec<Option<Tensor<Cpu, 4>>> = vec![None; inner.model.len()];
     let mut table = Vec::new();
     for (i, (layer, info)) in inner.model.iter().zip(&spec.layers).enumerate() {
-        let inputs: Vec<Tensor<Cpu, 4>> = info.from.iter().map(|&f| if f == INPUT { x.clone() } else { outputs[f].clone().unwrap() }).collect();
+        let inputs: Vec<Tensor<Cpu, 4>> =
+            info.from.iter().map(|&f| if f == INPUT { x.clone() } else { outputs[f].clone().unwrap() }).collect();
         let shape = inputs[0].dims();
         // Forward alone (best of 2).
         let mut fwd = f64::MAX;
@@ -136,12 +150,15 @@ fn run() {
         }
         // Forward + backward on the autodiff layer, inputs as leaves that need gradients.
         let ad_layer = &model.model[i];
-        let ad_inputs: Vec<Tensor<CpuAutodiff, 4>> = inputs.iter().map(|t| Tensor::from_inner(t.clone()).require_grad()).collect();
+        let ad_inputs: Vec<Tensor<CpuAutodiff, 4>> =
+            inputs.iter().map(|t| Tensor::from_inner(t.clone()).require_grad()).collect();
         let t = Instant::now();
         let scalar = match ad_layer {
             Layer::Detect(d) => {
                 let o = d.forward(ad_inputs);
-                o.one2many.boxes.sum() + o.one2many.scores.sum() + o.one2one.map(|h| h.boxes.sum() + h.scores.sum()).unwrap_or_else(|| Tensor::zeros([1], &device))
+                o.one2many.boxes.sum()
+                    + o.one2many.scores.sum()
+                    + o.one2one.map(|h| h.boxes.sum() + h.scores.sum()).unwrap_or_else(|| Tensor::zeros([1], &device))
             }
             _ => ad_layer.forward(ad_inputs).sum(),
         };

@@ -55,7 +55,9 @@ impl Mode {
                 matches!(spec.section, Common | Export) || val_keys
             }
             Mode::Check => matches!(spec.name, "data" | "datasets_dir" | "workers" | "verbose" | "cfg"),
-            Mode::Info => matches!(spec.name, "model" | "weights" | "imgsz" | "data" | "datasets_dir" | "cfg" | "device"),
+            Mode::Info => {
+                matches!(spec.name, "model" | "weights" | "imgsz" | "data" | "datasets_dir" | "cfg" | "device")
+            }
         }
     }
 }
@@ -113,7 +115,9 @@ fn flag_for(spec: &KeySpec) -> Arg {
     match spec.kind {
         // `--exist-ok` alone means true; `--exist-ok=false` is accepted too.
         KeyKind::Bool => arg.num_args(0..=1).default_missing_value("true").value_name("BOOL"),
-        _ if matches!(spec.name, "amp" | "resume") => arg.num_args(0..=1).default_missing_value("true").value_name("VALUE"),
+        _ if matches!(spec.name, "amp" | "resume") => {
+            arg.num_args(0..=1).default_missing_value("true").value_name("VALUE")
+        }
         KeyKind::Int => arg.value_name("INT"),
         KeyKind::Float => arg.value_name("FLOAT"),
         KeyKind::Str => arg.value_name("VALUE"),
@@ -144,7 +148,9 @@ pub fn normalize_args(args: Vec<String>) -> Result<Vec<String>> {
 }
 
 fn is_identifier(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') && !s.starts_with(char::is_numeric)
+    !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !s.starts_with(char::is_numeric)
 }
 
 /// Parses a full command line (program name first).

@@ -107,7 +107,12 @@ pub fn validate<B: Backend>(
         for i in 0..b {
             let slice = &values[i * per_image..(i + 1) * per_image];
             let dets = if format == BoxFormat::Xyxy {
-                let opts = End2EndOptions { conf_thres: options.conf, max_det: options.max_det, agnostic: options.agnostic, classes: None };
+                let opts = End2EndOptions {
+                    conf_thres: options.conf,
+                    max_det: options.max_det,
+                    agnostic: options.agnostic,
+                    classes: None,
+                };
                 end2end_postprocess(slice, nc, anchors, format, &opts)?
             } else {
                 let opts = NmsOptions {
@@ -125,12 +130,23 @@ pub fn validate<B: Backend>(
                 .iter()
                 .map(|l| {
                     let [cx, cy, w, h] = l.xywh;
-                    ([(cx - w / 2.0) * side[0], (cy - h / 2.0) * side[1], (cx + w / 2.0) * side[0], (cy + h / 2.0) * side[1]], l.class)
+                    (
+                        [
+                            (cx - w / 2.0) * side[0],
+                            (cy - h / 2.0) * side[1],
+                            (cx + w / 2.0) * side[0],
+                            (cy + h / 2.0) * side[1],
+                        ],
+                        l.class,
+                    )
                 })
                 .unzip();
             acc.add_image(&dets, &gt_boxes, &gt_classes)?;
             let lb = &batch.letterboxes[i];
-            detections.push((batch.paths[i].clone(), dets.into_iter().map(|d| Detection { xyxy: lb.inverse_xyxy(d.xyxy), ..d }).collect()));
+            detections.push((
+                batch.paths[i].clone(),
+                dets.into_iter().map(|d| Detection { xyxy: lb.inverse_xyxy(d.xyxy), ..d }).collect(),
+            ));
         }
         t_post += t2.elapsed().as_secs_f64();
         images += b;

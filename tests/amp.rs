@@ -72,7 +72,9 @@ fn an_injected_inf_gradient_changes_nothing_but_the_scale() {
 fn real_batch(imgsz: u32, n: usize) -> Batch {
     let root = common::shared_datasets().join("coco8/images/train");
     let samples = scan_split(&[root], 80, Split::Train).unwrap().samples;
-    let loader = BatchLoader::new(samples, LoaderConfig { imgsz, batch: n, workers: 2, shuffle: false, seed: 0, prefetch: 1 }).unwrap();
+    let loader =
+        BatchLoader::new(samples, LoaderConfig { imgsz, batch: n, workers: 2, shuffle: false, seed: 0, prefetch: 1 })
+            .unwrap();
     loader.epoch(0).next().unwrap()
 }
 
@@ -89,7 +91,11 @@ fn fp16_forward_of_yolo26n_is_close_to_fp32() {
     let model = model.valid();
     let x = batch_tensor::<Cpu>(&batch, &device);
     for (name, f32_out, f16_out) in [
-        ("one-to-many", model.forward(x.clone()).decode_one2many(), model.forward(x.clone().cast(FloatDType::F16)).decode_one2many()),
+        (
+            "one-to-many",
+            model.forward(x.clone()).decode_one2many(),
+            model.forward(x.clone().cast(FloatDType::F16)).decode_one2many(),
+        ),
         ("one-to-one", model.predict(x.clone()), model.predict(x.clone().cast(FloatDType::F16))),
     ] {
         let a: Vec<f32> = f32_out.into_data().convert::<f32>().to_vec().unwrap();
@@ -127,14 +133,22 @@ fn fp16_gradient_agreement(model_name: &str) -> f64 {
     // Mid-training weights: at random initialisation every anchor scores alike and FP16 rounding flips the
     // assigner's top-k choices, which changes the loss itself rather than measuring FP16 arithmetic.
     let dir = tempfile::tempdir().unwrap();
-    let yaml = generate(&dir.path().join("data"), &SyntheticConfig { train_images: 32, val_images: 8, size: 64, ..Default::default() }).unwrap();
+    let yaml = generate(
+        &dir.path().join("data"),
+        &SyntheticConfig { train_images: 32, val_images: 8, size: 64, ..Default::default() },
+    )
+    .unwrap();
     let last = train_run(&yaml, &dir.path().join("runs"), "warm", "fp32", &[("epochs", "10"), ("model", model_name)]).1;
 
     let device = Default::default();
     let mut model = Yolo::<CpuAutodiff>::new(model_name, 3, &device).unwrap();
     model.load_safetensors(&last).unwrap();
     let samples = scan_split(&[dir.path().join("data/images/train")], 3, Split::Train).unwrap().samples;
-    let loader = BatchLoader::new(samples, LoaderConfig { imgsz: 64, batch: 8, workers: 2, shuffle: false, seed: 0, prefetch: 1 }).unwrap();
+    let loader = BatchLoader::new(
+        samples,
+        LoaderConfig { imgsz: 64, batch: 8, workers: 2, shuffle: false, seed: 0, prefetch: 1 },
+    )
+    .unwrap();
     let batch = loader.epoch(0).next().unwrap();
     let targets = targets_of(&batch.labels, [64, 64]);
     let criterion = Criterion::new(3, model.reg_max(), model.end2end(), [7.5, 0.5, 1.5], 10);
@@ -144,12 +158,14 @@ fn fp16_gradient_agreement(model_name: &str) -> f64 {
     // compare two different losses instead of FP16 arithmetic. Both backward passes get this gradient.
     let out = model.forward(batch_tensor::<CpuAutodiff>(&batch, &device));
     let leaf = |t: Tensor<CpuAutodiff, 3>| Tensor::<CpuAutodiff, 3>::from_inner(t.inner()).require_grad();
-    let heads: Vec<Tensor<CpuAutodiff, 3>> = std::iter::once(&out.one2many).chain(out.one2one.as_ref())
+    let heads: Vec<Tensor<CpuAutodiff, 3>> = std::iter::once(&out.one2many)
+        .chain(out.one2one.as_ref())
         .flat_map(|h| [leaf(h.boxes.clone()), leaf(h.scores.clone())])
         .collect();
     let detached = ember::model::DetectOutput {
         one2many: ember::model::HeadOutput { boxes: heads[0].clone(), scores: heads[1].clone() },
-        one2one: (heads.len() == 4).then(|| ember::model::HeadOutput { boxes: heads[2].clone(), scores: heads[3].clone() }),
+        one2one: (heads.len() == 4)
+            .then(|| ember::model::HeadOutput { boxes: heads[2].clone(), scores: heads[3].clone() }),
         feature_sizes: out.feature_sizes.clone(),
         strides: out.strides.clone(),
         reg_max: out.reg_max,
@@ -157,8 +173,13 @@ fn fp16_gradient_agreement(model_name: &str) -> f64 {
     let g = criterion.compute(detached, &targets, 5).total.backward();
     let upstream: Vec<Tensor<CpuAutodiff, 3>> = heads.iter().map(|h| Tensor::from_inner(h.grad(&g).unwrap())).collect();
     let surrogate = |out: ember::model::DetectOutput<CpuAutodiff>| {
-        let outs: Vec<Tensor<CpuAutodiff, 3>> = std::iter::once(out.one2many).chain(out.one2one).flat_map(|h| [h.boxes, h.scores]).collect();
-        outs.into_iter().zip(&upstream).map(|(o, u)| (o.cast(FloatDType::F32) * u.clone()).sum()).reduce(|a, b| a + b).unwrap()
+        let outs: Vec<Tensor<CpuAutodiff, 3>> =
+            std::iter::once(out.one2many).chain(out.one2one).flat_map(|h| [h.boxes, h.scores]).collect();
+        outs.into_iter()
+            .zip(&upstream)
+            .map(|(o, u)| (o.cast(FloatDType::F32) * u.clone()).sum())
+            .reduce(|a, b| a + b)
+            .unwrap()
     };
     let g32 = gradients(&model, &surrogate(model.forward(batch_tensor::<CpuAutodiff>(&batch, &device))).backward());
     let x16 = batch_tensor::<CpuAutodiff>(&batch, &device).cast(FloatDType::F16);
@@ -187,7 +208,12 @@ fn fp16_gradient_agreement(model_name: &str) -> f64 {
             worst = (cos, *i);
         }
     }
-    println!("{model_name}: compared {compared} of {} tensors; lowest cosine similarity {:.5} (tensor {})", g32.len(), worst.0, worst.1);
+    println!(
+        "{model_name}: compared {compared} of {} tensors; lowest cosine similarity {:.5} (tensor {})",
+        g32.len(),
+        worst.0,
+        worst.1
+    );
     assert!(compared > 100);
     worst.0
 }
@@ -199,14 +225,27 @@ fn unscaled_fp16_gradients_agree_with_fp32_per_layer() {
 }
 
 /// Trains and returns the last results.csv row and the last checkpoint.
-fn train_run(yaml: &std::path::Path, project: &std::path::Path, name: &str, amp: &str, extra: &[(&str, &str)]) -> (Vec<f64>, std::path::PathBuf) {
+fn train_run(
+    yaml: &std::path::Path,
+    project: &std::path::Path,
+    name: &str,
+    amp: &str,
+    extra: &[(&str, &str)],
+) -> (Vec<f64>, std::path::PathBuf) {
     let (rows, last) = train_rows(yaml, project, name, amp, extra);
     (rows.last().unwrap().clone(), last)
 }
 
 /// Trains and returns every results.csv row and the last checkpoint.
-fn train_rows(yaml: &std::path::Path, project: &std::path::Path, name: &str, amp: &str, extra: &[(&str, &str)]) -> (Vec<Vec<f64>>, std::path::PathBuf) {
-    let mut values: Vec<(String, String)> = common::recipe(yaml, project, name, 8).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+fn train_rows(
+    yaml: &std::path::Path,
+    project: &std::path::Path,
+    name: &str,
+    amp: &str,
+    extra: &[(&str, &str)],
+) -> (Vec<Vec<f64>>, std::path::PathBuf) {
+    let mut values: Vec<(String, String)> =
+        common::recipe(yaml, project, name, 8).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     values.extend([("val".to_string(), "false".to_string()), ("amp".to_string(), amp.to_string())]);
     values.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let settings = Settings::resolve(&Overrides { values }).unwrap();
@@ -218,7 +257,11 @@ fn train_rows(yaml: &std::path::Path, project: &std::path::Path, name: &str, amp
 #[test]
 fn a_short_fp16_run_stays_finite_and_tracks_fp32() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = generate(&dir.path().join("data"), &SyntheticConfig { train_images: 32, val_images: 8, size: 64, ..Default::default() }).unwrap();
+    let yaml = generate(
+        &dir.path().join("data"),
+        &SyntheticConfig { train_images: 32, val_images: 8, size: 64, ..Default::default() },
+    )
+    .unwrap();
     let runs = dir.path().join("runs");
     let fp32_rows = train_rows(&yaml, &runs, "fp32", "fp32", &[]).0;
     let fp16_rows = train_rows(&yaml, &runs, "fp16", "fp16", &[]).0;

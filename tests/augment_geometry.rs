@@ -73,7 +73,10 @@ fn assert_boxes_enclose_objects(out: &Labeled, tol: f32, what: &str) {
 fn check_boxes(out: &Labeled, tol: f32, exact_at_border: bool, what: &str) {
     let (w, h) = out.image.dimensions();
     for &(c, b) in &out.boxes {
-        assert!(b[0] >= 0.0 && b[1] >= 0.0 && b[2] <= w as f32 && b[3] <= h as f32, "{what}: box {b:?} leaves the {w}x{h} image");
+        assert!(
+            b[0] >= 0.0 && b[1] >= 0.0 && b[2] <= w as f32 && b[3] <= h as f32,
+            "{what}: box {b:?} leaves the {w}x{h} image"
+        );
         let margin = 4.0;
         let (xa, ya) = ((b[0] - margin).max(0.0) as u32, (b[1] - margin).max(0.0) as u32);
         let (xb, yb) = (((b[2] + margin).ceil() as u32).min(w), ((b[3] + margin).ceil() as u32).min(h));
@@ -104,7 +107,13 @@ fn stray_pixels(out: &Labeled, c: usize) -> usize {
     out.image
         .enumerate_pixels()
         .filter(|(x, y, p)| {
-            class_of(&p.0) == Some(c) && !boxes.iter().any(|b| *x as f32 >= b[0] - 1.0 && *y as f32 >= b[1] - 1.0 && (*x as f32) < b[2] + 1.0 && (*y as f32) < b[3] + 1.0)
+            class_of(&p.0) == Some(c)
+                && !boxes.iter().any(|b| {
+                    *x as f32 >= b[0] - 1.0
+                        && *y as f32 >= b[1] - 1.0
+                        && (*x as f32) < b[2] + 1.0
+                        && (*y as f32) < b[3] + 1.0
+                })
         })
         .count()
 }
@@ -164,7 +173,11 @@ fn each_affine_parameter_moves_boxes_with_pixels() {
                     let area = bw * bh * 224.0 * 224.0 * 2.25; // at most scale 1.5
                     assert!((left as f32) < 0.1 * area + 3.0 * 224.0, "{name}: box dropped with {left} pixels visible");
                 } else {
-                    assert_eq!(stray_pixels(&out, class), 0, "{name}, seed {seed}, image {i}: object pixels outside the box");
+                    assert_eq!(
+                        stray_pixels(&out, class),
+                        0,
+                        "{name}, seed {seed}, image {i}: object pixels outside the box"
+                    );
                 }
             }
         }
@@ -179,7 +192,10 @@ fn box_candidates_drop_slivers_and_mostly_hidden_boxes() {
     assert!(box_candidate(before, [0.0, 0.0, 50.0, 50.0], 2.0, 100.0, 0.1));
     assert!(!box_candidate(before, [0.0, 0.0, 30.0, 30.0], 2.0, 100.0, 0.1), "9% of the area left");
     assert!(!box_candidate(before, [0.0, 0.0, 2.0, 100.0], 2.0, 100.0, 0.1), "2 pixels wide");
-    assert!(!box_candidate([0.0, 0.0, 1000.0, 10.0], [0.0, 0.0, 1000.0, 9.0], 2.0, 100.0, 0.1), "aspect ratio above 100");
+    assert!(
+        !box_candidate([0.0, 0.0, 1000.0, 10.0], [0.0, 0.0, 1000.0, 9.0], 2.0, 100.0, 0.1),
+        "aspect ratio above 100"
+    );
     assert!(box_candidate([0.0, 0.0, 1000.0, 11.0], [0.0, 0.0, 1000.0, 11.0], 2.0, 100.0, 0.1));
 }
 
@@ -211,7 +227,8 @@ fn mosaic_places_four_images_and_their_boxes() {
 fn flips_mirror_pixels_and_boxes() {
     let dir = tempfile::tempdir().unwrap();
     let samples = samples(dir.path());
-    let plain = transform(AugmentParams::none(), 200).transform(&samples, 1, 200, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+    let plain =
+        transform(AugmentParams::none(), 200).transform(&samples, 1, 200, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
     let lr = transform(AugmentParams { fliplr: 1.0, ..AugmentParams::none() }, 200)
         .transform(&samples, 1, 200, &mut ChaCha8Rng::seed_from_u64(3))
         .unwrap();
@@ -231,7 +248,8 @@ fn flips_mirror_pixels_and_boxes() {
 fn hsv_changes_colours_not_geometry() {
     let dir = tempfile::tempdir().unwrap();
     let samples = samples(dir.path());
-    let plain = transform(AugmentParams::none(), 192).transform(&samples, 2, 192, &mut ChaCha8Rng::seed_from_u64(5)).unwrap();
+    let plain =
+        transform(AugmentParams::none(), 192).transform(&samples, 2, 192, &mut ChaCha8Rng::seed_from_u64(5)).unwrap();
     let params = AugmentParams { hsv: [0.015, 0.7, 0.4], ..AugmentParams::none() };
     let mut changed = 0;
     for seed in 0..4u64 {
@@ -287,7 +305,9 @@ fn cached_images_give_the_same_result() {
     let params = AugmentParams { mosaic: 1.0, hsv: [0.015, 0.7, 0.4], fliplr: 0.5, ..affine(5.0, 0.1, 0.5, 2.0, 0.0) };
     let run = |store: ImageStore| {
         let t = TrainTransform::new(params, Arc::new(store));
-        (0..8u64).map(|seed| t.transform(&samples, (seed % 4) as usize, 192, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap()).collect::<Vec<_>>()
+        (0..8u64)
+            .map(|seed| t.transform(&samples, (seed % 4) as usize, 192, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap())
+            .collect::<Vec<_>>()
     };
     let off = run(ImageStore::uncached(192));
     let ram_store = ImageStore::new(samples.len(), 192, CacheMode::Ram, None);
@@ -303,4 +323,3 @@ fn cached_images_give_the_same_result() {
         }
     }
 }
-

@@ -51,7 +51,7 @@ fn a_corpus_of_bad_files_is_counted_and_each_is_named() {
     std::fs::write(images.join("truncated.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
     write_image(&images.join("tiny.png"), (8, 8), None, [0, 0, 0]);
 
-    let scan = scan_split(&[images.clone()], NC, Split::Train).unwrap();
+    let scan = scan_split(std::slice::from_ref(&images), NC, Split::Train).unwrap();
 
     assert_eq!(scan.images(), 16);
     assert_eq!(scan.corrupt.len(), 10, "{:#?}", scan.corrupt);
@@ -67,7 +67,10 @@ fn a_corpus_of_bad_files_is_counted_and_each_is_named() {
     let r = reason_for(&scan, "arity");
     assert!(r.contains("arity.txt:1") && r.contains("expected 5 values") && r.contains("found 4"), "{r}");
     let r = reason_for(&scan, "class_range");
-    assert!(r.contains("class_range.txt:3") && r.contains("class id 3 is out of range") && r.contains("3 classes"), "{r}");
+    assert!(
+        r.contains("class_range.txt:3") && r.contains("class id 3 is out of range") && r.contains("3 classes"),
+        "{r}"
+    );
     let r = reason_for(&scan, "class_negative");
     assert!(r.contains("class_negative.txt:1") && r.contains("not a whole number >= 0"), "{r}");
     assert!(reason_for(&scan, "class_fraction").contains("'1.5'"));

@@ -36,12 +36,14 @@ fn geometry_of_wide_tall_and_exact_images() {
 #[test]
 fn boxes_land_on_the_object_and_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    for (size, rect) in [((200, 100), [50, 20, 90, 60]), ((90, 160), [10, 100, 70, 150]), ((333, 251), [0, 0, 120, 80])] {
+    for (size, rect) in [((200, 100), [50, 20, 90, 60]), ((90, 160), [10, 100, 70, 150]), ((333, 251), [0, 0, 120, 80])]
+    {
         let path = dir.path().join(format!("img_{}x{}.png", size.0, size.1));
         common::write_image(&path, size, Some(rect), [220, 20, 20]);
         let (w, h) = (size.0 as f32, size.1 as f32);
         let [x1, y1, x2, y2] = rect.map(|v| v as f32);
-        let label = BoxLabel { class: 0, xywh: [(x1 + x2) / 2.0 / w, (y1 + y2) / 2.0 / h, (x2 - x1) / w, (y2 - y1) / h] };
+        let label =
+            BoxLabel { class: 0, xywh: [(x1 + x2) / 2.0 / w, (y1 + y2) / 2.0 / h, (x2 - x1) / w, (y2 - y1) / h] };
         let sample = Sample { image: path, size, labels: vec![label] };
         let imgsz = 128;
         let prepared = LetterboxOnly.apply(&sample, imgsz, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0)).unwrap();

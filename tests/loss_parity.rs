@@ -5,10 +5,7 @@ use std::path::PathBuf;
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use ember::backend::{Cpu, CpuAutodiff};
-use ember::loss::{
-    class_weights_from_counts, DetectionLoss, DetectionLossConfig, E2eLoss, ImageTargets,
-    TargetBatch,
-};
+use ember::loss::{class_weights_from_counts, DetectionLoss, DetectionLossConfig, E2eLoss, ImageTargets, TargetBatch};
 use safetensors::SafeTensors;
 use serde_json::Value;
 
@@ -22,10 +19,8 @@ struct Fixture {
 impl Fixture {
     fn load(name: &str) -> Self {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/loss");
-        let meta: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap(),
-        )
-        .unwrap();
+        let meta: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
         let bytes = std::fs::read(dir.join(format!("{name}.safetensors"))).unwrap();
         Self { meta, bytes }
     }
@@ -34,11 +29,7 @@ impl Fixture {
         let st = SafeTensors::deserialize(&self.bytes).unwrap();
         let t = st.tensor(key).unwrap();
         assert_eq!(t.dtype(), safetensors::Dtype::F32, "{key} must be f32");
-        let v = t
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let v = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         (v, t.shape().to_vec())
     }
 
@@ -52,22 +43,12 @@ impl Fixture {
             .as_array()
             .unwrap()
             .iter()
-            .map(|f| {
-                [
-                    f[0].as_u64().unwrap() as usize,
-                    f[1].as_u64().unwrap() as usize,
-                ]
-            })
+            .map(|f| [f[0].as_u64().unwrap() as usize, f[1].as_u64().unwrap() as usize])
             .collect()
     }
 
     fn strides(&self) -> Vec<f32> {
-        self.meta["strides"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_f64().unwrap() as f32)
-            .collect()
+        self.meta["strides"].as_array().unwrap().iter().map(|s| s.as_f64().unwrap() as f32).collect()
     }
 
     fn reg_max(&self) -> usize {
@@ -76,10 +57,7 @@ impl Fixture {
 
     fn imgsz(&self) -> [usize; 2] {
         let a = self.meta["imgsz"].as_array().unwrap();
-        [
-            a[0].as_u64().unwrap() as usize,
-            a[1].as_u64().unwrap() as usize,
-        ]
+        [a[0].as_u64().unwrap() as usize, a[1].as_u64().unwrap() as usize]
     }
 
     /// Targets of one fixture case: "full", "background" (image `background_image` has no boxes) or "empty".
@@ -97,12 +75,7 @@ impl Fixture {
                     continue;
                 }
                 images[b].classes.push(c as usize);
-                images[b].boxes.push([
-                    boxes[4 * i],
-                    boxes[4 * i + 1],
-                    boxes[4 * i + 2],
-                    boxes[4 * i + 3],
-                ]);
+                images[b].boxes.push([boxes[4 * i], boxes[4 * i + 1], boxes[4 * i + 2], boxes[4 * i + 3]]);
             }
         }
         TargetBatch::new(images, self.imgsz())
@@ -110,24 +83,9 @@ impl Fixture {
 
     fn expected(&self, case: &str) -> ([f32; 3], f32, Vec<String>) {
         let c = &self.meta["cases"][case];
-        let items: Vec<f32> = c["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
-        let total: f32 = c["total"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .sum();
-        let names = c["names"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect();
+        let items: Vec<f32> = c["items"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let total: f32 = c["total"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).sum();
+        let names = c["names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
         ([items[0], items[1], items[2]], total, names)
     }
 }
@@ -145,15 +103,8 @@ fn check(model: &str, case: &str, got: [f32; 3], got_total: f32, names: [&str; 3
     assert_eq!(names.to_vec(), want_names, "{model}/{case}: loss names");
     for k in 0..3 {
         let r = rel(got[k], want[k]);
-        println!(
-            "{model}/{case} {}: ember {:.7} ultralytics {:.7} rel {:.2e}",
-            names[k], got[k], want[k], r
-        );
-        assert!(
-            r <= REL_TOL || (want[k] == 0.0 && got[k].abs() < 1e-6),
-            "{model}/{case} {} off: {r:e}",
-            names[k]
-        );
+        println!("{model}/{case} {}: ember {:.7} ultralytics {:.7} rel {:.2e}", names[k], got[k], want[k], r);
+        assert!(r <= REL_TOL || (want[k] == 0.0 && got[k].abs() < 1e-6), "{model}/{case} {} off: {r:e}", names[k]);
     }
     let r = rel(got_total, want_total);
     println!("{model}/{case} total: ember {got_total:.6} ultralytics {want_total:.6} rel {r:.2e}");
@@ -171,21 +122,11 @@ fn config(fx: &Fixture, case: &str) -> DetectionLossConfig {
         return cfg;
     }
     let cw = &fx.meta["class_weights"];
-    let f = |k: &str| -> Vec<f32> {
-        cw[k]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect()
-    };
+    let f = |k: &str| -> Vec<f32> { cw[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect() };
     let (counts, weights) = (f("counts"), f("weights"));
     let ours = class_weights_from_counts(&counts, cw["cls_pw"].as_f64().unwrap() as f32).unwrap();
     for (a, b) in ours.iter().zip(&weights) {
-        assert!(
-            (a - b).abs() < 1e-6,
-            "class weights: {ours:?} vs {weights:?}"
-        );
+        assert!((a - b).abs() < 1e-6, "class weights: {ours:?} vs {weights:?}");
     }
     cfg.with_class_weights(Some(weights))
 }
@@ -196,17 +137,8 @@ fn v8_case(model: &str, case: &str) {
     let boxes = fx.tensor3::<Cpu>("main.boxes", &device);
     let scores = fx.tensor3::<Cpu>("main.scores", &device);
     let loss = DetectionLoss::new(config(&fx, case));
-    let out = loss.forward(
-        boxes,
-        scores,
-        &fx.feature_sizes(),
-        &fx.strides(),
-        &fx.targets(case),
-    );
-    println!(
-        "{model}/{case}: fg {} (ultralytics {})",
-        out.num_fg, fx.meta["cases"][case]["main"]["fg"]
-    );
+    let out = loss.forward(boxes, scores, &fx.feature_sizes(), &fx.strides(), &fx.targets(case));
+    println!("{model}/{case}: fg {} (ultralytics {})", out.num_fg, fx.meta["cases"][case]["main"]["fg"]);
     let total = out.total.clone().into_data().to_vec::<f32>().unwrap()[0];
     check(model, case, out.components(), total, out.names, &fx);
 }
@@ -219,10 +151,7 @@ fn e2e_case(model: &str, case: &str) {
     let epoch = fx.meta["epoch"].as_u64().unwrap() as usize;
     let loss = E2eLoss::new(config(&fx, case), epochs);
     let want_o2m = fx.meta["o2m"].as_f64().unwrap() as f32;
-    assert!(
-        (loss.schedule.o2m(epoch) - want_o2m).abs() < 1e-6,
-        "o2m schedule"
-    );
+    assert!((loss.schedule.o2m(epoch) - want_o2m).abs() < 1e-6, "o2m schedule");
     let out = loss.forward(
         t("one2many.boxes"),
         t("one2many.scores"),
@@ -242,10 +171,11 @@ fn e2e_case(model: &str, case: &str) {
         .as_array()
         .map(|a| a.iter().map(|v| v.as_f64().unwrap() as f32).collect())
         .unwrap_or_default(); // not stored for the class-weight cases
-    for k in 0..want_m.len() {
-        let r = rel(out.one2many_components()[k], want_m[k]);
+    let got_m = out.one2many_components();
+    for (k, &want) in want_m.iter().enumerate() {
+        let r = rel(got_m[k], want);
         println!("{model}/{case} one2many {}: rel {r:.2e}", out.names[k]);
-        assert!(r <= REL_TOL || (want_m[k] == 0.0 && out.one2many_components()[k].abs() < 1e-6));
+        assert!(r <= REL_TOL || (want == 0.0 && got_m[k].abs() < 1e-6));
     }
     let total = out.total.clone().into_data().to_vec::<f32>().unwrap()[0];
     check(model, case, out.components(), total, out.names, &fx);
@@ -307,25 +237,14 @@ fn gradients_flow_to_predictions() {
     let device = Default::default();
     // yolov8n (DFL)
     let fx = Fixture::load("yolov8n");
-    let boxes = fx
-        .tensor3::<CpuAutodiff>("main.boxes", &device)
-        .require_grad();
-    let scores = fx
-        .tensor3::<CpuAutodiff>("main.scores", &device)
-        .require_grad();
+    let boxes = fx.tensor3::<CpuAutodiff>("main.boxes", &device).require_grad();
+    let scores = fx.tensor3::<CpuAutodiff>("main.scores", &device).require_grad();
     let loss = DetectionLoss::new(DetectionLossConfig::new(80, fx.reg_max()));
-    let out = loss.forward(
-        boxes.clone(),
-        scores.clone(),
-        &fx.feature_sizes(),
-        &fx.strides(),
-        &fx.targets("background"),
-    );
+    let out =
+        loss.forward(boxes.clone(), scores.clone(), &fx.feature_sizes(), &fx.strides(), &fx.targets("background"));
     let grads = out.total.backward();
     for (name, t) in [("boxes", &boxes), ("scores", &scores)] {
-        let g = t
-            .grad(&grads)
-            .unwrap_or_else(|| panic!("no grad on {name}"));
+        let g = t.grad(&grads).unwrap_or_else(|| panic!("no grad on {name}"));
         assert_eq!(g.dims(), t.dims());
         let v = g.into_data().to_vec::<f32>().unwrap();
         assert!(v.iter().all(|x| x.is_finite()), "{name} grad not finite");
@@ -335,12 +254,7 @@ fn gradients_flow_to_predictions() {
     // yolo26n (L1, two branches)
     let fx = Fixture::load("yolo26n");
     let t = |k: &str| fx.tensor3::<CpuAutodiff>(k, &device).require_grad();
-    let ts = [
-        t("one2many.boxes"),
-        t("one2many.scores"),
-        t("one2one.boxes"),
-        t("one2one.scores"),
-    ];
+    let ts = [t("one2many.boxes"), t("one2many.scores"), t("one2one.boxes"), t("one2one.scores")];
     let loss = E2eLoss::new(DetectionLossConfig::new(80, fx.reg_max()), 10);
     let out = loss.forward(
         ts[0].clone(),
@@ -354,14 +268,9 @@ fn gradients_flow_to_predictions() {
     );
     let grads = out.total.backward();
     for (i, t) in ts.iter().enumerate() {
-        let g = t
-            .grad(&grads)
-            .unwrap_or_else(|| panic!("no grad on tensor {i}"));
+        let g = t.grad(&grads).unwrap_or_else(|| panic!("no grad on tensor {i}"));
         let v = g.into_data().to_vec::<f32>().unwrap();
-        assert!(
-            v.iter().all(|x| x.is_finite()),
-            "tensor {i} grad not finite"
-        );
+        assert!(v.iter().all(|x| x.is_finite()), "tensor {i} grad not finite");
         assert!(v.iter().any(|&x| x != 0.0), "tensor {i} grad all zero");
     }
 }
@@ -373,62 +282,35 @@ fn grad_parity(model: &str, case: &str) {
     let reference = &fx.meta[format!("grads_{case}").as_str()];
     let e2e = fx.meta.get("o2m").is_some();
     let keys: Vec<&str> = if e2e {
-        vec![
-            "one2many.boxes",
-            "one2many.scores",
-            "one2one.boxes",
-            "one2one.scores",
-        ]
+        vec!["one2many.boxes", "one2many.scores", "one2one.boxes", "one2one.scores"]
     } else {
         vec!["main.boxes", "main.scores"]
     };
-    let ts: Vec<Tensor<CpuAutodiff, 3>> = keys
-        .iter()
-        .map(|k| fx.tensor3::<CpuAutodiff>(k, &device).require_grad())
-        .collect();
+    let ts: Vec<Tensor<CpuAutodiff, 3>> =
+        keys.iter().map(|k| fx.tensor3::<CpuAutodiff>(k, &device).require_grad()).collect();
     let targets = fx.targets(case);
     let (fs, st) = (fx.feature_sizes(), fx.strides());
     let total = if e2e {
         let epochs = fx.meta["epochs"].as_u64().unwrap() as usize;
         let epoch = fx.meta["epoch"].as_u64().unwrap() as usize;
         let loss = E2eLoss::new(DetectionLossConfig::new(nc(&fx), fx.reg_max()), epochs);
-        loss.forward(
-            ts[0].clone(),
-            ts[1].clone(),
-            ts[2].clone(),
-            ts[3].clone(),
-            &fs,
-            &st,
-            &targets,
-            epoch,
-        )
-        .total
+        loss.forward(ts[0].clone(), ts[1].clone(), ts[2].clone(), ts[3].clone(), &fs, &st, &targets, epoch).total
     } else {
         let loss = DetectionLoss::new(DetectionLossConfig::new(nc(&fx), fx.reg_max()));
-        loss.forward(ts[0].clone(), ts[1].clone(), &fs, &st, &targets)
-            .total
+        loss.forward(ts[0].clone(), ts[1].clone(), &fs, &st, &targets).total
     };
     let grads = total.backward();
     for (key, t) in keys.iter().zip(&ts) {
         let g = t.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
         let r = &reference[*key];
-        let norm = g
-            .iter()
-            .map(|&x| (x as f64) * (x as f64))
-            .sum::<f64>()
-            .sqrt() as f32;
+        let norm = g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt() as f32;
         let sum = g.iter().map(|&x| x as f64).sum::<f64>() as f32;
         let want_norm = r["norm"].as_f64().unwrap() as f32;
         let want_sum = r["sum"].as_f64().unwrap() as f32;
         let rn = rel(norm, want_norm);
         let ds = (sum - want_sum).abs() / want_sum.abs().max(want_norm);
         let mut worst = 0f32;
-        for (i, v) in r["index"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(r["value"].as_array().unwrap())
-        {
+        for (i, v) in r["index"].as_array().unwrap().iter().zip(r["value"].as_array().unwrap()) {
             let (i, v) = (i.as_u64().unwrap() as usize, v.as_f64().unwrap() as f32);
             worst = worst.max((g[i] - v).abs() / want_norm);
         }
@@ -470,21 +352,11 @@ fn assigner_tensor_api_matches_fg_count() {
     let anchors = make_anchors(&fx.feature_sizes(), &fx.strides(), 0.5);
     let (pts, st) = anchors.to_tensors::<Cpu>(&device);
     let dist = decode_distances(boxes.permute([0, 2, 1]).reshape([b * na, c]), fx.reg_max());
-    let pts = pts
-        .unsqueeze_dim::<3>(0)
-        .repeat_dim(0, b)
-        .reshape([b * na, 2]);
-    let st = st
-        .unsqueeze_dim::<3>(0)
-        .repeat_dim(0, b)
-        .reshape([b * na, 1]);
+    let pts = pts.unsqueeze_dim::<3>(0).repeat_dim(0, b).reshape([b * na, 2]);
+    let st = st.unsqueeze_dim::<3>(0).repeat_dim(0, b).reshape([b * na, 1]);
     let px = (dist2bbox(dist, pts) * st).reshape([b, na, 4]);
-    let anchor_px: Vec<[f32; 2]> = anchors
-        .points
-        .iter()
-        .zip(&anchors.strides)
-        .map(|(p, &s)| [p[0] * s, p[1] * s])
-        .collect();
+    let anchor_px: Vec<[f32; 2]> =
+        anchors.points.iter().zip(&anchors.strides).map(|(p, &s)| [p[0] * s, p[1] * s]).collect();
     let [h, w] = fx.imgsz();
     for case in ["full", "background", "empty"] {
         let gt = fx.targets(case).padded([h as f32, w as f32]);

@@ -8,14 +8,10 @@ use ember::backend::CpuAutodiff;
 use ember::loss::{DetectionLoss, DetectionLossConfig, E2eLoss, ImageTargets, TargetBatch};
 
 fn pseudo(n: usize, seed: u64, scale: f32, shift: f32) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * scale + shift
         })
         .collect()
@@ -28,14 +24,7 @@ fn targets(bs: usize) -> TargetBatch {
             let v = pseudo(n * 4, i as u64 + 100, 1.0, 0.0);
             let boxes = v
                 .chunks_exact(4)
-                .map(|c| {
-                    [
-                        0.1 + 0.8 * c[0],
-                        0.1 + 0.8 * c[1],
-                        0.02 + 0.3 * c[2],
-                        0.02 + 0.3 * c[3],
-                    ]
-                })
+                .map(|c| [0.1 + 0.8 * c[0], 0.1 + 0.8 * c[1], 0.02 + 0.3 * c[2], 0.02 + 0.3 * c[3]])
                 .collect();
             ImageTargets::new((0..n).map(|j| (i + j) % 80).collect(), boxes)
         })
@@ -64,12 +53,7 @@ fn loss_speed_640_batch16() {
             let inputs = if reg_max > 1 {
                 vec![t(64, 1, 4.0, -2.0), t(nc, 2, 4.0, -6.0)]
             } else {
-                vec![
-                    t(4, 3, 6.0, 0.0),
-                    t(nc, 4, 4.0, -6.0),
-                    t(4, 5, 6.0, 0.0),
-                    t(nc, 6, 4.0, -6.0),
-                ]
+                vec![t(4, 3, 6.0, 0.0), t(nc, 4, 4.0, -6.0), t(4, 5, 6.0, 0.0), t(nc, 6, 4.0, -6.0)]
             };
             let start = Instant::now();
             let (total, fg) = if reg_max > 1 {
@@ -112,7 +96,8 @@ fn assigner_host_time_640_batch16() {
     let anchors = make_anchors(&[[80, 80], [40, 40], [20, 20]], &strides, 0.5);
     let na = anchors.points.len();
     let gt = targets(bs).padded([640.0, 640.0]);
-    let anchor_px: Vec<[f32; 2]> = anchors.points.iter().zip(&anchors.strides).map(|(p, &s)| [p[0] * s, p[1] * s]).collect();
+    let anchor_px: Vec<[f32; 2]> =
+        anchors.points.iter().zip(&anchors.strides).map(|(p, &s)| [p[0] * s, p[1] * s]).collect();
     // Predicted boxes around each anchor and scores in (0, 1), as an early model gives them.
     let jitter = pseudo(bs * na * 4, 7, 40.0, 5.0);
     let pred: Vec<[f32; 4]> = (0..bs * na)
@@ -133,6 +118,10 @@ fn assigner_host_time_640_batch16() {
             assert!(a.num_fg() > 0);
         }
         times.sort_by(f64::total_cmp);
-        println!("assigner {name}, 640 px, batch 16: median {:.1} ms, fastest {:.1} ms", times[2] * 1e3, times[0] * 1e3);
+        println!(
+            "assigner {name}, 640 px, batch 16: median {:.1} ms, fastest {:.1} ms",
+            times[2] * 1e3,
+            times[0] * 1e3
+        );
     }
 }

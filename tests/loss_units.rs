@@ -5,8 +5,7 @@ use ember::backend::Cpu;
 use ember::loss::assigner::{AssignerConfig, TaskAlignedAssigner};
 use ember::loss::boxes::{bbox2dist, bbox_ciou, ciou_host, dist2bbox};
 use ember::loss::{
-    loss_names, make_anchors, DetectionLoss, DetectionLossConfig, ImageTargets, O2mSchedule,
-    TargetBatch,
+    loss_names, make_anchors, DetectionLoss, DetectionLossConfig, ImageTargets, O2mSchedule, TargetBatch,
 };
 
 fn t2(v: Vec<f32>, n: usize, c: usize) -> Tensor<Cpu, 2> {
@@ -19,11 +18,7 @@ fn targets_pad_and_convert_non_square() {
     let tb = TargetBatch::from_flat(
         &[0, 2, 0],
         &[3, 5, 7],
-        &[
-            [0.5, 0.5, 0.2, 0.4],
-            [0.25, 0.75, 0.1, 0.1],
-            [0.1, 0.1, 0.1, 0.2],
-        ],
+        &[[0.5, 0.5, 0.2, 0.4], [0.25, 0.75, 0.1, 0.1], [0.1, 0.1, 0.1, 0.2]],
         3,
         [100, 200],
     );
@@ -40,10 +35,7 @@ fn targets_pad_and_convert_non_square() {
     assert_eq!(c.dims(), [3, 2, 1]);
     assert_eq!(b.dims(), [3, 2, 4]);
     assert_eq!(m.dims(), [3, 2, 1]);
-    assert_eq!(
-        m.into_data().to_vec::<bool>().unwrap(),
-        vec![true, true, false, false, true, false]
-    );
+    assert_eq!(m.into_data().to_vec::<bool>().unwrap(), vec![true, true, false, false, true, false]);
 }
 
 #[test]
@@ -62,22 +54,11 @@ fn box_encodings_and_ciou() {
     let anchors = t2(vec![5.0, 5.0, 2.0, 3.0], 2, 2);
     let boxes = t2(vec![3.0, 4.0, 8.0, 9.0, 1.0, 1.0, 2.5, 3.5], 2, 4);
     let d = bbox2dist(anchors.clone(), boxes.clone(), None);
-    assert_eq!(
-        d.clone().into_data().to_vec::<f32>().unwrap(),
-        vec![2.0, 1.0, 3.0, 4.0, 1.0, 2.0, 0.5, 0.5]
-    );
+    assert_eq!(d.clone().into_data().to_vec::<f32>().unwrap(), vec![2.0, 1.0, 3.0, 4.0, 1.0, 2.0, 0.5, 0.5]);
     let back = dist2bbox(d, anchors.clone());
-    assert_eq!(
-        back.into_data().to_vec::<f32>().unwrap(),
-        boxes.clone().into_data().to_vec::<f32>().unwrap()
-    );
+    assert_eq!(back.into_data().to_vec::<f32>().unwrap(), boxes.clone().into_data().to_vec::<f32>().unwrap());
     let clamped = bbox2dist(anchors, boxes, Some(1.5));
-    assert!(clamped
-        .into_data()
-        .to_vec::<f32>()
-        .unwrap()
-        .iter()
-        .all(|&v| (0.0..=1.49).contains(&v)));
+    assert!(clamped.into_data().to_vec::<f32>().unwrap().iter().all(|&v| (0.0..=1.49).contains(&v)));
 
     // identical boxes: CIoU ~ 1; disjoint: negative; tensor and host agree
     let a = [10.0, 10.0, 30.0, 40.0];
@@ -104,23 +85,14 @@ fn run_assigner(
     stride_val: f32,
 ) -> ember::loss::Assignment {
     let anchors = make_anchors(&[[4, 4]], &[8.0], 0.5);
-    let px: Vec<[f32; 2]> = anchors
-        .points
-        .iter()
-        .map(|p| [p[0] * 8.0, p[1] * 8.0])
-        .collect();
+    let px: Vec<[f32; 2]> = anchors.points.iter().map(|p| [p[0] * 8.0, p[1] * 8.0]).collect();
     let images = vec![ImageTargets::new(
         gt.iter().map(|g| g.0).collect(),
         gt.iter()
             .map(|(_, b)| {
                 let w = b[2] - b[0];
                 let h = b[3] - b[1];
-                [
-                    (b[0] + w / 2.0) / 32.0,
-                    (b[1] + h / 2.0) / 32.0,
-                    w / 32.0,
-                    h / 32.0,
-                ]
+                [(b[0] + w / 2.0) / 32.0, (b[1] + h / 2.0) / 32.0, w / 32.0, h / 32.0]
             })
             .collect(),
     )];
@@ -138,21 +110,13 @@ fn assigner_enlarges_small_boxes_stal() {
     // 4 x 4 px box centred between anchors: no anchor centre strictly inside it.
     let gt = [(1, [14.0, 14.0, 18.0, 18.0])];
     let pred = [10.0, 10.0, 22.0, 22.0];
-    assert_eq!(
-        run_assigner(&gt, pred, 10, None, 4.0).num_fg(),
-        0,
-        "no enlargement: no candidate"
-    );
+    assert_eq!(run_assigner(&gt, pred, 10, None, 4.0).num_fg(), 0, "no enlargement: no candidate");
     let a = run_assigner(&gt, pred, 10, None, 16.0);
     // enlarged to 16 x 16 about its centre: (8, 8, 24, 24) holds anchors 12 and 20 in x and y
     assert_eq!(a.num_fg(), 4);
     for i in a.fg_indices() {
         assert_eq!(a.target_labels[i], 1);
-        assert_eq!(
-            a.target_boxes[i],
-            [14.0, 14.0, 18.0, 18.0],
-            "targets keep the original box"
-        );
+        assert_eq!(a.target_boxes[i], [14.0, 14.0, 18.0, 18.0], "targets keep the original box");
     }
 }
 
@@ -173,16 +137,9 @@ fn assigner_topk_conflicts_and_normalisation() {
         }
     }
     // normalisation: the best target score of each box equals its best IoU among its positives
-    let best0 = a
-        .fg_indices()
-        .iter()
-        .filter(|&&i| a.target_gt_idx[i] == 0)
-        .map(|&i| a.target_scores[i])
-        .fold(0.0, f32::max);
-    assert!(
-        (best0 - ciou_host([0.0, 0.0, 24.0, 24.0], pred)).abs() < 1e-5,
-        "{best0}"
-    );
+    let best0 =
+        a.fg_indices().iter().filter(|&&i| a.target_gt_idx[i] == 0).map(|&i| a.target_scores[i]).fold(0.0, f32::max);
+    assert!((best0 - ciou_host([0.0, 0.0, 24.0, 24.0], pred)).abs() < 1e-5, "{best0}");
     // top-k limits the positives per box
     let a = run_assigner(&gt, pred, 2, None, 16.0);
     assert!(a.num_fg() <= 4);
@@ -216,9 +173,8 @@ fn half_precision_predictions_are_computed_in_f32() {
     let (b, r, nc, fs) = (2usize, 16usize, 3usize, [[4usize, 4usize], [2, 2]]);
     let na = 20;
     let mk = |c: usize, seed: u32| {
-        let v: Vec<f32> = (0..b * c * na)
-            .map(|i| (((i as u32 * 2654435761u32) ^ seed) % 1000) as f32 / 250.0 - 2.0)
-            .collect();
+        let v: Vec<f32> =
+            (0..b * c * na).map(|i| (((i as u32 * 2654435761u32) ^ seed) % 1000) as f32 / 250.0 - 2.0).collect();
         Tensor::<Cpu, 3>::from_data(TensorData::new(v, [b, c, na]), &device)
     };
     let boxes = mk(4 * r, 1).cast(FloatDType::F16);
@@ -232,13 +188,7 @@ fn half_precision_predictions_are_computed_in_f32() {
     );
     let loss = DetectionLoss::new(DetectionLossConfig::new(nc, r));
     let half = loss.forward(boxes.clone(), scores.clone(), &fs, &[8.0, 16.0], &targets);
-    let full = loss.forward(
-        boxes.cast(FloatDType::F32),
-        scores.cast(FloatDType::F32),
-        &fs,
-        &[8.0, 16.0],
-        &targets,
-    );
+    let full = loss.forward(boxes.cast(FloatDType::F32), scores.cast(FloatDType::F32), &fs, &[8.0, 16.0], &targets);
     assert_eq!(half.components(), full.components());
     assert!(half.num_fg > 0);
     assert!(half.components().iter().all(|c| c.is_finite()));

@@ -4,11 +4,7 @@ use ember::metrics::{DetectionAccumulator, DetectionMetrics};
 use ember::postprocess::Detection;
 
 fn det(b: [f32; 4], score: f32, class: usize) -> Detection {
-    Detection {
-        xyxy: b,
-        score,
-        class,
-    }
+    Detection { xyxy: b, score, class }
 }
 
 #[test]
@@ -23,10 +19,7 @@ fn empty_run_is_all_zero() {
     assert_eq!(t.lines().count(), 2);
     assert_eq!(
         t.lines().nth(1).unwrap(),
-        format!(
-            "{:>22}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}",
-            "all", 0, 0, 0, 0, 0, 0
-        )
+        format!("{:>22}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}", "all", 0, 0, 0, 0, 0, 0)
     );
 }
 
@@ -59,15 +52,10 @@ fn missing_predictions_and_missing_labels() {
     // labels, no predictions
     acc.add_image(&[], &[[0.0, 0.0, 10.0, 10.0]], &[0]).unwrap();
     // predictions, no labels (false positives of class 1, which has no labels anywhere)
-    acc.add_image(&[det([0.0, 0.0, 5.0, 5.0], 0.7, 1)], &[], &[])
-        .unwrap();
+    acc.add_image(&[det([0.0, 0.0, 5.0, 5.0], 0.7, 1)], &[], &[]).unwrap();
     let m = acc.finish();
     assert_eq!((m.images, m.instances), (2, 1));
-    assert_eq!(
-        m.per_class.len(),
-        1,
-        "only classes present in the labels get a row"
-    );
+    assert_eq!(m.per_class.len(), 1, "only classes present in the labels get a row");
     assert_eq!(m.map50, 0.0);
     assert_eq!(m.nt_per_class, vec![1, 0]);
 }
@@ -98,21 +86,14 @@ fn bad_input_is_an_error() {
     let mut acc = DetectionAccumulator::new(2);
     assert!(acc.add_image(&[], &[[0.0, 0.0, 1.0, 1.0]], &[]).is_err());
     assert!(acc.add_image(&[], &[[0.0, 0.0, 1.0, 1.0]], &[2]).is_err());
-    assert!(acc
-        .add_image(&[det([0.0, 0.0, 1.0, 1.0], 0.5, 5)], &[], &[])
-        .is_err());
+    assert!(acc.add_image(&[det([0.0, 0.0, 1.0, 1.0], 0.5, 5)], &[], &[]).is_err());
     assert_eq!(acc.images(), 0);
 }
 
 #[test]
 fn confusion_matrix_is_collected() {
     let mut acc = DetectionAccumulator::new(2).with_confusion_matrix(0.001, 0.45);
-    acc.add_image(
-        &[det([0.0, 0.0, 10.0, 10.0], 0.9, 1)],
-        &[[0.0, 0.0, 10.0, 10.0]],
-        &[0],
-    )
-    .unwrap();
+    acc.add_image(&[det([0.0, 0.0, 10.0, 10.0], 0.9, 1)], &[[0.0, 0.0, 10.0, 10.0]], &[0]).unwrap();
     let cm = acc.confusion_matrix().unwrap();
     assert_eq!(cm.get(1, 0), 1.0);
 }

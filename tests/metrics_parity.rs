@@ -3,49 +3,29 @@
 //! NMS and the end-to-end top-k path.
 
 use ember::metrics::{match_boxes, ConfusionMatrix, DetectionAccumulator, IOU_THRESHOLDS};
-use ember::postprocess::{
-    end2end_postprocess, non_max_suppression, BoxFormat, Detection, End2EndOptions, NmsOptions,
-};
+use ember::postprocess::{end2end_postprocess, non_max_suppression, BoxFormat, Detection, End2EndOptions, NmsOptions};
 use serde_json::Value;
 
 const TOL: f64 = 1e-6;
 
 /// The committed fixture, or another one made by the same script when `EMBER_METRICS_FIXTURE` is set.
 fn fixture() -> Value {
-    let default = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/metrics/ultralytics_parity.json"
-    );
+    let default = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/metrics/ultralytics_parity.json");
     let path = std::env::var("EMBER_METRICS_FIXTURE").unwrap_or_else(|_| default.to_string());
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture JSON")
 }
 
 fn f32s(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
 }
 fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
 }
 fn usizes(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect()
 }
 fn boxes(v: &Value) -> Vec<[f32; 4]> {
-    f32s(v)
-        .chunks(4)
-        .map(|c| [c[0], c[1], c[2], c[3]])
-        .collect()
+    f32s(v).chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect()
 }
 
 struct Image {
@@ -66,13 +46,7 @@ fn images(f: &Value) -> Vec<Image> {
             Image {
                 gt_b: boxes(&im["gt_xyxy"]),
                 gt_c: usizes(&im["gt_cls"]),
-                preds: (0..pb.len())
-                    .map(|i| Detection {
-                        xyxy: pb[i],
-                        score: ps[i],
-                        class: pc[i],
-                    })
-                    .collect(),
+                preds: (0..pb.len()).map(|i| Detection { xyxy: pb[i], score: ps[i], class: pc[i] }).collect(),
             }
         })
         .collect()
@@ -80,10 +54,7 @@ fn images(f: &Value) -> Vec<Image> {
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
 #[test]
@@ -118,12 +89,7 @@ fn matching_equals_ultralytics() {
         let w = w.as_array().unwrap();
         assert_eq!(tp.len(), w.len());
         for (row, wr) in tp.iter().zip(w) {
-            let wr: Vec<bool> = wr
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() == 1)
-                .collect();
+            let wr: Vec<bool> = wr.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() == 1).collect();
             assert_eq!(row.to_vec(), wr);
             n += 1;
         }
@@ -135,12 +101,7 @@ fn matching_equals_ultralytics() {
 fn metrics_equal_ultralytics() {
     let f = fixture();
     let u = &f["ultralytics"];
-    let names: Vec<String> = f["names"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap().to_string())
-        .collect();
+    let names: Vec<String> = f["names"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
     let mut acc = DetectionAccumulator::new(names.len());
     for im in images(&f) {
         acc.add_image(&im.preds, &im.gt_b, &im.gt_c).unwrap();
@@ -156,10 +117,7 @@ fn metrics_equal_ultralytics() {
     ];
     for (k, v) in scalars {
         let w = u[k].as_f64().unwrap();
-        eprintln!(
-            "{k}: ember {v:.12} ultralytics {w:.12} |diff| {:.3e}",
-            (v - w).abs()
-        );
+        eprintln!("{k}: ember {v:.12} ultralytics {w:.12} |diff| {:.3e}", (v - w).abs());
         assert!((v - w).abs() <= TOL, "{k}: {v} vs {w}");
     }
     let classes: Vec<usize> = m.per_class.iter().map(|r| r.class).collect();
@@ -168,33 +126,18 @@ fn metrics_equal_ultralytics() {
     let r: Vec<f64> = m.per_class.iter().map(|r| r.recall).collect();
     let f1: Vec<f64> = m.per_class.iter().map(|r| r.f1).collect();
     let ap: Vec<f64> = m.per_class.iter().flat_map(|r| r.ap).collect();
-    let want_ap: Vec<f64> = u["all_ap"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(f64s)
-        .collect();
-    for (k, got, want) in [
-        ("P", p, f64s(&u["p"])),
-        ("R", r, f64s(&u["r"])),
-        ("F1", f1, f64s(&u["f1"])),
-        ("AP", ap, want_ap),
-    ] {
+    let want_ap: Vec<f64> = u["all_ap"].as_array().unwrap().iter().flat_map(f64s).collect();
+    for (k, got, want) in
+        [("P", p, f64s(&u["p"])), ("R", r, f64s(&u["r"])), ("F1", f1, f64s(&u["f1"])), ("AP", ap, want_ap)]
+    {
         let d = max_diff(&got, &want);
-        eprintln!(
-            "per-class {k}: max |diff| {d:.3e} over {} values",
-            got.len()
-        );
+        eprintln!("per-class {k}: max |diff| {d:.3e} over {} values", got.len());
         assert!(d <= TOL, "per-class {k} differs by {d}");
     }
     assert_eq!(m.nt_per_class, usizes(&u["nt_per_class"]));
     assert_eq!(m.nt_per_image, usizes(&u["nt_per_image"]));
     let table = m.format_table(&names);
-    assert_eq!(
-        table,
-        u["table"].as_str().unwrap(),
-        "table text differs:\n{table}"
-    );
+    assert_eq!(table, u["table"].as_str().unwrap(), "table text differs:\n{table}");
 }
 
 #[test]
@@ -202,20 +145,12 @@ fn confusion_matrix_equals_ultralytics() {
     let f = fixture();
     let ims = images(&f);
     let nc = f["names"].as_array().unwrap().len();
-    for (conf, key) in [
-        (0.25f32, "confusion_conf_0.25"),
-        (0.001, "confusion_conf_0.001"),
-    ] {
+    for (conf, key) in [(0.25f32, "confusion_conf_0.25"), (0.001, "confusion_conf_0.001")] {
         let mut cm = ConfusionMatrix::new(nc, conf, 0.45);
         for im in &ims {
             cm.process_image(&im.preds, &im.gt_b, &im.gt_c);
         }
-        let want: Vec<f64> = f["ultralytics"][key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(f64s)
-            .collect();
+        let want: Vec<f64> = f["ultralytics"][key].as_array().unwrap().iter().flat_map(f64s).collect();
         assert_eq!(cm.matrix, want, "{key}");
     }
 }
@@ -254,34 +189,17 @@ fn nms_and_end2end_equal_ultralytics() {
             };
             non_max_suppression(&preds, nc, anchors, BoxFormat::Xywh, &opts).unwrap()
         } else {
-            let opts = End2EndOptions {
-                conf_thres: conf,
-                max_det,
-                agnostic,
-                classes: None,
-            };
+            let opts = End2EndOptions { conf_thres: conf, max_det, agnostic, classes: None };
             end2end_postprocess(&e2e, nc, anchors, BoxFormat::Xyxy, &opts).unwrap()
         };
         // f32 values: serde_json's default float parser may be one f64 ulp off, the f32 cast removes that
-        let want: Vec<Vec<f64>> = case["result"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| f32s(r).into_iter().map(f64::from).collect())
-            .collect();
+        let want: Vec<Vec<f64>> =
+            case["result"].as_array().unwrap().iter().map(|r| f32s(r).into_iter().map(f64::from).collect()).collect();
         let got = rows(&got);
-        let label: Vec<String> = case
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| *k != "result")
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let label: Vec<String> =
+            case.as_object().unwrap().iter().filter(|(k, _)| *k != "result").map(|(k, v)| format!("{k}={v}")).collect();
         if let Some(i) = (0..got.len().min(want.len())).find(|&i| got[i] != want[i]) {
-            panic!(
-                "{label:?}: first difference at row {i}: ember {:?} ultralytics {:?}",
-                got[i], want[i]
-            );
+            panic!("{label:?}: first difference at row {i}: ember {:?} ultralytics {:?}", got[i], want[i]);
         }
         assert_eq!(got.len(), want.len(), "{label:?}: row count");
         eprintln!("{label:?}: {} detections identical", got.len());

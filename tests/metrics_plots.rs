@@ -10,29 +10,18 @@ fn plots_are_written() {
         let o = i as f32 * 30.0;
         let gt = [[o, o, o + 20.0, o + 20.0], [o + 5.0, o, o + 15.0, o + 30.0]];
         let preds = [
-            Detection {
-                xyxy: [o + 1.0, o, o + 20.0, o + 21.0],
-                score: 0.3 + 0.03 * i as f32,
-                class: 0,
-            },
+            Detection { xyxy: [o + 1.0, o, o + 20.0, o + 21.0], score: 0.3 + 0.03 * i as f32, class: 0 },
             Detection {
                 xyxy: [o + 5.0, o + 2.0, o + 15.0, o + 30.0],
                 score: 0.9 - 0.02 * i as f32,
                 class: (i % 3) as usize,
             },
-            Detection {
-                xyxy: [o + 50.0, o, o + 60.0, o + 10.0],
-                score: 0.2,
-                class: 2,
-            },
+            Detection { xyxy: [o + 50.0, o, o + 60.0, o + 10.0], score: 0.2, class: 2 },
         ];
         acc.add_image(&preds, &gt, &[0, (i % 2) as usize]).unwrap();
     }
     let m = acc.finish();
-    let names: Vec<String> = ["person", "bicycle", "car"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let names: Vec<String> = ["person", "bicycle", "car"].iter().map(|s| s.to_string()).collect();
     let keep = std::env::var_os("EMBER_PLOTS_OUT");
     let dir = match &keep {
         Some(d) => std::path::PathBuf::from(d),

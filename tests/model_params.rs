@@ -5,9 +5,7 @@ use ember::model::Yolo;
 
 fn summary(name: &str, imgsz: usize) -> ember::model::ModelSummary {
     let device = Default::default();
-    Yolo::<Cpu>::new(name, 80, &device)
-        .unwrap_or_else(|e| panic!("{name}: {e:#}"))
-        .summary(imgsz)
+    Yolo::<Cpu>::new(name, 80, &device).unwrap_or_else(|e| panic!("{name}: {e:#}")).summary(imgsz)
 }
 
 #[test]
@@ -29,28 +27,16 @@ fn parameter_counts_match_ultralytics() {
             s.params, s.fused_params, s.gflops, s.fused_gflops
         );
         if s.params != params {
-            failures.push(format!(
-                "{name}: {} parameters, expected {params}",
-                s.params
-            ));
+            failures.push(format!("{name}: {} parameters, expected {params}", s.params));
         }
         if s.fused_params != fused {
-            failures.push(format!(
-                "{name}: {} fused parameters, expected {fused}",
-                s.fused_params
-            ));
+            failures.push(format!("{name}: {} fused parameters, expected {fused}", s.fused_params));
         }
         if (s.gflops - gflops).abs() / gflops > 0.02 {
-            failures.push(format!(
-                "{name}: {:.3} GFLOPs, expected {gflops} within 2%",
-                s.gflops
-            ));
+            failures.push(format!("{name}: {:.3} GFLOPs, expected {gflops} within 2%", s.gflops));
         }
         if (s.fused_gflops - fused_gflops).abs() / fused_gflops > 0.02 {
-            failures.push(format!(
-                "{name}: {:.3} fused GFLOPs, expected {fused_gflops} within 2%",
-                s.fused_gflops
-            ));
+            failures.push(format!("{name}: {:.3} fused GFLOPs, expected {fused_gflops} within 2%", s.fused_gflops));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -61,11 +47,7 @@ fn gflops_scale_with_image_size() {
     // Ultralytics at 160: yolo26n 0.3828, yolov8n 0.5534.
     for (name, g) in [("yolo26n", 0.3828), ("yolov8n", 0.5534)] {
         let s = summary(name, 160);
-        assert!(
-            (s.gflops - g).abs() / g < 0.02,
-            "{name} at 160: {} GFLOPs, expected {g}",
-            s.gflops
-        );
+        assert!((s.gflops - g).abs() / g < 0.02, "{name} at 160: {} GFLOPs, expected {g}", s.gflops);
     }
 }
 
@@ -87,11 +69,7 @@ fn model_names_resolve() {
     }
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/models/yolov8.yaml");
     let m = Yolo::<Cpu>::new(path, 3, &device).expect("path to a YAML");
-    assert_eq!(
-        m.name(),
-        "yolov8n",
-        "a file without a scale in its name takes the first scale"
-    );
+    assert_eq!(m.name(), "yolov8n", "a file without a scale in its name takes the first scale");
     let err = Yolo::<Cpu>::new("yolo99n", 3, &device).unwrap_err();
     assert!(format!("{err:#}").contains("unknown model"), "{err:#}");
     let err = Yolo::<Cpu>::new("yolo26n", 0, &device).unwrap_err();

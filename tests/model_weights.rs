@@ -8,16 +8,11 @@ use ember::backend::Cpu;
 use ember::model::{weights::named_tensors, StateDict, Yolo};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/model")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model").join(name)
 }
 
 fn keys(model: &Yolo<Cpu>) -> BTreeSet<String> {
-    named_tensors::<Cpu, _>(model, false)
-        .into_iter()
-        .map(|t| t.key)
-        .collect()
+    named_tensors::<Cpu, _>(model, false).into_iter().map(|t| t.key).collect()
 }
 
 #[test]
@@ -59,10 +54,7 @@ fn save_then_load_round_trips() {
     let mut b = Yolo::<Cpu>::new("yolo26n", 3, &device).unwrap();
     let report = b.load_safetensors(&path).unwrap();
     assert_eq!(report.loaded, named_tensors::<Cpu, _>(&a, false).len());
-    assert!(
-        report.unused.is_empty() && report.checkpoint_nc.is_none(),
-        "{report}"
-    );
+    assert!(report.unused.is_empty() && report.checkpoint_nc.is_none(), "{report}");
     let ta = named_tensors::<Cpu, _>(&a, true);
     let tb = named_tensors::<Cpu, _>(&b, true);
     for (x, y) in ta.iter().zip(&tb) {
@@ -72,10 +64,7 @@ fn save_then_load_round_trips() {
     // PyTorch's strict loading wants the BatchNorm counters too.
     let bytes = std::fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    assert!(st
-        .names()
-        .iter()
-        .any(|n| *n == "model.0.bn.num_batches_tracked"));
+    assert!(st.names().iter().any(|n| *n == "model.0.bn.num_batches_tracked"));
 }
 
 #[test]
@@ -83,28 +72,17 @@ fn other_class_count_loads_all_but_the_class_outputs() {
     let device = Default::default();
     let mut model = Yolo::<Cpu>::new("yolo26n", 3, &device).unwrap();
     let before = named_tensors::<Cpu, _>(&model, true);
-    let report = model
-        .load_safetensors(fixture("yolo26n.safetensors"))
-        .unwrap();
+    let report = model.load_safetensors(fixture("yolo26n.safetensors")).unwrap();
     assert_eq!(report.checkpoint_nc, Some(80));
     // The class branch's hidden width is max(64, min(nc, 100)): 80 in the file, 64 here, so every tensor of
     // both class branches after the first depth-wise conv is skipped, and nothing else.
-    assert!(report
-        .skipped_class_head
-        .iter()
-        .all(|(k, _, _)| k.contains(".cv3.") || k.contains(".one2one_cv3.")));
-    assert!(report
-        .skipped_class_head
-        .iter()
-        .any(|(k, _, _)| k == "model.23.one2one_cv3.2.2.bias"));
+    assert!(report.skipped_class_head.iter().all(|(k, _, _)| k.contains(".cv3.") || k.contains(".one2one_cv3.")));
+    assert!(report.skipped_class_head.iter().any(|(k, _, _)| k == "model.23.one2one_cv3.2.2.bias"));
     assert!(report.to_string().contains("80 classes"), "{report}");
     let file = StateDict::read(&fixture("yolo26n.safetensors")).unwrap();
     let after = named_tensors::<Cpu, _>(&model, true);
     for (x, y) in before.iter().zip(&after) {
-        let skipped = report
-            .skipped_class_head
-            .iter()
-            .any(|(k, _, _)| *k == x.key);
+        let skipped = report.skipped_class_head.iter().any(|(k, _, _)| *k == x.key);
         let now = y.data.as_ref().unwrap().to_vec::<f32>().unwrap();
         if skipped {
             assert_eq!(x.data, y.data, "{} keeps its initial value", x.key);
@@ -119,28 +97,15 @@ fn wrong_architecture_is_a_clear_error() {
     let device = Default::default();
     let mut model = Yolo::<Cpu>::new("yolo26n", 80, &device).unwrap();
     let before = named_tensors::<Cpu, _>(&model, true);
-    let err = model
-        .load_safetensors(fixture("yolov8n.safetensors"))
-        .unwrap_err();
+    let err = model.load_safetensors(fixture("yolov8n.safetensors")).unwrap_err();
     let msg = format!("{err:#}");
-    assert!(
-        msg.contains("model.2.cv2.conv.weight: file [32, 48, 1, 1], model [64, 48, 1, 1]"),
-        "{msg}"
-    );
+    assert!(msg.contains("model.2.cv2.conv.weight: file [32, 48, 1, 1], model [64, 48, 1, 1]"), "{msg}");
     assert!(msg.contains("missing from the file"), "{msg}");
-    assert!(
-        msg.contains("yolov8n.safetensors"),
-        "the error names the file: {msg}"
-    );
+    assert!(msg.contains("yolov8n.safetensors"), "the error names the file: {msg}");
     let after = named_tensors::<Cpu, _>(&model, true);
-    assert!(
-        before.iter().zip(&after).all(|(x, y)| x.data == y.data),
-        "a failed load leaves the model unchanged"
-    );
+    assert!(before.iter().zip(&after).all(|(x, y)| x.data == y.data), "a failed load leaves the model unchanged");
 
-    let err = model
-        .load_safetensors("/nonexistent/w.safetensors")
-        .unwrap_err();
+    let err = model.load_safetensors("/nonexistent/w.safetensors").unwrap_err();
     assert!(format!("{err:#}").contains("/nonexistent/w.safetensors"));
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.safetensors");

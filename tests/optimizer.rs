@@ -110,21 +110,35 @@ struct MatrixModel<B: burn::tensor::backend::Backend> {
 /// and a bias with constant gradients; every value within 1e-5 of Ultralytics' after each step.
 #[test]
 fn musgd_matches_ultralytics() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/optim/musgd.json")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/optim/musgd.json")).unwrap();
     let fx: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let floats = |v: &serde_json::Value| -> Vec<f32> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect() };
+    let floats = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    };
     let device = Default::default();
     let init = &fx["initial"];
     let mut m = MatrixModel::<CpuAutodiff> {
-        weight: Param::from_tensor(Tensor::<CpuAutodiff, 1>::from_floats(floats(&init["weight"]).as_slice(), &device).reshape([4, 2, 3, 3]).require_grad()),
-        proj: Param::from_tensor(Tensor::<CpuAutodiff, 1>::from_floats(floats(&init["proj"]).as_slice(), &device).reshape([6, 3]).require_grad()),
+        weight: Param::from_tensor(
+            Tensor::<CpuAutodiff, 1>::from_floats(floats(&init["weight"]).as_slice(), &device)
+                .reshape([4, 2, 3, 3])
+                .require_grad(),
+        ),
+        proj: Param::from_tensor(
+            Tensor::<CpuAutodiff, 1>::from_floats(floats(&init["proj"]).as_slice(), &device)
+                .reshape([6, 3])
+                .require_grad(),
+        ),
         bias: Param::from_tensor(Tensor::from_floats(floats(&init["bias"]).as_slice(), &device).require_grad()),
     };
     let coeff = |k: &str| Tensor::<CpuAutodiff, 1>::from_floats(floats(&fx["grad"][k]).as_slice(), &device);
-    let (lr, momentum, decay) = (fx["lr"].as_f64().unwrap(), fx["momentum"].as_f64().unwrap(), fx["weight_decay"].as_f64().unwrap());
+    let (lr, momentum, decay) =
+        (fx["lr"].as_f64().unwrap(), fx["momentum"].as_f64().unwrap(), fx["weight_decay"].as_f64().unwrap());
     let mut opt = DetectorOptimizer::<Cpu>::new(OptimizerKind::MuSGD, lr, momentum, decay);
     for (step, expected) in fx["steps"].as_array().unwrap().iter().enumerate() {
-        let loss = (m.weight.val().reshape([-1]) * coeff("weight")).sum() + (m.proj.val().reshape([-1]) * coeff("proj")).sum() + (m.bias.val() * coeff("bias")).sum();
+        let loss = (m.weight.val().reshape([-1]) * coeff("weight")).sum()
+            + (m.proj.val().reshape([-1]) * coeff("proj")).sum()
+            + (m.bias.val() * coeff("bias")).sum();
         let g = GradientsParams::from_grads(loss.backward(), &m);
         m = opt.step::<CpuAutodiff, _>(m, g, 1.0);
         let got = [

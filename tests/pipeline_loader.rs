@@ -45,7 +45,13 @@ fn augmented_batches_do_not_depend_on_workers_or_cache() {
         for b in labels.iter().flatten() {
             let [cx, cy, w, h] = b.xywh;
             assert!(w > 2.0 / 128.0 && h > 2.0 / 128.0, "box candidates keep boxes over 2 pixels: {b:?}");
-            assert!(cx - w / 2.0 >= -1e-5 && cy - h / 2.0 >= -1e-5 && cx + w / 2.0 <= 1.0 + 1e-5 && cy + h / 2.0 <= 1.0 + 1e-5, "clipped: {b:?}");
+            assert!(
+                cx - w / 2.0 >= -1e-5
+                    && cy - h / 2.0 >= -1e-5
+                    && cx + w / 2.0 <= 1.0 + 1e-5
+                    && cy + h / 2.0 <= 1.0 + 1e-5,
+                "clipped: {b:?}"
+            );
         }
     }
 }
@@ -61,10 +67,14 @@ fn mosaic_closes_for_the_last_epochs() {
     let open = boxes(&train, 0);
     assert!(open > 30, "mosaic is on in the first epoch of 20, got {open} boxes");
     pipeline.begin_epoch(&mut train, 9, 20, 10);
-    assert_eq!(boxes(&train, 9), {
-        let (_, t2, _) = TrainPipeline::loaders(&s, coco8(), coco8(), 4).unwrap();
-        boxes(&t2, 9)
-    }, "still open at epoch 10 of 20");
+    assert_eq!(
+        boxes(&train, 9),
+        {
+            let (_, t2, _) = TrainPipeline::loaders(&s, coco8(), coco8(), 4).unwrap();
+            boxes(&t2, 9)
+        },
+        "still open at epoch 10 of 20"
+    );
     pipeline.begin_epoch(&mut train, 10, 20, 10);
     let closed = boxes(&train, 10);
     assert!(closed <= 30, "without mosaic an epoch holds at most coco8's 30 boxes, got {closed}");
@@ -96,7 +106,12 @@ fn wait_clock_counts_time_blocked_on_data() {
     for _ in batches {
         std::thread::sleep(Duration::from_millis(150));
     }
-    assert!(clock.total() < fast + Duration::from_millis(100), "slow consumer waited {:?}, fast {:?}", clock.total(), fast);
+    assert!(
+        clock.total() < fast + Duration::from_millis(100),
+        "slow consumer waited {:?}, fast {:?}",
+        clock.total(),
+        fast
+    );
 }
 
 #[test]
@@ -144,12 +159,21 @@ fn rect_batches_fit_their_images_and_keep_boxes_exact() {
             let long = lb.resized.0.max(lb.resized.1);
             assert!(long == 320 || samples[i].size.0.max(samples[i].size.1) < 320, "{:?}", lb);
             // Boxes map back to the same original-image pixels as the square layout's.
-            let sq = square.iter().flat_map(|sb| sb.paths.iter().zip(&sb.labels).zip(&sb.letterboxes)).find(|((p, _), _)| **p == b.paths[k]).unwrap();
+            let sq = square
+                .iter()
+                .flat_map(|sb| sb.paths.iter().zip(&sb.labels).zip(&sb.letterboxes))
+                .find(|((p, _), _)| **p == b.paths[k])
+                .unwrap();
             for (a, bb) in b.labels[k].iter().zip(sq.0 .1.iter()) {
                 let back = |l: &ember::data::BoxLabel, lb: &ember::data::Letterbox| {
                     let (cw, ch) = (lb.canvas.0 as f32, lb.canvas.1 as f32);
                     let [cx, cy, bw, bh] = l.xywh;
-                    lb.inverse_xyxy([(cx - bw / 2.0) * cw, (cy - bh / 2.0) * ch, (cx + bw / 2.0) * cw, (cy + bh / 2.0) * ch])
+                    lb.inverse_xyxy([
+                        (cx - bw / 2.0) * cw,
+                        (cy - bh / 2.0) * ch,
+                        (cx + bw / 2.0) * cw,
+                        (cy + bh / 2.0) * ch,
+                    ])
                 };
                 let (p, q) = (back(a, lb), back(bb, sq.1));
                 for c in 0..4 {

@@ -1,8 +1,8 @@
 //! Hand-made NMS and end-to-end post-processing cases.
 
 use ember::postprocess::{
-    end2end_postprocess, end2end_postprocess_predict, non_max_suppression, BoxFormat, Detection,
-    End2EndOptions, NmsOptions,
+    end2end_postprocess, end2end_postprocess_predict, non_max_suppression, BoxFormat, Detection, End2EndOptions,
+    NmsOptions,
 };
 
 /// Builds the flat `[4 + nc, anchors]` layout from per-anchor `(xywh, scores)`.
@@ -26,10 +26,7 @@ fn run(rows: &[([f32; 4], Vec<f32>)], nc: usize, opts: &NmsOptions) -> Vec<Detec
 
 #[test]
 fn overlapping_same_class_keeps_best() {
-    let rows = vec![
-        ([50.0, 50.0, 20.0, 20.0], vec![0.6, 0.0]),
-        ([51.0, 50.0, 20.0, 20.0], vec![0.9, 0.0]),
-    ];
+    let rows = vec![([50.0, 50.0, 20.0, 20.0], vec![0.6, 0.0]), ([51.0, 50.0, 20.0, 20.0], vec![0.9, 0.0])];
     let d = run(&rows, 2, &NmsOptions::predict());
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].score, 0.9);
@@ -51,21 +48,11 @@ fn disjoint_boxes_all_kept_sorted() {
 
 #[test]
 fn different_classes_class_aware_vs_agnostic() {
-    let rows = vec![
-        ([50.0, 50.0, 20.0, 20.0], vec![0.9, 0.0]),
-        ([50.0, 50.0, 20.0, 20.0], vec![0.0, 0.8]),
-    ];
+    let rows = vec![([50.0, 50.0, 20.0, 20.0], vec![0.9, 0.0]), ([50.0, 50.0, 20.0, 20.0], vec![0.0, 0.8])];
     let d = run(&rows, 2, &NmsOptions::predict());
     assert_eq!(d.len(), 2);
     assert_eq!((d[0].class, d[1].class), (0, 1));
-    let d = run(
-        &rows,
-        2,
-        &NmsOptions {
-            agnostic: true,
-            ..NmsOptions::predict()
-        },
-    );
+    let d = run(&rows, 2, &NmsOptions { agnostic: true, ..NmsOptions::predict() });
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].class, 0);
 }
@@ -73,27 +60,10 @@ fn different_classes_class_aware_vs_agnostic() {
 #[test]
 fn iou_threshold_is_strict() {
     // A = [0,0,20,10] (area 200), B = [0,0,10,10] (area 100): overlap 100, union 200 -> IoU exactly 0.5
-    let rows = vec![
-        ([10.0, 5.0, 20.0, 10.0], vec![0.9]),
-        ([5.0, 5.0, 10.0, 10.0], vec![0.8]),
-    ];
-    let keep_both = run(
-        &rows,
-        1,
-        &NmsOptions {
-            iou_thres: 0.5,
-            ..NmsOptions::predict()
-        },
-    );
+    let rows = vec![([10.0, 5.0, 20.0, 10.0], vec![0.9]), ([5.0, 5.0, 10.0, 10.0], vec![0.8])];
+    let keep_both = run(&rows, 1, &NmsOptions { iou_thres: 0.5, ..NmsOptions::predict() });
     assert_eq!(keep_both.len(), 2, "IoU == threshold must not suppress");
-    let one = run(
-        &rows,
-        1,
-        &NmsOptions {
-            iou_thres: 0.49,
-            ..NmsOptions::predict()
-        },
-    );
+    let one = run(&rows, 1, &NmsOptions { iou_thres: 0.49, ..NmsOptions::predict() });
     assert_eq!(one.len(), 1);
 }
 
@@ -116,22 +86,8 @@ fn exact_ties_are_deterministic() {
 
 #[test]
 fn max_det_caps_output() {
-    let rows: Vec<_> = (0..50)
-        .map(|i| {
-            (
-                [i as f32 * 30.0, 10.0, 10.0, 10.0],
-                vec![0.3 + i as f32 * 0.01],
-            )
-        })
-        .collect();
-    let d = run(
-        &rows,
-        1,
-        &NmsOptions {
-            max_det: 7,
-            ..NmsOptions::predict()
-        },
-    );
+    let rows: Vec<_> = (0..50).map(|i| ([i as f32 * 30.0, 10.0, 10.0, 10.0], vec![0.3 + i as f32 * 0.01])).collect();
+    let d = run(&rows, 1, &NmsOptions { max_det: 7, ..NmsOptions::predict() });
     assert_eq!(d.len(), 7);
     assert!(d.windows(2).all(|w| w[0].score >= w[1].score));
     assert!((d[0].score - 0.79).abs() < 1e-6);
@@ -139,10 +95,7 @@ fn max_det_caps_output() {
 
 #[test]
 fn conf_threshold_is_strict() {
-    let rows = vec![
-        ([10.0, 10.0, 10.0, 10.0], vec![0.25]),
-        ([100.0, 10.0, 10.0, 10.0], vec![0.2501]),
-    ];
+    let rows = vec![([10.0, 10.0, 10.0, 10.0], vec![0.25]), ([100.0, 10.0, 10.0, 10.0], vec![0.2501])];
     let d = run(&rows, 1, &NmsOptions::predict());
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].score, 0.2501);
@@ -154,10 +107,7 @@ fn empty_input_and_bad_shape() {
     assert!(d.is_empty());
     assert!(non_max_suppression(&[0.0; 10], 3, 2, BoxFormat::Xywh, &NmsOptions::val()).is_err());
     assert!(non_max_suppression(&[0.0; 14], 3, 2, BoxFormat::Xywh, &NmsOptions::val()).is_ok());
-    let bad = NmsOptions {
-        conf_thres: 1.5,
-        ..NmsOptions::val()
-    };
+    let bad = NmsOptions { conf_thres: 1.5, ..NmsOptions::val() };
     assert!(non_max_suppression(&[0.0; 14], 3, 2, BoxFormat::Xywh, &bad).is_err());
 }
 
@@ -167,31 +117,14 @@ fn multi_label_emits_each_class_above_conf() {
     let d = run(&rows, 3, &NmsOptions::val());
     assert_eq!(d.len(), 2);
     assert_eq!((d[0].class, d[1].class), (0, 1));
-    let d = run(
-        &rows,
-        3,
-        &NmsOptions {
-            multi_label: false,
-            ..NmsOptions::val()
-        },
-    );
+    let d = run(&rows, 3, &NmsOptions { multi_label: false, ..NmsOptions::val() });
     assert_eq!(d.len(), 1);
 }
 
 #[test]
 fn class_filter() {
-    let rows = vec![
-        ([50.0, 50.0, 20.0, 20.0], vec![0.9, 0.0]),
-        ([150.0, 50.0, 20.0, 20.0], vec![0.0, 0.8]),
-    ];
-    let d = run(
-        &rows,
-        2,
-        &NmsOptions {
-            classes: Some(vec![1]),
-            ..NmsOptions::predict()
-        },
-    );
+    let rows = vec![([50.0, 50.0, 20.0, 20.0], vec![0.9, 0.0]), ([150.0, 50.0, 20.0, 20.0], vec![0.0, 0.8])];
+    let d = run(&rows, 2, &NmsOptions { classes: Some(vec![1]), ..NmsOptions::predict() });
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].class, 1);
 }
@@ -207,45 +140,26 @@ fn end2end_topk_then_conf() {
     ];
     let preds = layout(&rows, 2);
     // k = 2: top anchors by best score are 0 (0.9) and 1 (0.7); top pairs among them: (0,c0) 0.9, (0,c1) 0.8
-    let opts = End2EndOptions {
-        conf_thres: 0.25,
-        max_det: 2,
-        ..Default::default()
-    };
+    let opts = End2EndOptions { conf_thres: 0.25, max_det: 2, ..Default::default() };
     let d = end2end_postprocess(&preds, 2, 4, BoxFormat::Xyxy, &opts).unwrap();
     assert_eq!(d.len(), 2);
     assert_eq!((d[0].class, d[0].score), (0, 0.9));
     assert_eq!((d[1].class, d[1].score), (1, 0.8));
     // agnostic: one class per anchor
-    let opts = End2EndOptions {
-        conf_thres: 0.25,
-        max_det: 2,
-        agnostic: true,
-        ..Default::default()
-    };
+    let opts = End2EndOptions { conf_thres: 0.25, max_det: 2, agnostic: true, ..Default::default() };
     let d = end2end_postprocess(&preds, 2, 4, BoxFormat::Xyxy, &opts).unwrap();
     assert_eq!(d.len(), 2);
     assert_eq!((d[0].class, d[1].class), (0, 1));
     assert_eq!(d[1].score, 0.7);
     // default max_det 300 > anchors: k = 4; conf filter drops scores <= 0.25 and no NMS happens
     // predictor flavour: head top-k over max(max_det, 300) candidates, then at most max_det
-    let opts = End2EndOptions {
-        max_det: 3,
-        ..End2EndOptions::predict()
-    };
+    let opts = End2EndOptions { max_det: 3, ..End2EndOptions::predict() };
     let d = end2end_postprocess_predict(&preds, 2, 4, BoxFormat::Xyxy, &opts).unwrap();
-    assert_eq!(
-        d.iter().map(|x| x.score).collect::<Vec<_>>(),
-        vec![0.9, 0.8, 0.7]
-    );
+    assert_eq!(d.iter().map(|x| x.score).collect::<Vec<_>>(), vec![0.9, 0.8, 0.7]);
     let d = end2end_postprocess(&preds, 2, 4, BoxFormat::Xyxy, &End2EndOptions::predict()).unwrap();
     let s: Vec<f32> = d.iter().map(|x| x.score).collect();
     assert_eq!(s, vec![0.9, 0.8, 0.7, 0.3]);
-    assert!(
-        end2end_postprocess(&[], 2, 0, BoxFormat::Xyxy, &End2EndOptions::val())
-            .unwrap()
-            .is_empty()
-    );
+    assert!(end2end_postprocess(&[], 2, 0, BoxFormat::Xyxy, &End2EndOptions::val()).unwrap().is_empty());
 }
 
 #[test]
@@ -277,8 +191,5 @@ fn realistic_val_load_is_fast() {
     assert!(d.windows(2).all(|w| w[0].score >= w[1].score));
     let limit = if cfg!(debug_assertions) { 30.0 } else { 2.0 };
     assert!(dt.as_secs_f64() < limit, "NMS took {dt:?}");
-    eprintln!(
-        "NMS on 8400x80 (multi-label, conf 0.001): {dt:?}, {} kept",
-        d.len()
-    );
+    eprintln!("NMS on 8400x80 (multi-label, conf 0.001): {dt:?}, {} kept", d.len());
 }

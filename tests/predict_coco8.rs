@@ -25,9 +25,7 @@ fn seeded_model(name: &str, nc: usize) -> Yolo<Cpu> {
     let mut model = Yolo::<Cpu>::new(name, nc, &device).unwrap();
     let mut state: u64 = 12345;
     let mut next = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((state >> 33) as f64 / (1u64 << 31) as f64) as f32
     };
     let mut tensors = std::collections::HashMap::new();
@@ -49,12 +47,7 @@ fn seeded_model(name: &str, nc: usize) -> Yolo<Cpu> {
         }
         tensors.insert(t.key, (t.shape, v));
     }
-    model
-        .load_state_dict(&StateDict {
-            tensors,
-            int_keys: vec![],
-        })
-        .unwrap();
+    model.load_state_dict(&StateDict { tensors, int_keys: vec![] }).unwrap();
     model
 }
 
@@ -74,24 +67,11 @@ fn val_images() -> Vec<PathBuf> {
 fn predict_finds_the_same_boxes_as_val() {
     let model = seeded_model("yolo26n", 80);
     let images = val_images();
-    let samples: Vec<Sample> = images
-        .iter()
-        .map(|p| Sample {
-            image: p.clone(),
-            size: probe(p).unwrap(),
-            labels: vec![],
-        })
-        .collect();
+    let samples: Vec<Sample> =
+        images.iter().map(|p| Sample { image: p.clone(), size: probe(p).unwrap(), labels: vec![] }).collect();
     let loader = BatchLoader::new(
         samples,
-        LoaderConfig {
-            imgsz: IMGSZ,
-            batch: 4,
-            workers: 2,
-            shuffle: false,
-            seed: 0,
-            prefetch: 1,
-        },
+        LoaderConfig { imgsz: IMGSZ, batch: 4, workers: 2, shuffle: false, seed: 0, prefetch: 1 },
     )
     .unwrap();
     // A low threshold so that the untrained model yields many boxes.
@@ -99,14 +79,7 @@ fn predict_finds_the_same_boxes_as_val() {
     let val = validate(
         &model,
         &loader,
-        &ValOptions {
-            conf,
-            iou: 0.7,
-            max_det: 300,
-            agnostic: false,
-            end2end: true,
-            half: false,
-        },
+        &ValOptions { conf, iou: 0.7, max_det: 300, agnostic: false, end2end: true, half: false },
         None,
     )
     .unwrap();
@@ -130,50 +103,25 @@ fn predict_finds_the_same_boxes_as_val() {
         assert_eq!(r.detections.len(), dets.len(), "{}", path.display());
         for (a, b) in r.detections.iter().zip(dets) {
             assert_eq!(a.class, b.class);
-            assert!(
-                (a.score - b.score).abs() <= 1e-5 * b.score.max(1e-3),
-                "{} vs {}",
-                a.score,
-                b.score
-            );
+            assert!((a.score - b.score).abs() <= 1e-5 * b.score.max(1e-3), "{} vs {}", a.score, b.score);
             for k in 0..4 {
-                assert!(
-                    (a.xyxy[k] - b.xyxy[k]).abs() < 1e-3,
-                    "{:?} vs {:?}",
-                    a.xyxy,
-                    b.xyxy
-                );
+                assert!((a.xyxy[k] - b.xyxy[k]).abs() < 1e-3, "{:?} vs {:?}", a.xyxy, b.xyxy);
             }
         }
         total += dets.len();
     }
-    assert!(
-        total > 0,
-        "the seeded model should produce detections at conf {conf}"
-    );
+    assert!(total > 0, "the seeded model should produce detections at conf {conf}");
     // The class filter keeps only the named classes.
-    let keep = results
-        .iter()
-        .flatten()
-        .flat_map(|r| r.detections.iter().map(|d| d.class))
-        .next()
-        .unwrap();
+    let keep = results.iter().flatten().flat_map(|r| r.detections.iter().map(|d| d.class)).next().unwrap();
     let filtered = predict::predict_images(
         &model,
         &images,
-        &PredictOptions {
-            classes: Some(vec![keep]),
-            ..opts.clone()
-        },
+        &PredictOptions { classes: Some(vec![keep]), ..opts.clone() },
         false,
         |_, _| {},
     )
     .unwrap();
-    let classes: Vec<usize> = filtered
-        .iter()
-        .flatten()
-        .flat_map(|r| r.detections.iter().map(|d| d.class))
-        .collect();
+    let classes: Vec<usize> = filtered.iter().flatten().flat_map(|r| r.detections.iter().map(|d| d.class)).collect();
     assert!(!classes.is_empty() && classes.iter().all(|&c| c == keep));
 }
 
@@ -188,21 +136,12 @@ fn settings(args: &[&str]) -> Settings {
 fn predict_command_writes_annotated_images_and_labels() {
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("seeded.safetensors");
-    seeded_model("yolov8n", 80)
-        .save_safetensors(&weights)
-        .unwrap();
+    seeded_model("yolov8n", 80).save_safetensors(&weights).unwrap();
     let images = val_images();
     // A list file: two coco8 photos (absolute) and one unreadable image (relative to the list).
     common::write(&dir.path().join("broken.jpg"), "this is not a jpeg");
     let list = dir.path().join("list.txt");
-    common::write(
-        &list,
-        &format!(
-            "{}\n{}\nbroken.jpg\n",
-            images[0].display(),
-            images[1].display()
-        ),
-    );
+    common::write(&list, &format!("{}\n{}\nbroken.jpg\n", images[0].display(), images[1].display()));
     let coco8 = common::shared_datasets().join("coco8.yaml");
     let project = dir.path().join("runs");
     let s = settings(&[
@@ -235,31 +174,15 @@ fn predict_command_writes_annotated_images_and_labels() {
         let out = summary.run_dir.join(src.file_name().unwrap());
         let annotated = image::open(&out).unwrap().to_rgb8();
         let original = image::open(src).unwrap().to_rgb8();
-        assert_eq!(
-            annotated.dimensions(),
-            original.dimensions(),
-            "{}",
-            out.display()
-        );
-        let label_file = summary
-            .run_dir
-            .join("labels")
-            .join(src.file_name().unwrap())
-            .with_extension("txt");
-        assert_eq!(
-            label_file.is_file(),
-            !r.detections.is_empty(),
-            "a label file exactly for images with detections"
-        );
+        assert_eq!(annotated.dimensions(), original.dimensions(), "{}", out.display());
+        let label_file = summary.run_dir.join("labels").join(src.file_name().unwrap()).with_extension("txt");
+        assert_eq!(label_file.is_file(), !r.detections.is_empty(), "a label file exactly for images with detections");
         let labels = std::fs::read_to_string(&label_file).unwrap_or_default();
         assert_eq!(labels.lines().count(), r.detections.len());
         for line in labels.lines() {
             let f: Vec<f32> = line.split(' ').map(|t| t.parse().unwrap()).collect();
             assert_eq!(f.len(), 6, "class cx cy w h conf");
-            assert!(
-                f[0] < 80.0 && f[1..5].iter().all(|v| (0.0..=1.0).contains(v)) && f[5] > 0.05,
-                "{line}"
-            );
+            assert!(f[0] < 80.0 && f[1..5].iter().all(|v| (0.0..=1.0).contains(v)) && f[5] > 0.05, "{line}");
         }
         if !r.detections.is_empty() {
             // Boxes were drawn: the annotated copy differs from the source (beyond JPEG re-encoding noise).
@@ -268,11 +191,7 @@ fn predict_command_writes_annotated_images_and_labels() {
                 .zip(original.pixels())
                 .filter(|(a, b)| a.0.iter().zip(b.0).any(|(x, y)| x.abs_diff(y) > 60))
                 .count();
-            assert!(
-                changed > 100,
-                "{}: only {changed} pixels changed",
-                out.display()
-            );
+            assert!(changed > 100, "{}: only {changed} pixels changed", out.display());
         }
         boxes += r.detections.len();
     }
@@ -305,43 +224,22 @@ fn sources_folder_glob_list_and_errors() {
     assert!(collect_sources("/definitely/not/here.jpg").is_err());
     assert!(collect_sources(&format!("{}/*.nothing", coco.display())).is_err());
     let dir = tempfile::tempdir().unwrap();
-    assert!(
-        collect_sources(dir.path().to_str().unwrap()).is_err(),
-        "an empty folder is an error"
-    );
+    assert!(collect_sources(dir.path().to_str().unwrap()).is_err(), "an empty folder is an error");
     let none = dir.path().join("empty.txt");
     common::write(&none, "\n# nothing\n");
     assert!(collect_sources(none.to_str().unwrap()).is_err());
     // Missing weights are a clear error naming the file.
-    let s = settings(&[
-        "--weights",
-        "/nope/w.safetensors",
-        "--source",
-        coco.to_str().unwrap(),
-    ]);
+    let s = settings(&["--weights", "/nope/w.safetensors", "--source", coco.to_str().unwrap()]);
     let err = predict::run(&s).err().expect("missing weights");
-    assert!(
-        format!("{err:#}").contains("/nope/w.safetensors"),
-        "{err:#}"
-    );
+    assert!(format!("{err:#}").contains("/nope/w.safetensors"), "{err:#}");
 }
 
 #[test]
 fn descriptions_read_like_ultralytics() {
     use ember::postprocess::Detection;
-    let names: Vec<String> = ["person", "bicycle", "car"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let d = |class| Detection {
-        xyxy: [0.0, 0.0, 1.0, 1.0],
-        score: 0.9,
-        class,
-    };
-    assert_eq!(
-        predict::describe(&[d(0), d(2), d(0)], &names),
-        "2 persons, 1 car"
-    );
+    let names: Vec<String> = ["person", "bicycle", "car"].iter().map(|s| s.to_string()).collect();
+    let d = |class| Detection { xyxy: [0.0, 0.0, 1.0, 1.0], score: 0.9, class };
+    assert_eq!(predict::describe(&[d(0), d(2), d(0)], &names), "2 persons, 1 car");
     assert_eq!(predict::describe(&[], &names), "(no detections)");
 }
 
@@ -362,17 +260,9 @@ fn half_precision_predictions_agree_with_fp32() {
             half: false,
         };
         let full = predict::predict_images(&model, images, &opts, false, |_, _| {}).unwrap();
-        let half = predict::predict_images(
-            &model,
-            images,
-            &PredictOptions {
-                half: true,
-                ..opts.clone()
-            },
-            false,
-            |_, _| {},
-        )
-        .unwrap();
+        let half =
+            predict::predict_images(&model, images, &PredictOptions { half: true, ..opts.clone() }, false, |_, _| {})
+                .unwrap();
         for (a, b) in full.iter().zip(&half) {
             let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
             assert!(!a.detections.is_empty());
@@ -383,11 +273,7 @@ fn half_precision_predictions_agree_with_fp32() {
                     && (d.score - top.score).abs() < 2e-2
                     && (0..4).all(|k| (d.xyxy[k] - top.xyxy[k]).abs() < 3.0)
             });
-            assert!(
-                matched,
-                "{name}: {top:?} not among the FP16 detections {:?}",
-                b.detections
-            );
+            assert!(matched, "{name}: {top:?} not among the FP16 detections {:?}", b.detections);
         }
     }
 }

@@ -109,8 +109,11 @@ fn trained_one_class_checkpoint_matches_ultralytics_state_dict() {
     assert_eq!(file.architecture().unwrap().as_deref(), Some("yolo26n"));
 }
 
+/// A tensor's shape and values.
+type Shaped = (Vec<usize>, Vec<f32>);
+
 /// Input and eval-mode outputs of the forward-parity fixture (tools/reference/model_fixtures.py).
-fn parity_io(arch: &str) -> (Vec<usize>, Vec<f32>, HashMap<String, (Vec<usize>, Vec<f32>)>) {
+fn parity_io(arch: &str) -> (Vec<usize>, Vec<f32>, HashMap<String, Shaped>) {
     let bytes = std::fs::read(fixture(&format!("model/{arch}_io.safetensors"))).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (mut input, mut outputs) = (None, HashMap::new());

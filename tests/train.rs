@@ -18,10 +18,10 @@ fn shapes(dir: &Path, train: usize, val: usize) -> PathBuf {
     generate(dir, &SyntheticConfig { train_images: train, val_images: val, size: 64, ..Default::default() }).unwrap()
 }
 
-
 fn tensors(path: &Path, prefix: &str) -> Vec<(String, Vec<f32>)> {
     let sd = StateDict::read(path).unwrap();
-    let mut out: Vec<_> = sd.tensors.into_iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, (_, v))| (k, v)).collect();
+    let mut out: Vec<_> =
+        sd.tensors.into_iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, (_, v))| (k, v)).collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     assert!(!out.is_empty(), "no {prefix} tensors in {}", path.display());
     out
@@ -77,7 +77,9 @@ fn learns_synthetic_shapes_to_a_high_map50() {
     assert!((again.map50 - metrics.map50).abs() < 1e-6, "{} vs {}", again.map50, metrics.map50);
 
     // COCO-format results and ground truth that pycocotools reads directly.
-    let read = |f: &str| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(dir.path().join("val/val").join(f)).unwrap()).unwrap() };
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("val/val").join(f)).unwrap()).unwrap()
+    };
     let preds = read("predictions.json");
     let preds = preds.as_array().unwrap();
     assert!(!preds.is_empty());
@@ -125,7 +127,11 @@ fn two_epochs_plus_resume_equals_three_straight() {
     let resumed_dir = runs.join("resumed/weights");
     std::fs::create_dir_all(&resumed_dir).unwrap();
     std::fs::copy(a.run_dir.join("weights/epoch2.safetensors"), resumed_dir.join("last.safetensors")).unwrap();
-    let b = ember::commands::train::run(&settings(&[("resume", resumed_dir.join("last.safetensors").display().to_string())]), false).unwrap();
+    let b = ember::commands::train::run(
+        &settings(&[("resume", resumed_dir.join("last.safetensors").display().to_string())]),
+        false,
+    )
+    .unwrap();
     assert_eq!(b.epochs_completed, 3);
     for prefix in ["train.model.", "model.", "train.optim."] {
         assert_same_weights(&tensors(&a.last, prefix), &tensors(&b.last, prefix), prefix);
@@ -144,7 +150,8 @@ fn sigkill_mid_epoch_loses_nothing() {
     let straight = Command::new(exe).arg("train").args(args("straight")).output().unwrap();
     assert!(straight.status.success(), "{}", String::from_utf8_lossy(&straight.stderr));
 
-    let mut child = Command::new(exe).arg("train").args(args("killed")).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut child =
+        Command::new(exe).arg("train").args(args("killed")).stdout(std::process::Stdio::null()).spawn().unwrap();
     let last = runs.join("killed/weights/last.safetensors");
     let start = std::time::Instant::now();
     while !last.exists() {
@@ -173,12 +180,15 @@ fn diverged_epoch_is_repeated_from_last() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = shapes(&dir.path().join("data"), 16, 8);
     let runs = dir.path().join("runs");
-    let args = |name: &str| -> Vec<String> { recipe(&yaml, &runs, name, 3).into_iter().map(|(k, v)| format!("{k}={v}")).collect() };
+    let args = |name: &str| -> Vec<String> {
+        recipe(&yaml, &runs, name, 3).into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+    };
     let exe = env!("CARGO_BIN_EXE_ember");
     let straight = Command::new(exe).arg("train").args(args("straight")).output().unwrap();
     assert!(straight.status.success(), "{}", String::from_utf8_lossy(&straight.stderr));
 
-    let faulty = Command::new(exe).arg("train").args(args("faulty")).env("EMBER_FAULT", "nan-weights@2:1").output().unwrap();
+    let faulty =
+        Command::new(exe).arg("train").args(args("faulty")).env("EMBER_FAULT", "nan-weights@2:1").output().unwrap();
     let stdout = String::from_utf8_lossy(&faulty.stdout);
     assert!(faulty.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&faulty.stderr));
     assert!(stdout.contains("weights set to NaN before epoch 2 batch 1"), "{stdout}");
@@ -201,10 +211,19 @@ fn bad_checkpoints_and_splits_get_clear_errors() {
     let yaml = shapes(&dir.path().join("data"), 4, 2);
     let bogus = dir.path().join("bogus.safetensors");
     std::fs::write(&bogus, b"not a checkpoint").unwrap();
-    let val = |weights: &Path| settings(&[("data", yaml.display().to_string()), ("weights", weights.display().to_string()), ("imgsz", "64".into())]);
+    let val = |weights: &Path| {
+        settings(&[
+            ("data", yaml.display().to_string()),
+            ("weights", weights.display().to_string()),
+            ("imgsz", "64".into()),
+        ])
+    };
     let err = format!("{:#}", ember::commands::val::run(&val(&bogus)).unwrap_err());
     assert!(err.contains("bogus.safetensors"), "{err}");
-    let err = format!("{:#}", ember::commands::train::run(&settings(&[("resume", bogus.display().to_string())]), false).unwrap_err());
+    let err = format!(
+        "{:#}",
+        ember::commands::train::run(&settings(&[("resume", bogus.display().to_string())]), false).unwrap_err()
+    );
     assert!(err.contains("bogus.safetensors"), "{err}");
     let err = format!("{:#}", ember::commands::val::run(&val(&dir.path().join("missing.safetensors"))).unwrap_err());
     assert!(err.contains("missing.safetensors"), "{err}");
@@ -215,25 +234,48 @@ fn bad_checkpoints_and_splits_get_clear_errors() {
     let run = ember::commands::train::run(&settings(&short), false).unwrap();
     let coco8 = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/coco8.yaml");
     let shared = common::shared_datasets().display().to_string();
-    let other = settings(&[("data", coco8.display().to_string()), ("datasets_dir", shared), ("weights", run.last.display().to_string()), ("imgsz", "64".into())]);
+    let other = settings(&[
+        ("data", coco8.display().to_string()),
+        ("datasets_dir", shared),
+        ("weights", run.last.display().to_string()),
+        ("imgsz", "64".into()),
+    ]);
     let err = format!("{:#}", ember::commands::val::run(&other).unwrap_err());
     assert!(err.contains("3 classes") && err.contains("80"), "{err}");
 
     // A dataset without the requested split, and one whose split holds no usable image.
-    let no_test = settings(&[("data", yaml.display().to_string()), ("weights", run.last.display().to_string()), ("imgsz", "64".into()), ("split", "test".into())]);
+    let no_test = settings(&[
+        ("data", yaml.display().to_string()),
+        ("weights", run.last.display().to_string()),
+        ("imgsz", "64".into()),
+        ("split", "test".into()),
+    ]);
     let err = format!("{:#}", ember::commands::val::run(&no_test).unwrap_err());
     assert!(err.contains("has no 'test' split"), "{err}");
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(empty.join("images/val")).unwrap();
     std::fs::write(empty.join("images/val/broken.jpg"), b"not an image").unwrap();
-    std::fs::write(empty.join("e.yaml"), "path: .\ntrain: images/val\nval: images/val\nnames: [square, disc, triangle]\n").unwrap();
-    let empty_val = settings(&[("data", empty.join("e.yaml").display().to_string()), ("weights", run.last.display().to_string()), ("imgsz", "64".into())]);
+    std::fs::write(
+        empty.join("e.yaml"),
+        "path: .\ntrain: images/val\nval: images/val\nnames: [square, disc, triangle]\n",
+    )
+    .unwrap();
+    let empty_val = settings(&[
+        ("data", empty.join("e.yaml").display().to_string()),
+        ("weights", run.last.display().to_string()),
+        ("imgsz", "64".into()),
+    ]);
     let err = format!("{:#}", ember::commands::val::run(&empty_val).unwrap_err());
     assert!(err.contains("no usable images"), "{err}");
 
     // FP16 inference (`--half`) scores like FP32 on the same weights.
     let fp32 = ember::commands::val::run(&val(&run.last)).unwrap();
-    let mut half_pairs = vec![("data", yaml.display().to_string()), ("weights", run.last.display().to_string()), ("imgsz", "64".into()), ("half", "true".into())];
+    let mut half_pairs = vec![
+        ("data", yaml.display().to_string()),
+        ("weights", run.last.display().to_string()),
+        ("imgsz", "64".into()),
+        ("half", "true".into()),
+    ];
     half_pairs.push(("plots", "false".into()));
     let fp16 = ember::commands::val::run(&settings(&half_pairs)).unwrap();
     assert!((fp16.map50_95 - fp32.map50_95).abs() < 0.02, "fp16 {} vs fp32 {}", fp16.map50_95, fp32.map50_95);
@@ -252,10 +294,8 @@ fn frozen_layers_end_training_bit_unchanged() {
     pairs.extend([("weights", init.display().to_string()), ("freeze", "3".into()), ("val", "false".into())]);
     let outcome = ember::commands::train::run(&settings(&pairs), false).unwrap();
 
-    let trained: std::collections::HashMap<String, Vec<f32>> = tensors(&outcome.last, "train.model.")
-        .into_iter()
-        .map(|(k, v)| (k["train.".len()..].to_string(), v))
-        .collect();
+    let trained: std::collections::HashMap<String, Vec<f32>> =
+        tensors(&outcome.last, "train.model.").into_iter().map(|(k, v)| (k["train.".len()..].to_string(), v)).collect();
     let (mut frozen, mut learned) = (0usize, 0usize);
     for (key, before) in tensors(&init, "model.") {
         let fixed = ["model.0.", "model.1.", "model.2."].iter().any(|p| key.starts_with(p)) || key.contains(".dfl");

@@ -25,7 +25,9 @@ fn ember_val_reproduces_ultralytics_all_row() {
             ("split", split.into()),
             ("plots", "false".into()),
         ];
-        let settings = Settings::resolve(&Overrides { values: values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() }).unwrap();
+        let settings =
+            Settings::resolve(&Overrides { values: values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() })
+                .unwrap();
         let m = ember::commands::val::run(&settings).unwrap();
         let r = &reference["rows"][split];
         let ours = [m.precision, m.recall, m.map50, m.map50_95];
@@ -35,7 +37,12 @@ fn ember_val_reproduces_ultralytics_all_row() {
         // The bound, 1e-3, on every figure: with the photos decoded bit-for-bit as OpenCV does
         // (tests/image_decode.rs), what is left is float rounding in the model (ember 0.446811 vs 0.446687
         // on P, where the F1-maximising confidence moves with the 4th digit of a score).
-        for (k, (a, b)) in [("P", (ours[0], theirs[0])), ("R", (ours[1], theirs[1])), ("mAP50", (ours[2], theirs[2])), ("mAP50-95", (ours[3], theirs[3]))] {
+        for (k, (a, b)) in [
+            ("P", (ours[0], theirs[0])),
+            ("R", (ours[1], theirs[1])),
+            ("mAP50", (ours[2], theirs[2])),
+            ("mAP50-95", (ours[3], theirs[3])),
+        ] {
             let tol = 1e-3;
             assert!((a - b).abs() <= tol, "{split} {k}: ember {a:.5} vs Ultralytics {b:.5}");
         }

@@ -31,7 +31,8 @@ pub fn scan_all(dataset: &DatasetConfig) -> Result<Vec<SplitScan>> {
 /// The text `ember check` prints.
 pub fn report(dataset: &DatasetConfig, scans: &[SplitScan]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{} ({} classes, root {})", dataset.yaml_path.display(), dataset.nc(), dataset.root.display());
+    let _ =
+        writeln!(out, "{} ({} classes, root {})", dataset.yaml_path.display(), dataset.nc(), dataset.root.display());
     for scan in scans {
         let _ = writeln!(out, "{}", scan.summary_line());
         for c in &scan.corrupt {

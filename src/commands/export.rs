@@ -29,18 +29,17 @@ impl OnBackend for Export<'_> {
 }
 
 fn export_on<B: Backend>(settings: &Settings, device: &B::Device) -> Result<PathBuf> {
-    let weights = settings
-        .weights
-        .as_deref()
-        .context("no weights given: pass --weights FILE.safetensors|FILE.pt")?;
+    let weights = settings.weights.as_deref().context("no weights given: pass --weights FILE.safetensors|FILE.pt")?;
     let weights = &locate_weights(weights)?;
     let started = Instant::now();
     let names = class_names(settings)?;
     let loaded = export::load_model::<B>(weights, &settings.model, names, device)?;
     let model = &loaded.model;
     if settings.nms == Some(true) {
-        bail!("nms=true asks for NMS inside the exported graph, which ember does not build: export without it \
-               (the one-to-many output, NMS after the model) or with nms=false (YOLO26's NMS-free output)");
+        bail!(
+            "nms=true asks for NMS inside the exported graph, which ember does not build: export without it \
+               (the one-to-many output, NMS after the model) or with nms=false (YOLO26's NMS-free output)"
+        );
     }
     let format = settings.format.to_ascii_lowercase();
     let (out, shape, what) = match format.as_str() {
@@ -57,8 +56,7 @@ fn export_on<B: Backend>(settings: &Settings, device: &B::Device) -> Result<Path
             };
             let onnx = export::export_onnx(model, &opts)?;
             let out = export::output_path(weights, "onnx");
-            std::fs::write(&out, &onnx.bytes)
-                .with_context(|| format!("cannot write {}", out.display()))?;
+            std::fs::write(&out, &onnx.bytes).with_context(|| format!("cannot write {}", out.display()))?;
             let shape = onnx
                 .output_shape
                 .iter()
@@ -72,28 +70,16 @@ fn export_on<B: Backend>(settings: &Settings, device: &B::Device) -> Result<Path
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
-            let head = if opts.end2end {
-                "end-to-end, no NMS"
-            } else {
-                "needs NMS"
-            };
+            let head = if opts.end2end { "end-to-end, no NMS" } else { "needs NMS" };
             let precision = if opts.half { "FP16" } else { "FP32" };
-            (
-                out,
-                format!("output0 [{shape}] ({head})"),
-                format!("ONNX opset {}, {precision}", opts.opset),
-            )
+            (out, format!("output0 [{shape}] ({head})"), format!("ONNX opset {}, {precision}", opts.opset))
         }
         "safetensors" => {
             let meta = export::export_meta(&loaded, settings.imgsz);
             let out = export::output_path(weights, "safetensors");
             export::save_ultralytics_safetensors(model, &out, &meta, settings.half)?;
             let precision = if settings.half { "FP16" } else { "FP32" };
-            (
-                out,
-                "Ultralytics state_dict keys".to_string(),
-                format!("SafeTensors, {precision}"),
-            )
+            (out, "Ultralytics state_dict keys".to_string(), format!("SafeTensors, {precision}"))
         }
         "burnpack" | "bpk" => {
             if settings.half {
@@ -102,11 +88,7 @@ fn export_on<B: Backend>(settings: &Settings, device: &B::Device) -> Result<Path
             let meta = export::export_meta(&loaded, settings.imgsz);
             let out = export::output_path(weights, "bpk");
             export::save_burnpack(model, &out, &meta)?;
-            (
-                out,
-                "burn module paths".to_string(),
-                "burnpack, FP32".to_string(),
-            )
+            (out, "burn module paths".to_string(), "burnpack, FP32".to_string())
         }
         other => bail!("unknown export format '{other}': choose onnx, safetensors or burnpack"),
     };
@@ -128,7 +110,5 @@ pub fn class_names(settings: &Settings) -> Result<Option<Vec<String>>> {
         return Ok(None);
     };
     let dir = settings.datasets_dir.as_ref().map(PathBuf::from);
-    Ok(Some(
-        crate::data::DatasetConfig::load(data.as_ref(), dir.as_deref())?.names,
-    ))
+    Ok(Some(crate::data::DatasetConfig::load(data.as_ref(), dir.as_deref())?.names))
 }

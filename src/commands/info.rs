@@ -20,7 +20,9 @@ pub fn run(settings: &Settings) -> Result<()> {
         None => (settings.model.clone(), None),
     };
     let nc = match settings.data.as_deref() {
-        Some(data) => DatasetConfig::load(data.as_ref(), settings.datasets_dir.as_ref().map(PathBuf::from).as_deref())?.nc(),
+        Some(data) => {
+            DatasetConfig::load(data.as_ref(), settings.datasets_dir.as_ref().map(PathBuf::from).as_deref())?.nc()
+        }
         None => checkpoint_nc.filter(|&n| n > 0).unwrap_or(80),
     };
     crate::model::print_info(&model, settings.imgsz as usize, nc)

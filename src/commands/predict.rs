@@ -18,8 +18,7 @@ use crate::draw::{annotate, DrawStyle};
 use crate::export::load_model;
 use crate::model::Yolo;
 use crate::postprocess::{
-    end2end_postprocess_predict, non_max_suppression, xyxy_to_xywh, Detection, End2EndOptions,
-    NmsOptions,
+    end2end_postprocess_predict, non_max_suppression, xyxy_to_xywh, Detection, End2EndOptions, NmsOptions,
 };
 
 /// Inference settings.
@@ -77,8 +76,7 @@ pub fn collect_sources(source: &str) -> Result<Vec<PathBuf>> {
     let path = Path::new(source);
     let mut out = Vec::new();
     if path.is_dir() {
-        let entries =
-            std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?;
+        let entries = std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?;
         for e in entries {
             let p = e?.path();
             if p.is_file() && is_image_path(&p) {
@@ -87,30 +85,14 @@ pub fn collect_sources(source: &str) -> Result<Vec<PathBuf>> {
         }
         out.sort();
         if out.is_empty() {
-            bail!(
-                "{}: no images (jpg, jpeg, png, bmp, webp) in this folder",
-                path.display()
-            );
+            bail!("{}: no images (jpg, jpeg, png, bmp, webp) in this folder", path.display());
         }
-    } else if path.is_file()
-        && path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("txt"))
-    {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+    } else if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt")) {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for line in text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
             let p = Path::new(line);
-            out.push(if p.is_absolute() || p.exists() {
-                p.to_path_buf()
-            } else {
-                base.join(p)
-            });
+            out.push(if p.is_absolute() || p.exists() { p.to_path_buf() } else { base.join(p) });
         }
         if out.is_empty() {
             bail!("{}: the list names no images", path.display());
@@ -176,6 +158,9 @@ pub fn postprocess(
     }
 }
 
+/// A decoded image, its letterbox and the letterboxed pixels in CHW order.
+type Decoded = (RgbImage, Letterbox, Vec<f32>);
+
 /// Run `model` over `paths` in batches. Each entry is the image's result or why it was skipped.
 pub fn predict_images<B: Backend>(
     model: &Yolo<B>,
@@ -184,24 +169,17 @@ pub fn predict_images<B: Backend>(
     keep_images: bool,
     mut on_result: impl FnMut(usize, &std::result::Result<ImageResult, (PathBuf, String)>),
 ) -> Result<Vec<std::result::Result<ImageResult, (PathBuf, String)>>> {
-    if opts.imgsz == 0 || opts.imgsz % 32 != 0 {
-        bail!(
-            "--imgsz must be a positive multiple of 32, got {}",
-            opts.imgsz
-        );
+    if opts.imgsz == 0 || !opts.imgsz.is_multiple_of(32) {
+        bail!("--imgsz must be a positive multiple of 32, got {}", opts.imgsz);
     }
-    let device = model
-        .devices()
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow!("the model has no tensors"))?;
+    let device = model.devices().into_iter().next().ok_or_else(|| anyhow!("the model has no tensors"))?;
     let nc = model.nc();
     let use_e2e = opts.end2end && model.end2end();
     let side = opts.imgsz;
     let mut results = Vec::with_capacity(paths.len());
     for chunk in paths.chunks(opts.batch.max(1)) {
         let t0 = Instant::now();
-        let decoded: Vec<std::result::Result<(RgbImage, Letterbox, Vec<f32>), String>> = chunk
+        let decoded: Vec<std::result::Result<Decoded, String>> = chunk
             .par_iter()
             .map(|p| {
                 let img = decode_rgb(p).map_err(|e| format!("{e:#}"))?;
@@ -228,26 +206,16 @@ pub fn predict_images<B: Backend>(
             // Decoding widens FP16 outputs to FP32 itself (`HeadOutput::decode`).
             let (preds, _) = model.forward(x).decode_for_postprocess(use_e2e);
             let [_, channels, anchors] = preds.dims();
-            let values: Vec<f32> = preds
-                .cast(DType::F32)
-                .into_data()
-                .convert::<f32>()
-                .to_vec()
-                .map_err(|e| anyhow!("{e:?}"))?;
+            let values: Vec<f32> =
+                preds.cast(DType::F32).into_data().convert::<f32>().to_vec().map_err(|e| anyhow!("{e:?}"))?;
             inf_ms = t1.elapsed().as_secs_f64() * 1000.0 / ok.len() as f64;
             let t2 = Instant::now();
             for (j, &i) in ok.iter().enumerate() {
                 let slice = &values[j * channels * anchors..(j + 1) * channels * anchors];
                 let lb = decoded[i].as_ref().expect("ok").1;
                 let dets = postprocess(slice, nc, anchors, use_e2e, opts)?;
-                per_image[i] = Some(
-                    dets.into_iter()
-                        .map(|d| Detection {
-                            xyxy: lb.inverse_xyxy(d.xyxy),
-                            ..d
-                        })
-                        .collect(),
-                );
+                per_image[i] =
+                    Some(dets.into_iter().map(|d| Detection { xyxy: lb.inverse_xyxy(d.xyxy), ..d }).collect());
             }
             post_ms = t2.elapsed().as_secs_f64() * 1000.0 / ok.len() as f64;
         }
@@ -296,14 +264,7 @@ pub fn label_lines(r: &ImageResult, save_conf: bool) -> String {
     let mut s = String::new();
     for d in &r.detections {
         let [cx, cy, bw, bh] = xyxy_to_xywh(d.xyxy);
-        s.push_str(&format!(
-            "{} {:.6} {:.6} {:.6} {:.6}",
-            d.class,
-            cx / w,
-            cy / h,
-            bw / w,
-            bh / h
-        ));
+        s.push_str(&format!("{} {:.6} {:.6} {:.6} {:.6}", d.class, cx / w, cy / h, bw / w, bh / h));
         if save_conf {
             s.push_str(&format!(" {:.6}", d.score));
         }
@@ -320,28 +281,15 @@ pub struct PredictSummary {
 }
 
 pub fn run(settings: &Settings) -> Result<PredictSummary> {
-    let weights = settings
-        .weights
-        .as_deref()
-        .context("no weights given: pass --weights FILE.safetensors|FILE.pt")?;
-    let source = settings
-        .source
-        .as_deref()
-        .context("no images given: pass --source IMAGE|FOLDER|GLOB|LIST.txt")?;
+    let weights = settings.weights.as_deref().context("no weights given: pass --weights FILE.safetensors|FILE.pt")?;
+    let source = settings.source.as_deref().context("no images given: pass --source IMAGE|FOLDER|GLOB|LIST.txt")?;
     let compute = ComputeDevice::resolve(settings.device.as_deref())?;
     let paths = collect_sources(source)?;
     let names = super::export::class_names(settings)?;
     let weights = crate::model::locate::locate_weights(weights)?;
     let opts = PredictOptions::from_settings(settings);
-    let project = settings
-        .project
-        .clone()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("runs"));
-    let name = settings
-        .name
-        .clone()
-        .unwrap_or_else(|| "predict".to_string());
+    let project = settings.project.clone().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("runs"));
+    let name = settings.name.clone().unwrap_or_else(|| "predict".to_string());
     let run_dir = crate::train::run_dir::make_run_dir(&project, &name, settings.exist_ok)?;
     if settings.save_txt {
         std::fs::create_dir_all(run_dir.join("labels"))
@@ -403,20 +351,13 @@ pub fn run(settings: &Settings) -> Result<PredictSummary> {
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
     if !skipped.is_empty() {
-        println!(
-            "{} of {total} images could not be read and were skipped",
-            skipped.len()
-        );
+        println!("{} of {total} images could not be read and were skipped", skipped.len());
     }
     println!("Results saved to {}", run_dir.display());
     if ok.is_empty() {
         bail!("none of the {total} images could be read");
     }
-    Ok(PredictSummary {
-        run_dir,
-        results: ok,
-        skipped,
-    })
+    Ok(PredictSummary { run_dir, results: ok, skipped })
 }
 
 /// Loads the weights on the device, predicts, and prints and saves each image's result as it comes.
@@ -475,18 +416,12 @@ fn save_outputs(
     style: &DrawStyle,
     settings: &Settings,
 ) -> Result<()> {
-    let file_name = r
-        .path
-        .file_name()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("image.jpg"));
+    let file_name = r.path.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("image.jpg"));
     if let Some(img) = &r.image {
         let mut canvas = img.clone();
         annotate(&mut canvas, &r.detections, names, style);
         let out = run_dir.join(&file_name);
-        canvas
-            .save(&out)
-            .with_context(|| format!("cannot write {}", out.display()))?;
+        canvas.save(&out).with_context(|| format!("cannot write {}", out.display()))?;
     }
     if settings.save_txt && !r.detections.is_empty() {
         // Like Ultralytics: no label file for an image without detections.

@@ -7,9 +7,9 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::config::{AmpMode, Settings};
-use crate::device::{fp16_unsafe, ComputeDevice, OnAutodiffBackend};
 use crate::data::scan::scan_split;
 use crate::data::Split;
+use crate::device::{fp16_unsafe, ComputeDevice, OnAutodiffBackend};
 use crate::model::locate::locate_weights;
 use crate::model::weights_file::model_from_pt;
 use crate::train::checkpoint;
@@ -60,7 +60,9 @@ pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {
     }
 
     let run_dir = match &resume {
-        Some((path, _)) => path.parent().and_then(Path::parent).map(Path::to_path_buf).context("checkpoint path has no run folder")?,
+        Some((path, _)) => {
+            path.parent().and_then(Path::parent).map(Path::to_path_buf).context("checkpoint path has no run folder")?
+        }
         None => {
             let project = PathBuf::from(settings.project.as_deref().unwrap_or("runs"));
             make_run_dir(&project, settings.name.as_deref().unwrap_or("train"), settings.exist_ok)?
@@ -106,9 +108,14 @@ fn resolve_resume(settings: &Settings) -> Result<(Settings, Option<(PathBuf, che
     let meta = checkpoint::read_meta(&path)?
         .with_context(|| format!("{} is not an ember training checkpoint (no ember header)", path.display()))?;
     if meta.epoch >= meta.epochs {
-        bail!("{} finished all {} epochs already; nothing to resume (start a new run with --weights)", path.display(), meta.epochs);
+        bail!(
+            "{} finished all {} epochs already; nothing to resume (start a new run with --weights)",
+            path.display(),
+            meta.epochs
+        );
     }
-    let mut saved: Settings = serde_yaml::from_str(&meta.settings).with_context(|| format!("{}: unreadable saved settings", path.display()))?;
+    let mut saved: Settings = serde_yaml::from_str(&meta.settings)
+        .with_context(|| format!("{}: unreadable saved settings", path.display()))?;
     saved.resume = None;
     // Where the data lives may differ on this machine.
     if settings.datasets_dir.is_some() {
@@ -116,7 +123,6 @@ fn resolve_resume(settings: &Settings) -> Result<(Settings, Option<(PathBuf, che
     }
     Ok((saved, Some((path, meta))))
 }
-
 
 /// The precision the run computes in, stated with the reason. On a GPU (CUDA or Vulkan) `--amp` (the
 /// default) is FP16, except on GPUs known to fail in FP16 and devices without FP16 arithmetic. On CPU the default is FP32: burn-flex computes FP16 convolutions

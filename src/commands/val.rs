@@ -5,15 +5,18 @@ use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 
 use crate::config::Settings;
-use crate::device::{ComputeDevice, OnBackend};
 use crate::data::scan::scan_split;
 use crate::data::{BatchLoader, LoaderConfig, Split};
+use crate::device::{ComputeDevice, OnBackend};
 use crate::metrics::plots::save_plots;
-use crate::metrics::{coco80_to_coco91, default_class_map, detections_to_coco, ground_truth_to_coco, write_json, DetectionMetrics, GtImage, ImageId};
-use crate::train::run_dir::make_run_dir;
+use crate::metrics::{
+    coco80_to_coco91, default_class_map, detections_to_coco, ground_truth_to_coco, write_json, DetectionMetrics,
+    GtImage, ImageId,
+};
 use crate::model::locate::locate_weights;
 use crate::model::{WeightsFile, Yolo};
 use crate::train::checkpoint;
+use crate::train::run_dir::make_run_dir;
 use crate::validate::{validate, ValOptions, ValOutcome};
 
 pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
@@ -36,12 +39,25 @@ pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
     };
     if let Some(m) = &meta {
         if m.nc != dataset.nc() {
-            anyhow::bail!("{} was trained for {} classes but {} has {}", weights.display(), m.nc, dataset.yaml_path.display(), dataset.nc());
+            anyhow::bail!(
+                "{} was trained for {} classes but {} has {}",
+                weights.display(),
+                m.nc,
+                dataset.yaml_path.display(),
+                dataset.nc()
+            );
         }
     }
     let loader = BatchLoader::new(
         scan.samples,
-        LoaderConfig { imgsz: settings.imgsz, batch: settings.batch as usize, workers: settings.workers as usize, shuffle: false, seed: 0, prefetch: 2 },
+        LoaderConfig {
+            imgsz: settings.imgsz,
+            batch: settings.batch as usize,
+            workers: settings.workers as usize,
+            shuffle: false,
+            seed: 0,
+            prefetch: 2,
+        },
     )?
     // Rectangular batches, as Ultralytics validates (the models' largest stride is 32).
     .with_rect(32);
@@ -56,16 +72,32 @@ pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
                 file_name: s.image.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
                 width: s.size.0,
                 height: s.size.1,
-                boxes_xyxy: s.labels.iter().map(|b| { let [cx, cy, bw, bh] = b.xywh; [(cx - bw / 2.0) * w, (cy - bh / 2.0) * h, (cx + bw / 2.0) * w, (cy + bh / 2.0) * h] }).collect(),
+                boxes_xyxy: s
+                    .labels
+                    .iter()
+                    .map(|b| {
+                        let [cx, cy, bw, bh] = b.xywh;
+                        [(cx - bw / 2.0) * w, (cy - bh / 2.0) * h, (cx + bw / 2.0) * w, (cy + bh / 2.0) * h]
+                    })
+                    .collect(),
                 classes: s.labels.iter().map(|b| b.class).collect(),
             }
         })
         .collect();
-    let outcome = compute.run(Evaluate { settings, model_name: &model_name, nc: dataset.nc(), weights: &file, loader: &loader })?;
+    let outcome = compute.run(Evaluate {
+        settings,
+        model_name: &model_name,
+        nc: dataset.nc(),
+        weights: &file,
+        loader: &loader,
+    })?;
     let elapsed = started.elapsed().as_secs_f64();
     println!("{}", outcome.metrics.format_table(&dataset.names).trim_end());
     let [pre, inf, post] = outcome.speed_ms;
-    println!("Speed: {pre:.1}ms preprocess, {inf:.1}ms inference, {post:.1}ms postprocess per image ({:.1} images/s)", outcome.metrics.images as f64 / elapsed);
+    println!(
+        "Speed: {pre:.1}ms preprocess, {inf:.1}ms inference, {post:.1}ms postprocess per image ({:.1} images/s)",
+        outcome.metrics.images as f64 / elapsed
+    );
     for (path, why) in &outcome.failures {
         tracing::warn!("skipped {}: {why}", path.display());
     }
@@ -81,7 +113,10 @@ pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
                 predictions.extend(detections_to_coco(&ImageId::from_path(path), &name, dets, &class_map)?);
             }
             write_json(run_dir.join("predictions.json"), &serde_json::Value::Array(predictions))?;
-            write_json(run_dir.join("ground_truth.json"), &ground_truth_to_coco(&gt_images, &dataset.names, &class_map)?)?;
+            write_json(
+                run_dir.join("ground_truth.json"),
+                &ground_truth_to_coco(&gt_images, &dataset.names, &class_map)?,
+            )?;
             println!("Saved predictions.json and ground_truth.json (COCO format) to {}", run_dir.display());
         }
         if settings.plots {

@@ -175,8 +175,8 @@ impl Settings {
             let path = Path::new(cfg);
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the settings file {}", path.display()))?;
-            let file: Value = serde_yaml::from_str(&text)
-                .with_context(|| format!("{} is not valid YAML", path.display()))?;
+            let file: Value =
+                serde_yaml::from_str(&text).with_context(|| format!("{} is not valid YAML", path.display()))?;
             let file = match file {
                 Value::Mapping(m) => m,
                 Value::Null => Mapping::new(),
@@ -217,7 +217,7 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.imgsz < 32 || self.imgsz % 32 != 0 {
+        if self.imgsz < 32 || !self.imgsz.is_multiple_of(32) {
             bail!("imgsz must be a positive multiple of 32 (the largest stride), got {}", self.imgsz);
         }
         if self.batch == 0 {
@@ -326,9 +326,8 @@ fn opt_string_from_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Stri
 }
 
 fn opt_freeze_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    let bad = |v: &Value| {
-        serde::de::Error::custom(format!("freeze: expected a layer count or a list of layers, got {v:?}"))
-    };
+    let bad =
+        |v: &Value| serde::de::Error::custom(format!("freeze: expected a layer count or a list of layers, got {v:?}"));
     match Value::deserialize(d)? {
         Value::Null => Ok(None),
         Value::Number(n) => {
@@ -390,8 +389,14 @@ mod tests {
 
     #[test]
     fn command_line_values_are_typed() {
-        let s = Settings::resolve(&over(&[("epochs", "5"), ("lr0", "0.02"), ("amp", "bf16"), ("device", "0"), ("classes", "[0,2]")]))
-            .unwrap();
+        let s = Settings::resolve(&over(&[
+            ("epochs", "5"),
+            ("lr0", "0.02"),
+            ("amp", "bf16"),
+            ("device", "0"),
+            ("classes", "[0,2]"),
+        ]))
+        .unwrap();
         assert_eq!(s.epochs, 5);
         assert_eq!(s.lr0, 0.02);
         assert_eq!(s.amp, AmpMode::Bf16);

@@ -104,7 +104,8 @@ impl ImageStore {
             }
         }
         let img = load_resized(image, self.imgsz)?;
-        std::fs::create_dir_all(&self.disk_dir).with_context(|| format!("cannot create {}", self.disk_dir.display()))?;
+        std::fs::create_dir_all(&self.disk_dir)
+            .with_context(|| format!("cannot create {}", self.disk_dir.display()))?;
         // Write beside, then rename: a reader never sees half a file.
         let tmp = file.with_extension(format!("tmp{}", std::process::id()));
         let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;

@@ -97,8 +97,8 @@ impl DatasetConfig {
             let line = text.lines().position(|l| l.starts_with(&format!("{key}:"))).map(|i| i + 1);
             format!("{}{}", yaml_path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())
         };
-        let doc: Value = serde_yaml::from_str(text)
-            .with_context(|| format!("{} is not valid YAML", yaml_path.display()))?;
+        let doc: Value =
+            serde_yaml::from_str(text).with_context(|| format!("{} is not valid YAML", yaml_path.display()))?;
         let Value::Mapping(map) = doc else {
             bail!("{}: a dataset YAML is a mapping with path, train, val and names", yaml_path.display());
         };
@@ -131,7 +131,11 @@ impl DatasetConfig {
                 Some(Value::String(s)) => vec![s.clone()],
                 Some(Value::Sequence(seq)) => seq
                     .iter()
-                    .map(|v| v.as_str().map(str::to_owned).with_context(|| format!("{}: {key} entries must be paths", at(key))))
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_owned)
+                            .with_context(|| format!("{}: {key} entries must be paths", at(key)))
+                    })
                     .collect::<Result<_>>()?,
                 Some(_) => bail!("{}: {key} must be a path or a list of paths", at(key)),
             };
@@ -170,10 +174,7 @@ impl DatasetConfig {
                     "{}: the '{split}' split points to {}, which does not exist{}",
                     self.yaml_path.display(),
                     p.display(),
-                    self.download
-                        .as_ref()
-                        .map(|u| format!(" (the YAML's download URL is {u})"))
-                        .unwrap_or_default()
+                    self.download.as_ref().map(|u| format!(" (the YAML's download URL is {u})")).unwrap_or_default()
                 );
             }
         }
@@ -227,7 +228,8 @@ fn parse_names(v: Option<&Value>) -> Result<Vec<String>> {
             let mut pairs = map
                 .iter()
                 .map(|(k, v)| {
-                    let id = k.as_u64().with_context(|| format!("class ids in names must be whole numbers, got {k:?}"))?;
+                    let id =
+                        k.as_u64().with_context(|| format!("class ids in names must be whole numbers, got {k:?}"))?;
                     Ok((id as usize, name_of(v)?))
                 })
                 .collect::<Result<Vec<_>>>()?;

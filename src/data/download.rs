@@ -58,7 +58,8 @@ pub(crate) fn fetch(url: &str, dest: &Path) -> Result<()> {
 
 fn unzip(zip_path: &Path, into: &Path) -> Result<()> {
     let file = std::fs::File::open(zip_path)?;
-    let mut archive = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip file", zip_path.display()))?;
+    let mut archive =
+        zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip file", zip_path.display()))?;
     archive.extract(into).with_context(|| format!("cannot unpack {} into {}", zip_path.display(), into.display()))?;
     Ok(())
 }

@@ -78,7 +78,8 @@ fn decode_with_image_crate(bytes: &[u8], path: &Path) -> Result<RgbImage> {
         .with_context(|| format!("cannot read {}", path.display()))?;
     let mut decoder = reader.into_decoder().with_context(|| format!("{}: not a readable image", path.display()))?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).with_context(|| format!("{}: corrupt image data", path.display()))?;
+    let mut img =
+        DynamicImage::from_decoder(decoder).with_context(|| format!("{}: corrupt image data", path.display()))?;
     img.apply_orientation(orientation);
     Ok(img.into_rgb8())
 }

@@ -11,8 +11,9 @@ use std::mem;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mozjpeg_sys::{
-    boolean, jpeg_common_struct, jpeg_create_decompress, jpeg_decompress_struct, jpeg_destroy_decompress, jpeg_error_mgr,
-    jpeg_finish_decompress, jpeg_mem_src, jpeg_read_header, jpeg_read_scanlines, jpeg_start_decompress, jpeg_std_error, J_COLOR_SPACE,
+    boolean, jpeg_common_struct, jpeg_create_decompress, jpeg_decompress_struct, jpeg_destroy_decompress,
+    jpeg_error_mgr, jpeg_finish_decompress, jpeg_mem_src, jpeg_read_header, jpeg_read_scanlines, jpeg_start_decompress,
+    jpeg_std_error, J_COLOR_SPACE,
 };
 
 /// An 8-bit RGB image: width, height, row-major pixels.
@@ -51,9 +52,9 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbPixels, JpegError> {
     }
     match catch_unwind(AssertUnwindSafe(|| unsafe { decode_unchecked(bytes) })) {
         Ok(result) => result,
-        Err(payload) => Err(JpegError::Fatal(
-            payload.downcast::<String>().map(|m| *m).unwrap_or_else(|_| "libjpeg failed".into()),
-        )),
+        Err(payload) => {
+            Err(JpegError::Fatal(payload.downcast::<String>().map(|m| *m).unwrap_or_else(|_| "libjpeg failed".into())))
+        }
     }
 }
 

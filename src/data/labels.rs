@@ -79,7 +79,10 @@ pub fn parse_labels(text: &str, nc: usize, file: &Path) -> Result<ParsedLabels, 
         }
         let class = class as usize;
         if class >= nc {
-            return Err(issue(line_no, format!("class id {class} is out of range: the dataset has {nc} classes (0..{})", nc.saturating_sub(1))));
+            return Err(issue(
+                line_no,
+                format!("class id {class} is out of range: the dataset has {nc} classes (0..{})", nc.saturating_sub(1)),
+            ));
         }
         let (mut x1, mut y1, mut x2, mut y2) = match values.len() {
             5 => {
@@ -137,7 +140,10 @@ mod tests {
 
     #[test]
     fn label_path_rule() {
-        assert_eq!(label_path_for(Path::new("/d/coco/images/train/a.jpg")), PathBuf::from("/d/coco/labels/train/a.txt"));
+        assert_eq!(
+            label_path_for(Path::new("/d/coco/images/train/a.jpg")),
+            PathBuf::from("/d/coco/labels/train/a.txt")
+        );
         // Only the last `images` component is replaced.
         assert_eq!(label_path_for(Path::new("/images/x/images/b.png")), PathBuf::from("/images/x/labels/b.txt"));
     }

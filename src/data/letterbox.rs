@@ -26,7 +26,8 @@ impl Letterbox {
         let (w0, h0) = (original.0 as f64, original.1 as f64);
         let scale = (canvas.0 as f64 / w0).min(canvas.1 as f64 / h0);
         // Ultralytics sizes the resized image with ceil (in double precision), capped by the canvas.
-        let resized = (((w0 * scale).ceil() as u32).clamp(1, canvas.0), ((h0 * scale).ceil() as u32).clamp(1, canvas.1));
+        let resized =
+            (((w0 * scale).ceil() as u32).clamp(1, canvas.0), ((h0 * scale).ceil() as u32).clamp(1, canvas.1));
         let scale = scale as f32;
         let (dw, dh) = ((canvas.0 - resized.0) as f32 / 2.0, (canvas.1 - resized.1) as f32 / 2.0);
         // The same rounding as Ultralytics: an odd remainder puts the extra pixel on the right/bottom.

@@ -60,7 +60,14 @@ pub trait SampleTransform: Send + Sync {
 
     /// Prepares `samples[index]` on a `canvas` (w, h) that may not be square (rectangular batches);
     /// labels normalised to that canvas. Transforms that only make squares refuse other canvases.
-    fn apply_canvas(&self, samples: &[Sample], index: usize, imgsz: u32, canvas: (u32, u32), rng: &mut ChaCha8Rng) -> Result<Prepared> {
+    fn apply_canvas(
+        &self,
+        samples: &[Sample],
+        index: usize,
+        imgsz: u32,
+        canvas: (u32, u32),
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Prepared> {
         if canvas != (imgsz, imgsz) {
             anyhow::bail!("this transform makes square images only, not {}x{}", canvas.0, canvas.1);
         }
@@ -77,7 +84,10 @@ pub fn letterbox_prepared(sample: &Sample, image: &RgbImage, imgsz: u32, canvas:
     let (w0, h0) = sample.size;
     let cap = imgsz as f64 / w0.max(h0) as f64;
     if lb.scale as f64 > cap {
-        let resized = (((w0 as f64 * cap).ceil() as u32).clamp(1, canvas.0), ((h0 as f64 * cap).ceil() as u32).clamp(1, canvas.1));
+        let resized = (
+            ((w0 as f64 * cap).ceil() as u32).clamp(1, canvas.0),
+            ((h0 as f64 * cap).ceil() as u32).clamp(1, canvas.1),
+        );
         let cap = cap as f32;
         let (dw, dh) = ((canvas.0 - resized.0) as f32 / 2.0, (canvas.1 - resized.1) as f32 / 2.0);
         let pad = ((dw - 0.1).round().max(0.0) as u32, (dh - 0.1).round().max(0.0) as u32);
@@ -96,7 +106,10 @@ pub fn letterbox_prepared(sample: &Sample, image: &RgbImage, imgsz: u32, canvas:
         .iter()
         .map(|b| {
             let [x1, y1, x2, y2] = lb.forward_xywhn(b.xywh);
-            BoxLabel { class: b.class, xywh: [(x1 + x2) / 2.0 / cw, (y1 + y2) / 2.0 / ch, (x2 - x1) / cw, (y2 - y1) / ch] }
+            BoxLabel {
+                class: b.class,
+                xywh: [(x1 + x2) / 2.0 / cw, (y1 + y2) / 2.0 / ch, (x2 - x1) / cw, (y2 - y1) / ch],
+            }
         })
         .collect();
     Prepared { image: out, labels, letterbox: lb }
@@ -117,13 +130,23 @@ impl SampleTransform for LetterboxOnly {
             .map(|b| {
                 let [x1, y1, x2, y2] = lb.forward_xywhn(b.xywh);
                 let s = imgsz as f32;
-                BoxLabel { class: b.class, xywh: [(x1 + x2) / 2.0 / s, (y1 + y2) / 2.0 / s, (x2 - x1) / s, (y2 - y1) / s] }
+                BoxLabel {
+                    class: b.class,
+                    xywh: [(x1 + x2) / 2.0 / s, (y1 + y2) / 2.0 / s, (x2 - x1) / s, (y2 - y1) / s],
+                }
             })
             .collect();
         Ok(Prepared { image: canvas, labels, letterbox: lb })
     }
 
-    fn apply_canvas(&self, samples: &[Sample], index: usize, imgsz: u32, canvas: (u32, u32), _rng: &mut ChaCha8Rng) -> Result<Prepared> {
+    fn apply_canvas(
+        &self,
+        samples: &[Sample],
+        index: usize,
+        imgsz: u32,
+        canvas: (u32, u32),
+        _rng: &mut ChaCha8Rng,
+    ) -> Result<Prepared> {
         let sample = &samples[index];
         Ok(letterbox_prepared(sample, &decode_rgb(&sample.image)?, imgsz, canvas))
     }
@@ -164,15 +187,22 @@ pub struct BatchLoader {
     transform: Arc<dyn SampleTransform>,
     pool: Arc<rayon::ThreadPool>,
     /// Rectangular batches: the fixed order (by aspect ratio) and each batch's canvas (w, h).
-    rect: Option<(Vec<usize>, Vec<(u32, u32)>)>,
+    rect: Option<RectOrder>,
 }
+
+/// The sample order of rectangular batches and each batch's canvas `(w, h)`.
+type RectOrder = (Vec<usize>, Vec<(u32, u32)>);
 
 impl BatchLoader {
     pub fn new(samples: Vec<Sample>, config: LoaderConfig) -> Result<BatchLoader> {
         Self::with_transform(samples, config, Arc::new(LetterboxOnly))
     }
 
-    pub fn with_transform(samples: Vec<Sample>, config: LoaderConfig, transform: Arc<dyn SampleTransform>) -> Result<BatchLoader> {
+    pub fn with_transform(
+        samples: Vec<Sample>,
+        config: LoaderConfig,
+        transform: Arc<dyn SampleTransform>,
+    ) -> Result<BatchLoader> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.workers.max(1))
             .thread_name(|i| format!("ember-loader-{i}"))
@@ -198,7 +228,13 @@ impl BatchLoader {
             .map(|chunk| {
                 let (lo, hi) = chunk.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &i| (lo.min(ar[i]), hi.max(ar[i])));
                 // (h, w) as fractions of imgsz.
-                let (h, w) = if hi < 1.0 { (hi, 1.0) } else if lo > 1.0 { (1.0, 1.0 / lo) } else { (1.0, 1.0) };
+                let (h, w) = if hi < 1.0 {
+                    (hi, 1.0)
+                } else if lo > 1.0 {
+                    (1.0, 1.0 / lo)
+                } else {
+                    (1.0, 1.0)
+                };
                 let side = |f: f64| ((f * imgsz / stride + 0.5).ceil() * stride) as u32;
                 (side(w), side(h))
             })

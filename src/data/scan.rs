@@ -90,11 +90,16 @@ pub fn collect_images(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
         if source.is_dir() {
             walk(source, &mut found).with_context(|| format!("cannot list {}", source.display()))?;
         } else if source.extension().is_some_and(|e| e == "txt") {
-            let text = std::fs::read_to_string(source).with_context(|| format!("cannot read the image list {}", source.display()))?;
+            let text = std::fs::read_to_string(source)
+                .with_context(|| format!("cannot read the image list {}", source.display()))?;
             let parent = source.parent().unwrap_or(Path::new(""));
             for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
                 let p = Path::new(line);
-                found.insert(if p.is_absolute() { p.to_path_buf() } else { parent.join(line.trim_start_matches("./")) });
+                found.insert(if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    parent.join(line.trim_start_matches("./"))
+                });
             }
         } else if source.is_file() && is_image_path(source) {
             found.insert(source.clone());
@@ -142,7 +147,8 @@ fn check_one(image: &Path, nc: usize) -> Result<(Sample, usize, usize), String> 
     let label_file = label_path_for(image);
     let parsed = match std::fs::read(&label_file) {
         Ok(bytes) => {
-            let text = String::from_utf8(bytes).map_err(|_| format!("{}: label file is not UTF-8 text", label_file.display()))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| format!("{}: label file is not UTF-8 text", label_file.display()))?;
             parse_labels(&text, nc, &label_file).map_err(|e| e.to_string())?
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),

@@ -36,7 +36,9 @@ pub fn generate(root: &Path, config: &SyntheticConfig) -> Result<PathBuf> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     for (split, count) in [("train", config.train_images), ("val", config.val_images)] {
         let (images, labels) = (root.join("images").join(split), root.join("labels").join(split));
-        std::fs::create_dir_all(&images).and_then(|_| std::fs::create_dir_all(&labels)).with_context(|| format!("cannot create {}", root.display()))?;
+        std::fs::create_dir_all(&images)
+            .and_then(|_| std::fs::create_dir_all(&labels))
+            .with_context(|| format!("cannot create {}", root.display()))?;
         for i in 0..count {
             let (img, boxes) = draw_image(config, &mut rng);
             img.save(images.join(format!("{i:05}.png")))?;
@@ -44,7 +46,13 @@ pub fn generate(root: &Path, config: &SyntheticConfig) -> Result<PathBuf> {
             let text: String = boxes
                 .iter()
                 .map(|(c, [x1, y1, x2, y2])| {
-                    format!("{c} {:.6} {:.6} {:.6} {:.6}\n", (x1 + x2) / 2.0 / s, (y1 + y2) / 2.0 / s, (x2 - x1) / s, (y2 - y1) / s)
+                    format!(
+                        "{c} {:.6} {:.6} {:.6} {:.6}\n",
+                        (x1 + x2) / 2.0 / s,
+                        (y1 + y2) / 2.0 / s,
+                        (x2 - x1) / s,
+                        (y2 - y1) / s
+                    )
                 })
                 .collect();
             std::fs::write(labels.join(format!("{i:05}.txt")), text)?;
@@ -74,7 +82,12 @@ fn draw_image(config: &SyntheticConfig, rng: &mut ChaCha8Rng) -> (RgbImage, Vec<
         let side = rng.gen_range(config.object_size.0..=config.object_size.1);
         let (x1, y1) = (rng.gen_range(0..size - side), rng.gen_range(0..size - side));
         let candidate = [x1 as f32, y1 as f32, (x1 + side) as f32, (y1 + side) as f32];
-        let clear = boxes.iter().all(|(_, b)| candidate[0] >= b[2] + 2.0 || candidate[2] + 2.0 <= b[0] || candidate[1] >= b[3] + 2.0 || candidate[3] + 2.0 <= b[1]);
+        let clear = boxes.iter().all(|(_, b)| {
+            candidate[0] >= b[2] + 2.0
+                || candidate[2] + 2.0 <= b[0]
+                || candidate[1] >= b[3] + 2.0
+                || candidate[3] + 2.0 <= b[1]
+        });
         if !clear {
             continue;
         }

@@ -18,7 +18,10 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 pub enum ComputeDevice {
     Cpu,
     /// GPU `index` as the driver numbers it, with the name the driver reports.
-    Cuda { index: usize, name: String },
+    Cuda {
+        index: usize,
+        name: String,
+    },
     /// A Vulkan adapter: its position in the adapter list, its name and kind as the driver reports them.
     Vulkan(vulkan::Adapter),
 }
@@ -43,7 +46,9 @@ impl ComputeDevice {
         if let Some(rest) = text.strip_prefix("vulkan") {
             let index = match rest.strip_prefix(':') {
                 None if rest.is_empty() => None,
-                Some(n) => Some(n.parse::<usize>().map_err(|_| anyhow::anyhow!("device '{text}': expected vulkan or vulkan:N"))?),
+                Some(n) => Some(
+                    n.parse::<usize>().map_err(|_| anyhow::anyhow!("device '{text}': expected vulkan or vulkan:N"))?,
+                ),
                 _ => bail!("device '{text}' not understood: use vulkan or vulkan:N"),
             };
             return Ok(ComputeDevice::Vulkan(vulkan::find(index)?));
@@ -79,7 +84,9 @@ impl ComputeDevice {
         match self {
             ComputeDevice::Cpu => work.run::<crate::backend::CpuAutodiff>(&Default::default()),
             #[cfg(feature = "cuda")]
-            ComputeDevice::Cuda { index, .. } => work.run::<crate::backend::GpuAutodiff>(&crate::backend::gpu_device(*index)),
+            ComputeDevice::Cuda { index, .. } => {
+                work.run::<crate::backend::GpuAutodiff>(&crate::backend::gpu_device(*index))
+            }
             #[cfg(feature = "vulkan")]
             ComputeDevice::Vulkan(adapter) => work.run::<crate::backend::VulkanAutodiff>(&adapter.device()),
             #[allow(unreachable_patterns)]
@@ -144,7 +151,9 @@ fn gpu_name(index: usize) -> Result<String> {
 pub fn fp16_unsafe(gpu_name: &str) -> bool {
     let name = gpu_name.to_ascii_lowercase();
     let vendor = ["nvidia", "geforce", "quadro", "tesla"].iter().any(|v| name.contains(v));
-    let model = ["1660", "1650", "1630", "t400", "t550", "t600", "t1000", "t1200", "t2000", "k40m"].iter().any(|m| name.contains(m));
+    let model = ["1660", "1650", "1630", "t400", "t550", "t600", "t1000", "t1200", "t2000", "k40m"]
+        .iter()
+        .any(|m| name.contains(m));
     vendor && model
 }
 

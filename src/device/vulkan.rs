@@ -64,7 +64,10 @@ pub fn find(index: Option<usize>) -> Result<Adapter> {
         })?,
     };
     if adapter.kind == AdapterKind::Cpu && adapter.rank > 0 {
-        anyhow::bail!("device 'vulkan:{}': burn's wgpu backend can only open the first CPU-type adapter", adapter.index);
+        anyhow::bail!(
+            "device 'vulkan:{}': burn's wgpu backend can only open the first CPU-type adapter",
+            adapter.index
+        );
     }
     Ok(adapter)
 }
@@ -88,7 +91,12 @@ pub fn list() -> Result<Vec<Adapter>> {
             wgpu::DeviceType::Other => AdapterKind::Other,
         };
         let rank = adapters.iter().filter(|a| a.kind == kind).count();
-        let driver = [info.driver.as_str(), info.driver_info.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(", ");
+        let driver = [info.driver.as_str(), info.driver_info.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
         let shader_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
         adapters.push(Adapter { index, name: info.name, kind, driver, shader_f16, rank });
     }

@@ -11,9 +11,8 @@ static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-Latin1.
 
 /// Ultralytics' 20-colour palette, by class id modulo 20.
 const PALETTE: [u32; 20] = [
-    0xFF3838, 0xFF9D97, 0xFF701F, 0xFFB21D, 0xCFD231, 0x48F90A, 0x92CC17, 0x3DDB86, 0x1A9334,
-    0x00D4BB, 0x2C99A8, 0x00C2FF, 0x344593, 0x6473FF, 0x0018EC, 0x8438FF, 0x520085, 0xCB38FF,
-    0xFF95C8, 0xFF37C7,
+    0xFF3838, 0xFF9D97, 0xFF701F, 0xFFB21D, 0xCFD231, 0x48F90A, 0x92CC17, 0x3DDB86, 0x1A9334, 0x00D4BB, 0x2C99A8,
+    0x00C2FF, 0x344593, 0x6473FF, 0x0018EC, 0x8438FF, 0x520085, 0xCB38FF, 0xFF95C8, 0xFF37C7,
 ];
 
 pub fn class_colour(class: usize) -> Rgb<u8> {
@@ -36,11 +35,7 @@ pub struct DrawStyle {
 
 impl Default for DrawStyle {
     fn default() -> Self {
-        DrawStyle {
-            line_width: None,
-            show_labels: true,
-            show_conf: true,
-        }
+        DrawStyle { line_width: None, show_labels: true, show_conf: true }
     }
 }
 
@@ -81,10 +76,7 @@ pub fn text_size(text: &str, px: f32) -> (u32, u32) {
         width += scaled.h_advance(id);
         prev = Some(id);
     }
-    (
-        width.ceil() as u32,
-        (scaled.ascent() - scaled.descent()).ceil() as u32,
-    )
+    (width.ceil() as u32, (scaled.ascent() - scaled.descent()).ceil() as u32)
 }
 
 /// Render `text` with its top-left corner at `(x, y)`, blending `colour` by glyph coverage.
@@ -106,10 +98,7 @@ pub fn draw_text(img: &mut RgbImage, text: &str, x: f32, y: f32, px: f32, colour
         if let Some(outlined) = font.outline_glyph(glyph) {
             let bounds = outlined.px_bounds();
             outlined.draw(|gx, gy, cov| {
-                let (px_x, px_y) = (
-                    bounds.min.x as i32 + gx as i32,
-                    bounds.min.y as i32 + gy as i32,
-                );
+                let (px_x, px_y) = (bounds.min.x as i32 + gx as i32, bounds.min.y as i32 + gy as i32);
                 if px_x < 0 || px_y < 0 || px_x >= w || px_y >= h || cov <= 0.0 {
                     return;
                 }
@@ -126,10 +115,7 @@ pub fn draw_text(img: &mut RgbImage, text: &str, x: f32, y: f32, px: f32, colour
 /// Draw every detection: outline, then a filled label box above it (inside when it would leave the image).
 pub fn annotate(img: &mut RgbImage, detections: &[Detection], names: &[String], style: &DrawStyle) {
     let (w, h) = img.dimensions();
-    let lw = style
-        .line_width
-        .unwrap_or_else(|| default_line_width(w, h))
-        .max(1);
+    let lw = style.line_width.unwrap_or_else(|| default_line_width(w, h)).max(1);
     let px = (((w + h) as f32 / 2.0 * 0.035).round()).max(12.0);
     for d in detections {
         let colour = class_colour(d.class);
@@ -137,10 +123,7 @@ pub fn annotate(img: &mut RgbImage, detections: &[Detection], names: &[String], 
         if !style.show_labels && !style.show_conf {
             continue;
         }
-        let name = names
-            .get(d.class)
-            .cloned()
-            .unwrap_or_else(|| d.class.to_string());
+        let name = names.get(d.class).cloned().unwrap_or_else(|| d.class.to_string());
         let label = match (style.show_labels, style.show_conf) {
             (true, true) => format!("{name} {:.2}", d.score),
             (true, false) => name,
@@ -151,11 +134,7 @@ pub fn annotate(img: &mut RgbImage, detections: &[Detection], names: &[String], 
         let (bw, bh) = (tw as f32 + 2.0 * pad_x, th as f32 + 2.0 * pad_y);
         let x1 = d.xyxy[0].max(0.0).min((w as f32 - bw).max(0.0));
         let above = d.xyxy[1] - bh >= 0.0;
-        let y1 = if above {
-            d.xyxy[1] - bh
-        } else {
-            d.xyxy[1].max(0.0)
-        };
+        let y1 = if above { d.xyxy[1] - bh } else { d.xyxy[1].max(0.0) };
         fill_rect(
             img,
             x1.round() as i64,
@@ -164,13 +143,8 @@ pub fn annotate(img: &mut RgbImage, detections: &[Detection], names: &[String], 
             (y1 + bh).round() as i64,
             colour,
         );
-        let luma =
-            0.299 * colour.0[0] as f32 + 0.587 * colour.0[1] as f32 + 0.114 * colour.0[2] as f32;
-        let text_colour = if luma > 150.0 {
-            Rgb([0, 0, 0])
-        } else {
-            Rgb([255, 255, 255])
-        };
+        let luma = 0.299 * colour.0[0] as f32 + 0.587 * colour.0[1] as f32 + 0.114 * colour.0[2] as f32;
+        let text_colour = if luma > 150.0 { Rgb([0, 0, 0]) } else { Rgb([255, 255, 255]) };
         draw_text(img, &label, x1 + pad_x, y1 + pad_y, px, text_colour);
     }
 }

@@ -28,11 +28,8 @@ pub struct LoadedModel<B: Backend> {
 
 /// The class count of an Ultralytics-keyed state dict: the rows of the first class-branch output convolution.
 pub fn infer_nc(sd: &StateDict) -> Option<usize> {
-    let mut keys: Vec<&String> = sd
-        .tensors
-        .keys()
-        .filter(|k| k.ends_with(".cv3.0.2.weight") && !k.starts_with("train."))
-        .collect();
+    let mut keys: Vec<&String> =
+        sd.tensors.keys().filter(|k| k.ends_with(".cv3.0.2.weight") && !k.starts_with("train.")).collect();
     keys.sort();
     keys.first().map(|k| sd.tensors[*k].0[0])
 }
@@ -52,45 +49,31 @@ pub fn load_model<B: Backend>(
     let (architecture, file_names) = (file.architecture()?, file.names());
     let sd = file.state_dict;
     let sd = StateDict {
-        tensors: sd
-            .tensors
-            .into_iter()
-            .filter(|(k, _)| !k.starts_with("train."))
-            .collect(),
+        tensors: sd.tensors.into_iter().filter(|(k, _)| !k.starts_with("train.")).collect(),
         int_keys: sd.int_keys,
     };
     let (model_name, nc) = match &meta {
         Some(m) => (m.model.clone(), m.nc),
         None => {
             let nc = infer_nc(&sd).with_context(|| {
-                format!(
-                    "{}: no detection head tensors (model.N.cv3.0.2.weight) found",
-                    path.display()
-                )
+                format!("{}: no detection head tensors (model.N.cv3.0.2.weight) found", path.display())
             })?;
             (architecture.unwrap_or_else(|| fallback_model.to_string()), nc)
         }
     };
     let names = match (&meta, fallback_names) {
         (_, Some(n)) if n.len() == nc => n,
-        (_, Some(n)) => bail!(
-            "{}: the weights have {nc} classes but {} class names were given",
-            path.display(),
-            n.len()
-        ),
+        (_, Some(n)) => {
+            bail!("{}: the weights have {nc} classes but {} class names were given", path.display(), n.len())
+        }
         (Some(m), None) if m.names.len() == nc => m.names.clone(),
         (None, None) if file_names.len() == nc => file_names,
         _ => (0..nc).map(|i| format!("class{i}")).collect(),
     };
     let mut model = Yolo::<B>::new(&model_name, nc, device)?;
-    let report = model
-        .load_state_dict(&sd)
-        .with_context(|| format!("loading {}", path.display()))?;
+    let report = model.load_state_dict(&sd).with_context(|| format!("loading {}", path.display()))?;
     if !report.skipped_class_head.is_empty() || report.loaded == 0 {
-        bail!(
-            "{}: {report}; these weights do not fit {model_name}",
-            path.display()
-        );
+        bail!("{}: {report}; these weights do not fit {model_name}", path.display());
     }
     Ok(LoadedModel { model, names, meta })
 }
@@ -105,35 +88,17 @@ pub fn save_ultralytics_safetensors<B: Backend>(
 ) -> Result<()> {
     let mut tensors: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::new();
     for t in named_tensors::<B, _>(model, true) {
-        let values = t
-            .data
-            .expect("with data")
-            .to_vec::<f32>()
-            .map_err(|e| anyhow!("{}: {e:?}", t.key))?;
+        let values = t.data.expect("with data").to_vec::<f32>().map_err(|e| anyhow!("{}: {e:?}", t.key))?;
         if values.iter().any(|v| !v.is_finite()) {
             bail!("refusing to export: tensor {} has non-finite values", t.key);
         }
         if let Some(stem) = t.key.strip_suffix("running_mean") {
-            tensors.push((
-                format!("{stem}num_batches_tracked"),
-                vec![],
-                Dtype::I64,
-                0i64.to_le_bytes().to_vec(),
-            ));
+            tensors.push((format!("{stem}num_batches_tracked"), vec![], Dtype::I64, 0i64.to_le_bytes().to_vec()));
         }
         let (dtype, bytes) = if half {
-            (
-                Dtype::F16,
-                values
-                    .iter()
-                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                    .collect(),
-            )
+            (Dtype::F16, values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect())
         } else {
-            (
-                Dtype::F32,
-                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            )
+            (Dtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect())
         };
         tensors.push((t.key, t.shape, dtype, bytes));
     }
@@ -152,17 +117,13 @@ pub fn save_ultralytics_safetensors<B: Backend>(
     header.insert("names".to_string(), serde_json::to_string(&meta.names)?);
     header.insert("task".to_string(), "detect".to_string());
     header.insert("imgsz".to_string(), meta.imgsz.to_string());
-    let bytes = safetensors::serialize(views, &Some(header))
-        .map_err(|e| anyhow!("serialising {}: {e:?}", path.display()))?;
+    let bytes =
+        safetensors::serialize(views, &Some(header)).map_err(|e| anyhow!("serialising {}: {e:?}", path.display()))?;
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Write `model` as burn's native burnpack (burn module paths, f32).
-pub fn save_burnpack<B: Backend>(
-    model: &Yolo<B>,
-    path: &Path,
-    meta: &CheckpointMeta,
-) -> Result<()> {
+pub fn save_burnpack<B: Backend>(model: &Yolo<B>, path: &Path, meta: &CheckpointMeta) -> Result<()> {
     use burn_store::{BurnpackStore, ModuleSnapshot};
     let mut store = BurnpackStore::from_file(path)
         .auto_extension(false)
@@ -170,27 +131,18 @@ pub fn save_burnpack<B: Backend>(
         .metadata("ember", serde_json::to_string(meta)?)
         .metadata("model", meta.model.clone())
         .metadata("nc", meta.nc.to_string());
-    model
-        .save_into(&mut store)
-        .map_err(|e| anyhow!("writing {}: {e:?}", path.display()))
+    model.save_into(&mut store).map_err(|e| anyhow!("writing {}: {e:?}", path.display()))
 }
 
 /// Read a burnpack written by [`save_burnpack`] into a model built for `model_name` and `nc` classes.
-pub fn load_burnpack<B: Backend>(
-    path: &Path,
-    model_name: &str,
-    nc: usize,
-    device: &B::Device,
-) -> Result<Yolo<B>> {
+pub fn load_burnpack<B: Backend>(path: &Path, model_name: &str, nc: usize, device: &B::Device) -> Result<Yolo<B>> {
     use burn_store::{BurnpackStore, ModuleSnapshot};
     if !path.is_file() {
         bail!("cannot read {}: no such file", path.display());
     }
     let mut model = Yolo::<B>::new(model_name, nc, device)?;
     let mut store = BurnpackStore::from_file(path).auto_extension(false);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| anyhow!("reading {}: {e:?}", path.display()))?;
+    let result = model.load_from(&mut store).map_err(|e| anyhow!("reading {}: {e:?}", path.display()))?;
     if !result.errors.is_empty() || !result.missing.is_empty() {
         bail!(
             "{}: {} tensors missing, {} errors ({:?})",
@@ -230,10 +182,7 @@ pub fn export_meta<B: Backend>(loaded: &LoadedModel<B>, imgsz: u32) -> Checkpoin
 pub fn output_path(weights: &Path, ext: &str) -> PathBuf {
     let out = weights.with_extension(ext);
     if out == weights {
-        let stem = weights
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("model");
+        let stem = weights.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
         weights.with_file_name(format!("{stem}-export.{ext}"))
     } else {
         out

@@ -63,19 +63,11 @@ pub struct OnnxModel {
 pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
 
 fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .expect("f32 tensor data")
+    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 tensor data")
 }
 
 fn attr_i(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        i: Some(v),
-        r#type: Some(attribute_type::INT),
-        ..Default::default()
-    }
+    AttributeProto { name: Some(name.into()), i: Some(v), r#type: Some(attribute_type::INT), ..Default::default() }
 }
 fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
@@ -122,9 +114,7 @@ impl Graph {
         debug_assert_eq!(dims.iter().product::<usize>(), data.len());
         let name = self.fresh(hint);
         let raw: Vec<u8> = if self.half {
-            data.iter()
-                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                .collect()
+            data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect()
         } else {
             data.iter().flat_map(|v| v.to_le_bytes()).collect()
         };
@@ -161,16 +151,8 @@ impl Graph {
         name
     }
 
-    fn op_n(
-        &mut self,
-        op: &str,
-        inputs: &[&str],
-        outputs: usize,
-        attribute: Vec<AttributeProto>,
-    ) -> Vec<String> {
-        let outs: Vec<String> = (0..outputs)
-            .map(|_| self.fresh(&op.to_ascii_lowercase()))
-            .collect();
+    fn op_n(&mut self, op: &str, inputs: &[&str], outputs: usize, attribute: Vec<AttributeProto>) -> Vec<String> {
+        let outs: Vec<String> = (0..outputs).map(|_| self.fresh(&op.to_ascii_lowercase())).collect();
         self.nodes.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: outs.clone(),
@@ -200,10 +182,7 @@ impl Graph {
     }
 
     fn split(&mut self, x: &str, sizes: &[usize], axis: i64) -> Vec<String> {
-        let s = self.ints(
-            "split",
-            &sizes.iter().map(|&v| v as i64).collect::<Vec<_>>(),
-        );
+        let s = self.ints("split", &sizes.iter().map(|&v| v as i64).collect::<Vec<_>>());
         self.op_n("Split", &[x, &s], sizes.len(), vec![attr_i("axis", axis)])
     }
 
@@ -232,19 +211,14 @@ impl Graph {
         self.op("Slice", &[x, &s, &e], vec![])
     }
 
-    fn to_float(&mut self, x: &str) -> String {
+    fn cast_to_float(&mut self, x: &str) -> String {
         let to = self.float_type() as i64;
         self.op("Cast", &[x], vec![attr_i("to", to)])
     }
 
     // ----- ember's blocks -----
 
-    fn conv2d<B: Backend>(
-        &mut self,
-        c: &Conv2d<B>,
-        x: &str,
-        fold: Option<(&[f32], &[f32])>,
-    ) -> String {
+    fn conv2d<B: Backend>(&mut self, c: &Conv2d<B>, x: &str, fold: Option<(&[f32], &[f32])>) -> String {
         let dims = c.weight_dims();
         let mut w = values(c.weight.val());
         let mut bias = c.bias.as_ref().map(|b| values(b.val()));
@@ -404,12 +378,7 @@ impl Graph {
             dims: vec![4],
             data_type: Some(data_type::FLOAT),
             name: Some(name.clone()),
-            raw_data: Some(
-                [1.0f32, 1.0, s as f32, s as f32]
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect(),
-            ),
+            raw_data: Some([1.0f32, 1.0, s as f32, s as f32].iter().flat_map(|v| v.to_le_bytes()).collect()),
         });
         self.op(
             "Resize",
@@ -428,8 +397,7 @@ impl Graph {
             Layer::Conv(m) => self.conv(m, x),
             Layer::C2f(m) => {
                 let y = self.conv(&m.cv1, x);
-                let cat =
-                    self.split_chain(&y, m.hidden, m.m.len(), |g, i, t| g.bottleneck(&m.m[i], t));
+                let cat = self.split_chain(&y, m.hidden, m.m.len(), |g, i, t| g.bottleneck(&m.m[i], t));
                 self.conv(&m.cv2, &cat)
             }
             Layer::C3k2(m) => {
@@ -498,21 +466,13 @@ impl Graph {
 
     /// Anchor points `[1, 2, A]` and strides `[1, 1, A]`: constants for a static graph, computed from the feature
     /// map shapes for a dynamic one.
-    fn anchors(
-        &mut self,
-        feats: &[String],
-        strides: &[f32],
-        static_sizes: Option<&[[usize; 2]]>,
-    ) -> (String, String) {
+    fn anchors(&mut self, feats: &[String], strides: &[f32], static_sizes: Option<&[[usize; 2]]>) -> (String, String) {
         if let Some(sizes) = static_sizes {
             let grid = crate::model::make_anchors(sizes, strides, 0.5);
             let (n, st) = (grid.len(), grid.strides);
             // [1, 2, A]: all x, then all y.
             let xs: Vec<f32> = grid.points.iter().map(|p| p[0]).chain(grid.points.iter().map(|p| p[1])).collect();
-            return (
-                self.weight("anchors", &[1, 2, n], &xs),
-                self.weight("strides", &[1, 1, n], &st),
-            );
+            return (self.weight("anchors", &[1, 2, n], &xs), self.weight("strides", &[1, 1, n], &st));
         }
         let (mut points, mut stride_rows) = (Vec::new(), Vec::new());
         let zero = self.int_scalar("zero", 0);
@@ -527,8 +487,8 @@ impl Graph {
             let ws = self.op("Squeeze", &[&w, &axis0], vec![]);
             let ry = self.op("Range", &[&zero, &hs, &one], vec![]);
             let rx = self.op("Range", &[&zero, &ws, &one], vec![]);
-            let fy = self.to_float(&ry);
-            let fx = self.to_float(&rx);
+            let fy = self.cast_to_float(&ry);
+            let fx = self.cast_to_float(&rx);
             let fy = self.add(&fy, &half_px);
             let fx = self.add(&fx, &half_px);
             let hw = self.concat(&[&h, &w], 0);
@@ -600,64 +560,40 @@ impl Graph {
             let axes = self.ints("axes", &[2]);
             self.op("ReduceMax", &[scores, &axes], vec![attr_i("keepdims", 0)])
         } else {
-            self.op(
-                "ReduceMax",
-                &[scores],
-                vec![attr_ints("axes", &[2]), attr_i("keepdims", 0)],
-            )
+            self.op("ReduceMax", &[scores], vec![attr_ints("axes", &[2]), attr_i("keepdims", 0)])
         }; // [b, A]
         let shape = self.op("Shape", &[&best], vec![]);
         let anchors = self.slice1(&shape, 1, 2);
         let md = self.ints("max_det", &[max_det as i64]);
         let k = self.op("Min", &[&anchors, &md], vec![]);
-        let topk_attrs = || {
-            vec![
-                attr_i("axis", -1),
-                attr_i("largest", 1),
-                attr_i("sorted", 1),
-            ]
-        };
+        let topk_attrs = || vec![attr_i("axis", -1), attr_i("largest", 1), attr_i("sorted", 1)];
         let top = self.op_n("TopK", &[&best, &k], 2, topk_attrs());
         let ori = self.unsqueeze(&top[1], &[2]); // [b, k, 1]
         let rep_nc = self.ints("repeats", &[1, 1, nc as i64]);
         let ori_nc = self.op("Tile", &[&ori, &rep_nc], vec![]);
-        let cand = self.op(
-            "GatherElements",
-            &[scores, &ori_nc],
-            vec![attr_i("axis", 1)],
-        ); // [b, k, nc]
+        let cand = self.op("GatherElements", &[scores, &ori_nc], vec![attr_i("axis", 1)]); // [b, k, nc]
         let flat = self.reshape(&cand, &[0, -1]);
         let top2 = self.op_n("TopK", &[&flat, &k], 2, topk_attrs());
         let nc_i = self.ints("nc", &[nc as i64]);
         let which = self.op("Div", &[&top2[1], &nc_i], vec![]);
         let class = self.op("Mod", &[&top2[1], &nc_i], vec![]);
-        let idx = self.op(
-            "GatherElements",
-            &[&top[1], &which],
-            vec![attr_i("axis", 1)],
-        ); // [b, k]
+        let idx = self.op("GatherElements", &[&top[1], &which], vec![attr_i("axis", 1)]); // [b, k]
         let idx = self.unsqueeze(&idx, &[2]);
         let rep4 = self.ints("repeats", &[1, 1, 4]);
         let idx4 = self.op("Tile", &[&idx, &rep4], vec![]);
         let sel = self.op("GatherElements", &[boxes, &idx4], vec![attr_i("axis", 1)]); // [b, k, 4]
         let score = self.unsqueeze(&top2[0], &[2]);
-        let class = self.to_float(&class);
+        let class = self.cast_to_float(&class);
         let class = self.unsqueeze(&class, &[2]);
         self.concat(&[&sel, &score, &class], 2)
     }
 }
 
 fn dim_value(v: usize) -> Dimension {
-    Dimension {
-        dim_value: Some(v as i64),
-        dim_param: None,
-    }
+    Dimension { dim_value: Some(v as i64), dim_param: None }
 }
 fn dim_param(p: &str) -> Dimension {
-    Dimension {
-        dim_value: None,
-        dim_param: Some(p.into()),
-    }
+    Dimension { dim_value: None, dim_param: Some(p.into()) }
 }
 
 fn value_info(name: &str, elem_type: i32, dims: Vec<Dimension>) -> ValueInfoProto {
@@ -683,29 +619,18 @@ fn py_str(s: &str) -> String {
 
 /// Ultralytics' metadata properties, as Python literals.
 pub fn metadata<B: Backend>(model: &Yolo<B>, opts: &OnnxOptions) -> Vec<(String, String)> {
-    let names = opts
-        .names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| format!("{i}: {}", py_str(n)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let names =
+        opts.names.iter().enumerate().map(|(i, n)| format!("{i}: {}", py_str(n))).collect::<Vec<_>>().join(", ");
     let stride = model.strides().iter().cloned().fold(0.0f32, f32::max) as usize;
     let py_bool = |b: bool| if b { "True" } else { "False" }.to_string();
     vec![
-        (
-            "description".into(),
-            format!("ember {} model", model.name()),
-        ),
+        ("description".into(), format!("ember {} model", model.name())),
         ("author".into(), "ember".into()),
         ("version".into(), env!("CARGO_PKG_VERSION").into()),
         ("task".into(), "detect".into()),
         ("stride".into(), stride.to_string()),
         ("batch".into(), opts.batch.to_string()),
-        (
-            "imgsz".into(),
-            format!("[{}, {}]", opts.imgsz[0], opts.imgsz[1]),
-        ),
+        ("imgsz".into(), format!("[{}, {}]", opts.imgsz[0], opts.imgsz[1])),
         ("names".into(), format!("{{{names}}}")),
         ("channels".into(), "3".into()),
         ("end2end".into(), py_bool(opts.end2end)),
@@ -717,69 +642,33 @@ pub fn metadata<B: Backend>(model: &Yolo<B>, opts: &OnnxOptions) -> Vec<(String,
 /// Build the ONNX model for `model` (evaluation weights: BatchNorm uses its running statistics).
 pub fn export_onnx<B: Backend>(model: &Yolo<B>, opts: &OnnxOptions) -> Result<OnnxModel> {
     if !OPSETS.contains(&opts.opset) {
-        bail!(
-            "ONNX opset {} is not supported: ember writes opsets {} to {}",
-            opts.opset,
-            OPSETS.start(),
-            OPSETS.end()
-        );
+        bail!("ONNX opset {} is not supported: ember writes opsets {} to {}", opts.opset, OPSETS.start(), OPSETS.end());
     }
     if opts.end2end && !model.end2end() {
-        bail!(
-            "--end2end needs an end-to-end model (YOLO26); {} has no one-to-one head",
-            model.name()
-        );
+        bail!("--end2end needs an end-to-end model (YOLO26); {} has no one-to-one head", model.name());
     }
     let max_stride = model.strides().iter().cloned().fold(0.0f32, f32::max) as usize;
     if opts.imgsz.iter().any(|&s| s == 0 || s % max_stride != 0) {
-        bail!(
-            "--imgsz must be a positive multiple of the model stride {max_stride}, got {:?}",
-            opts.imgsz
-        );
+        bail!("--imgsz must be a positive multiple of the model stride {max_stride}, got {:?}", opts.imgsz);
     }
     if opts.names.len() != model.nc() {
-        bail!(
-            "{} class names given for a model with {} classes",
-            opts.names.len(),
-            model.nc()
-        );
+        bail!("{} class names given for a model with {} classes", opts.names.len(), model.nc());
     }
     if opts.batch == 0 || opts.max_det == 0 {
         bail!("batch and max_det must be at least 1");
     }
-    let mut g = Graph {
-        nodes: Vec::new(),
-        inits: Vec::new(),
-        count: 0,
-        half: opts.half,
-        opset: opts.opset,
-    };
+    let mut g = Graph { nodes: Vec::new(), inits: Vec::new(), count: 0, half: opts.half, opset: opts.opset };
     let spec = &model.spec;
     let mut outs: Vec<String> = Vec::with_capacity(model.model.len());
     let mut output = None;
     for (i, (layer, info)) in model.model.iter().zip(&spec.layers).enumerate() {
-        let inputs: Vec<String> = info
-            .from
-            .iter()
-            .map(|&f| {
-                if f == INPUT {
-                    "images".to_string()
-                } else {
-                    outs[f].clone()
-                }
-            })
-            .collect();
+        let inputs: Vec<String> =
+            info.from.iter().map(|&f| if f == INPUT { "images".to_string() } else { outs[f].clone() }).collect();
         if let Layer::Detect(d) = layer {
             let strides = d.strides.clone();
-            let sizes: Vec<[usize; 2]> = strides
-                .iter()
-                .map(|&s| [opts.imgsz[0] / s as usize, opts.imgsz[1] / s as usize])
-                .collect();
-            let (anchors, stride_row) = g.anchors(
-                &inputs,
-                &strides,
-                (!opts.dynamic).then_some(sizes.as_slice()),
-            );
+            let sizes: Vec<[usize; 2]> =
+                strides.iter().map(|&s| [opts.imgsz[0] / s as usize, opts.imgsz[1] / s as usize]).collect();
+            let (anchors, stride_row) = g.anchors(&inputs, &strides, (!opts.dynamic).then_some(sizes.as_slice()));
             let y = match (&d.one2one_cv2, &d.one2one_cv3) {
                 (Some(b), Some(c)) if opts.end2end => {
                     let (bx, sc) = g.branch(d, &inputs, b, c);
@@ -795,14 +684,10 @@ pub fn export_onnx<B: Backend>(model: &Yolo<B>, opts: &OnnxOptions) -> Result<On
             outs.push(String::new());
             break;
         }
-        let y = g
-            .layer(layer, &inputs)
-            .map_err(|e| e.context(format!("layer {i}")))?;
+        let y = g.layer(layer, &inputs).map_err(|e| e.context(format!("layer {i}")))?;
         outs.push(y);
     }
-    let Some(last) = output else {
-        bail!("the model has no Detect layer")
-    };
+    let Some(last) = output else { bail!("the model has no Detect layer") };
     // Name the final value `output0`.
     for node in g.nodes.iter_mut().rev() {
         if let Some(o) = node.output.iter_mut().find(|o| **o == last) {
@@ -811,33 +696,15 @@ pub fn export_onnx<B: Backend>(model: &Yolo<B>, opts: &OnnxOptions) -> Result<On
         }
     }
     let nc = model.nc();
-    let anchors: usize = model
-        .strides()
-        .iter()
-        .map(|&s| (opts.imgsz[0] / s as usize) * (opts.imgsz[1] / s as usize))
-        .sum();
+    let anchors: usize =
+        model.strides().iter().map(|&s| (opts.imgsz[0] / s as usize) * (opts.imgsz[1] / s as usize)).sum();
     let (input_dims, output_dims, output_shape) = if opts.dynamic {
         let out = if opts.end2end {
-            (
-                vec![dim_param("batch"), dim_param("detections"), dim_value(6)],
-                vec![None, None, Some(6)],
-            )
+            (vec![dim_param("batch"), dim_param("detections"), dim_value(6)], vec![None, None, Some(6)])
         } else {
-            (
-                vec![dim_param("batch"), dim_value(4 + nc), dim_param("anchors")],
-                vec![None, Some(4 + nc), None],
-            )
+            (vec![dim_param("batch"), dim_value(4 + nc), dim_param("anchors")], vec![None, Some(4 + nc), None])
         };
-        (
-            vec![
-                dim_param("batch"),
-                dim_value(3),
-                dim_param("height"),
-                dim_param("width"),
-            ],
-            out.0,
-            out.1,
-        )
+        (vec![dim_param("batch"), dim_value(3), dim_param("height"), dim_param("width")], out.0, out.1)
     } else {
         let shape = if opts.end2end {
             vec![opts.batch, opts.max_det.min(anchors), 6]
@@ -845,12 +712,7 @@ pub fn export_onnx<B: Backend>(model: &Yolo<B>, opts: &OnnxOptions) -> Result<On
             vec![opts.batch, 4 + nc, anchors]
         };
         (
-            vec![
-                dim_value(opts.batch),
-                dim_value(3),
-                dim_value(opts.imgsz[0]),
-                dim_value(opts.imgsz[1]),
-            ],
+            vec![dim_value(opts.batch), dim_value(3), dim_value(opts.imgsz[0]), dim_value(opts.imgsz[1])],
             shape.iter().map(|&d| dim_value(d)).collect(),
             shape.into_iter().map(Some).collect(),
         )
@@ -872,20 +734,11 @@ pub fn export_onnx<B: Backend>(model: &Yolo<B>, opts: &OnnxOptions) -> Result<On
         model_version: None,
         doc_string: Some(format!("{} exported by ember", model.name())),
         graph: Some(graph),
-        opset_import: vec![OperatorSetIdProto {
-            domain: Some(String::new()),
-            version: Some(opts.opset),
-        }],
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opts.opset) }],
         metadata_props: metadata(model, opts)
             .into_iter()
-            .map(|(k, v)| StringStringEntryProto {
-                key: Some(k),
-                value: Some(v),
-            })
+            .map(|(k, v)| StringStringEntryProto { key: Some(k), value: Some(v) })
             .collect(),
     };
-    Ok(OnnxModel {
-        bytes: proto.encode_to_vec(),
-        output_shape,
-    })
+    Ok(OnnxModel { bytes: proto.encode_to_vec(), output_shape })
 }

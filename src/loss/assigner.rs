@@ -41,20 +41,8 @@ pub struct AssignerConfig {
 impl AssignerConfig {
     /// Ultralytics' detection-loss settings for a model with these strides.
     pub fn new(topk: usize, topk2: Option<usize>, num_classes: usize, strides: &[f32]) -> Self {
-        let stride_val = if strides.len() > 1 {
-            strides[1]
-        } else {
-            strides.first().copied().unwrap_or(8.0)
-        };
-        Self {
-            topk,
-            topk2,
-            num_classes,
-            alpha: 0.5,
-            beta: 6.0,
-            stride_val,
-            eps: 1e-9,
-        }
+        let stride_val = if strides.len() > 1 { strides[1] } else { strides.first().copied().unwrap_or(8.0) };
+        Self { topk, topk2, num_classes, alpha: 0.5, beta: 6.0, stride_val, eps: 1e-9 }
     }
 }
 
@@ -96,12 +84,7 @@ impl Assignment {
 
     /// Flat indices `b * num_anchors + a` of the foreground anchors, in order.
     pub fn fg_indices(&self) -> Vec<usize> {
-        self.fg
-            .iter()
-            .enumerate()
-            .filter(|(_, &f)| f)
-            .map(|(i, _)| i)
-            .collect()
+        self.fg.iter().enumerate().filter(|(_, &f)| f).map(|(i, _)| i).collect()
     }
 
     /// Sum of all target scores (the class-loss normaliser before `max(.., 1)`).
@@ -136,10 +119,7 @@ impl TaskAlignedAssigner {
         }
         let lookup = GtClassScores::read(scores, gt);
         let boxes = read_f32(pred_boxes_px.detach(), Purpose::Assigner);
-        let boxes: Vec<[f32; 4]> = boxes
-            .chunks_exact(4)
-            .map(|c| [c[0], c[1], c[2], c[3]])
-            .collect();
+        let boxes: Vec<[f32; 4]> = boxes.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
         self.assign_with(|b, m, a| lookup.get(b, m, a), &boxes, anchor_points_px, gt)
     }
 
@@ -153,17 +133,8 @@ impl TaskAlignedAssigner {
         gt: &PaddedTargets,
     ) -> Assignment {
         let (m_max, na) = (gt.max_boxes, anchor_points_px.len());
-        assert_eq!(
-            gt_scores.len(),
-            gt.batch_size * m_max * na,
-            "gt_scores must be [b, M, A]"
-        );
-        self.assign_with(
-            |b, m, a| gt_scores[(b * m_max + m) * na + a],
-            pred_boxes_px,
-            anchor_points_px,
-            gt,
-        )
+        assert_eq!(gt_scores.len(), gt.batch_size * m_max * na, "gt_scores must be [b, M, A]");
+        self.assign_with(|b, m, a| gt_scores[(b * m_max + m) * na + a], pred_boxes_px, anchor_points_px, gt)
     }
 
     /// Assign on the host with a score lookup `score(b, m, a)`: the predicted probability of box `m`'s class at
@@ -184,15 +155,7 @@ impl TaskAlignedAssigner {
         // Images are independent: assign them in parallel.
         let images: Vec<Assignment> = (0..bs)
             .into_par_iter()
-            .map(|b| {
-                self.assign_image(
-                    b,
-                    &score,
-                    &pred_boxes_px[b * na..(b + 1) * na],
-                    anchor_points_px,
-                    gt,
-                )
-            })
+            .map(|b| self.assign_image(b, &score, &pred_boxes_px[b * na..(b + 1) * na], anchor_points_px, gt))
             .collect();
         for (b, im) in images.into_iter().enumerate() {
             let r = b * na..(b + 1) * na;
@@ -244,20 +207,13 @@ impl TaskAlignedAssigner {
             let e = xywh_to_xyxy(xywh);
             cand.clear();
             for (a, p) in anchor_points_px.iter().enumerate() {
-                let inside = p[0] - e[0] > eps
-                    && p[1] - e[1] > eps
-                    && e[2] - p[0] > eps
-                    && e[3] - p[1] > eps;
+                let inside = p[0] - e[0] > eps && p[1] - e[1] > eps && e[2] - p[0] > eps && e[3] - p[1] > eps;
                 if !inside {
                     continue;
                 }
                 let ov = ciou_host(g, pred_boxes_px[a]).max(0.0);
                 let s = score(b, m, a);
-                let sa = if cfg.alpha == 0.5 {
-                    s.sqrt()
-                } else {
-                    s.powf(cfg.alpha)
-                };
+                let sa = if cfg.alpha == 0.5 { s.sqrt() } else { s.powf(cfg.alpha) };
                 let metric = sa * ov.powf(cfg.beta);
                 overlaps[m * na + a] = ov;
                 align[m * na + a] = metric;
@@ -294,11 +250,7 @@ impl TaskAlignedAssigner {
         if second_filter {
             for m in 0..m_max {
                 cand.clear();
-                cand.extend(
-                    (0..na)
-                        .filter(|&a| pos[m * na + a])
-                        .map(|a| (a, align[m * na + a])),
-                );
+                cand.extend((0..na).filter(|&a| pos[m * na + a]).map(|a| (a, align[m * na + a])));
                 cand.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
                 for &(a, _) in cand.iter().skip(topk2) {
                     pos[m * na + a] = false;
@@ -350,13 +302,7 @@ impl GtClassScores {
     /// `scores`: class logits `[b, nc, A]` (detached here).
     pub fn read<B: Backend>(scores: Tensor<B, 3>, gt: &PaddedTargets) -> Self {
         let [_, nc, na] = scores.dims();
-        let mut present: Vec<usize> = gt
-            .classes
-            .iter()
-            .zip(&gt.mask)
-            .filter(|(_, &v)| v)
-            .map(|(&c, _)| c)
-            .collect();
+        let mut present: Vec<usize> = gt.classes.iter().zip(&gt.mask).filter(|(_, &v)| v).map(|(&c, _)| c).collect();
         present.sort_unstable();
         present.dedup();
         if let Some(&c) = present.last() {
@@ -366,13 +312,7 @@ impl GtClassScores {
             .classes
             .iter()
             .zip(&gt.mask)
-            .map(|(c, &v)| {
-                if v {
-                    present.binary_search(c).unwrap()
-                } else {
-                    0
-                }
-            })
+            .map(|(c, &v)| if v { present.binary_search(c).unwrap() } else { 0 })
             .collect();
         let device = scores.device();
         let idx: Vec<i64> = present.iter().map(|&c| c as i64).collect();
@@ -383,13 +323,7 @@ impl GtClassScores {
             let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [u]), &device);
             read_f32(scores.detach().select(1, idx), Purpose::Assigner)
         };
-        Self {
-            logits,
-            column,
-            max_boxes: gt.max_boxes,
-            num_cols: u,
-            num_anchors: na,
-        }
+        Self { logits, column, max_boxes: gt.max_boxes, num_cols: u, num_anchors: na }
     }
 
     /// Sigmoid probability of box `m`'s class at anchor `a` of image `b`.

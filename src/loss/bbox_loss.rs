@@ -41,10 +41,7 @@ pub fn decode_distances<B: Backend>(pred_dist: Tensor<B, 2>, reg_max: usize) -> 
     }
     let device = pred_dist.device();
     let proj = Tensor::<B, 1>::from_data(
-        TensorData::new(
-            (0..reg_max).map(|i| i as f32).collect::<Vec<_>>(),
-            [reg_max],
-        ),
+        TensorData::new((0..reg_max).map(|i| i as f32).collect::<Vec<_>>(), [reg_max]),
         &device,
     )
     .reshape([1, 1, reg_max]);
@@ -79,8 +76,7 @@ impl BboxLoss {
         assert_eq!(pred_dist.dims()[0], n);
         let device = pred_dist.device();
         let r = self.reg_max;
-        let t2 =
-            |v: Vec<f32>, c: usize| Tensor::<B, 2>::from_data(TensorData::new(v, [n, c]), &device);
+        let t2 = |v: Vec<f32>, c: usize| Tensor::<B, 2>::from_data(TensorData::new(v, [n, c]), &device);
         let anchors = t2(fg.anchors.iter().flatten().copied().collect(), 2);
         let targets = t2(fg.boxes.iter().flatten().copied().collect(), 4);
         let weights = t2(fg.weights.clone(), 1);
@@ -88,9 +84,7 @@ impl BboxLoss {
         let ltrb = decode_distances(pred_dist.clone(), r);
         let pred_boxes = dist2bbox(ltrb.clone(), anchors);
         let ciou = bbox_ciou(pred_boxes, targets);
-        let loss_iou = (ciou.neg().add_scalar(1.0) * weights.clone())
-            .sum()
-            .div_scalar(target_scores_sum);
+        let loss_iou = (ciou.neg().add_scalar(1.0) * weights.clone()).sum().div_scalar(target_scores_sum);
 
         let loss_dist = if r > 1 {
             // Distribution focal loss: cross-entropy against the two bins around the target distance.
@@ -109,9 +103,7 @@ impl BboxLoss {
             let w = Tensor::<B, 3>::from_data(TensorData::new(w, [n, 4, r]), &device);
             let logp = log_softmax(pred_dist.reshape([n, 4, r]), 2);
             let per_side = (logp * w).sum_dim(2).reshape([n, 4]).neg();
-            (per_side.mean_dim(1) * weights)
-                .sum()
-                .div_scalar(target_scores_sum)
+            (per_side.mean_dim(1) * weights).sum().div_scalar(target_scores_sum)
         } else {
             // L1 on ltrb distances scaled to pixels and normalised by the image size.
             let (h, wd) = (imgsz[0], imgsz[1]);
@@ -123,12 +115,9 @@ impl BboxLoss {
             }
             let target = t2(t, 4);
             let strides = t2(fg.strides.clone(), 1);
-            let scale =
-                Tensor::<B, 2>::from_data(TensorData::new(vec![wd, h, wd, h], [1, 4]), &device);
+            let scale = Tensor::<B, 2>::from_data(TensorData::new(vec![wd, h, wd, h], [1, 4]), &device);
             let pred = ltrb * strides / scale;
-            ((pred - target).abs().mean_dim(1) * weights)
-                .sum()
-                .div_scalar(target_scores_sum)
+            ((pred - target).abs().mean_dim(1) * weights).sum().div_scalar(target_scores_sum)
         };
         (loss_iou, loss_dist)
     }

@@ -12,10 +12,7 @@ fn part<B: Backend, const D: usize>(t: &Tensor<B, D>, i: usize) -> Tensor<B, D> 
 }
 
 /// Distances `(l, t, r, b)` from anchor points to a box `x1y1x2y2`.
-pub fn dist2bbox<B: Backend, const D: usize>(
-    distance: Tensor<B, D>,
-    anchor_points: Tensor<B, D>,
-) -> Tensor<B, D> {
+pub fn dist2bbox<B: Backend, const D: usize>(distance: Tensor<B, D>, anchor_points: Tensor<B, D>) -> Tensor<B, D> {
     let lt = distance.clone().narrow(D - 1, 0, 2);
     let rb = distance.narrow(D - 1, 2, 2);
     Tensor::cat(vec![anchor_points.clone() - lt, anchor_points + rb], D - 1)
@@ -30,10 +27,7 @@ pub fn bbox2dist<B: Backend, const D: usize>(
 ) -> Tensor<B, D> {
     let x1y1 = bbox.clone().narrow(D - 1, 0, 2);
     let x2y2 = bbox.narrow(D - 1, 2, 2);
-    let d = Tensor::cat(
-        vec![anchor_points.clone() - x1y1, x2y2 - anchor_points],
-        D - 1,
-    );
+    let d = Tensor::cat(vec![anchor_points.clone() - x1y1, x2y2 - anchor_points], D - 1);
     match reg_max {
         Some(r) => d.clamp(0.0, r - 0.01),
         None => d,
@@ -42,12 +36,7 @@ pub fn bbox2dist<B: Backend, const D: usize>(
 
 /// Host version of [`bbox2dist`] for one anchor.
 pub fn bbox2dist_host(anchor: [f32; 2], bbox: [f32; 4], reg_max: Option<f32>) -> [f32; 4] {
-    let d = [
-        anchor[0] - bbox[0],
-        anchor[1] - bbox[1],
-        bbox[2] - anchor[0],
-        bbox[3] - anchor[1],
-    ];
+    let d = [anchor[0] - bbox[0], anchor[1] - bbox[1], bbox[2] - anchor[0], bbox[3] - anchor[1]];
     match reg_max {
         Some(r) => d.map(|v| v.clamp(0.0, r - 0.01)),
         None => d,
@@ -55,62 +44,44 @@ pub fn bbox2dist_host(anchor: [f32; 2], bbox: [f32; 4], reg_max: Option<f32>) ->
 }
 
 /// Plain IoU of paired boxes (shape `[.., 4]` -> `[.., 1]`), with Ultralytics' epsilons.
-pub fn bbox_iou<B: Backend, const D: usize>(
-    box1: Tensor<B, D>,
-    box2: Tensor<B, D>,
-) -> Tensor<B, D> {
+pub fn bbox_iou<B: Backend, const D: usize>(box1: Tensor<B, D>, box2: Tensor<B, D>) -> Tensor<B, D> {
     iou_parts(&box1, &box2).0
 }
+
+/// Four per-coordinate pieces of a box computation.
+type BoxParts<B, const D: usize> = [Tensor<B, D>; 4];
 
 /// IoU, and the pieces CIoU reuses.
 fn iou_parts<B: Backend, const D: usize>(
     box1: &Tensor<B, D>,
     box2: &Tensor<B, D>,
-) -> (
-    Tensor<B, D>,
-    [Tensor<B, D>; 4],
-    [Tensor<B, D>; 4],
-    [Tensor<B, D>; 4],
-) {
+) -> (Tensor<B, D>, BoxParts<B, D>, BoxParts<B, D>, BoxParts<B, D>) {
     let (b1x1, b1y1, b1x2, b1y2) = (part(box1, 0), part(box1, 1), part(box1, 2), part(box1, 3));
     let (b2x1, b2y1, b2x2, b2y2) = (part(box2, 0), part(box2, 1), part(box2, 2), part(box2, 3));
     let w1 = b1x2.clone() - b1x1.clone();
     let h1 = (b1y2.clone() - b1y1.clone()).add_scalar(IOU_EPS);
     let w2 = b2x2.clone() - b2x1.clone();
     let h2 = (b2y2.clone() - b2y1.clone()).add_scalar(IOU_EPS);
-    let iw =
-        (b1x2.clone().min_pair(b2x2.clone()) - b1x1.clone().max_pair(b2x1.clone())).clamp_min(0.0);
-    let ih =
-        (b1y2.clone().min_pair(b2y2.clone()) - b1y1.clone().max_pair(b2y1.clone())).clamp_min(0.0);
+    let iw = (b1x2.clone().min_pair(b2x2.clone()) - b1x1.clone().max_pair(b2x1.clone())).clamp_min(0.0);
+    let ih = (b1y2.clone().min_pair(b2y2.clone()) - b1y1.clone().max_pair(b2y1.clone())).clamp_min(0.0);
     let inter = iw * ih;
-    let union =
-        (w1.clone() * h1.clone() + w2.clone() * h2.clone() - inter.clone()).add_scalar(IOU_EPS);
+    let union = (w1.clone() * h1.clone() + w2.clone() * h2.clone() - inter.clone()).add_scalar(IOU_EPS);
     let iou = inter / union;
-    (
-        iou,
-        [b1x1, b1y1, b1x2, b1y2],
-        [b2x1, b2y1, b2x2, b2y2],
-        [w1, h1, w2, h2],
-    )
+    (iou, [b1x1, b1y1, b1x2, b1y2], [b2x1, b2y1, b2x2, b2y2], [w1, h1, w2, h2])
 }
 
 /// Complete IoU of paired boxes (`[.., 4]` -> `[.., 1]`), as Ultralytics' `bbox_iou(.., CIoU=True)`:
 /// `IoU - (rho^2 / c^2 + v * alpha)` with the trade-off `alpha` computed without gradient.
-pub fn bbox_ciou<B: Backend, const D: usize>(
-    box1: Tensor<B, D>,
-    box2: Tensor<B, D>,
-) -> Tensor<B, D> {
-    let (iou, [b1x1, b1y1, b1x2, b1y2], [b2x1, b2y1, b2x2, b2y2], [w1, h1, w2, h2]) =
-        iou_parts(&box1, &box2);
+pub fn bbox_ciou<B: Backend, const D: usize>(box1: Tensor<B, D>, box2: Tensor<B, D>) -> Tensor<B, D> {
+    let (iou, [b1x1, b1y1, b1x2, b1y2], [b2x1, b2y1, b2x2, b2y2], [w1, h1, w2, h2]) = iou_parts(&box1, &box2);
     let cw = b1x2.clone().max_pair(b2x2.clone()) - b1x1.clone().min_pair(b2x1.clone());
     let ch = b1y2.clone().max_pair(b2y2.clone()) - b1y1.clone().min_pair(b2y1.clone());
     let c2 = (cw.square() + ch.square()).add_scalar(IOU_EPS);
     let dx = b2x1 + b2x2 - b1x1 - b1x2;
     let dy = b2y1 + b2y2 - b1y1 - b1y2;
     let rho2 = (dx.square() + dy.square()).div_scalar(4.0);
-    let v = ((w2 / h2).atan() - (w1 / h1).atan())
-        .square()
-        .mul_scalar(4.0 / (std::f32::consts::PI * std::f32::consts::PI));
+    let v =
+        ((w2 / h2).atan() - (w1 / h1).atan()).square().mul_scalar(4.0 / (std::f32::consts::PI * std::f32::consts::PI));
     let alpha = (v.clone().detach()
         / (iou.clone().detach().neg().add_scalar(1.0) + v.clone().detach()).add_scalar(IOU_EPS))
     .detach();

@@ -13,9 +13,7 @@
 //!
 //! The maths runs in f32 whatever the prediction dtype (inputs are cast to f32 first).
 
-use burn::tensor::{
-    activation::log_sigmoid, backend::Backend, DType, FloatDType, Int, Tensor, TensorData,
-};
+use burn::tensor::{activation::log_sigmoid, backend::Backend, DType, FloatDType, Int, Tensor, TensorData};
 
 use rayon::prelude::*;
 
@@ -94,22 +92,11 @@ pub fn class_weights_from_counts(counts: &[f32], cls_pw: f32) -> Option<Vec<f32>
         return None;
     }
     // f64 as numpy does, rounded to f32 at the end
-    let w: Vec<f64> = counts
-        .iter()
-        .map(|&c| (1.0 / if c > 0.0 { c as f64 } else { 1.0 }).powf(cls_pw as f64))
-        .collect();
-    let present: Vec<f64> = w
-        .iter()
-        .zip(counts)
-        .filter(|(_, &c)| c > 0.0)
-        .map(|(&w, _)| w)
-        .collect();
+    let w: Vec<f64> =
+        counts.iter().map(|&c| (1.0 / if c > 0.0 { c as f64 } else { 1.0 }).powf(cls_pw as f64)).collect();
+    let present: Vec<f64> = w.iter().zip(counts).filter(|(_, &c)| c > 0.0).map(|(&w, _)| w).collect();
     let fill = present.iter().sum::<f64>() / present.len() as f64;
-    let w: Vec<f64> = w
-        .iter()
-        .zip(counts)
-        .map(|(&w, &c)| if c > 0.0 { w } else { fill })
-        .collect();
+    let w: Vec<f64> = w.iter().zip(counts).map(|(&w, &c)| if c > 0.0 { w } else { fill }).collect();
     let mean = w.iter().sum::<f64>() / w.len() as f64;
     Some(w.iter().map(|&v| (v / mean) as f32).collect())
 }
@@ -218,30 +205,15 @@ impl DetectionLoss {
         let [bs2, nc, na2] = scores.dims();
         let r = cfg.reg_max;
         assert_eq!(c, 4 * r, "boxes must have 4 * reg_max channels");
-        assert_eq!(
-            (bs, na),
-            (bs2, na2),
-            "boxes and scores disagree on batch or anchors"
-        );
+        assert_eq!((bs, na), (bs2, na2), "boxes and scores disagree on batch or anchors");
         assert_eq!(nc, cfg.num_classes, "scores must have num_classes channels");
-        assert_eq!(
-            targets.batch_size(),
-            bs,
-            "targets and predictions disagree on batch size"
-        );
+        assert_eq!(targets.batch_size(), bs, "targets and predictions disagree on batch size");
         let device = boxes.device();
 
         let anchors = make_anchors(feature_sizes, strides, 0.5);
-        assert_eq!(
-            anchors.len(),
-            na,
-            "feature sizes do not match the number of anchors"
-        );
+        assert_eq!(anchors.len(), na, "feature sizes do not match the number of anchors");
         // Input size as Ultralytics derives it: first level's size times its stride.
-        let imgsz = [
-            feature_sizes[0][0] as f32 * strides[0],
-            feature_sizes[0][1] as f32 * strides[0],
-        ];
+        let imgsz = [feature_sizes[0][0] as f32 * strides[0], feature_sizes[0][1] as f32 * strides[0]];
         let gt = targets.padded(imgsz);
         let m = gt.max_boxes;
 
@@ -266,12 +238,8 @@ impl DetectionLoss {
                     pred_px.push([(ax - l) * s, (ay - t) * s, (ax + rr) * s, (ay + bb) * s]);
                 }
             }
-            let anchor_px: Vec<[f32; 2]> = anchors
-                .points
-                .iter()
-                .zip(&anchors.strides)
-                .map(|(p, &s)| [p[0] * s, p[1] * s])
-                .collect();
+            let anchor_px: Vec<[f32; 2]> =
+                anchors.points.iter().zip(&anchors.strides).map(|(p, &s)| [p[0] * s, p[1] * s]).collect();
             let lookup = GtClassScores::read(scores.clone(), &gt);
             assigner.assign_with(|b, m, a| lookup.get(b, m, a), &pred_px, &anchor_px, &gt)
         };
@@ -314,10 +282,7 @@ impl DetectionLoss {
 
         // Box losses on the foreground anchors.
         let (loss_box, loss_dfl) = if fg_idx.is_empty() {
-            (
-                Tensor::<B, 1>::zeros([1], &device),
-                Tensor::<B, 1>::zeros([1], &device),
-            )
+            (Tensor::<B, 1>::zeros([1], &device), Tensor::<B, 1>::zeros([1], &device))
         } else {
             let n = fg_idx.len();
             let mut fg = FgTargets::default();
@@ -350,13 +315,7 @@ impl DetectionLoss {
             ],
             0,
         );
-        BranchLoss {
-            parts,
-            batch_size: bs,
-            num_fg: fg_idx.len(),
-            target_scores_sum: tss,
-            assignment,
-        }
+        BranchLoss { parts, batch_size: bs, num_fg: fg_idx.len(), target_scores_sum: tss, assignment }
     }
 }
 
@@ -371,28 +330,26 @@ pub fn decode_host(raw: &[f32], bs: usize, reg_max: usize, na: usize) -> Vec<f32
     let r = reg_max;
     let mut out = vec![0f32; bs * 4 * na];
     // One (image, side) group at a time, in parallel: max, exp, normalise, expectation over the bins.
-    out.par_chunks_mut(na)
-        .zip(raw.par_chunks(r * na))
-        .for_each(|(o, group)| {
-            let mut mx = vec![f32::NEG_INFINITY; na];
-            for row in group.chunks_exact(na) {
-                for (m, &x) in mx.iter_mut().zip(row) {
-                    *m = m.max(x);
-                }
+    out.par_chunks_mut(na).zip(raw.par_chunks(r * na)).for_each(|(o, group)| {
+        let mut mx = vec![f32::NEG_INFINITY; na];
+        for row in group.chunks_exact(na) {
+            for (m, &x) in mx.iter_mut().zip(row) {
+                *m = m.max(x);
             }
-            let mut z = vec![0f32; na];
-            let mut ex = vec![0f32; r * na];
-            for (row, e) in group.chunks_exact(na).zip(ex.chunks_exact_mut(na)) {
-                for a in 0..na {
-                    e[a] = (row[a] - mx[a]).exp();
-                    z[a] += e[a];
-                }
+        }
+        let mut z = vec![0f32; na];
+        let mut ex = vec![0f32; r * na];
+        for (row, e) in group.chunks_exact(na).zip(ex.chunks_exact_mut(na)) {
+            for a in 0..na {
+                e[a] = (row[a] - mx[a]).exp();
+                z[a] += e[a];
             }
-            for (j, e) in ex.chunks_exact(na).enumerate() {
-                for a in 0..na {
-                    o[a] += (e[a] / z[a]) * j as f32;
-                }
+        }
+        for (j, e) in ex.chunks_exact(na).enumerate() {
+            for a in 0..na {
+                o[a] += (e[a] / z[a]) * j as f32;
             }
-        });
+        }
+    });
     out
 }

@@ -8,9 +8,9 @@
 
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::readback::{read_f32, Purpose};
 use super::detection::{loss_names, DetectionLoss, DetectionLossConfig, LossOutput};
 use super::targets::TargetBatch;
+use crate::readback::{read_f32, Purpose};
 
 /// The o2m weight schedule.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,11 +22,7 @@ pub struct O2mSchedule {
 
 impl O2mSchedule {
     pub fn new(epochs: usize) -> Self {
-        Self {
-            epochs,
-            initial: 0.8,
-            final_: 0.1,
-        }
+        Self { epochs, initial: 0.8, final_: 0.1 }
     }
 
     /// Weight of the one-to-many loss during epoch `epoch` (0-based).
@@ -106,17 +102,7 @@ impl E2eLoss {
         epoch: usize,
     ) -> E2eLossOutput<B> {
         let (o2m, o2o) = (self.schedule.o2m(epoch), self.schedule.o2o(epoch));
-        self.forward_weighted(
-            o2m_boxes,
-            o2m_scores,
-            o2o_boxes,
-            o2o_scores,
-            feature_sizes,
-            strides,
-            targets,
-            o2m,
-            o2o,
-        )
+        self.forward_weighted(o2m_boxes, o2m_scores, o2o_boxes, o2o_scores, feature_sizes, strides, targets, o2m, o2o)
     }
 
     /// Loss with explicit branch weights.
@@ -133,12 +119,8 @@ impl E2eLoss {
         o2m: f32,
         o2o: f32,
     ) -> E2eLossOutput<B> {
-        let many = self
-            .one2many
-            .branch(o2m_boxes, o2m_scores, feature_sizes, strides, targets);
-        let one = self
-            .one2one
-            .branch(o2o_boxes, o2o_scores, feature_sizes, strides, targets);
+        let many = self.one2many.branch(o2m_boxes, o2m_scores, feature_sizes, strides, targets);
+        let one = self.one2one.branch(o2o_boxes, o2o_scores, feature_sizes, strides, targets);
         let bs = many.batch_size as f32;
         let total = many.parts.clone().sum().mul_scalar(bs).mul_scalar(o2m)
             + one.parts.clone().sum().mul_scalar(bs).mul_scalar(o2o);

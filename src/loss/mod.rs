@@ -24,8 +24,6 @@ pub mod targets;
 pub use crate::model::anchors::{make_anchors, Anchors};
 pub use assigner::{AssignerConfig, Assignment, TaskAlignedAssigner};
 pub use bbox_loss::BboxLoss;
-pub use detection::{
-    class_weights_from_counts, loss_names, DetectionLoss, DetectionLossConfig, LossOutput,
-};
+pub use detection::{class_weights_from_counts, loss_names, DetectionLoss, DetectionLossConfig, LossOutput};
 pub use end2end::{E2eLoss, E2eLossOutput, O2mSchedule};
 pub use targets::{ImageTargets, TargetBatch};

@@ -28,7 +28,8 @@ pub fn softplus_sum<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, 1>
         }
         if let Some(x) = retype::<_, Tensor<Cpu, D>>(x.clone()) {
             let x = x.into_primitive().tensor();
-            return retype(Tensor::<Cpu, 1>::from_primitive(TensorPrimitive::Float(forward(&x)))).expect("dispatched on this type");
+            return retype(Tensor::<Cpu, 1>::from_primitive(TensorPrimitive::Float(forward(&x))))
+                .expect("dispatched on this type");
         }
     }
     (x.clone() - log_sigmoid(x)).sum()
@@ -83,7 +84,8 @@ fn forward(x: &FlexTensor) -> FlexTensor {
                     lanes[k] += softplus(v[k]);
                 }
             }
-            lanes.iter().map(|&v| v as f64).sum::<f64>() + it.remainder().iter().map(|&v| softplus(v) as f64).sum::<f64>()
+            lanes.iter().map(|&v| v as f64).sum::<f64>()
+                + it.remainder().iter().map(|&v| softplus(v) as f64).sum::<f64>()
         })
         .sum();
     tensor(vec![total as f32], [1])
@@ -102,7 +104,18 @@ fn ln_1_to_2(y: f32) -> f32 {
     let high = y > std::f32::consts::SQRT_2;
     let (x, e) = if high { (0.5 * y - 1.0, 1.0f32) } else { (y - 1.0, 0.0f32) };
     let z = x * x;
-    let p = ((((((((7.037_683_6e-2 * x - 1.151_461e-1) * x + 1.167_699_9e-1) * x - 1.242_014_1e-1) * x + 1.424_932_3e-1) * x - 1.666_805_8e-1) * x + 2.000_071_4e-1) * x - 2.499_999_4e-1) * x + 3.333_333_1e-1) * x * z;
+    let p = ((((((((7.037_683_6e-2 * x - 1.151_461e-1) * x + 1.167_699_9e-1) * x - 1.242_014_1e-1) * x
+        + 1.424_932_3e-1)
+        * x
+        - 1.666_805_8e-1)
+        * x
+        + 2.000_071_4e-1)
+        * x
+        - 2.499_999_4e-1)
+        * x
+        + 3.333_333e-1)
+        * x
+        * z;
     let r = p + e * -2.121_944_4e-4 - 0.5 * z + x;
     r + e * 0.693_359_4
 }

@@ -68,10 +68,7 @@ impl TargetBatch {
         assert_eq!(batch_idx.len(), boxes.len());
         let mut images = vec![ImageTargets::default(); batch_size];
         for ((&i, &c), b) in batch_idx.iter().zip(classes).zip(boxes) {
-            assert!(
-                i < batch_size,
-                "batch index {i} out of range for batch size {batch_size}"
-            );
+            assert!(i < batch_size, "batch index {i} out of range for batch size {batch_size}");
             images[i].classes.push(c);
             images[i].boxes.push(*b);
         }
@@ -108,31 +105,19 @@ impl TargetBatch {
                 mask[r] = true;
             }
         }
-        PaddedTargets {
-            batch_size: b,
-            max_boxes: m,
-            classes,
-            boxes_xyxy,
-            mask,
-        }
+        PaddedTargets { batch_size: b, max_boxes: m, classes, boxes_xyxy, mask }
     }
 
     /// Padded tensors at the batch's `input_size`: classes `[b, max_boxes, 1]`, pixel xyxy boxes
     /// `[b, max_boxes, 4]`, validity mask `[b, max_boxes, 1]`.
-    pub fn to_tensors<B: Backend>(
-        &self,
-        device: &B::Device,
-    ) -> (Tensor<B, 3, Int>, Tensor<B, 3>, Tensor<B, 3, Bool>) {
+    pub fn to_tensors<B: Backend>(&self, device: &B::Device) -> (Tensor<B, 3, Int>, Tensor<B, 3>, Tensor<B, 3, Bool>) {
         let p = self.padded([self.input_size[0] as f32, self.input_size[1] as f32]);
         p.to_tensors(device)
     }
 }
 
 impl PaddedTargets {
-    pub fn to_tensors<B: Backend>(
-        &self,
-        device: &B::Device,
-    ) -> (Tensor<B, 3, Int>, Tensor<B, 3>, Tensor<B, 3, Bool>) {
+    pub fn to_tensors<B: Backend>(&self, device: &B::Device) -> (Tensor<B, 3, Int>, Tensor<B, 3>, Tensor<B, 3, Bool>) {
         let (b, m) = (self.batch_size, self.max_boxes);
         let cls: Vec<i64> = self.classes.iter().map(|&c| c as i64).collect();
         let boxes: Vec<f32> = self.boxes_xyxy.iter().flatten().copied().collect();
@@ -152,10 +137,5 @@ pub fn xywh_to_xyxy(b: [f32; 4]) -> [f32; 4] {
 
 /// `(x1, y1, x2, y2)` to `(cx, cy, w, h)`.
 pub fn xyxy_to_xywh(b: [f32; 4]) -> [f32; 4] {
-    [
-        (b[0] + b[2]) / 2.0,
-        (b[1] + b[3]) / 2.0,
-        b[2] - b[0],
-        b[3] - b[1],
-    ]
+    [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, b[2] - b[0], b[3] - b[1]]
 }

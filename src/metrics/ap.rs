@@ -68,11 +68,7 @@ pub fn compute_ap(recall: &[f64], precision: &[f64]) -> ApCurve {
     }
     let x = linspace(0.0, 1.0, 101);
     let y = interp_many(&x, &mrec, &mpre, None, None);
-    ApCurve {
-        ap: trapezoid(&y, &x),
-        mpre,
-        mrec,
-    }
+    ApCurve { ap: trapezoid(&y, &x), mpre, mrec }
 }
 
 /// Per-class results of [`ap_per_class`]; rows follow `classes` (sorted class ids present in the labels).
@@ -149,10 +145,7 @@ pub(crate) fn ap_per_class_checked(
     let mut classes: Vec<usize> = target_cls.to_vec();
     classes.sort_unstable();
     classes.dedup();
-    let n_labels: Vec<usize> = classes
-        .iter()
-        .map(|c| target_cls.iter().filter(|&&t| t == *c).count())
-        .collect();
+    let n_labels: Vec<usize> = classes.iter().map(|c| target_cls.iter().filter(|&&t| t == *c).count()).collect();
     let nc = classes.len();
 
     let px = linspace(0.0, 1.0, NPX);
@@ -204,22 +197,14 @@ pub(crate) fn ap_per_class_checked(
             if t == 0 {
                 let l = curve.mpre[0];
                 let r = curve.mpre[curve.mpre.len() - 1];
-                prec_values.push(
-                    px.iter()
-                        .map(|&x| interp(x, &curve.mrec, &curve.mpre, l, r))
-                        .collect(),
-                );
+                prec_values.push(px.iter().map(|&x| interp(x, &curve.mrec, &curve.mpre, l, r)).collect());
             }
         }
     }
 
     let f1_curve: Vec<Vec<f64>> = (0..nc)
         .map(|ci| {
-            (0..NPX)
-                .map(|k| {
-                    2.0 * p_curve[ci][k] * r_curve[ci][k] / (p_curve[ci][k] + r_curve[ci][k] + EPS)
-                })
-                .collect()
+            (0..NPX).map(|k| 2.0 * p_curve[ci][k] * r_curve[ci][k] / (p_curve[ci][k] + r_curve[ci][k] + EPS)).collect()
         })
         .collect();
 
@@ -241,12 +226,8 @@ pub(crate) fn ap_per_class_checked(
     let p: Vec<f64> = p_curve.iter().map(|c| c[best_index]).collect();
     let r: Vec<f64> = r_curve.iter().map(|c| c[best_index]).collect();
     let f1: Vec<f64> = f1_curve.iter().map(|c| c[best_index]).collect();
-    let tp_out: Vec<f64> = (0..nc)
-        .map(|i| (r[i] * n_labels[i] as f64).round_ties_even())
-        .collect();
-    let fp_out: Vec<f64> = (0..nc)
-        .map(|i| (tp_out[i] / (p[i] + EPS) - tp_out[i]).round_ties_even())
-        .collect();
+    let tp_out: Vec<f64> = (0..nc).map(|i| (r[i] * n_labels[i] as f64).round_ties_even()).collect();
+    let fp_out: Vec<f64> = (0..nc).map(|i| (tp_out[i] / (p[i] + EPS) - tp_out[i]).round_ties_even()).collect();
 
     ApPerClass {
         classes,

@@ -25,11 +25,7 @@ pub enum ImageId {
 impl ImageId {
     /// Id of an image file: its stem, as a number when all digits.
     pub fn from_path(path: impl AsRef<Path>) -> Self {
-        let stem = path
-            .as_ref()
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let stem = path.as_ref().file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         if !stem.is_empty() && stem.chars().all(|c| c.is_ascii_digit()) {
             if let Ok(n) = stem.parse::<u64>() {
                 return ImageId::Num(n);
@@ -55,10 +51,9 @@ pub fn default_class_map(nc: usize) -> Vec<u64> {
 /// COCO's 80 training classes to the 91 original category ids.
 pub fn coco80_to_coco91() -> Vec<u64> {
     vec![
-        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27,
-        28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53,
-        54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80,
-        81, 82, 84, 85, 86, 87, 88, 89, 90,
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32, 33, 34,
+        35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63,
+        64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90,
     ]
 }
 
@@ -68,12 +63,10 @@ fn round_to(v: f64, decimals: usize) -> f64 {
 }
 
 fn category(class_map: &[u64], class: usize) -> Result<u64> {
-    class_map.get(class).copied().with_context(|| {
-        format!(
-            "class {class} has no entry in the category map ({} entries)",
-            class_map.len()
-        )
-    })
+    class_map
+        .get(class)
+        .copied()
+        .with_context(|| format!("class {class} has no entry in the category map ({} entries)", class_map.len()))
 }
 
 /// COCO detection entries for one image. `dets` must already be in original-image pixels.
@@ -116,22 +109,13 @@ pub struct GtImage {
 
 /// A complete COCO ground-truth document (`info`, `images`, `annotations` with `area` and `iscrowd: 0`,
 /// `categories`) that pycocotools' `COCO` loads directly.
-pub fn ground_truth_to_coco(
-    images: &[GtImage],
-    names: &[String],
-    class_map: &[u64],
-) -> Result<Value> {
+pub fn ground_truth_to_coco(images: &[GtImage], names: &[String], class_map: &[u64]) -> Result<Value> {
     let mut imgs = Vec::with_capacity(images.len());
     let mut anns = Vec::new();
     let mut next_id = 1u64;
     for im in images {
         if im.boxes_xyxy.len() != im.classes.len() {
-            bail!(
-                "image {}: {} boxes but {} classes",
-                im.file_name,
-                im.boxes_xyxy.len(),
-                im.classes.len()
-            );
+            bail!("image {}: {} boxes but {} classes", im.file_name, im.boxes_xyxy.len(), im.classes.len());
         }
         imgs.push(json!({"id": im.id.to_json(), "file_name": im.file_name, "width": im.width, "height": im.height}));
         for (b, &c) in im.boxes_xyxy.iter().zip(&im.classes) {
@@ -164,11 +148,7 @@ pub fn ground_truth_to_coco(
 
 /// Parses a YOLO label file's text (`class cx cy w h`, normalised) into pixel corner boxes for a `width x height`
 /// image. Blank lines are skipped; malformed lines are errors. Extra columns (segments) are not supported.
-pub fn parse_yolo_labels(
-    text: &str,
-    width: u32,
-    height: u32,
-) -> Result<(Vec<[f32; 4]>, Vec<usize>)> {
+pub fn parse_yolo_labels(text: &str, width: u32, height: u32) -> Result<(Vec<[f32; 4]>, Vec<usize>)> {
     let (w, h) = (width as f32, height as f32);
     let mut boxes = Vec::new();
     let mut classes = Vec::new();
@@ -179,20 +159,12 @@ pub fn parse_yolo_labels(
         }
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() != 5 {
-            bail!(
-                "label line {}: expected 5 fields `class cx cy w h`, found {}",
-                ln + 1,
-                f.len()
-            );
+            bail!("label line {}: expected 5 fields `class cx cy w h`, found {}", ln + 1, f.len());
         }
-        let c: usize = f[0]
-            .parse()
-            .with_context(|| format!("label line {}: bad class `{}`", ln + 1, f[0]))?;
+        let c: usize = f[0].parse().with_context(|| format!("label line {}: bad class `{}`", ln + 1, f[0]))?;
         let mut v = [0f32; 4];
         for k in 0..4 {
-            v[k] = f[k + 1]
-                .parse()
-                .with_context(|| format!("label line {}: bad number `{}`", ln + 1, f[k + 1]))?;
+            v[k] = f[k + 1].parse().with_context(|| format!("label line {}: bad number `{}`", ln + 1, f[k + 1]))?;
         }
         boxes.push([
             (v[0] - v[2] / 2.0) * w,

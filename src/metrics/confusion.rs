@@ -23,12 +23,7 @@ pub struct ConfusionMatrix {
 impl ConfusionMatrix {
     /// An empty matrix.
     pub fn new(nc: usize, conf: f32, iou_thres: f32) -> Self {
-        Self {
-            nc,
-            conf,
-            iou_thres,
-            matrix: vec![0.0; (nc + 1) * (nc + 1)],
-        }
+        Self { nc, conf, iou_thres, matrix: vec![0.0; (nc + 1) * (nc + 1)] }
     }
 
     /// Count at `[predicted][true]` (index `nc` is background).
@@ -46,12 +41,7 @@ impl ConfusionMatrix {
 
     /// Adds one image. Classes `>= nc` are counted as background; labels beyond the shorter of `gt_boxes` and
     /// `gt_classes` are ignored.
-    pub fn process_image(
-        &mut self,
-        preds: &[Detection],
-        gt_boxes: &[[f32; 4]],
-        gt_classes: &[usize],
-    ) {
+    pub fn process_image(&mut self, preds: &[Detection], gt_boxes: &[[f32; 4]], gt_classes: &[usize]) {
         let n_gt = gt_boxes.len().min(gt_classes.len());
         let (gt_boxes, gt_classes) = (&gt_boxes[..n_gt], &gt_classes[..n_gt]);
         let nc = self.nc;
@@ -73,9 +63,8 @@ impl ConfusionMatrix {
         let mut iou = iou_matrix(gt_boxes, &boxes); // gt rows
         let nd = dets.len();
         let mut gt_match: Vec<Option<usize>> = vec![None; gt_classes.len()];
-        let mut cands: Vec<usize> = (0..nd)
-            .filter(|&j| (0..gt_classes.len()).any(|g| iou[g * nd + j] > self.iou_thres))
-            .collect();
+        let mut cands: Vec<usize> =
+            (0..nd).filter(|&j| (0..gt_classes.len()).any(|g| iou[g * nd + j] > self.iou_thres)).collect();
         cands.sort_by(|&a, &b| dets[b].score.total_cmp(&dets[a].score));
         for j in cands {
             let mut g_best = 0;
@@ -112,9 +101,7 @@ impl ConfusionMatrix {
     pub fn tp_fp(&self) -> (Vec<f64>, Vec<f64>) {
         let n = self.nc + 1;
         let tp: Vec<f64> = (0..self.nc).map(|i| self.matrix[i * n + i]).collect();
-        let fp: Vec<f64> = (0..self.nc)
-            .map(|i| (0..n).map(|j| self.matrix[i * n + j]).sum::<f64>() - tp[i])
-            .collect();
+        let fp: Vec<f64> = (0..self.nc).map(|i| (0..n).map(|j| self.matrix[i * n + j]).sum::<f64>() - tp[i]).collect();
         (tp, fp)
     }
 
@@ -137,21 +124,13 @@ mod tests {
     use super::*;
 
     fn det(b: [f32; 4], s: f32, c: usize) -> Detection {
-        Detection {
-            xyxy: b,
-            score: s,
-            class: c,
-        }
+        Detection { xyxy: b, score: s, class: c }
     }
 
     #[test]
     fn counts() {
         let mut cm = ConfusionMatrix::new(2, 0.25, 0.45);
-        let gt = [
-            [0.0, 0.0, 10.0, 10.0],
-            [20.0, 20.0, 30.0, 30.0],
-            [50.0, 50.0, 60.0, 60.0],
-        ];
+        let gt = [[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0], [50.0, 50.0, 60.0, 60.0]];
         let preds = [
             det([0.0, 0.0, 10.0, 10.0], 0.9, 0),   // TP class 0
             det([20.0, 20.0, 30.0, 30.0], 0.8, 0), // class confusion: pred 0, true 1

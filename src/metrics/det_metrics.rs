@@ -127,10 +127,7 @@ impl DetectionMetrics {
         out.push_str(&self.all_row());
         if self.nc > 1 {
             for row in &self.per_class {
-                let name = names
-                    .get(row.class)
-                    .cloned()
-                    .unwrap_or_else(|| row.class.to_string());
+                let name = names.get(row.class).cloned().unwrap_or_else(|| row.class.to_string());
                 out.push('\n');
                 out.push_str(&Self::row(
                     &name,
@@ -196,34 +193,15 @@ impl DetectionAccumulator {
 
     /// Adds one image: its post-processed predictions (any order; ranked here by descending score, stable) and its
     /// labels as pixel corner boxes in the same coordinate frame as the predictions.
-    pub fn add_image(
-        &mut self,
-        preds: &[Detection],
-        gt_boxes_xyxy: &[[f32; 4]],
-        gt_classes: &[usize],
-    ) -> Result<()> {
+    pub fn add_image(&mut self, preds: &[Detection], gt_boxes_xyxy: &[[f32; 4]], gt_classes: &[usize]) -> Result<()> {
         if gt_boxes_xyxy.len() != gt_classes.len() {
-            bail!(
-                "image {}: {} label boxes but {} label classes",
-                self.images,
-                gt_boxes_xyxy.len(),
-                gt_classes.len()
-            );
+            bail!("image {}: {} label boxes but {} label classes", self.images, gt_boxes_xyxy.len(), gt_classes.len());
         }
         if let Some(c) = gt_classes.iter().find(|&&c| c >= self.nc) {
-            bail!(
-                "image {}: label class {c} is out of range for nc = {}",
-                self.images,
-                self.nc
-            );
+            bail!("image {}: label class {c} is out of range for nc = {}", self.images, self.nc);
         }
         if let Some(d) = preds.iter().find(|d| d.class >= self.nc) {
-            bail!(
-                "image {}: predicted class {} is out of range for nc = {}",
-                self.images,
-                d.class,
-                self.nc
-            );
+            bail!("image {}: predicted class {} is out of range for nc = {}", self.images, d.class, self.nc);
         }
         let mut sorted: Vec<Detection> = preds.to_vec();
         sorted.sort_by(|a, b| b.score.total_cmp(&a.score));

@@ -6,19 +6,11 @@ pub fn format_g(v: f64, precision: usize) -> String {
         return "nan".to_string();
     }
     if v.is_infinite() {
-        return if v > 0.0 {
-            "inf".to_string()
-        } else {
-            "-inf".to_string()
-        };
+        return if v > 0.0 { "inf".to_string() } else { "-inf".to_string() };
     }
     let p = precision.max(1);
     if v == 0.0 {
-        return if v.is_sign_negative() {
-            "-0".to_string()
-        } else {
-            "0".to_string()
-        };
+        return if v.is_sign_negative() { "-0".to_string() } else { "0".to_string() };
     }
     // exponent after rounding to p significant digits
     let e_repr = format!("{:.*e}", p - 1, v);

@@ -12,11 +12,7 @@ use crate::postprocess::boxes::iou_matrix;
 ///
 /// `iou` is the row-major `true_classes.len() x pred_classes.len()` IoU matrix (labels are rows), as produced by
 /// [`iou_matrix`]`(labels, predictions)`.
-pub fn match_predictions(
-    pred_classes: &[usize],
-    true_classes: &[usize],
-    iou: &[f32],
-) -> Vec<[bool; NIOU]> {
+pub fn match_predictions(pred_classes: &[usize], true_classes: &[usize], iou: &[f32]) -> Vec<[bool; NIOU]> {
     let n = pred_classes.len();
     let m = true_classes.len();
     let mut correct = vec![[false; NIOU]; n];

@@ -31,8 +31,8 @@ pub const IOU_THRESHOLDS: [f32; NIOU] = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0
 
 pub use ap::{ap_per_class, compute_ap, smooth, ApPerClass};
 pub use coco::{
-    coco80_to_coco91, default_class_map, detections_to_coco, ground_truth_to_coco,
-    parse_yolo_labels, write_json, GtImage, ImageId,
+    coco80_to_coco91, default_class_map, detections_to_coco, ground_truth_to_coco, parse_yolo_labels, write_json,
+    GtImage, ImageId,
 };
 pub use confusion::ConfusionMatrix;
 pub use det_metrics::{ClassMetrics, DetectionAccumulator, DetectionMetrics};

@@ -102,13 +102,7 @@ pub fn interp(x: f64, xp: &[f64], fp: &[f64], left: f64, right: f64) -> f64 {
 }
 
 /// `np.interp` over many points with the default `left = fp[0]`, `right = fp[-1]` unless given.
-pub fn interp_many(
-    xs: &[f64],
-    xp: &[f64],
-    fp: &[f64],
-    left: Option<f64>,
-    right: Option<f64>,
-) -> Vec<f64> {
+pub fn interp_many(xs: &[f64], xp: &[f64], fp: &[f64], left: Option<f64>, right: Option<f64>) -> Vec<f64> {
     let l = left.unwrap_or(fp.first().copied().unwrap_or(f64::NAN));
     let r = right.unwrap_or(fp.last().copied().unwrap_or(f64::NAN));
     xs.iter().map(|&x| interp(x, xp, fp, l, r)).collect()
@@ -119,9 +113,7 @@ pub fn trapezoid(y: &[f64], x: &[f64]) -> f64 {
     if y.len() < 2 {
         return 0.0;
     }
-    let terms: Vec<f64> = (0..y.len() - 1)
-        .map(|i| (x[i + 1] - x[i]) * (y[i + 1] + y[i]) / 2.0)
-        .collect();
+    let terms: Vec<f64> = (0..y.len() - 1).map(|i| (x[i + 1] - x[i]) * (y[i + 1] + y[i]) / 2.0).collect();
     pairwise_sum(&terms)
 }
 

@@ -95,9 +95,7 @@ struct Canvas {
 
 impl Canvas {
     fn new(w: u32, h: u32) -> Self {
-        Self {
-            img: RgbImage::from_pixel(w, h, WHITE),
-        }
+        Self { img: RgbImage::from_pixel(w, h, WHITE) }
     }
 
     fn put(&mut self, x: i64, y: i64, c: Rgb<u8>) {
@@ -168,9 +166,7 @@ impl Canvas {
     }
 
     fn save(&self, path: &Path) -> Result<()> {
-        self.img
-            .save(path)
-            .with_context(|| format!("writing plot {}", path.display()))
+        self.img.save(path).with_context(|| format!("writing plot {}", path.display()))
     }
 }
 
@@ -185,15 +181,8 @@ struct Axes {
 impl Axes {
     fn map(&self, x: f64, y: f64) -> (f64, f64) {
         let x = x.clamp(0.0, 1.0);
-        let y = if y.is_finite() {
-            y.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        (
-            self.x0 + x * (self.x1 - self.x0),
-            self.y1 - y * (self.y1 - self.y0),
-        )
+        let y = if y.is_finite() { y.clamp(0.0, 1.0) } else { 0.0 };
+        (self.x0 + x * (self.x1 - self.x0), self.y1 - y * (self.y1 - self.y0))
     }
 
     fn draw(&self, cv: &mut Canvas, xlabel: &str, ylabel: &str, title: &str) {
@@ -203,40 +192,16 @@ impl Axes {
             cv.line(gx, self.y0, gx, self.y1, 1, GREY);
             cv.line(self.x0, gy, self.x1, gy, 1, GREY);
             let lbl = format!("{v:.1}");
-            cv.text(
-                gx as i64 - Canvas::text_width(&lbl, 2) / 2,
-                self.y1 as i64 + 10,
-                &lbl,
-                2,
-                BLACK,
-            );
-            cv.text(
-                self.x0 as i64 - Canvas::text_width(&lbl, 2) - 10,
-                gy as i64 - 7,
-                &lbl,
-                2,
-                BLACK,
-            );
+            cv.text(gx as i64 - Canvas::text_width(&lbl, 2) / 2, self.y1 as i64 + 10, &lbl, 2, BLACK);
+            cv.text(self.x0 as i64 - Canvas::text_width(&lbl, 2) - 10, gy as i64 - 7, &lbl, 2, BLACK);
         }
         cv.line(self.x0, self.y0, self.x0, self.y1, 2, BLACK);
         cv.line(self.x0, self.y1, self.x1, self.y1, 2, BLACK);
         cv.line(self.x1, self.y0, self.x1, self.y1, 1, BLACK);
         cv.line(self.x0, self.y0, self.x1, self.y0, 1, BLACK);
         let cx = ((self.x0 + self.x1) / 2.0) as i64;
-        cv.text(
-            cx - Canvas::text_width(xlabel, 3) / 2,
-            self.y1 as i64 + 40,
-            xlabel,
-            3,
-            BLACK,
-        );
-        cv.text_vertical(
-            self.x0 as i64 - 95,
-            ((self.y0 + self.y1) / 2.0) as i64,
-            ylabel,
-            3,
-            BLACK,
-        );
+        cv.text(cx - Canvas::text_width(xlabel, 3) / 2, self.y1 as i64 + 40, xlabel, 3, BLACK);
+        cv.text_vertical(self.x0 as i64 - 95, ((self.y0 + self.y1) / 2.0) as i64, ylabel, 3, BLACK);
         cv.text(cx - Canvas::text_width(title, 3) / 2, 20, title, 3, BLACK);
     }
 
@@ -250,15 +215,7 @@ impl Axes {
 }
 
 fn layout() -> (Canvas, Axes) {
-    (
-        Canvas::new(W, H),
-        Axes {
-            x0: 130.0,
-            y0: 70.0,
-            x1: 820.0,
-            y1: 700.0,
-        },
-    )
+    (Canvas::new(W, H), Axes { x0: 130.0, y0: 70.0, x1: 820.0, y1: 700.0 })
 }
 
 fn legend(cv: &mut Canvas, entries: &[(String, Rgb<u8>, i64)]) {
@@ -292,18 +249,12 @@ pub fn plot_pr_curve(m: &DetectionMetrics, names: &[String], path: &Path) -> Res
     if !c.classes.is_empty() && c.classes.len() < 21 {
         for (i, &cls) in c.classes.iter().enumerate() {
             ax.curve(&mut cv, &c.px, &c.prec_values[i], 1, class_color(i));
-            entries.push((
-                format!("{} {:.3}", class_name(names, cls), c.ap[i][0]),
-                class_color(i),
-                2,
-            ));
+            entries.push((format!("{} {:.3}", class_name(names, cls), c.ap[i][0]), class_color(i), 2));
         }
     }
     if !c.prec_values.is_empty() {
         let n = c.prec_values.len() as f64;
-        let mean: Vec<f64> = (0..c.px.len())
-            .map(|k| c.prec_values.iter().map(|r| r[k]).sum::<f64>() / n)
-            .collect();
+        let mean: Vec<f64> = (0..c.px.len()).map(|k| c.prec_values.iter().map(|r| r[k]).sum::<f64>() / n).collect();
         ax.curve(&mut cv, &c.px, &mean, 4, BLUE);
         entries.push((format!("all classes {:.3} mAP@0.5", m.map50), BLUE, 4));
     }
@@ -323,12 +274,7 @@ pub enum ConfidenceCurve {
 }
 
 /// Metric vs confidence per class (< 21 classes) and the smoothed mean, labelled with its maximum and where.
-pub fn plot_confidence_curve(
-    m: &DetectionMetrics,
-    names: &[String],
-    kind: ConfidenceCurve,
-    path: &Path,
-) -> Result<()> {
+pub fn plot_confidence_curve(m: &DetectionMetrics, names: &[String], kind: ConfidenceCurve, path: &Path) -> Result<()> {
     let (mut cv, ax) = layout();
     let c = &m.curves;
     let (curves, ylabel) = match kind {
@@ -336,12 +282,7 @@ pub fn plot_confidence_curve(
         ConfidenceCurve::Precision => (&c.p_curve, "Precision"),
         ConfidenceCurve::Recall => (&c.r_curve, "Recall"),
     };
-    ax.draw(
-        &mut cv,
-        "Confidence",
-        ylabel,
-        &format!("{ylabel}-Confidence Curve"),
-    );
+    ax.draw(&mut cv, "Confidence", ylabel, &format!("{ylabel}-Confidence Curve"));
     let mut entries = Vec::new();
     if !curves.is_empty() && curves.len() < 21 {
         for (i, &cls) in c.classes.iter().enumerate() {
@@ -351,17 +292,11 @@ pub fn plot_confidence_curve(
     }
     if !curves.is_empty() {
         let n = curves.len() as f64;
-        let mean: Vec<f64> = (0..c.px.len())
-            .map(|k| curves.iter().map(|r| r[k]).sum::<f64>() / n)
-            .collect();
+        let mean: Vec<f64> = (0..c.px.len()).map(|k| curves.iter().map(|r| r[k]).sum::<f64>() / n).collect();
         let y = smooth(&mean, 0.1);
         let i = argmax(&y);
         ax.curve(&mut cv, &c.px, &y, 4, BLUE);
-        entries.push((
-            format!("all classes {:.2} at {:.3}", y[i], c.px[i]),
-            BLUE,
-            4,
-        ));
+        entries.push((format!("all classes {:.2} at {:.3}", y[i], c.px[i]), BLUE, 4));
     }
     legend(&mut cv, &entries);
     cv.save(path)
@@ -375,27 +310,14 @@ fn blues(v: f64) -> Rgb<u8> {
 }
 
 /// `confusion_matrix.png` / `confusion_matrix_normalized.png` (rows: predicted, columns: true, last: background).
-pub fn plot_confusion_matrix(
-    cm: &ConfusionMatrix,
-    names: &[String],
-    normalize: bool,
-    path: &Path,
-) -> Result<()> {
+pub fn plot_confusion_matrix(cm: &ConfusionMatrix, names: &[String], normalize: bool, path: &Path) -> Result<()> {
     let n = cm.nc + 1;
-    let data = if normalize {
-        cm.normalized()
-    } else {
-        cm.matrix.clone()
-    };
+    let data = if normalize { cm.normalized() } else { cm.matrix.clone() };
     let vmax = data.iter().cloned().fold(0.0f64, f64::max).max(1e-12);
     let mut cv = Canvas::new(1000, 1000);
     let (x0, y0, size) = (220i64, 90i64, 720i64);
     let cell = size as f64 / n as f64;
-    let title = if normalize {
-        "Confusion Matrix Normalized"
-    } else {
-        "Confusion Matrix"
-    };
+    let title = if normalize { "Confusion Matrix Normalized" } else { "Confusion Matrix" };
     cv.text(500 - Canvas::text_width(title, 3) / 2, 20, title, 3, BLACK);
     for i in 0..n {
         for j in 0..n {
@@ -404,94 +326,31 @@ pub fn plot_confusion_matrix(
                 continue; // Ultralytics leaves near-zero cells blank
             }
             let (cx0, cy0) = (x0 + (j as f64 * cell) as i64, y0 + (i as f64 * cell) as i64);
-            let (cx1, cy1) = (
-                x0 + ((j + 1) as f64 * cell) as i64 - 1,
-                y0 + ((i + 1) as f64 * cell) as i64 - 1,
-            );
+            let (cx1, cy1) = (x0 + ((j + 1) as f64 * cell) as i64 - 1, y0 + ((i + 1) as f64 * cell) as i64 - 1);
             cv.rect(cx0, cy0, cx1, cy1, blues(v / vmax));
             if n <= 30 && v > 0.0 {
-                let s = if normalize {
-                    format!("{v:.2}")
-                } else {
-                    format!("{v:.0}")
-                };
+                let s = if normalize { format!("{v:.2}") } else { format!("{v:.0}") };
                 let scale = if cell >= 60.0 { 2 } else { 1 };
                 let tc = if v / vmax > 0.5 { WHITE } else { BLACK };
                 let tw = Canvas::text_width(&s, scale);
-                cv.text(
-                    (cx0 + cx1) / 2 - tw / 2,
-                    (cy0 + cy1) / 2 - 3 * scale,
-                    &s,
-                    scale,
-                    tc,
-                );
+                cv.text((cx0 + cx1) / 2 - tw / 2, (cy0 + cy1) / 2 - 3 * scale, &s, scale, tc);
             }
         }
     }
-    cv.line(
-        x0 as f64,
-        y0 as f64,
-        (x0 + size) as f64,
-        y0 as f64,
-        1,
-        BLACK,
-    );
-    cv.line(
-        x0 as f64,
-        (y0 + size) as f64,
-        (x0 + size) as f64,
-        (y0 + size) as f64,
-        1,
-        BLACK,
-    );
-    cv.line(
-        x0 as f64,
-        y0 as f64,
-        x0 as f64,
-        (y0 + size) as f64,
-        1,
-        BLACK,
-    );
-    cv.line(
-        (x0 + size) as f64,
-        y0 as f64,
-        (x0 + size) as f64,
-        (y0 + size) as f64,
-        1,
-        BLACK,
-    );
+    cv.line(x0 as f64, y0 as f64, (x0 + size) as f64, y0 as f64, 1, BLACK);
+    cv.line(x0 as f64, (y0 + size) as f64, (x0 + size) as f64, (y0 + size) as f64, 1, BLACK);
+    cv.line(x0 as f64, y0 as f64, x0 as f64, (y0 + size) as f64, 1, BLACK);
+    cv.line((x0 + size) as f64, y0 as f64, (x0 + size) as f64, (y0 + size) as f64, 1, BLACK);
     if n <= 30 {
         for k in 0..n {
-            let label: String = if k == cm.nc {
-                "background".to_string()
-            } else {
-                class_name(names, k)
-            };
+            let label: String = if k == cm.nc { "background".to_string() } else { class_name(names, k) };
             let label: String = label.chars().take(16).collect();
             let mid = (k as f64 + 0.5) * cell;
-            cv.text(
-                x0 - Canvas::text_width(&label, 1) - 6,
-                y0 + mid as i64 - 3,
-                &label,
-                1,
-                BLACK,
-            );
-            cv.text_vertical(
-                x0 + mid as i64 - 3,
-                y0 + size + 8 + Canvas::text_width(&label, 1) / 2,
-                &label,
-                1,
-                BLACK,
-            );
+            cv.text(x0 - Canvas::text_width(&label, 1) - 6, y0 + mid as i64 - 3, &label, 1, BLACK);
+            cv.text_vertical(x0 + mid as i64 - 3, y0 + size + 8 + Canvas::text_width(&label, 1) / 2, &label, 1, BLACK);
         }
     }
-    cv.text(
-        x0 + size / 2 - Canvas::text_width("True", 3) / 2,
-        960,
-        "True",
-        3,
-        BLACK,
-    );
+    cv.text(x0 + size / 2 - Canvas::text_width("True", 3) / 2, 960, "True", 3, BLACK);
     cv.text_vertical(40, y0 + size / 2, "Predicted", 3, BLACK);
     cv.save(path)
 }
@@ -518,10 +377,7 @@ pub fn save_plots(
         out.push(p);
     }
     if let Some(cm) = cm {
-        for (normalize, file) in [
-            (true, "confusion_matrix_normalized.png"),
-            (false, "confusion_matrix.png"),
-        ] {
+        for (normalize, file) in [(true, "confusion_matrix_normalized.png"), (false, "confusion_matrix.png")] {
             let p = dir.join(file);
             plot_confusion_matrix(cm, names, normalize, &p)?;
             out.push(p);
@@ -552,7 +408,8 @@ pub fn plot_panels(panels: &[(String, Vec<f64>, Vec<f64>)], cols: usize, path: &
         let (xmin, xmax) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
         let sx = |x: f64| x0 as f64 + if xmax > xmin { (x - xmin) / (xmax - xmin) } else { 0.5 } * (x1 - x0) as f64;
         let sy = |y: f64| y1 as f64 - if hi > lo { (y - lo) / (hi - lo) } else { 0.5 } * (y1 - y0) as f64;
-        let points: Vec<(f64, f64)> = xs.iter().zip(ys).filter(|(_, y)| y.is_finite()).map(|(&x, &y)| (sx(x), sy(y))).collect();
+        let points: Vec<(f64, f64)> =
+            xs.iter().zip(ys).filter(|(_, y)| y.is_finite()).map(|(&x, &y)| (sx(x), sy(y))).collect();
         for w in points.windows(2) {
             cv.line(w[0].0, w[0].1, w[1].0, w[1].1, 2, BLUE);
         }

@@ -34,11 +34,7 @@ impl Anchors {
 
 /// Anchor points for feature maps of sizes `feature_sizes` (`(h, w)` per level) with the given strides,
 /// offset `grid_cell_offset` (0.5: cell centres), as Ultralytics' `make_anchors`.
-pub fn make_anchors(
-    feature_sizes: &[[usize; 2]],
-    strides: &[f32],
-    grid_cell_offset: f32,
-) -> Anchors {
+pub fn make_anchors(feature_sizes: &[[usize; 2]], strides: &[f32], grid_cell_offset: f32) -> Anchors {
     assert_eq!(feature_sizes.len(), strides.len(), "one stride per level");
     let total: usize = feature_sizes.iter().map(|s| s[0] * s[1]).sum();
     let mut points = Vec::with_capacity(total);
@@ -51,8 +47,5 @@ pub fn make_anchors(
             }
         }
     }
-    Anchors {
-        points,
-        strides: out_strides,
-    }
+    Anchors { points, strides: out_strides }
 }

@@ -9,8 +9,8 @@ use serde_yaml::Value;
 use super::output::DetectOutput;
 use super::yaml::{LayerSpec, ModelConfig};
 use crate::nn::{
-    concat, upsample_nearest, C2f, C2fConfig, C2psa, C2psaConfig, C3k2, C3k2Config, Conv,
-    ConvConfig, Detect, DetectConfig, Sppf, SppfConfig,
+    concat, upsample_nearest, C2f, C2fConfig, C2psa, C2psaConfig, C3k2, C3k2Config, Conv, ConvConfig, Detect,
+    DetectConfig, Sppf, SppfConfig,
 };
 
 /// One built layer. The enum level does not appear in tensor names (`model.<i>.<field>...`).
@@ -71,10 +71,9 @@ pub fn make_divisible(x: f64, divisor: usize) -> usize {
 
 fn arg_usize(args: &[Value], i: usize, default: Option<usize>) -> Result<usize> {
     match args.get(i) {
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .map(|v| v as usize)
-            .ok_or_else(|| anyhow!("argument {i} must be a non-negative integer")),
+        Some(Value::Number(n)) => {
+            n.as_u64().map(|v| v as usize).ok_or_else(|| anyhow!("argument {i} must be a non-negative integer"))
+        }
         None | Some(Value::Null) => default.ok_or_else(|| anyhow!("missing argument {i}")),
         Some(v) => bail!("argument {i} must be an integer, got {v:?}"),
     }
@@ -91,9 +90,7 @@ fn arg_bool(args: &[Value], i: usize, default: bool) -> Result<bool> {
 
 fn arg_f64(args: &[Value], i: usize, default: f64) -> Result<f64> {
     match args.get(i) {
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .ok_or_else(|| anyhow!("argument {i} must be a number")),
+        Some(Value::Number(n)) => n.as_f64().ok_or_else(|| anyhow!("argument {i} must be a number")),
         None | Some(Value::Null) => Ok(default),
         Some(v) => bail!("argument {i} must be a number, got {v:?}"),
     }
@@ -104,11 +101,7 @@ fn is_none(v: Option<&Value>) -> bool {
 }
 
 /// Build the layers for `nc` classes. Returns the layers and their description.
-pub fn build<B: Backend>(
-    cfg: &ModelConfig,
-    nc: usize,
-    device: &B::Device,
-) -> Result<(Vec<Layer<B>>, ModelSpec)> {
+pub fn build<B: Backend>(cfg: &ModelConfig, nc: usize, device: &B::Device) -> Result<(Vec<Layer<B>>, ModelSpec)> {
     if nc == 0 {
         bail!("the number of classes must be at least 1");
     }
@@ -178,11 +171,7 @@ fn build_layer<B: Backend>(
     let st = |f: usize| if f == INPUT { 1 } else { prev[f].stride };
     let c1 = ch(from[0]);
     let s1 = st(from[0]);
-    let n = if spec.repeats > 1 {
-        ((spec.repeats as f64 * cfg.depth).round() as usize).max(1)
-    } else {
-        spec.repeats
-    };
+    let n = if spec.repeats > 1 { ((spec.repeats as f64 * cfg.depth).round() as usize).max(1) } else { spec.repeats };
     let args = &spec.args;
     // Output width of the "base" modules: scaled, capped, rounded to a multiple of 8.
     let width = |c2: usize| make_divisible(c2.min(cfg.max_channels) as f64 * cfg.width, 8);
@@ -347,11 +336,7 @@ impl<B: Backend> Layer<B> {
 }
 
 /// Run the graph: every layer in order, keeping the outputs later layers read.
-pub fn forward<B: Backend>(
-    layers: &[Layer<B>],
-    spec: &ModelSpec,
-    x: Tensor<B, 4>,
-) -> DetectOutput<B> {
+pub fn forward<B: Backend>(layers: &[Layer<B>], spec: &ModelSpec, x: Tensor<B, 4>) -> DetectOutput<B> {
     let mut saved: Vec<Option<Tensor<B, 4>>> = vec![None; layers.len()];
     let mut last = x.clone();
     for (i, (layer, info)) in layers.iter().zip(&spec.layers).enumerate() {

@@ -39,8 +39,8 @@ use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
-pub use graph::{Layer, LayerInfo, ModelSpec};
 pub use anchors::{make_anchors, Anchors};
+pub use graph::{Layer, LayerInfo, ModelSpec};
 pub use output::{BoxFormat, DetectOutput, HeadOutput};
 pub use summary::{Cost, LayerRow, ModelSummary};
 pub use weights::{LoadReport, StateDict};
@@ -64,8 +64,7 @@ impl<B: Backend> Yolo<B> {
     }
 
     pub fn from_config(cfg: &ModelConfig, nc: usize, device: &B::Device) -> Result<Self> {
-        let (model, spec) =
-            graph::build(cfg, nc, device).with_context(|| format!("building {}", cfg.name))?;
+        let (model, spec) = graph::build(cfg, nc, device).with_context(|| format!("building {}", cfg.name))?;
         Ok(Yolo { model, spec })
     }
 
@@ -121,8 +120,7 @@ impl<B: Backend> Yolo<B> {
     pub fn load_safetensors(&mut self, path: impl AsRef<Path>) -> Result<LoadReport> {
         let path = path.as_ref();
         let sd = StateDict::read(path)?;
-        self.load_state_dict(&sd)
-            .with_context(|| format!("loading {}", path.display()))
+        self.load_state_dict(&sd).with_context(|| format!("loading {}", path.display()))
     }
 
     /// Load a weights file of either format (SafeTensors, or an Ultralytics / plain `state_dict` `.pt`),
@@ -130,8 +128,7 @@ impl<B: Backend> Yolo<B> {
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<LoadReport> {
         let path = path.as_ref();
         let file = WeightsFile::read(path)?;
-        self.load_state_dict(&file.state_dict)
-            .with_context(|| format!("loading {}", path.display()))
+        self.load_state_dict(&file.state_dict).with_context(|| format!("loading {}", path.display()))
     }
 
     pub fn load_state_dict(&mut self, sd: &StateDict) -> Result<LoadReport> {
@@ -144,11 +141,7 @@ impl<B: Backend> Yolo<B> {
     /// them in shared cells), which is wrong for an EMA model or a frozen teacher; this rebuilds the model
     /// and copies every tensor in.
     pub fn deep_clone(&self) -> Result<Self> {
-        let device = self
-            .devices()
-            .into_iter()
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("model has no tensors"))?;
+        let device = self.devices().into_iter().next().ok_or_else(|| anyhow::anyhow!("model has no tensors"))?;
         let mut fresh = Self::from_config(&self.spec.config, self.spec.nc, &device)?;
         fresh.load_state_dict(&StateDict::from_module::<B, _>(self)?)?;
         Ok(fresh)
@@ -218,12 +211,7 @@ impl<B: Backend> Yolo<B> {
             if t.trainable {
                 gradients += n;
             }
-            if let Some(i) = t
-                .key
-                .split('.')
-                .nth(1)
-                .and_then(|s| s.parse::<usize>().ok())
-            {
+            if let Some(i) = t.key.split('.').nth(1).and_then(|s| s.parse::<usize>().ok()) {
                 per_layer[i] += n;
             }
         }
@@ -244,10 +232,7 @@ impl<B: Backend> Yolo<B> {
         let cost = self.cost(imgsz);
         let gflops = 2.0 * (cost.conv_macs + cost.norm_ops) as f64 / 1e9;
         let (fused_params, fused_macs) = if self.end2end() {
-            (
-                cost.fused_params - cost.o2m_fused_params,
-                cost.conv_macs - cost.o2m_conv_macs,
-            )
+            (cost.fused_params - cost.o2m_fused_params, cost.conv_macs - cost.o2m_conv_macs)
         } else {
             (cost.fused_params, cost.conv_macs)
         };

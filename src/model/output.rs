@@ -43,10 +43,8 @@ pub fn box_distances<B: Backend>(boxes: Tensor<B, 3>, reg_max: usize) -> Tensor<
     let [b, _, a] = boxes.dims();
     let device = boxes.device();
     let probs = softmax(boxes.reshape([b, 4, reg_max, a]), 2);
-    let bins = Tensor::<B, 1, Int>::arange(0..reg_max as i64, &device)
-        .float()
-        .cast(probs.dtype())
-        .reshape([1, 1, reg_max, 1]);
+    let bins =
+        Tensor::<B, 1, Int>::arange(0..reg_max as i64, &device).float().cast(probs.dtype()).reshape([1, 1, reg_max, 1]);
     probs.mul(bins).sum_dim(2).reshape([b, 4, a])
 }
 
@@ -70,10 +68,7 @@ impl<B: Backend> HeadOutput<B> {
         let x1y1 = anchors.clone() - lt;
         let x2y2 = anchors + rb;
         let boxes = match format {
-            BoxFormat::Xywh => Tensor::cat(
-                vec![(x1y1.clone() + x2y2.clone()).div_scalar(2.0), x2y2 - x1y1],
-                1,
-            ),
+            BoxFormat::Xywh => Tensor::cat(vec![(x1y1.clone() + x2y2.clone()).div_scalar(2.0), x2y2 - x1y1], 1),
             BoxFormat::Xyxy => Tensor::cat(vec![x1y1, x2y2], 1),
         };
         Tensor::cat(vec![boxes.mul(stride), sigmoid(self.scores.clone())], 1)
@@ -83,12 +78,7 @@ impl<B: Backend> HeadOutput<B> {
 impl<B: Backend> DetectOutput<B> {
     /// Decode the one-to-many branch (what NMS consumes), boxes as xywh.
     pub fn decode_one2many(&self) -> Tensor<B, 3> {
-        self.one2many.decode(
-            &self.feature_sizes,
-            &self.strides,
-            self.reg_max,
-            BoxFormat::Xywh,
-        )
+        self.one2many.decode(&self.feature_sizes, &self.strides, self.reg_max, BoxFormat::Xywh)
     }
 
     /// The decoded predictions post-processing consumes and their box layout: the one-to-one branch
@@ -102,16 +92,15 @@ impl<B: Backend> DetectOutput<B> {
             (Some(o2o), true) => (o2o, BoxFormat::Xyxy),
             _ => (&self.one2many, BoxFormat::Xywh),
         };
-        let widen = |t: &Tensor<B, 3>| if t.dtype() == DType::F32 { t.clone() } else { t.clone().cast(FloatDType::F32) };
+        let widen =
+            |t: &Tensor<B, 3>| if t.dtype() == DType::F32 { t.clone() } else { t.clone().cast(FloatDType::F32) };
         let fp32 = HeadOutput { boxes: widen(&branch.boxes), scores: widen(&branch.scores) };
         (fp32.decode(&self.feature_sizes, &self.strides, self.reg_max, format), format)
     }
 
     /// Decode the one-to-one branch if the model has one.
     pub fn decode_one2one(&self, format: BoxFormat) -> Option<Tensor<B, 3>> {
-        self.one2one
-            .as_ref()
-            .map(|h| h.decode(&self.feature_sizes, &self.strides, self.reg_max, format))
+        self.one2one.as_ref().map(|h| h.decode(&self.feature_sizes, &self.strides, self.reg_max, format))
     }
 
     /// The branch inference uses: one-to-one when present (NMS-free, top-k downstream), else one-to-many.

@@ -37,8 +37,8 @@ impl Cost {
     /// A plain convolution (with its own bias) applied to an `h x w` input.
     pub fn conv2d<B: Backend>(&mut self, c: &Conv2d<B>, h: usize, w: usize) {
         let (ho, wo) = c.out_size(h, w);
-        let fused = c.weight.dims().iter().product::<usize>() as u64
-            + c.bias.as_ref().map(|b| b.dims()[0] as u64).unwrap_or(0);
+        let fused =
+            c.weight.dims().iter().product::<usize>() as u64 + c.bias.as_ref().map(|b| b.dims()[0] as u64).unwrap_or(0);
         self.add(c.macs(ho, wo), 0, fused);
     }
 
@@ -120,11 +120,7 @@ fn thousands(n: usize) -> String {
 
 impl std::fmt::Display for ModelSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "{:>3} {:>14} {:>3} {:>10}  {:<14} arguments",
-            "", "from", "n", "params", "module"
-        )?;
+        writeln!(f, "{:>3} {:>14} {:>3} {:>10}  {:<14} arguments", "", "from", "n", "params", "module")?;
         for r in &self.layers {
             writeln!(
                 f,

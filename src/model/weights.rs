@@ -20,19 +20,13 @@ pub(crate) struct PathStack {
 
 impl PathStack {
     pub(crate) fn enter(&mut self, name: &str, container: &str) {
-        self.parts
-            .push((!container.starts_with("Enum:")).then(|| name.to_string()));
+        self.parts.push((!container.starts_with("Enum:")).then(|| name.to_string()));
     }
     pub(crate) fn exit(&mut self) {
         self.parts.pop();
     }
     pub(crate) fn key(&self) -> String {
-        self.parts
-            .iter()
-            .flatten()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(".")
+        self.parts.iter().flatten().cloned().collect::<Vec<_>>().join(".")
     }
 }
 
@@ -60,9 +54,8 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let t = param.val();
         let key = self.path.key();
-        let trainable = !(key.ends_with("running_mean")
-            || key.ends_with("running_var")
-            || key.ends_with("dfl.conv.weight"));
+        let trainable =
+            !(key.ends_with("running_mean") || key.ends_with("running_var") || key.ends_with("dfl.conv.weight"));
         self.out.push(NamedTensor {
             key,
             shape: t.dims().to_vec(),
@@ -74,11 +67,7 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
 
 /// Every float tensor of `module` with its Ultralytics key, in module order (values when `with_data`).
 pub fn named_tensors<B: Backend, M: Module<B>>(module: &M, with_data: bool) -> Vec<NamedTensor> {
-    let mut c = Collector {
-        path: PathStack::default(),
-        with_data,
-        out: Vec::new(),
-    };
+    let mut c = Collector { path: PathStack::default(), with_data, out: Vec::new() };
     module.visit::<Collector>(&mut c);
     c.out
 }
@@ -109,11 +98,7 @@ impl std::fmt::Display for LoadReport {
             )?;
         }
         if !self.unused.is_empty() {
-            write!(
-                f,
-                "; {} tensors in the file were not used",
-                self.unused.len()
-            )?;
+            write!(f, "; {} tensors in the file were not used", self.unused.len())?;
         }
         Ok(())
     }
@@ -145,24 +130,15 @@ impl StateDict {
     pub fn from_module<B: Backend, M: Module<B>>(module: &M) -> Result<Self> {
         let mut tensors = HashMap::new();
         for t in named_tensors::<B, M>(module, true) {
-            let values = t
-                .data
-                .expect("with data")
-                .to_vec::<f32>()
-                .map_err(|e| anyhow!("{}: {e:?}", t.key))?;
+            let values = t.data.expect("with data").to_vec::<f32>().map_err(|e| anyhow!("{}: {e:?}", t.key))?;
             tensors.insert(t.key, (t.shape, values));
         }
-        Ok(StateDict {
-            tensors,
-            int_keys: Vec::new(),
-        })
+        Ok(StateDict { tensors, int_keys: Vec::new() })
     }
 
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
-        Self::from_bytes(&bytes)
-            .with_context(|| format!("parsing SafeTensors file {}", path.display()))
+        let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
+        Self::from_bytes(&bytes).with_context(|| format!("parsing SafeTensors file {}", path.display()))
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
@@ -172,22 +148,12 @@ impl StateDict {
         for (key, view) in st.tensors() {
             let d = view.data();
             let values: Vec<f32> = match view.dtype() {
-                Dtype::F32 => d
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                Dtype::F16 => d
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                Dtype::BF16 => d
-                    .chunks_exact(2)
-                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                Dtype::F64 => d
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
-                    .collect(),
+                Dtype::F32 => d.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                Dtype::F16 => d.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+                Dtype::BF16 => d.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+                Dtype::F64 => {
+                    d.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect()
+                }
                 Dtype::F8_E4M3 => d.iter().map(|&b| f8_e4m3_to_f32(b)).collect(),
                 Dtype::I64 | Dtype::I32 | Dtype::I16 | Dtype::I8 | Dtype::U8 | Dtype::BOOL => {
                     int_keys.push(key.clone());
@@ -217,12 +183,7 @@ fn is_class_branch(key: &str) -> bool {
 }
 
 fn list(items: &[String], max: usize) -> String {
-    let mut s = items
-        .iter()
-        .take(max)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("; ");
+    let mut s = items.iter().take(max).cloned().collect::<Vec<_>>().join("; ");
     if items.len() > max {
         s.push_str(&format!("; and {} more", items.len() - max));
     }
@@ -238,42 +199,24 @@ fn plan(model: &[NamedTensor], sd: &StateDict) -> Result<(LoadReport, HashSet<St
         match sd.tensors.get(&t.key) {
             None => missing.push(t.key.clone()),
             Some((shape, _)) if *shape == t.shape => report.loaded += 1,
-            Some((shape, _)) if is_class_branch(&t.key) => {
-                class.push((t.key.clone(), shape.clone(), t.shape.clone()))
-            }
-            Some((shape, _)) => {
-                mismatched.push(format!("{}: file {:?}, model {:?}", t.key, shape, t.shape))
-            }
+            Some((shape, _)) if is_class_branch(&t.key) => class.push((t.key.clone(), shape.clone(), t.shape.clone())),
+            Some((shape, _)) => mismatched.push(format!("{}: file {:?}, model {:?}", t.key, shape, t.shape)),
         }
     }
     // A different class count shows in the class outputs; anything else in the branch is a real mismatch.
     let checkpoint_nc = class
         .iter()
-        .find(|(k, f, m)| {
-            is_class_output(k) && f.len() == m.len() && f[1..] == m[1..] && f[0] != m[0]
-        })
+        .find(|(k, f, m)| is_class_output(k) && f.len() == m.len() && f[1..] == m[1..] && f[0] != m[0])
         .map(|(_, f, _)| f[0]);
     if checkpoint_nc.is_none() {
-        mismatched.extend(
-            class
-                .drain(..)
-                .map(|(k, f, m)| format!("{k}: file {f:?}, model {m:?}")),
-        );
+        mismatched.extend(class.drain(..).map(|(k, f, m)| format!("{k}: file {f:?}, model {m:?}")));
     }
     let mut problems = Vec::new();
     if !mismatched.is_empty() {
-        problems.push(format!(
-            "{} tensors have another shape: {}",
-            mismatched.len(),
-            list(&mismatched, 8)
-        ));
+        problems.push(format!("{} tensors have another shape: {}", mismatched.len(), list(&mismatched, 8)));
     }
     if !missing.is_empty() {
-        problems.push(format!(
-            "{} model tensors are missing from the file: {}",
-            missing.len(),
-            list(&missing, 8)
-        ));
+        problems.push(format!("{} model tensors are missing from the file: {}", missing.len(), list(&missing, 8)));
     }
     if !problems.is_empty() {
         bail!("weights do not fit this model ({})", problems.join("; "));
@@ -282,12 +225,7 @@ fn plan(model: &[NamedTensor], sd: &StateDict) -> Result<(LoadReport, HashSet<St
     report.checkpoint_nc = checkpoint_nc;
     report.skipped_class_head = class;
     let known: HashSet<&String> = model.iter().map(|t| &t.key).collect();
-    report.unused = sd
-        .tensors
-        .keys()
-        .filter(|k| !known.contains(k))
-        .cloned()
-        .collect();
+    report.unused = sd.tensors.keys().filter(|k| !known.contains(k)).cloned().collect();
     report.unused.sort();
     Ok((report, skip))
 }
@@ -309,18 +247,12 @@ impl<B: Backend> ModuleMapper<B> for Loader<'_, B> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let key = self.path.key();
         let (id, tensor, mapper) = param.consume();
-        let Some((shape, values)) = self
-            .sd
-            .tensors
-            .get(&key)
-            .filter(|_| !self.skip.contains(&key))
-        else {
+        let Some((shape, values)) = self.sd.tensors.get(&key).filter(|_| !self.skip.contains(&key)) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         let grad = tensor.is_require_grad();
         let dtype = tensor.dtype();
-        let mut new =
-            Tensor::<B, D>::from_data(TensorData::new(values.clone(), shape.clone()), &self.device);
+        let mut new = Tensor::<B, D>::from_data(TensorData::new(values.clone(), shape.clone()), &self.device);
         if new.dtype() != dtype {
             new = new.cast(dtype);
         }
@@ -333,22 +265,10 @@ impl<B: Backend> ModuleMapper<B> for Loader<'_, B> {
 
 /// Load `sd` into `module`. Everything is checked before anything is written, so on error the module is
 /// unchanged. (BatchNorm running statistics live in shared cells: clones of a module see the new values.)
-pub fn load_state_dict<B: Backend, M: Module<B>>(
-    module: M,
-    sd: &StateDict,
-) -> Result<(M, LoadReport)> {
+pub fn load_state_dict<B: Backend, M: Module<B>>(module: M, sd: &StateDict) -> Result<(M, LoadReport)> {
     let (report, skip) = plan(&named_tensors::<B, M>(&module, false), sd)?;
-    let device = module
-        .devices()
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow!("the model has no tensors"))?;
-    let mut loader = Loader::<B> {
-        path: PathStack::default(),
-        sd,
-        skip: &skip,
-        device,
-    };
+    let device = module.devices().into_iter().next().ok_or_else(|| anyhow!("the model has no tensors"))?;
+    let mut loader = Loader::<B> { path: PathStack::default(), sd, skip: &skip, device };
     Ok((module.map(&mut loader), report))
 }
 
@@ -363,15 +283,10 @@ pub fn save_state_dict<B: Backend, M: Module<B>>(
     let mut buffers: BTreeMap<String, (Vec<usize>, Dtype, Vec<u8>)> = BTreeMap::new();
     for t in tensors {
         let data = t.data.expect("collected with data");
-        let values = data
-            .to_vec::<f32>()
-            .map_err(|e| anyhow!("reading tensor {}: {e:?}", t.key))?;
+        let values = data.to_vec::<f32>().map_err(|e| anyhow!("reading tensor {}: {e:?}", t.key))?;
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         if let Some(prefix) = t.key.strip_suffix("running_mean") {
-            buffers.insert(
-                format!("{prefix}num_batches_tracked"),
-                (vec![], Dtype::I64, 0i64.to_le_bytes().to_vec()),
-            );
+            buffers.insert(format!("{prefix}num_batches_tracked"), (vec![], Dtype::I64, 0i64.to_le_bytes().to_vec()));
         }
         buffers.insert(t.key, (t.shape, Dtype::F32, bytes));
     }
@@ -383,8 +298,7 @@ pub fn save_state_dict<B: Backend, M: Module<B>>(
                 .map_err(|e| anyhow!("tensor {k}: {e:?}"))
         })
         .collect::<Result<_>>()?;
-    safetensors::serialize_to_file(views, &metadata, path)
-        .map_err(|e| anyhow!("writing {}: {e:?}", path.display()))?;
+    safetensors::serialize_to_file(views, &metadata, path).map_err(|e| anyhow!("writing {}: {e:?}", path.display()))?;
     Ok(())
 }
 
@@ -403,8 +317,7 @@ impl<B: burn::tensor::backend::AutodiffBackend> ModuleVisitor<B> for GradCollect
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = param.val().grad(self.grads) {
-            self.out
-                .insert(self.path.key(), g.into_data().convert::<f32>());
+            self.out.insert(self.path.key(), g.into_data().convert::<f32>());
         }
     }
 }
@@ -414,11 +327,7 @@ pub fn named_grads<B: burn::tensor::backend::AutodiffBackend, M: Module<B>>(
     module: &M,
     grads: &B::Gradients,
 ) -> HashMap<String, TensorData> {
-    let mut c = GradCollector::<B> {
-        path: PathStack::default(),
-        grads,
-        out: HashMap::new(),
-    };
+    let mut c = GradCollector::<B> { path: PathStack::default(), grads, out: HashMap::new() };
     module.visit(&mut c);
     c.out
 }

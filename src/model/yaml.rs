@@ -71,31 +71,22 @@ impl ModelConfig {
     /// Resolve `yolo26n`, `yolo26n.yaml`, `yolov8s`, or a path to a YAML file.
     pub fn resolve(model: &str) -> Result<Self> {
         let path = Path::new(model);
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or(model)
-            .to_string();
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or(model).to_string();
         let scale_hint = guess_scale(&stem);
         if path.is_file() {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading model YAML {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading model YAML {}", path.display()))?;
             return Self::parse(&text, &stem, scale_hint.as_deref())
                 .with_context(|| format!("in model YAML {}", path.display()));
         }
         let family = family_of(&stem);
         match BUILTIN.iter().find(|(f, _)| Some(*f) == family.as_deref()) {
-            Some((f, text)) => Self::parse(text, &stem, scale_hint.as_deref())
-                .with_context(|| format!("in built-in model {f}")),
+            Some((f, text)) => {
+                Self::parse(text, &stem, scale_hint.as_deref()).with_context(|| format!("in built-in model {f}"))
+            }
             None => {
-                let known: Vec<String> = BUILTIN
-                    .iter()
-                    .map(|(f, _)| format!("{f}{{n,s,m,l,x}}"))
-                    .collect();
-                bail!(
-                    "unknown model '{model}': not a file, and not a built-in model ({})",
-                    known.join(", ")
-                )
+                let known: Vec<String> = BUILTIN.iter().map(|(f, _)| format!("{f}{{n,s,m,l,x}}")).collect();
+                bail!("unknown model '{model}': not a file, and not a built-in model ({})", known.join(", "))
             }
         }
     }
@@ -103,23 +94,15 @@ impl ModelConfig {
     /// Parse YAML text; `scale` picks a row of `scales` (first one when `None`).
     pub fn parse(text: &str, name: &str, scale: Option<&str>) -> Result<Self> {
         let doc: Value = serde_yaml::from_str(text).context("invalid YAML")?;
-        let map = doc
-            .as_mapping()
-            .ok_or_else(|| anyhow!("model YAML must be a mapping"))?;
+        let map = doc.as_mapping().ok_or_else(|| anyhow!("model YAML must be a mapping"))?;
         let get = |k: &str| map.get(Value::from(k));
         let nc = match get("nc") {
-            Some(v) => v
-                .as_u64()
-                .ok_or_else(|| anyhow!("'nc' must be a positive integer"))?
-                as usize,
+            Some(v) => v.as_u64().ok_or_else(|| anyhow!("'nc' must be a positive integer"))? as usize,
             None => 80,
         };
         let end2end = get("end2end").and_then(Value::as_bool).unwrap_or(false);
         let reg_max = match get("reg_max") {
-            Some(v) => v
-                .as_u64()
-                .ok_or_else(|| anyhow!("'reg_max' must be an integer"))?
-                as usize,
+            Some(v) => v.as_u64().ok_or_else(|| anyhow!("'reg_max' must be an integer"))? as usize,
             None => 16,
         };
         let (mut depth, mut width, mut max_channels) = (
@@ -134,14 +117,8 @@ impl ModelConfig {
             let first = scales_keys(map); // in file order
             let key = match scale {
                 Some(s) if scales.contains_key(s) => s.to_string(),
-                Some(s) => bail!(
-                    "scale '{s}' not in this model's scales ({})",
-                    first.join(", ")
-                ),
-                None => first
-                    .first()
-                    .cloned()
-                    .ok_or_else(|| anyhow!("'scales' is empty"))?,
+                Some(s) => bail!("scale '{s}' not in this model's scales ({})", first.join(", ")),
+                None => first.first().cloned().ok_or_else(|| anyhow!("'scales' is empty"))?,
             };
             let row = &scales[&key];
             if row.len() != 3 {
@@ -152,9 +129,7 @@ impl ModelConfig {
         }
         let mut layers = Vec::new();
         for section in ["backbone", "head"] {
-            let rows = get(section)
-                .and_then(Value::as_sequence)
-                .ok_or_else(|| anyhow!("missing '{section}' list"))?;
+            let rows = get(section).and_then(Value::as_sequence).ok_or_else(|| anyhow!("missing '{section}' list"))?;
             for (i, row) in rows.iter().enumerate() {
                 layers.push(parse_row(row).with_context(|| format!("{section} row {i}: {row:?}"))?);
             }
@@ -163,68 +138,37 @@ impl ModelConfig {
             (Some(s), None) => format!("{name}{s}"),
             _ => name.to_string(),
         };
-        Ok(ModelConfig {
-            name: display,
-            scale: chosen,
-            nc,
-            depth,
-            width,
-            max_channels,
-            end2end,
-            reg_max,
-            layers,
-        })
+        Ok(ModelConfig { name: display, scale: chosen, nc, depth, width, max_channels, end2end, reg_max, layers })
     }
 }
 
 fn scales_keys(map: &serde_yaml::Mapping) -> Vec<String> {
     map.get(Value::from("scales"))
         .and_then(Value::as_mapping)
-        .map(|m| {
-            m.keys()
-                .filter_map(|k| k.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_string)).collect())
         .unwrap_or_default()
 }
 
 fn parse_row(row: &Value) -> Result<LayerSpec> {
-    let items = row
-        .as_sequence()
-        .ok_or_else(|| anyhow!("a layer must be [from, repeats, module, args]"))?;
+    let items = row.as_sequence().ok_or_else(|| anyhow!("a layer must be [from, repeats, module, args]"))?;
     if items.len() != 4 {
-        bail!(
-            "a layer must have 4 fields [from, repeats, module, args], got {}",
-            items.len()
-        );
+        bail!("a layer must have 4 fields [from, repeats, module, args], got {}", items.len());
     }
     let from = match &items[0] {
         Value::Number(n) => From::One(n.as_i64().ok_or_else(|| anyhow!("bad 'from'"))?),
         Value::Sequence(s) => From::Many(
-            s.iter()
-                .map(|v| v.as_i64().ok_or_else(|| anyhow!("bad 'from' index {v:?}")))
-                .collect::<Result<_>>()?,
+            s.iter().map(|v| v.as_i64().ok_or_else(|| anyhow!("bad 'from' index {v:?}"))).collect::<Result<_>>()?,
         ),
         v => bail!("bad 'from' {v:?}"),
     };
-    let repeats = items[1]
-        .as_u64()
-        .ok_or_else(|| anyhow!("repeats must be a positive integer"))? as usize;
-    let module = items[2]
-        .as_str()
-        .ok_or_else(|| anyhow!("module must be a name"))?
-        .to_string();
+    let repeats = items[1].as_u64().ok_or_else(|| anyhow!("repeats must be a positive integer"))? as usize;
+    let module = items[2].as_str().ok_or_else(|| anyhow!("module must be a name"))?.to_string();
     let args = match &items[3] {
         Value::Sequence(s) => s.clone(),
         Value::Null => vec![],
         v => vec![v.clone()],
     };
-    Ok(LayerSpec {
-        from,
-        repeats,
-        module,
-        args,
-    })
+    Ok(LayerSpec { from, repeats, module, args })
 }
 
 /// Scale letter in a name like `yolo26n` / `yolov8x-custom` (Ultralytics' rule: `yolo[v]<digits><scale>`).
@@ -236,11 +180,7 @@ pub fn guess_scale(stem: &str) -> Option<String> {
     if digits == 0 {
         return None;
     }
-    rest[digits..]
-        .chars()
-        .next()
-        .filter(|c| "nsmlx".contains(*c))
-        .map(|c| c.to_string())
+    rest[digits..].chars().next().filter(|c| "nsmlx".contains(*c)).map(|c| c.to_string())
 }
 
 /// Family of a built-in name: `yolo26n` -> `yolo26`, `yolov8s.yaml` -> `yolov8`.
@@ -256,9 +196,7 @@ pub fn family_of(stem: &str) -> Option<String> {
         return None;
     }
     let tail = &rest[digits.len()..];
-    let tail = tail
-        .strip_prefix(|c: char| "nsmlx".contains(c))
-        .unwrap_or(tail);
+    let tail = tail.strip_prefix(|c: char| "nsmlx".contains(c)).unwrap_or(tail);
     if !tail.is_empty() {
         return None;
     }

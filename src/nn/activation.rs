@@ -21,7 +21,9 @@ pub(crate) fn exp(x: f32) -> f32 {
     let shifted = x * LOG2E + ROUND;
     let n = shifted - ROUND;
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5.000_000_1e-1;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
+        * r
+        + 5e-1;
     let e = p * r * r + r + 1.0;
     let k = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     e * f32::from_bits(((k + 127) << 23) as u32)
@@ -36,7 +38,8 @@ mod tests {
         for i in -1740..=1760 {
             let x = i as f32 * 0.05;
             let (ours, std) = (exp(x), x.exp());
-            assert!(((ours - std) / std).abs() < 5e-7, "exp({x}) = {ours} vs {std}"); // -87..88.5: normal floats
+            assert!(((ours - std) / std).abs() < 5e-7, "exp({x}) = {ours} vs {std}");
+            // -87..88.5: normal floats
         }
         assert!(exp(-1000.0) > 0.0 && exp(1000.0).is_finite());
         assert_eq!(sigmoid(1000.0), 1.0);

@@ -3,8 +3,8 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::activation::softmax;
-use burn::tensor::{DType, FloatDType};
 use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{DType, FloatDType};
 
 use super::conv::{Conv, ConvConfig};
 use crate::model::summary::Cost;
@@ -38,17 +38,9 @@ impl AttentionConfig {
         let key_dim = (head_dim as f64 * self.attn_ratio) as usize;
         let qkv_ch = self.dim + 2 * key_dim * self.num_heads;
         Attention {
-            qkv: ConvConfig::new(self.dim, qkv_ch)
-                .with_act(false)
-                .init(device),
-            proj: ConvConfig::new(self.dim, self.dim)
-                .with_act(false)
-                .init(device),
-            pe: ConvConfig::new(self.dim, self.dim)
-                .with_kernel(3)
-                .with_groups(self.dim)
-                .with_act(false)
-                .init(device),
+            qkv: ConvConfig::new(self.dim, qkv_ch).with_act(false).init(device),
+            proj: ConvConfig::new(self.dim, self.dim).with_act(false).init(device),
+            pe: ConvConfig::new(self.dim, self.dim).with_kernel(3).with_groups(self.dim).with_act(false).init(device),
             num_heads: self.num_heads,
             key_dim,
             head_dim,
@@ -66,9 +58,10 @@ impl<B: Backend> Attention<B> {
         let [q, k, v]: [Tensor<B, 4>; 3] = parts.try_into().expect("three parts");
         let scale = (kd as f64).powf(-0.5);
         let logits = q.mul_scalar(scale).swap_dims(2, 3).matmul(k); // [b, nh, n, n]
-        // Softmax sums exponentials: in FP16 it overflows and loses the small weights, so it runs in FP32.
+                                                                    // Softmax sums exponentials: in FP16 it overflows and loses the small weights, so it runs in FP32.
         let dtype = logits.dtype();
-        let attn = if dtype == DType::F32 { softmax(logits, 3) } else { softmax(logits.cast(FloatDType::F32), 3).cast(dtype) };
+        let attn =
+            if dtype == DType::F32 { softmax(logits, 3) } else { softmax(logits.cast(FloatDType::F32), 3).cast(dtype) };
         let y = v.clone().matmul(attn.swap_dims(2, 3)).reshape([b, c, h, w]);
         let y = super::residual::residual(y, self.pe.forward(v.reshape([b, c, h, w])));
         self.proj.forward(y)
@@ -112,14 +105,8 @@ impl PsaBlockConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> PsaBlock<B> {
         let c = self.channels;
         PsaBlock {
-            attn: AttentionConfig::new(c)
-                .with_num_heads(self.num_heads)
-                .with_attn_ratio(self.attn_ratio)
-                .init(device),
-            ffn: (
-                ConvConfig::new(c, 2 * c).init(device),
-                ConvConfig::new(2 * c, c).with_act(false).init(device),
-            ),
+            attn: AttentionConfig::new(c).with_num_heads(self.num_heads).with_attn_ratio(self.attn_ratio).init(device),
+            ffn: (ConvConfig::new(c, 2 * c).init(device), ConvConfig::new(2 * c, c).with_act(false).init(device)),
             add: self.shortcut,
         }
     }
@@ -172,12 +159,7 @@ impl C2psaConfig {
             cv1: ConvConfig::new(self.channels, 2 * c).init(device),
             cv2: ConvConfig::new(2 * c, self.channels).init(device),
             m: (0..self.n)
-                .map(|_| {
-                    PsaBlockConfig::new(c)
-                        .with_attn_ratio(0.5)
-                        .with_num_heads((c / 64).max(1))
-                        .init(device)
-                })
+                .map(|_| PsaBlockConfig::new(c).with_attn_ratio(0.5).with_num_heads((c / 64).max(1)).init(device))
                 .collect(),
             hidden: c,
         }

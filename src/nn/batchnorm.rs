@@ -70,9 +70,12 @@ impl<B: Backend> BatchNorm2d<B> {
         // A frozen BatchNorm (`freeze`) normalises with its running statistics and keeps them, as Ultralytics
         // puts frozen BatchNorm layers in eval mode.
         let y = if B::ad_enabled(&x.device()) && !is_frozen_norm(self.weight.id) {
-            if let Some((y, stats)) = flex_batchnorm::try_train(&x, &self.weight.val(), &self.bias.val(), self.eps, silu) {
+            if let Some((y, stats)) =
+                flex_batchnorm::try_train(&x, &self.weight.val(), &self.bias.val(), self.eps, silu)
+            {
                 let [b, _, h, w] = x.dims();
-                let vector = |v: Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(v, [self.num_features()]), &x.device());
+                let vector =
+                    |v: Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(v, [self.num_features()]), &x.device());
                 self.update_running(vector(stats.mean), vector(stats.var), b * h * w);
                 return y;
             }
@@ -95,10 +98,7 @@ impl<B: Backend> BatchNorm2d<B> {
     pub fn folded(&self) -> (Tensor<B, 1>, Tensor<B, 1>) {
         let std = self.running_var.value().add_scalar(self.eps).sqrt();
         let scale = self.weight.val().div(std);
-        let shift = self
-            .bias
-            .val()
-            .sub(self.running_mean.value().mul(scale.clone()));
+        let shift = self.bias.val().sub(self.running_mean.value().mul(scale.clone()));
         (scale, shift)
     }
 
@@ -115,27 +115,13 @@ impl<B: Backend> BatchNorm2d<B> {
         let count = b * h * w;
         // Statistics in f32 even for f16 activations.
         let x = rows(cast(x, DType::F32)); // [b * c, h * w]
-        let mean = x
-            .clone()
-            .mean_dim(1)
-            .reshape([b, c])
-            .mean_dim(0)
-            .reshape([c]);
+        let mean = x.clone().mean_dim(1).reshape([b, c]).mean_dim(0).reshape([c]);
         let centered = x - per_row(mean.clone(), b);
-        let var = centered
-            .clone()
-            .square()
-            .mean_dim(1)
-            .reshape([b, c])
-            .mean_dim(0)
-            .reshape([c]); // biased
+        let var = centered.clone().square().mean_dim(1).reshape([b, c]).mean_dim(0).reshape([c]); // biased
 
         self.update_running(mean, var.clone(), count);
 
-        let scale = self
-            .weight
-            .val()
-            .mul(var.add_scalar(self.eps).sqrt().recip());
+        let scale = self.weight.val().mul(var.add_scalar(self.eps).sqrt().recip());
         let y = centered * per_row(scale, b) + per_row(self.bias.val(), b);
         cast(y.reshape([b, c, h, w]), dtype)
     }
@@ -194,7 +180,8 @@ mod tests {
     fn channels(offset: [f32; 5], spread: [f32; 5]) -> Tensor<Cpu, 4> {
         let device = Default::default();
         let base = Tensor::<Cpu, 4>::random([3, 5, 7, 9], Distribution::Normal(0.0, 1.0), &device);
-        base * Tensor::<Cpu, 1>::from_floats(spread, &device).reshape([1, 5, 1, 1]) + Tensor::<Cpu, 1>::from_floats(offset, &device).reshape([1, 5, 1, 1])
+        base * Tensor::<Cpu, 1>::from_floats(spread, &device).reshape([1, 5, 1, 1])
+            + Tensor::<Cpu, 1>::from_floats(offset, &device).reshape([1, 5, 1, 1])
     }
 
     /// The fused flex kernels (src/nn/flex_batchnorm.rs) against the composed definition above: output,
@@ -215,18 +202,37 @@ mod tests {
                     bn.forward_then(xa.clone(), silu)
                 } else {
                     let y = bn.forward_train(xa.clone());
-                    if silu { burn::tensor::activation::silu(y) } else { y }
+                    if silu {
+                        burn::tensor::activation::silu(y)
+                    } else {
+                        y
+                    }
                 };
                 let grads = (y.clone() * Tensor::from_inner(upstream.clone())).sum().backward();
                 let running = (bn.running_mean.value().inner(), bn.running_var.value().inner());
-                (y.inner(), xa.grad(&grads).unwrap(), bn.weight.grad(&grads).unwrap(), bn.bias.grad(&grads).unwrap(), running)
+                (
+                    y.inner(),
+                    xa.grad(&grads).unwrap(),
+                    bn.weight.grad(&grads).unwrap(),
+                    bn.bias.grad(&grads).unwrap(),
+                    running,
+                )
             };
             let (fused, composed) = (run(true), run(false));
-            assert!(worst(&fused.0, &composed.0) < 2e-5, "output (silu {silu}) differs by {:e}", worst(&fused.0, &composed.0));
-            assert!(worst(&fused.1, &composed.1) < 2e-3, "input gradient (silu {silu}) differs by {:e}", worst(&fused.1, &composed.1));
+            assert!(
+                worst(&fused.0, &composed.0) < 2e-5,
+                "output (silu {silu}) differs by {:e}",
+                worst(&fused.0, &composed.0)
+            );
+            assert!(
+                worst(&fused.1, &composed.1) < 2e-3,
+                "input gradient (silu {silu}) differs by {:e}",
+                worst(&fused.1, &composed.1)
+            );
             assert!(worst1(fused.2.clone(), composed.2.clone()) < 1e-4, "weight gradient (silu {silu}) differs");
             assert!(worst1(fused.3.clone(), composed.3.clone()) < 1e-4, "bias gradient (silu {silu}) differs");
-            let (mean, var) = (worst1(fused.4 .0.clone(), composed.4 .0.clone()), worst1(fused.4 .1.clone(), composed.4 .1.clone()));
+            let (mean, var) =
+                (worst1(fused.4 .0.clone(), composed.4 .0.clone()), worst1(fused.4 .1.clone(), composed.4 .1.clone()));
             assert!(mean < 1e-6 && var < 1e-5, "running mean differs by {mean:e}, variance by {var:e}");
         }
     }
@@ -241,7 +247,9 @@ mod tests {
         let values: Vec<f32> = x.into_data().to_vec().unwrap();
         let plane = 7 * 9;
         for c in 0..5 {
-            let of_channel: Vec<(usize, f64)> = (0..3).flat_map(|b| ((b * 5 + c) * plane..(b * 5 + c + 1) * plane).map(|i| (i, values[i] as f64))).collect();
+            let of_channel: Vec<(usize, f64)> = (0..3)
+                .flat_map(|b| ((b * 5 + c) * plane..(b * 5 + c + 1) * plane).map(|i| (i, values[i] as f64)))
+                .collect();
             let n = of_channel.len() as f64;
             let mean = of_channel.iter().map(|v| v.1).sum::<f64>() / n;
             let var = of_channel.iter().map(|v| (v.1 - mean).powi(2)).sum::<f64>() / n;
@@ -258,11 +266,16 @@ mod tests {
     fn other_dtypes_take_the_composed_path() {
         let device = Default::default();
         let bn = BatchNorm2dConfig::new(2).init::<Cpu>(&device);
-        let x = Tensor::<Cpu, 4>::from_floats([[[[-3.0, -0.5]], [[0.5, 3.0]]]], &device).cast(burn::tensor::FloatDType::F16);
+        let x = Tensor::<Cpu, 4>::from_floats([[[[-3.0, -0.5]], [[0.5, 3.0]]]], &device)
+            .cast(burn::tensor::FloatDType::F16);
         let y = bn.forward_silu(x.clone());
         assert_eq!(y.dtype(), DType::F16);
         let (scale, shift) = bn.folded();
-        let want: Vec<f32> = burn::tensor::activation::silu(bn.forward_eval(x, scale, shift)).cast(burn::tensor::FloatDType::F32).into_data().to_vec().unwrap();
+        let want: Vec<f32> = burn::tensor::activation::silu(bn.forward_eval(x, scale, shift))
+            .cast(burn::tensor::FloatDType::F32)
+            .into_data()
+            .to_vec()
+            .unwrap();
         let got: Vec<f32> = y.cast(burn::tensor::FloatDType::F32).into_data().to_vec().unwrap();
         assert_eq!(got, want);
     }

@@ -37,13 +37,8 @@ impl BottleneckConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Bottleneck<B> {
         let hidden = (self.c_out as f64 * self.expansion) as usize;
         Bottleneck {
-            cv1: ConvConfig::new(self.c_in, hidden)
-                .with_kernel(self.kernels.0)
-                .init(device),
-            cv2: ConvConfig::new(hidden, self.c_out)
-                .with_kernel(self.kernels.1)
-                .with_groups(self.groups)
-                .init(device),
+            cv1: ConvConfig::new(self.c_in, hidden).with_kernel(self.kernels.0).init(device),
+            cv2: ConvConfig::new(hidden, self.c_out).with_kernel(self.kernels.1).with_groups(self.groups).init(device),
             add: self.shortcut && self.c_in == self.c_out,
         }
     }

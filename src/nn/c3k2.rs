@@ -130,24 +130,14 @@ impl C3k2Config {
     pub fn init<B: Backend>(&self, device: &B::Device) -> C3k2<B> {
         let c = (self.c_out as f64 * self.expansion) as usize;
         let block = || {
-            let bottleneck = || {
-                BottleneckConfig::new(c, c)
-                    .with_shortcut(self.shortcut)
-                    .with_groups(self.groups)
-                    .init(device)
-            };
+            let bottleneck =
+                || BottleneckConfig::new(c, c).with_shortcut(self.shortcut).with_groups(self.groups).init(device);
             if self.attn {
-                let psa = PsaBlockConfig::new(c)
-                    .with_num_heads((c / 64).max(1))
-                    .init(device);
+                let psa = PsaBlockConfig::new(c).with_num_heads((c / 64).max(1)).init(device);
                 C3k2Block::Attn((bottleneck(), psa))
             } else if self.c3k {
                 C3k2Block::C3k(
-                    C3kConfig::new(c, c)
-                        .with_n(2)
-                        .with_shortcut(self.shortcut)
-                        .with_groups(self.groups)
-                        .init(device),
+                    C3kConfig::new(c, c).with_n(2).with_shortcut(self.shortcut).with_groups(self.groups).init(device),
                 )
             } else {
                 C3k2Block::Bottleneck(bottleneck())

@@ -20,11 +20,7 @@ pub fn conv2d<B: Backend>(
     groups: usize,
 ) -> Tensor<B, 4> {
     let dtype = x.dtype();
-    let weight = if weight.dtype() == dtype {
-        weight
-    } else {
-        weight.cast(dtype)
-    };
+    let weight = if weight.dtype() == dtype { weight } else { weight.cast(dtype) };
     let bias = bias.map(|b| if b.dtype() == dtype { b } else { b.cast(dtype) });
     probe::record(dtype, weight.dtype());
     let [co, ci, kh, kw] = weight.dims();
@@ -104,16 +100,8 @@ impl Conv2dConfig {
         let fan_in = self.c_in / self.groups * self.kernel * self.kernel;
         // PyTorch's default (kaiming_uniform with a = sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both.
         let bound = 1.0 / (fan_in as f64).sqrt();
-        let init = Initializer::Uniform {
-            min: -bound,
-            max: bound,
-        };
-        let shape = [
-            self.c_out,
-            self.c_in / self.groups,
-            self.kernel,
-            self.kernel,
-        ];
+        let init = Initializer::Uniform { min: -bound, max: bound };
+        let shape = [self.c_out, self.c_in / self.groups, self.kernel, self.kernel];
         Conv2d {
             weight: init.init(shape, device),
             bias: self.bias.then(|| init.init([self.c_out], device)),
@@ -126,14 +114,7 @@ impl Conv2dConfig {
 
 impl<B: Backend> Conv2d<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        conv2d(
-            x,
-            self.weight.val(),
-            self.bias.as_ref().map(|b| b.val()),
-            self.stride,
-            self.padding,
-            self.groups,
-        )
+        conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), self.stride, self.padding, self.groups)
     }
 
     /// `[c_out, c_in / groups, k, k]`.
@@ -185,10 +166,7 @@ pub struct ConvConfig {
 impl ConvConfig {
     /// Ultralytics' `DWConv(c1, c2, k, s)`: a [`Conv`] with `gcd(c1, c2)` groups.
     pub fn depthwise(c_in: usize, c_out: usize, kernel: usize, stride: usize) -> Self {
-        ConvConfig::new(c_in, c_out)
-            .with_kernel(kernel)
-            .with_stride(stride)
-            .with_groups(gcd(c_in, c_out))
+        ConvConfig::new(c_in, c_out).with_kernel(kernel).with_stride(stride).with_groups(gcd(c_in, c_out))
     }
 
     pub fn init<B: Backend>(&self, device: &B::Device) -> Conv<B> {

@@ -32,7 +32,9 @@ pub fn conv2d_im2col<B: Backend>(x: Tensor<B, 4>, weight: Tensor<B, 4>, stride: 
         zeros.slice_assign([0..b, 0..c, padding..padding + h, padding..padding + w], x)
     };
     // Tap (i, j) of every output pixel: rows i, i + stride, ..., columns j, j + stride, ...
-    let span = |start: usize, n: usize| Slice::new(start as isize, Some((start + stride * (n - 1) + 1) as isize), stride as isize);
+    let span = |start: usize, n: usize| {
+        Slice::new(start as isize, Some((start + stride * (n - 1) + 1) as isize), stride as isize)
+    };
     let mut taps = Vec::with_capacity(kh * kw);
     for i in 0..kh {
         for j in 0..kw {

@@ -95,14 +95,8 @@ impl DetectConfig {
                 ))
             } else {
                 ClsBranch::Light((
-                    (
-                        ConvConfig::depthwise(x, x, 3, 1).init(device),
-                        ConvConfig::new(x, c3).init(device),
-                    ),
-                    (
-                        ConvConfig::depthwise(c3, c3, 3, 1).init(device),
-                        ConvConfig::new(c3, c3).init(device),
-                    ),
+                    (ConvConfig::depthwise(x, x, 3, 1).init(device), ConvConfig::new(x, c3).init(device)),
+                    (ConvConfig::depthwise(c3, c3, 3, 1).init(device), ConvConfig::new(c3, c3).init(device)),
                     last,
                 ))
             }
@@ -118,12 +112,8 @@ impl DetectConfig {
             cv2: levels().map(|(&x, _)| box_branch(x)).collect(),
             cv3: levels().map(|(&x, &s)| cls_branch(x, s)).collect(),
             dfl,
-            one2one_cv2: self
-                .end2end
-                .then(|| levels().map(|(&x, _)| box_branch(x)).collect()),
-            one2one_cv3: self
-                .end2end
-                .then(|| levels().map(|(&x, &s)| cls_branch(x, s)).collect()),
+            one2one_cv2: self.end2end.then(|| levels().map(|(&x, _)| box_branch(x)).collect()),
+            one2one_cv3: self.end2end.then(|| levels().map(|(&x, &s)| cls_branch(x, s)).collect()),
             nc,
             reg_max: r,
             strides: self.strides.clone(),
@@ -135,9 +125,7 @@ impl<B: Backend> ClsBranch<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         match self {
             ClsBranch::Legacy((a, b, c)) => c.forward(b.forward(a.forward(x))),
-            ClsBranch::Light(((a1, a2), (b1, b2), c)) => {
-                c.forward(b2.forward(b1.forward(a2.forward(a1.forward(x)))))
-            }
+            ClsBranch::Light(((a1, a2), (b1, b2), c)) => c.forward(b2.forward(b1.forward(a2.forward(a1.forward(x))))),
         }
     }
 
@@ -174,12 +162,7 @@ impl<B: Backend> Detect<B> {
         self.one2one_cv2.is_some()
     }
 
-    fn branch(
-        &self,
-        feats: &[Tensor<B, 4>],
-        boxes: &[BoxBranch<B>],
-        cls: &[ClsBranch<B>],
-    ) -> HeadOutput<B> {
+    fn branch(&self, feats: &[Tensor<B, 4>], boxes: &[BoxBranch<B>], cls: &[ClsBranch<B>]) -> HeadOutput<B> {
         let mut bs = Vec::with_capacity(feats.len());
         let mut ss = Vec::with_capacity(feats.len());
         for (i, x) in feats.iter().enumerate() {
@@ -187,10 +170,7 @@ impl<B: Backend> Detect<B> {
             bs.push(box_forward(&boxes[i], x.clone()).reshape([b, 4 * self.reg_max, h * w]));
             ss.push(cls[i].forward(x.clone()).reshape([b, self.nc, h * w]));
         }
-        HeadOutput {
-            boxes: Tensor::cat(bs, 2),
-            scores: Tensor::cat(ss, 2),
-        }
+        HeadOutput { boxes: Tensor::cat(bs, 2), scores: Tensor::cat(ss, 2) }
     }
 
     /// Raw outputs of both branches for the level features (stride order).
@@ -210,13 +190,7 @@ impl<B: Backend> Detect<B> {
             }
             _ => None,
         };
-        DetectOutput {
-            one2many,
-            one2one,
-            feature_sizes,
-            strides: self.strides.clone(),
-            reg_max: self.reg_max,
-        }
+        DetectOutput { one2many, one2one, feature_sizes, strides: self.strides.clone(), reg_max: self.reg_max }
     }
 
     pub fn cost(&self, sizes: &[(usize, usize)], k: &mut Cost) {

@@ -28,7 +28,9 @@ pub(crate) fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     if let Some(s) = t.as_slice::<f32>() {
         return std::borrow::Cow::Borrowed(s);
     }
-    std::borrow::Cow::Owned(gather_blocks(t).unwrap_or_else(|| t.to_contiguous().into_data().into_vec::<f32>().expect("f32 tensor")))
+    std::borrow::Cow::Owned(
+        gather_blocks(t).unwrap_or_else(|| t.to_contiguous().into_data().into_vec::<f32>().expect("f32 tensor")),
+    )
 }
 
 /// A tensor of `shape` owning `data`. Built from a `Vec<f32>` rather than `FlexTensor::empty`, which
@@ -39,7 +41,9 @@ pub(crate) fn tensor(data: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> F
 
 /// `dst += src` element-wise, on all threads.
 pub(crate) fn add_into(dst: &mut [f32], src: &[f32]) {
-    dst.par_chunks_mut(1 << 14).zip(src.par_chunks(1 << 14)).for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d += s));
+    dst.par_chunks_mut(1 << 14)
+        .zip(src.par_chunks(1 << 14))
+        .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d += s));
 }
 
 /// A view whose innermost dimensions are contiguous (a channel range of NCHW, as `chunk` and the
@@ -75,7 +79,11 @@ fn gather_blocks(t: &FlexTensor) -> Option<Vec<f32>> {
 /// Registers `dx` as the gradient of `input`, adding (on all threads) what other consumers of `input`
 /// registered before: burn's own accumulation is a single-threaded add, element by element when the
 /// earlier gradient is a view (the usual case after `cat` or `chunk`).
-pub(crate) fn register_input_grad(grads: &mut Gradients, input: &<CpuAutodiff as BackendTypes>::FloatTensorPrimitive, mut dx: Vec<f32>) {
+pub(crate) fn register_input_grad(
+    grads: &mut Gradients,
+    input: &<CpuAutodiff as BackendTypes>::FloatTensorPrimitive,
+    mut dx: Vec<f32>,
+) {
     if let Some(earlier) = grads.remove::<Cpu>(input) {
         add_into(&mut dx, &values(&earlier));
     }
@@ -84,7 +92,11 @@ pub(crate) fn register_input_grad(grads: &mut Gradients, input: &<CpuAutodiff as
 
 /// As [`register_input_grad`] for a gradient computed elsewhere: registered as it is (shared, not
 /// copied) when it is the first, else summed on all threads into a new tensor.
-pub(crate) fn accumulate_grad(grads: &mut Gradients, input: &<CpuAutodiff as BackendTypes>::FloatTensorPrimitive, grad: FlexTensor) {
+pub(crate) fn accumulate_grad(
+    grads: &mut Gradients,
+    input: &<CpuAutodiff as BackendTypes>::FloatTensorPrimitive,
+    grad: FlexTensor,
+) {
     let total = match grads.remove::<Cpu>(input) {
         Some(earlier) => sum(&grad, &earlier),
         None => grad,

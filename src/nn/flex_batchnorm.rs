@@ -34,18 +34,30 @@ pub struct BatchStatistics {
 
 /// Training-mode BatchNorm (batch statistics) of `x`, then SiLU when `silu`, when this module handles it
 /// (FP32 on `Autodiff<Flex>`), else `None`.
-pub fn try_train<B: Backend>(x: &Tensor<B, 4>, weight: &Tensor<B, 1>, bias: &Tensor<B, 1>, eps: f64, silu: bool) -> Option<(Tensor<B, 4>, BatchStatistics)> {
+pub fn try_train<B: Backend>(
+    x: &Tensor<B, 4>,
+    weight: &Tensor<B, 1>,
+    bias: &Tensor<B, 1>,
+    eps: f64,
+    silu: bool,
+) -> Option<(Tensor<B, 4>, BatchStatistics)> {
     if [x.dtype(), weight.dtype(), bias.dtype()] != [DType::F32; 3] || !own_kernels() {
         return None;
     }
     let x: Tensor<CpuAutodiff, 4> = retype(x.clone())?;
-    let (weight, bias): (Tensor<CpuAutodiff, 1>, Tensor<CpuAutodiff, 1>) = (retype(weight.clone())?, retype(bias.clone())?);
+    let (weight, bias): (Tensor<CpuAutodiff, 1>, Tensor<CpuAutodiff, 1>) =
+        (retype(weight.clone())?, retype(bias.clone())?);
     let (y, stats) = train_autodiff(x, weight, bias, eps, silu);
     Some((retype(y)?, stats))
 }
 
 /// `x * scale[c] + shift[c]`, then SiLU when `silu`, when this module handles it (FP32 on `Flex`).
-pub fn try_affine<B: Backend>(x: &Tensor<B, 4>, scale: &Tensor<B, 1>, shift: &Tensor<B, 1>, silu: bool) -> Option<Tensor<B, 4>> {
+pub fn try_affine<B: Backend>(
+    x: &Tensor<B, 4>,
+    scale: &Tensor<B, 1>,
+    shift: &Tensor<B, 1>,
+    silu: bool,
+) -> Option<Tensor<B, 4>> {
     if [x.dtype(), scale.dtype(), shift.dtype()] != [DType::F32; 3] || !own_kernels() {
         return None;
     }
@@ -92,15 +104,26 @@ impl Backward<Cpu, 3> for BatchNormBackward {
     }
 }
 
-fn train_autodiff(x: Tensor<CpuAutodiff, 4>, weight: Tensor<CpuAutodiff, 1>, bias: Tensor<CpuAutodiff, 1>, eps: f64, silu: bool) -> (Tensor<CpuAutodiff, 4>, BatchStatistics) {
-    let (x, weight, bias) = (x.into_primitive().tensor(), weight.into_primitive().tensor(), bias.into_primitive().tensor());
+fn train_autodiff(
+    x: Tensor<CpuAutodiff, 4>,
+    weight: Tensor<CpuAutodiff, 1>,
+    bias: Tensor<CpuAutodiff, 1>,
+    eps: f64,
+    silu: bool,
+) -> (Tensor<CpuAutodiff, 4>, BatchStatistics) {
+    let (x, weight, bias) =
+        (x.into_primitive().tensor(), weight.into_primitive().tensor(), bias.into_primitive().tensor());
     let gamma = values(&weight.primitive).into_owned();
     let beta = values(&bias.primitive).into_owned();
     let stats = statistics(&x.primitive, gamma.len());
     let inv_std = stats.var.iter().map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32).collect();
     let ch = Channels { mean: stats.mean.clone(), inv_std, gamma, beta, silu };
     let y = forward(&x.primitive, &ch);
-    let y = match BatchNormBackward.prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone(), bias.node.clone()]).compute_bound().stateful() {
+    let y = match BatchNormBackward
+        .prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone(), bias.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
         OpsKind::Tracked(prep) => prep.finish((x, ch), y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     };
@@ -158,7 +181,8 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
                 lanes[k] += f(v[k]);
             }
         }
-        total += lanes.iter().map(|&v| v as f64).sum::<f64>() + it.remainder().iter().map(|&v| f(v) as f64).sum::<f64>();
+        total +=
+            lanes.iter().map(|&v| v as f64).sum::<f64>() + it.remainder().iter().map(|&v| f(v) as f64).sum::<f64>();
     }
     total
 }
@@ -181,7 +205,8 @@ fn activate(dst: &mut [f32], src: &[f32], centre: f32, a: f32, b: f32, silu: boo
 
 /// Normalise with the batch statistics, scale and shift, activate.
 fn forward(x: &FlexTensor, ch: &Channels) -> FlexTensor {
-    let per_channel: Vec<[f32; 3]> = (0..ch.gamma.len()).map(|k| [ch.mean[k], ch.gamma[k] * ch.inv_std[k], ch.beta[k]]).collect();
+    let per_channel: Vec<[f32; 3]> =
+        (0..ch.gamma.len()).map(|k| [ch.mean[k], ch.gamma[k] * ch.inv_std[k], ch.beta[k]]).collect();
     affine(x, &per_channel, ch.silu)
 }
 
@@ -191,10 +216,12 @@ fn affine(x: &FlexTensor, per_channel: &[[f32; 3]], silu: bool) -> FlexTensor {
     let plane = plane_len(x);
     let src = values(x);
     let mut out = vec![0f32; src.len()];
-    out.par_chunks_mut(plane).zip(src.par_chunks(plane)).enumerate().with_min_len(min_planes(plane)).for_each(|(p, (dst, src))| {
-        let [centre, a, b] = per_channel[p % per_channel.len()];
-        activate(dst, src, centre, a, b, silu);
-    });
+    out.par_chunks_mut(plane).zip(src.par_chunks(plane)).enumerate().with_min_len(min_planes(plane)).for_each(
+        |(p, (dst, src))| {
+            let [centre, a, b] = per_channel[p % per_channel.len()];
+            activate(dst, src, centre, a, b, silu);
+        },
+    );
     tensor(out, x.layout().shape().clone())
 }
 
@@ -244,22 +271,24 @@ fn backward(x: &FlexTensor, grad: &FlexTensor, ch: &Channels, want_dx: bool) -> 
     let n = (batch * plane) as f32;
     let upstream: &[f32] = if ch.silu { &[] } else { &g };
     let mut dx = dz;
-    dx.par_chunks_mut(plane).zip(src.par_chunks(plane)).enumerate().with_min_len(min_planes(plane)).for_each(|(p, (dx, x))| {
-        let k = p % c;
-        let a = ch.gamma[k] * ch.inv_std[k];
-        // dx = a * dz - a / N * dbeta - a / N * dgamma * inv_std * (x - mean)
-        let (mean, slope, offset) = (ch.mean[k], a * dgamma[k] * ch.inv_std[k] / n, a * dbeta[k] / n);
-        if ch.silu {
-            for (d, &v) in dx.iter_mut().zip(x) {
-                *d = a * *d - offset - slope * (v - mean);
+    dx.par_chunks_mut(plane).zip(src.par_chunks(plane)).enumerate().with_min_len(min_planes(plane)).for_each(
+        |(p, (dx, x))| {
+            let k = p % c;
+            let a = ch.gamma[k] * ch.inv_std[k];
+            // dx = a * dz - a / N * dbeta - a / N * dgamma * inv_std * (x - mean)
+            let (mean, slope, offset) = (ch.mean[k], a * dgamma[k] * ch.inv_std[k] / n, a * dbeta[k] / n);
+            if ch.silu {
+                for (d, &v) in dx.iter_mut().zip(x) {
+                    *d = a * *d - offset - slope * (v - mean);
+                }
+            } else {
+                let g = &upstream[p * plane..][..plane];
+                for ((d, &v), &g) in dx.iter_mut().zip(x).zip(g) {
+                    *d = a * g - offset - slope * (v - mean);
+                }
             }
-        } else {
-            let g = &upstream[p * plane..][..plane];
-            for ((d, &v), &g) in dx.iter_mut().zip(x).zip(g) {
-                *d = a * g - offset - slope * (v - mean);
-            }
-        }
-    });
+        },
+    );
     (Some(dx), dgamma, dbeta)
 }
 
@@ -285,4 +314,3 @@ fn plane_sums(dz: &[f32], x: &[f32], mean: f32, inv_std: f32) -> (f64, f64) {
     }
     (s, sx)
 }
-

@@ -65,8 +65,15 @@ impl ConvGeometry {
 
 /// The convolution of `x` with `weight` when this module handles it (FP32; on `Autodiff<Flex>` dense,
 /// pointwise or depthwise, on `Flex` dense or pointwise), else `None` and the caller runs burn's.
-pub fn try_conv2d<B: Backend>(x: &Tensor<B, 4>, weight: &Tensor<B, 4>, stride: usize, padding: usize, groups: usize) -> Option<Tensor<B, 4>> {
-    let (training, inference) = (TypeId::of::<B>() == TypeId::of::<CpuAutodiff>(), TypeId::of::<B>() == TypeId::of::<Cpu>());
+pub fn try_conv2d<B: Backend>(
+    x: &Tensor<B, 4>,
+    weight: &Tensor<B, 4>,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Option<Tensor<B, 4>> {
+    let (training, inference) =
+        (TypeId::of::<B>() == TypeId::of::<CpuAutodiff>(), TypeId::of::<B>() == TypeId::of::<Cpu>());
     if !(training || inference) || x.dtype() != DType::F32 || weight.dtype() != DType::F32 || !own_kernels() {
         return None;
     }
@@ -103,22 +110,32 @@ impl Backward<Cpu, 2> for ConvBackward {
             grads.register::<Cpu>(node.id, weight_grad(&x.primitive, &grad, &g));
         }
         if node_x.is_some() {
-            let dx = if g.is_depthwise() { depthwise_input_grad(&weight, &grad, &g) } else { dense_input_grad(&weight, &grad, &g) };
+            let dx = if g.is_depthwise() {
+                depthwise_input_grad(&weight, &grad, &g)
+            } else {
+                dense_input_grad(&weight, &grad, &g)
+            };
             register_input_grad(grads, &x, dx);
         }
     }
 }
 
-fn conv2d_autodiff(x: Tensor<CpuAutodiff, 4>, weight: Tensor<CpuAutodiff, 4>, g: ConvGeometry) -> Tensor<CpuAutodiff, 4> {
+fn conv2d_autodiff(
+    x: Tensor<CpuAutodiff, 4>,
+    weight: Tensor<CpuAutodiff, 4>,
+    g: ConvGeometry,
+) -> Tensor<CpuAutodiff, 4> {
     let x = x.into_primitive().tensor();
     let weight = weight.into_primitive().tensor();
-    let y = match ConvBackward.prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => {
-            let y = forward(&x.primitive, &weight.primitive, &g);
-            prep.finish((x, weight.primitive, g), y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive, &weight.primitive, &g)),
-    };
+    let y =
+        match ConvBackward.prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone()]).compute_bound().stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = forward(&x.primitive, &weight.primitive, &g);
+                prep.finish((x, weight.primitive, g), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive, &weight.primitive, &g)),
+        };
     Tensor::from_primitive(TensorPrimitive::Float(y))
 }
 
@@ -192,11 +209,25 @@ fn dense_forward(x: &FlexTensor, weight: &FlexTensor, g: &ConvGeometry) -> FlexT
     let image = |b: usize, out: &mut [f32]| {
         let image = &x[b * ci * g.h * g.w..][..ci * g.h * g.w];
         if g.is_pointwise() {
-            return matmul_into(out, [co, l, ci], Operand::row_major(&weight, ci), Operand::row_major(image, l), false, !parallel);
+            return matmul_into(
+                out,
+                [co, l, ci],
+                Operand::row_major(&weight, ci),
+                Operand::row_major(image, l),
+                false,
+                !parallel,
+            );
         }
         with_columns(cikk * l, |cols| {
             im2col(cols, image, g);
-            matmul_into(out, [co, l, cikk], Operand::row_major(&weight, cikk), Operand::row_major(cols, l), false, !parallel);
+            matmul_into(
+                out,
+                [co, l, cikk],
+                Operand::row_major(&weight, cikk),
+                Operand::row_major(cols, l),
+                false,
+                !parallel,
+            );
         })
     };
     if parallel {
@@ -225,7 +256,14 @@ fn dense_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32> {
                     im2col(cols, image, g);
                     &*cols
                 };
-                matmul_into(dw, [co, cikk, l], Operand::row_major(grad, l), Operand::transposed(cols, l), i > 0, !parallel);
+                matmul_into(
+                    dw,
+                    [co, cikk, l],
+                    Operand::row_major(grad, l),
+                    Operand::transposed(cols, l),
+                    i > 0,
+                    !parallel,
+                );
             }
         })
     };
@@ -263,12 +301,28 @@ fn dense_input_grad(weight: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) -> V
     let image = |b: usize, dx: &mut [f32]| {
         let grad = &dy[b * co * l..][..co * l];
         if g.is_pointwise() {
-            return matmul_into(dx, [ci, l, co], Operand::transposed(&weight, ci), Operand::row_major(grad, l), false, !parallel);
+            return matmul_into(
+                dx,
+                [ci, l, co],
+                Operand::transposed(&weight, ci),
+                Operand::row_major(grad, l),
+                false,
+                !parallel,
+            );
         }
         with_columns(cikk * l, |cols| {
-            matmul_into(cols, [cikk, l, co], Operand::transposed(&weight, cikk), Operand::row_major(grad, l), false, !parallel);
+            matmul_into(
+                cols,
+                [cikk, l, co],
+                Operand::transposed(&weight, cikk),
+                Operand::row_major(grad, l),
+                false,
+                !parallel,
+            );
             let cols = &*cols;
-            dx.par_chunks_mut(plane).enumerate().for_each(|(c, out)| col2im_channel(out, &cols[c * k * k * l..][..k * k * l], g));
+            dx.par_chunks_mut(plane)
+                .enumerate()
+                .for_each(|(c, out)| col2im_channel(out, &cols[c * k * k * l..][..k * k * l], g));
         })
     };
     if parallel {
@@ -334,7 +388,14 @@ impl<'a> Operand<'a> {
 
 /// `dst [m, n] (row-major) = lhs [m, k] x rhs [k, n]`, or `+=` with `accumulate`, with the `gemm`
 /// crate flex itself uses: on all threads when `all_threads`, else on this one.
-fn matmul_into(dst: &mut [f32], [m, n, k]: [usize; 3], lhs: Operand, rhs: Operand, accumulate: bool, all_threads: bool) {
+fn matmul_into(
+    dst: &mut [f32],
+    [m, n, k]: [usize; 3],
+    lhs: Operand,
+    rhs: Operand,
+    accumulate: bool,
+    all_threads: bool,
+) {
     assert!(dst.len() >= m * n, "matmul destination too small");
     lhs.check(m, k);
     rhs.check(k, n);
@@ -420,7 +481,9 @@ fn depthwise_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32> {
                     let first = lo * g.stride + j - g.padding;
                     let mut acc = 0f32;
                     for oy in 0..ho {
-                        let Some(iy) = (oy * g.stride + i).checked_sub(g.padding).filter(|&iy| iy < g.h) else { continue };
+                        let Some(iy) = (oy * g.stride + i).checked_sub(g.padding).filter(|&iy| iy < g.h) else {
+                            continue;
+                        };
                         let (row, grad_row) = (&plane[iy * g.w..][..g.w], &grad[oy * wo..][..wo]);
                         acc += if g.stride == 1 {
                             dot(&grad_row[lo..hi], &row[first..first + (hi - lo)])
@@ -504,7 +567,10 @@ mod tests {
             assert_eq!(a.len(), b.len(), "{what}");
             let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
             let diff = a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
-            assert!(diff <= 1e-5 * scale, "{what} {shape:?} k{k} s{stride} g{groups}: max diff {diff:e} (scale {scale:e})");
+            assert!(
+                diff <= 1e-5 * scale,
+                "{what} {shape:?} k{k} s{stride} g{groups}: max diff {diff:e} (scale {scale:e})"
+            );
         };
         close(&ours.0, &burns.0, "output");
         close(&ours.1, &burns.1, "input gradient");
@@ -565,7 +631,11 @@ mod tests {
             let c = conv(a.clone(), &w1.clone().slice([0..3, 0..3]));
             let d = conv(xa.clone(), &w1.clone().flip([2]));
             let constant = |t: Tensor<Cpu, 4>| Tensor::<CpuAutodiff, 4>::from_inner(t);
-            let loss = (a.clone() * constant(a.clone().inner().cos())).sum() + (b.clone() * constant(b.inner().sin())).sum() + (xa.clone() * constant(x.clone())).sum() + c.sum() + d.powi_scalar(2).sum();
+            let loss = (a.clone() * constant(a.clone().inner().cos())).sum()
+                + (b.clone() * constant(b.inner().sin())).sum()
+                + (xa.clone() * constant(x.clone())).sum()
+                + c.sum()
+                + d.powi_scalar(2).sum();
             let grads = loss.backward();
             xa.grad(&grads).unwrap().into_data().to_vec().unwrap()
         };
@@ -577,11 +647,14 @@ mod tests {
     #[test]
     fn inference_forward_equals_flex() {
         let device = Default::default();
-        for (shape, c_out, k, stride) in [([2, 3, 17, 20], 5, 3, 1), ([1, 4, 16, 13], 6, 3, 2), ([1, 2, 9, 9], 3, 5, 1), ([2, 5, 7, 4], 3, 1, 1)] {
+        for (shape, c_out, k, stride) in
+            [([2, 3, 17, 20], 5, 3, 1), ([1, 4, 16, 13], 6, 3, 2), ([1, 2, 9, 9], 3, 5, 1), ([2, 5, 7, 4], 3, 1, 1)]
+        {
             let x = Tensor::<Cpu, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
             let w = Tensor::<Cpu, 4>::random([c_out, shape[1], k, k], Distribution::Normal(0.0, 0.3), &device);
             let ours: Vec<f32> = try_conv2d(&x, &w, stride, k / 2, 1).expect("dense").into_data().to_vec().unwrap();
-            let flex: Vec<f32> = conv2d(x, w, None, ConvOptions::new([stride; 2], [k / 2; 2], [1, 1], 1)).into_data().to_vec().unwrap();
+            let flex: Vec<f32> =
+                conv2d(x, w, None, ConvOptions::new([stride; 2], [k / 2; 2], [1, 1], 1)).into_data().to_vec().unwrap();
             let diff = ours.iter().zip(&flex).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             assert!(diff < 1e-5, "{shape:?} k{k} s{stride}: {diff:e}");
         }

@@ -17,12 +17,15 @@ use crate::backend::{Cpu, CpuAutodiff};
 /// `a + b` for same-shaped tensors.
 pub fn residual<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
     if a.dtype() == DType::F32 && b.dtype() == DType::F32 && a.dims() == b.dims() && own_kernels() {
-        if let (Some(a), Some(b)) = (retype::<_, Tensor<CpuAutodiff, D>>(a.clone()), retype::<_, Tensor<CpuAutodiff, D>>(b.clone())) {
+        if let (Some(a), Some(b)) =
+            (retype::<_, Tensor<CpuAutodiff, D>>(a.clone()), retype::<_, Tensor<CpuAutodiff, D>>(b.clone()))
+        {
             return retype(autodiff(a, b)).expect("dispatched on this type");
         }
         if let (Some(a), Some(b)) = (retype::<_, Tensor<Cpu, D>>(a.clone()), retype::<_, Tensor<Cpu, D>>(b.clone())) {
             let (a, b) = (a.into_primitive().tensor(), b.into_primitive().tensor());
-            return retype(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(sum(&a, &b)))).expect("dispatched on this type");
+            return retype(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(sum(&a, &b))))
+                .expect("dispatched on this type");
         }
     }
     a + b
@@ -53,7 +56,11 @@ impl Backward<Cpu, 2> for ResidualBackward {
 fn autodiff<const D: usize>(a: Tensor<CpuAutodiff, D>, b: Tensor<CpuAutodiff, D>) -> Tensor<CpuAutodiff, D> {
     let (a, b) = (a.into_primitive().tensor(), b.into_primitive().tensor());
     let y = sum(&a.primitive, &b.primitive);
-    let y = match ResidualBackward.prepare::<NoCheckpointing>([a.node.clone(), b.node.clone()]).compute_bound().stateful() {
+    let y = match ResidualBackward
+        .prepare::<NoCheckpointing>([a.node.clone(), b.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
         OpsKind::Tracked(prep) => prep.finish((a, b), y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     };
@@ -66,7 +73,7 @@ mod tests {
     use burn::tensor::Distribution;
 
     /// `x + f(x)` with `x` also read elsewhere (a second residual, an exponential of a view): value and
-/// gradient as burn's `+` gives them.
+    /// gradient as burn's `+` gives them.
     #[test]
     fn matches_burns_sum_and_accumulates() {
         let device = Default::default();

@@ -42,9 +42,7 @@ impl SppfConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Sppf<B> {
         let hidden = self.c_in / 2;
         Sppf {
-            cv1: ConvConfig::new(self.c_in, hidden)
-                .with_act(self.cv1_act)
-                .init(device),
+            cv1: ConvConfig::new(self.c_in, hidden).with_act(self.cv1_act).init(device),
             cv2: ConvConfig::new(hidden * (self.n + 1), self.c_out).init(device),
             kernel: self.kernel,
             n: self.n,
@@ -59,14 +57,7 @@ impl<B: Backend> Sppf<B> {
         let mut ys = vec![self.cv1.forward(x.clone())];
         for _ in 0..self.n {
             let last = ys.last().expect("cv1 output").clone();
-            ys.push(max_pool2d(
-                last,
-                [k, k],
-                [1, 1],
-                [k / 2, k / 2],
-                [1, 1],
-                false,
-            ));
+            ys.push(max_pool2d(last, [k, k], [1, 1], [k / 2, k / 2], [1, 1], false));
         }
         let y = self.cv2.forward(Tensor::cat(ys, 1));
         if self.add {

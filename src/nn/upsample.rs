@@ -26,14 +26,12 @@ pub fn upsample_nearest<B: Backend>(x: Tensor<B, 4>, scale: usize) -> Tensor<B, 
         }
         if let Some(x) = retype::<_, Tensor<Cpu, 4>>(x.clone()) {
             let x = x.into_primitive().tensor();
-            return retype(Tensor::<Cpu, 4>::from_primitive(TensorPrimitive::Float(forward(&x, scale)))).expect("dispatched on this type");
+            return retype(Tensor::<Cpu, 4>::from_primitive(TensorPrimitive::Float(forward(&x, scale))))
+                .expect("dispatched on this type");
         }
     }
     let [b, c, h, w] = x.dims();
-    x.reshape([b, c, h, 1, w, 1])
-        .repeat_dim(3, scale)
-        .repeat_dim(5, scale)
-        .reshape([b, c, h * scale, w * scale])
+    x.reshape([b, c, h, 1, w, 1]).repeat_dim(3, scale).repeat_dim(5, scale).reshape([b, c, h * scale, w * scale])
 }
 
 #[derive(Debug)]

@@ -17,12 +17,7 @@ pub fn xywh_to_xyxy(b: [f32; 4]) -> [f32; 4] {
 /// Corner box `[x1, y1, x2, y2]` to center-size box `[cx, cy, w, h]`.
 #[inline]
 pub fn xyxy_to_xywh(b: [f32; 4]) -> [f32; 4] {
-    [
-        (b[0] + b[2]) / 2.0,
-        (b[1] + b[3]) / 2.0,
-        b[2] - b[0],
-        b[3] - b[1],
-    ]
+    [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, b[2] - b[0], b[3] - b[1]]
 }
 
 /// Corner box `[x1, y1, x2, y2]` to COCO's top-left/size box `[x1, y1, w, h]`.

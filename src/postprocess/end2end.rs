@@ -34,22 +34,14 @@ pub struct End2EndOptions {
 
 impl Default for End2EndOptions {
     fn default() -> Self {
-        Self {
-            conf_thres: 0.25,
-            max_det: 300,
-            agnostic: false,
-            classes: None,
-        }
+        Self { conf_thres: 0.25, max_det: 300, agnostic: false, classes: None }
     }
 }
 
 impl End2EndOptions {
     /// Validator settings (`conf=0.001`, `max_det=300`).
     pub fn val() -> Self {
-        Self {
-            conf_thres: 0.001,
-            ..Self::default()
-        }
+        Self { conf_thres: 0.001, ..Self::default() }
     }
     /// Predictor settings (`conf=0.25`, `max_det=300`).
     pub fn predict() -> Self {
@@ -93,10 +85,7 @@ pub fn end2end_topk(
 ) -> Result<Vec<Detection>> {
     check_layout(preds, nc, anchors)?;
     if !(0.0..=1.0).contains(&opts.conf_thres) {
-        anyhow::bail!(
-            "invalid confidence threshold {}: expected a value in [0, 1]",
-            opts.conf_thres
-        );
+        anyhow::bail!("invalid confidence threshold {}: expected a value in [0, 1]", opts.conf_thres);
     }
     let at = |c: usize, a: usize| preds[c * anchors + a];
     let k = topk.min(anchors);
@@ -123,20 +112,10 @@ pub fn end2end_topk(
 
     // (anchor, class, score) picks in descending score order
     let picks: Vec<(usize, usize, f32)> = if opts.agnostic {
-        top_anchors
-            .iter()
-            .map(|&a| (a, best_c[a], best[a]))
-            .collect()
+        top_anchors.iter().map(|&a| (a, best_c[a], best[a])).collect()
     } else {
-        let flat: Vec<f32> = top_anchors
-            .iter()
-            .flat_map(|&a| (0..nc).map(move |c| at(4 + c, a)))
-            .collect();
-        argsort_desc(&flat)
-            .into_iter()
-            .take(k)
-            .map(|i| (top_anchors[i / nc], i % nc, flat[i]))
-            .collect()
+        let flat: Vec<f32> = top_anchors.iter().flat_map(|&a| (0..nc).map(move |c| at(4 + c, a))).collect();
+        argsort_desc(&flat).into_iter().take(k).map(|i| (top_anchors[i / nc], i % nc, flat[i])).collect()
     };
 
     let mut out = Vec::new();
@@ -154,11 +133,7 @@ pub fn end2end_topk(
             BoxFormat::Xywh => xywh_to_xyxy(raw),
             BoxFormat::Xyxy => raw,
         };
-        out.push(Detection {
-            xyxy,
-            score: s,
-            class: c,
-        });
+        out.push(Detection { xyxy, score: s, class: c });
         if out.len() == opts.max_det {
             break;
         }

@@ -57,11 +57,7 @@ impl Default for NmsOptions {
 impl NmsOptions {
     /// Settings used by Ultralytics' `DetectionValidator` (`conf=0.001`, `iou=0.7`, `multi_label=True`).
     pub fn val() -> Self {
-        Self {
-            conf_thres: 0.001,
-            multi_label: true,
-            ..Self::default()
-        }
+        Self { conf_thres: 0.001, multi_label: true, ..Self::default() }
     }
 
     /// Settings used by Ultralytics' `DetectionPredictor` (`conf=0.25`, `iou=0.7`, best class only).
@@ -71,16 +67,10 @@ impl NmsOptions {
 
     fn check(&self) -> Result<()> {
         if !(0.0..=1.0).contains(&self.conf_thres) {
-            bail!(
-                "invalid confidence threshold {}: expected a value in [0, 1]",
-                self.conf_thres
-            );
+            bail!("invalid confidence threshold {}: expected a value in [0, 1]", self.conf_thres);
         }
         if !(0.0..=1.0).contains(&self.iou_thres) {
-            bail!(
-                "invalid IoU threshold {}: expected a value in [0, 1]",
-                self.iou_thres
-            );
+            bail!("invalid IoU threshold {}: expected a value in [0, 1]", self.iou_thres);
         }
         Ok(())
     }
@@ -155,32 +145,17 @@ pub fn non_max_suppression(
             for c in 0..nc {
                 let s = at(4 + c, a);
                 if s > conf {
-                    cands.push(Detection {
-                        xyxy,
-                        score: s,
-                        class: c,
-                    });
+                    cands.push(Detection { xyxy, score: s, class: c });
                 }
             }
         } else {
-            cands.push(Detection {
-                xyxy,
-                score: best,
-                class: best_c,
-            });
+            cands.push(Detection { xyxy, score: best, class: best_c });
         }
     }
     if let Some(classes) = &opts.classes {
         cands.retain(|d| classes.contains(&d.class));
     }
-    Ok(nms_detections(
-        cands,
-        opts.iou_thres,
-        opts.agnostic,
-        opts.max_det,
-        opts.max_nms,
-        opts.max_wh,
-    ))
+    Ok(nms_detections(cands, opts.iou_thres, opts.agnostic, opts.max_det, opts.max_nms, opts.max_wh))
 }
 
 /// Greedy NMS over already-decoded candidates (any order). Returns kept detections by descending score
@@ -208,27 +183,14 @@ pub fn nms_detections(
     let boxes: Vec<[f32; 4]> = cands
         .iter()
         .map(|d| {
-            let off = if agnostic {
-                0.0
-            } else {
-                d.class as f32 * max_wh
-            };
-            [
-                d.xyxy[0] + off,
-                d.xyxy[1] + off,
-                d.xyxy[2] + off,
-                d.xyxy[3] + off,
-            ]
+            let off = if agnostic { 0.0 } else { d.class as f32 * max_wh };
+            [d.xyxy[0] + off, d.xyxy[1] + off, d.xyxy[2] + off, d.xyxy[3] + off]
         })
         .collect();
-    let areas: Vec<f32> = boxes
-        .iter()
-        .map(|b| (b[2] - b[0]) * (b[3] - b[1]))
-        .collect();
+    let areas: Vec<f32> = boxes.iter().map(|b| (b[2] - b[0]) * (b[3] - b[1])).collect();
 
     // Group sorted candidates by class (one group when agnostic); each group stays in global score order.
-    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> =
-        std::collections::BTreeMap::new();
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = std::collections::BTreeMap::new();
     for &i in &order {
         let key = if agnostic { 0 } else { cands[i].class };
         groups.entry(key).or_default().push(i);
@@ -259,10 +221,5 @@ pub fn nms_detections(
             }
         }
     }
-    order
-        .into_iter()
-        .filter(|&i| keep[i])
-        .take(max_det)
-        .map(|i| cands[i])
-        .collect()
+    order.into_iter().filter(|&i| keep[i]).take(max_det).map(|i| cands[i]).collect()
 }

@@ -58,7 +58,12 @@ pub struct TrainState<'a, B: Backend> {
 }
 
 /// Writes a checkpoint (atomically).
-pub fn save<B: Backend>(path: &Path, ema: &Yolo<B>, train: Option<TrainState<'_, B>>, meta: &CheckpointMeta) -> Result<()> {
+pub fn save<B: Backend>(
+    path: &Path,
+    ema: &Yolo<B>,
+    train: Option<TrainState<'_, B>>,
+    meta: &CheckpointMeta,
+) -> Result<()> {
     let mut tensors: BTreeMap<String, (Vec<usize>, Dtype, Vec<u8>)> = BTreeMap::new();
     let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     let add_module = |prefix: &str, module: &Yolo<B>, tensors: &mut BTreeMap<_, _>| -> Result<()> {
@@ -89,12 +94,15 @@ pub fn save<B: Backend>(path: &Path, ema: &Yolo<B>, train: Option<TrainState<'_,
     let views = tensors
         .iter()
         .map(|(k, (shape, dtype, bytes))| {
-            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes).map(|v| (k.clone(), v)).map_err(|e| anyhow!("{k}: {e:?}"))
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| anyhow!("{k}: {e:?}"))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut header = HashMap::new();
     header.insert(META_KEY.to_string(), serde_json::to_string(meta)?);
-    let bytes = safetensors::serialize(views, &Some(header)).map_err(|e| anyhow!("serialising {}: {e:?}", path.display()))?;
+    let bytes =
+        safetensors::serialize(views, &Some(header)).map_err(|e| anyhow!("serialising {}: {e:?}", path.display()))?;
     write_atomic(path, &bytes)
 }
 
@@ -108,7 +116,9 @@ pub fn read_meta(path: &Path) -> Result<Option<CheckpointMeta>> {
         .map_err(|e| anyhow!("{} is not a SafeTensors file ({e:?})", path.display()))?;
     match metadata.metadata().as_ref().and_then(|m| m.get(META_KEY)) {
         None => Ok(None),
-        Some(json) => serde_json::from_str(json).map(Some).with_context(|| format!("{}: unreadable ember header", path.display())),
+        Some(json) => {
+            serde_json::from_str(json).map(Some).with_context(|| format!("{}: unreadable ember header", path.display()))
+        }
     }
 }
 
@@ -121,11 +131,20 @@ pub fn load_train_state<MB: Backend, OB: Backend>(
 ) -> Result<()> {
     let sd = StateDict::read(path)?;
     let raw = StateDict {
-        tensors: sd.tensors.iter().filter_map(|(k, v)| k.strip_prefix("train.").filter(|k| k.starts_with("model.")).map(|k| (k.to_string(), v.clone()))).collect(),
+        tensors: sd
+            .tensors
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("train.").filter(|k| k.starts_with("model.")).map(|k| (k.to_string(), v.clone()))
+            })
+            .collect(),
         int_keys: vec![],
     };
     if raw.tensors.is_empty() {
-        bail!("{} holds no training state (was it written by `ember export`?); start a new run with --weights instead", path.display());
+        bail!(
+            "{} holds no training state (was it written by `ember export`?); start a new run with --weights instead",
+            path.display()
+        );
     }
     model.load_state_dict(&raw).with_context(|| format!("{}: training weights", path.display()))?;
     let order = param_order(model);

@@ -33,7 +33,8 @@ pub fn row(epoch: usize, epochs: usize, losses: [f64; 3], instances: usize, size
 pub fn epoch_bar(batches: usize) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{msg} {percent:>3}% {bar:20} {pos}/{len} [{elapsed}<{eta}]").expect("valid template"),
+        ProgressStyle::with_template("{msg} {percent:>3}% {bar:20} {pos}/{len} [{elapsed}<{eta}]")
+            .expect("valid template"),
     );
     bar
 }

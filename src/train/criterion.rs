@@ -45,7 +45,9 @@ impl Criterion {
                 targets,
                 epoch,
             )),
-            (Criterion::EndToEnd(l), None) => l.one2many.forward(one2many.boxes, one2many.scores, &feature_sizes, &strides, targets),
+            (Criterion::EndToEnd(l), None) => {
+                l.one2many.forward(one2many.boxes, one2many.scores, &feature_sizes, &strides, targets)
+            }
             (Criterion::Plain(l), _) => l.forward(one2many.boxes, one2many.scores, &feature_sizes, &strides, targets),
         }
     }

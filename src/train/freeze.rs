@@ -10,8 +10,8 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
 use crate::model::weights::PathStack;
-use crate::nn::frozen_norm::freeze_norm;
 use crate::model::Yolo;
+use crate::nn::frozen_norm::freeze_norm;
 
 /// The key fragments that freeze a parameter, for `freeze` items `layers`.
 pub fn frozen_fragments(layers: &[String]) -> Vec<String> {

@@ -3,10 +3,10 @@
 pub mod checkpoint;
 pub mod console;
 pub mod criterion;
-pub mod loss_scale;
 pub mod ema;
 pub mod fault;
 pub mod freeze;
+pub mod loss_scale;
 pub mod muon;
 pub mod optimizer;
 pub mod results;

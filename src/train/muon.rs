@@ -38,7 +38,12 @@ pub fn newton_schulz5<B: Backend>(g: Tensor<B, 2>) -> Tensor<B, 2> {
 /// Muon's step direction for one parameter of PyTorch shape `shape` (2-D or 4-D), from its flattened
 /// gradient and momentum buffer (updated in place: `m = beta*m + (1-beta)*g`). Returns the new
 /// buffer and the flattened update.
-pub fn muon_update<B: Backend>(grad: Tensor<B, 1>, momentum: Option<Tensor<B, 1>>, beta: f64, shape: &[usize]) -> (Tensor<B, 1>, Tensor<B, 1>) {
+pub fn muon_update<B: Backend>(
+    grad: Tensor<B, 1>,
+    momentum: Option<Tensor<B, 1>>,
+    beta: f64,
+    shape: &[usize],
+) -> (Tensor<B, 1>, Tensor<B, 1>) {
     let momentum = match momentum {
         Some(m) => m.mul_scalar(beta) + grad.clone().mul_scalar(1.0 - beta),
         None => grad.clone().mul_scalar(1.0 - beta),

@@ -82,7 +82,13 @@ pub struct DetectorOptimizer<B: Backend> {
 impl<B: Backend> DetectorOptimizer<B> {
     pub fn new(kind: OptimizerKind, lr: f64, momentum: f64, weight_decay: f64) -> Self {
         let g = |wd| GroupSettings { lr, head_cls_lr: lr * MUSGD_HEAD_CLS_LR_GAIN, momentum, weight_decay: wd };
-        DetectorOptimizer { kind, groups: [g(0.0), g(weight_decay), g(0.0)], steps: 0, first: HashMap::new(), second: HashMap::new() }
+        DetectorOptimizer {
+            kind,
+            groups: [g(0.0), g(weight_decay), g(0.0)],
+            steps: 0,
+            first: HashMap::new(),
+            second: HashMap::new(),
+        }
     }
 
     /// Applies one update. `grad_scale` multiplies every gradient first (loss-scale removal and
@@ -99,11 +105,8 @@ impl<B: Backend> DetectorOptimizer<B> {
 
     /// The moment buffers, for checkpoints: (param id, first, second) as flat f32 vectors.
     pub fn state(&self) -> Vec<(ParamId, Vec<f32>, Option<Vec<f32>>)> {
-        let mut out: Vec<_> = self
-            .first
-            .iter()
-            .map(|(id, m)| (*id, to_vec(m), self.second.get(id).map(to_vec)))
-            .collect();
+        let mut out: Vec<_> =
+            self.first.iter().map(|(id, m)| (*id, to_vec(m), self.second.get(id).map(to_vec))).collect();
         out.sort_by_key(|(id, _, _)| id.val());
         out
     }
@@ -175,19 +178,33 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB> {
 
 impl<AB: AutodiffBackend> StepMapper<'_, AB> {
     fn in_head_cls_branch(&self) -> bool {
-        self.path.iter().any(|(name, container)| container == "Struct:Detect" && (name == "cv3" || name == "one2one_cv3"))
+        self.path
+            .iter()
+            .any(|(name, container)| container == "Struct:Detect" && (name == "cv3" || name == "one2one_cv3"))
     }
 }
 
 /// PyTorch's SGD with Nesterov momentum, no dampening, coupled weight decay.
-fn sgd<B: Backend>(opt: &mut DetectorOptimizer<B>, id: ParamId, p: Tensor<B, 1>, g: Tensor<B, 1>, s: GroupSettings) -> Tensor<B, 1> {
+fn sgd<B: Backend>(
+    opt: &mut DetectorOptimizer<B>,
+    id: ParamId,
+    p: Tensor<B, 1>,
+    g: Tensor<B, 1>,
+    s: GroupSettings,
+) -> Tensor<B, 1> {
     let mut buffer = opt.first.remove(&id);
     let p = nesterov_sgd(&mut buffer, p, g, s, s.lr);
     opt.first.insert(id, buffer.expect("set by the step"));
     p
 }
 
-fn nesterov_sgd<B: Backend>(buffer: &mut Option<Tensor<B, 1>>, p: Tensor<B, 1>, g: Tensor<B, 1>, s: GroupSettings, lr: f64) -> Tensor<B, 1> {
+fn nesterov_sgd<B: Backend>(
+    buffer: &mut Option<Tensor<B, 1>>,
+    p: Tensor<B, 1>,
+    g: Tensor<B, 1>,
+    s: GroupSettings,
+    lr: f64,
+) -> Tensor<B, 1> {
     let g = if s.weight_decay != 0.0 { g + p.clone().mul_scalar(s.weight_decay) } else { g };
     let buf = match buffer.take() {
         Some(buf) => buf.mul_scalar(s.momentum) + g.clone(),
@@ -200,7 +217,14 @@ fn nesterov_sgd<B: Backend>(buffer: &mut Option<Tensor<B, 1>>, p: Tensor<B, 1>, 
 
 /// Ultralytics' MuSGD on a matrix or filter bank: a Muon step (its momentum in the first buffer), then
 /// a Nesterov-SGD step with weight decay (its momentum in the second buffer), both from the same gradient.
-fn musgd_matrix<B: Backend>(opt: &mut DetectorOptimizer<B>, id: ParamId, p: Tensor<B, 1>, g: Tensor<B, 1>, s: GroupSettings, shape: &[usize]) -> Tensor<B, 1> {
+fn musgd_matrix<B: Backend>(
+    opt: &mut DetectorOptimizer<B>,
+    id: ParamId,
+    p: Tensor<B, 1>,
+    g: Tensor<B, 1>,
+    s: GroupSettings,
+    shape: &[usize],
+) -> Tensor<B, 1> {
     let (momentum, direction) = muon_update(g.clone(), opt.first.remove(&id), s.momentum, shape);
     opt.first.insert(id, momentum);
     let p = p - direction.mul_scalar(s.lr * MUON_WEIGHT);
@@ -211,7 +235,13 @@ fn musgd_matrix<B: Backend>(opt: &mut DetectorOptimizer<B>, id: ParamId, p: Tens
 }
 
 /// PyTorch's AdamW (decoupled weight decay), beta2 0.999, eps 1e-8.
-fn adamw<B: Backend>(opt: &mut DetectorOptimizer<B>, id: ParamId, p: Tensor<B, 1>, g: Tensor<B, 1>, s: GroupSettings) -> Tensor<B, 1> {
+fn adamw<B: Backend>(
+    opt: &mut DetectorOptimizer<B>,
+    id: ParamId,
+    p: Tensor<B, 1>,
+    g: Tensor<B, 1>,
+    s: GroupSettings,
+) -> Tensor<B, 1> {
     const BETA2: f64 = 0.999;
     const EPS: f64 = 1e-8;
     let beta1 = s.momentum;

@@ -61,7 +61,10 @@ impl ResultsCsv {
         values.extend(row.train_loss.iter().chain(&row.metrics).chain(&row.val_loss).map(|v| format!("{v:.5}")));
         values.extend(row.lr.iter().map(|v| format!("{v:.6e}")));
         values.push(format!("{}", row.loss_scale));
-        let mut f = std::fs::OpenOptions::new().append(true).open(&self.path).with_context(|| format!("cannot append to {}", self.path.display()))?;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .with_context(|| format!("cannot append to {}", self.path.display()))?;
         writeln!(f, "{}", values.join(","))?;
         Ok(())
     }
@@ -73,7 +76,8 @@ pub fn plot_results(csv: &Path, png: &Path) -> Result<()> {
     let text = std::fs::read_to_string(csv).with_context(|| format!("cannot read {}", csv.display()))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let rows: Vec<Vec<f64>> = lines.map(|l| l.split(',').map(|v| v.trim().parse().unwrap_or(f64::NAN)).collect()).collect();
+    let rows: Vec<Vec<f64>> =
+        lines.map(|l| l.split(',').map(|v| v.trim().parse().unwrap_or(f64::NAN)).collect()).collect();
     let column = |i: usize| rows.iter().map(|r| r.get(i).copied().unwrap_or(f64::NAN)).collect::<Vec<f64>>();
     let epochs = column(0);
     let order = [2, 3, 4, 5, 6, 9, 10, 11, 7, 8];

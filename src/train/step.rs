@@ -52,7 +52,8 @@ where
         (None, None) => vec![0.0],
     };
     let (sum_sq, finite) = (values[0] as f64, values[0].is_finite());
-    let mut report = StepReport { applied: false, grad_norm: None, scale_event: None, read_along: values[1..].to_vec() };
+    let mut report =
+        StepReport { applied: false, grad_norm: None, scale_event: None, read_along: values[1..].to_vec() };
     let model = if finite {
         // Unscale before clipping: the clip applies to the true gradient norm.
         let norm = sum_sq.sqrt() / scale;

@@ -17,9 +17,9 @@ use super::ema::ModelEma;
 use super::fault::{poison_weights, Fault};
 use super::loss_scale::{LossScaler, ScaleEvent};
 use super::optimizer::{DetectorOptimizer, OptimizerKind};
-use super::step::optimizer_step;
 use super::results::{EpochRow, ResultsCsv};
 use super::schedule::{results_lr_columns, Schedule};
+use super::step::optimizer_step;
 use crate::config::{AmpMode, Settings};
 use crate::data::augment::pipeline::{epoch_report, maybe_save_batch, TrainPipeline};
 use crate::data::{BatchLoader, Sample};
@@ -85,7 +85,13 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
         model = frozen;
         println!("freeze: {} parameter tensors of layers {layers:?} (and the DFL) stay fixed", keys.len());
     }
-    let criterion = Criterion::new(nc, model.reg_max(), model.end2end(), [s.box_gain as f32, s.cls_gain as f32, s.dfl_gain as f32], epochs);
+    let criterion = Criterion::new(
+        nc,
+        model.reg_max(),
+        model.end2end(),
+        [s.box_gain as f32, s.cls_gain as f32, s.dfl_gain as f32],
+        epochs,
+    );
     let loss_names = criterion.names();
 
     // Ultralytics' recipe (accumulation, decay scaling, the optimizer pick, warmup): src/train/schedule.rs.
@@ -94,8 +100,10 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
     let (kind, lr0, momentum, weight_decay) = (schedule.kind, schedule.lr0, schedule.momentum, schedule.weight_decay);
     if schedule.auto {
         let (ignored_lr0, ignored_momentum, iterations) = (s.lr0, s.momentum, schedule.iterations);
-        println!("optimizer: 'optimizer=auto' found, ignoring lr0={ignored_lr0} and momentum={ignored_momentum}; \
-                  picked {kind:?}(lr={lr0}) for {iterations} iterations");
+        println!(
+            "optimizer: 'optimizer=auto' found, ignoring lr0={ignored_lr0} and momentum={ignored_momentum}; \
+                  picked {kind:?}(lr={lr0}) for {iterations} iterations"
+        );
     }
     let decayed = if kind == OptimizerKind::MuSGD { "conv and matrix weights (Muon + SGD)" } else { "conv weights" };
     println!("optimizer: {kind:?}(lr={lr0}, momentum={momentum}) with weight decay {weight_decay} on {decayed}, none on biases and norms");
@@ -122,7 +130,8 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
     std::fs::create_dir_all(&weights_dir).with_context(|| format!("cannot create {}", weights_dir.display()))?;
     let (last, best) = (weights_dir.join("last.safetensors"), weights_dir.join("best.safetensors"));
     let results = ResultsCsv::create(&run_dir.join("results.csv"), loss_names[2], resume.is_some())?;
-    std::fs::write(run_dir.join("args.yaml"), s.to_yaml()).with_context(|| format!("cannot write {}", run_dir.join("args.yaml").display()))?;
+    std::fs::write(run_dir.join("args.yaml"), s.to_yaml())
+        .with_context(|| format!("cannot write {}", run_dir.join("args.yaml").display()))?;
     println!("Logging results to {}", run_dir.display());
     println!("Starting training for {epochs} epochs...");
 
@@ -178,7 +187,14 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
             accumulator.accumulate(&model, grads);
             let components = if ni as i64 - last_opt_step >= plan.accumulate as i64 {
                 let loss_parts = loss.parts.inner();
-                let (stepped, report) = optimizer_step(model, accumulator.grads(), &mut optimizer, &mut ema, scaler.as_mut(), Some(loss_parts));
+                let (stepped, report) = optimizer_step(
+                    model,
+                    accumulator.grads(),
+                    &mut optimizer,
+                    &mut ema,
+                    scaler.as_mut(),
+                    Some(loss_parts),
+                );
                 model = stepped;
                 if !report.applied {
                     skipped += 1;
@@ -188,8 +204,17 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
                 }
                 if let (Some(s), Some(event)) = (scaler.as_ref(), report.scale_event) {
                     match event {
-                        ScaleEvent::Backoff => println!("AMP: gradient overflow, step skipped; loss scale {} -> {}", s.scale * 2.0, s.scale),
-                        ScaleEvent::Growth => println!("AMP: {} clean steps, loss scale {} -> {}", s.growth_interval, s.scale / 2.0, s.scale),
+                        ScaleEvent::Backoff => println!(
+                            "AMP: gradient overflow, step skipped; loss scale {} -> {}",
+                            s.scale * 2.0,
+                            s.scale
+                        ),
+                        ScaleEvent::Growth => println!(
+                            "AMP: {} clean steps, loss scale {} -> {}",
+                            s.growth_interval,
+                            s.scale / 2.0,
+                            s.scale
+                        ),
                         ScaleEvent::Unchanged => {}
                     }
                 }
@@ -199,7 +224,8 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
                 loss.components()
             };
             let reads = readback::count() - reads_before;
-            (most_reads.assigner, most_reads.other) = (most_reads.assigner.max(reads.assigner), most_reads.other.max(reads.other));
+            (most_reads.assigner, most_reads.other) =
+                (most_reads.assigner.max(reads.assigner), most_reads.other.max(reads.other));
             last_loss_finite = components.iter().all(|c| c.is_finite());
             if !last_loss_finite {
                 tracing::warn!("non-finite loss {components:?} at epoch {} batch {i}", epoch + 1);
@@ -236,7 +262,10 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
         };
         let (metrics_row, val_loss, fitness) = match &outcome {
             Some(o) => {
-                print!("{}", o.metrics.format_table(&names).lines().take(2).map(|l| format!("{l}\n")).collect::<String>());
+                print!(
+                    "{}",
+                    o.metrics.format_table(&names).lines().take(2).map(|l| format!("{l}\n")).collect::<String>()
+                );
                 (o.metrics.mean_results(), o.loss.unwrap_or_default(), o.metrics.fitness)
             }
             None => ([0.0; 4], [0.0; 3], 0.0),
@@ -246,14 +275,22 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
         if !last_loss_finite || !fitness.is_finite() {
             let reason = if last_loss_finite { "non-finite fitness" } else { "non-finite loss" };
             if epoch == start_epoch {
-                tracing::warn!("{reason} in epoch {} but there is no checkpoint of this run to go back to; continuing", epoch + 1);
+                tracing::warn!(
+                    "{reason} in epoch {} but there is no checkpoint of this run to go back to; continuing",
+                    epoch + 1
+                );
             } else {
                 recoveries += 1;
                 if recoveries > MAX_RECOVERIES {
                     bail!("training diverged: {reason} persisted through {MAX_RECOVERIES} reloads of {}; try a lower lr0 or --amp=false", last.display());
                 }
-                let meta = checkpoint::read_meta(&last)?
-                    .with_context(|| format!("{reason} in epoch {} and {} is not an ember training checkpoint to recover from", epoch + 1, last.display()))?;
+                let meta = checkpoint::read_meta(&last)?.with_context(|| {
+                    format!(
+                        "{reason} in epoch {} and {} is not an ember training checkpoint to recover from",
+                        epoch + 1,
+                        last.display()
+                    )
+                })?;
                 println!("{reason} detected in epoch {} (attempt {recoveries}/{MAX_RECOVERIES}): reloading {} and repeating the epoch", epoch + 1, last.display());
                 restore(&last, &meta, &mut model, &mut optimizer, &mut ema)?;
                 if let Some(scaler) = scaler.as_mut() {
@@ -294,7 +331,12 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
             settings: s.to_yaml(),
         };
         if s.save {
-            checkpoint::save(&last, &ema.module, Some(TrainState { model: &model.valid(), optimizer: &optimizer }), &meta)?;
+            checkpoint::save(
+                &last,
+                &ema.module,
+                Some(TrainState { model: &model.valid(), optimizer: &optimizer }),
+                &meta,
+            )?;
             if improved {
                 checkpoint::save(&best, &ema.module, None, &meta)?;
             }
@@ -319,7 +361,10 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
         }
         final_metrics = outcome.map(|o| o.metrics);
         if epochs_without_improvement >= s.patience as usize && s.patience > 0 {
-            println!("Stopping early: no improvement in the last {} epochs (best fitness {best_fitness:.5})", s.patience);
+            println!(
+                "Stopping early: no improvement in the last {} epochs (best fitness {best_fitness:.5})",
+                s.patience
+            );
             break;
         }
         if out_of_time {
@@ -396,7 +441,8 @@ fn amp_self_check<AB: AutodiffBackend>(model: &Yolo<AB>, loader: &BatchLoader, p
     }
     let model = calibrated.valid();
     let x = batch_tensor::<AB::InnerBackend>(&batch, &device);
-    let reference: Vec<f32> = model.predict(x.clone()).into_data().convert::<f32>().to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let reference: Vec<f32> =
+        model.predict(x.clone()).into_data().convert::<f32>().to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let reduced: Vec<f32> = model
         .predict(to_compute(x, precision))
         .cast(FloatDType::F32)
@@ -405,7 +451,11 @@ fn amp_self_check<AB: AutodiffBackend>(model: &Yolo<AB>, loader: &BatchLoader, p
         .to_vec()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let max_ref = reference.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    let max_diff = reference.iter().zip(&reduced).fold(0f32, |m, (a, b)| if b.is_finite() { m.max((a - b).abs()) } else { f32::INFINITY });
+    let max_diff =
+        reference
+            .iter()
+            .zip(&reduced)
+            .fold(0f32, |m, (a, b)| if b.is_finite() { m.max((a - b).abs()) } else { f32::INFINITY });
     let rel = max_diff / max_ref;
     // Measured on yolo26n at initialisation: 8e-4 (FP16); BF16 keeps 3 fewer bits than FP16.
     let tolerance = if precision == AmpMode::Bf16 { 5e-2 } else { 1e-2 };
@@ -431,5 +481,7 @@ pub fn newest_last_checkpoint(project: &Path) -> Result<PathBuf> {
             }
         }
     }
-    newest.map(|(_, p)| p).with_context(|| format!("--resume: no run with weights/last.safetensors under {}", project.display()))
+    newest
+        .map(|(_, p)| p)
+        .with_context(|| format!("--resume: no run with weights/last.safetensors under {}", project.display()))
 }

@@ -129,14 +129,19 @@ pub fn warp(src: &RgbImage, m: &Mat3, size: (u32, u32)) -> RgbImage {
             if x0 >= 0 && y0 >= 0 && x0 + 1 < sw && y0 + 1 < sh {
                 let i = y0 as usize * stride + x0 as usize * 3;
                 for c in 0..3 {
-                    let v = sraw[i + c] as f32 * w[0] + sraw[i + 3 + c] as f32 * w[1] + sraw[i + stride + c] as f32 * w[2]
+                    let v = sraw[i + c] as f32 * w[0]
+                        + sraw[i + 3 + c] as f32 * w[1]
+                        + sraw[i + stride + c] as f32 * w[2]
                         + sraw[i + stride + 3 + c] as f32 * w[3];
                     px[c] = (v + 0.5).clamp(0.0, 255.0) as u8;
                 }
             } else {
-                for c in 0..3 {
-                    let v = fetch(x0, y0, c) * w[0] + fetch(x0 + 1, y0, c) * w[1] + fetch(x0, y0 + 1, c) * w[2] + fetch(x0 + 1, y0 + 1, c) * w[3];
-                    px[c] = (v + 0.5).clamp(0.0, 255.0) as u8;
+                for (c, out) in px.iter_mut().enumerate().take(3) {
+                    let v = fetch(x0, y0, c) * w[0]
+                        + fetch(x0 + 1, y0, c) * w[1]
+                        + fetch(x0, y0 + 1, c) * w[2]
+                        + fetch(x0 + 1, y0 + 1, c) * w[3];
+                    *out = (v + 0.5).clamp(0.0, 255.0) as u8;
                 }
             }
         }

@@ -17,7 +17,9 @@ use image::RgbImage;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use self::geometry::{box_candidate, clip_box, flip_horizontal, flip_vertical, random_matrix, warp, warp_box, AffineParams};
+use self::geometry::{
+    box_candidate, clip_box, flip_horizontal, flip_vertical, random_matrix, warp, warp_box, AffineParams,
+};
 use super::cache::ImageStore;
 use super::letterbox::PAD_VALUE;
 use super::loader::{Prepared, SampleTransform};
@@ -41,7 +43,13 @@ impl AugmentParams {
     pub fn from_settings(s: &Settings) -> AugmentParams {
         AugmentParams {
             hsv: [s.hsv_h, s.hsv_s, s.hsv_v],
-            affine: AffineParams { degrees: s.degrees, translate: s.translate, scale: s.scale, shear: s.shear, perspective: s.perspective },
+            affine: AffineParams {
+                degrees: s.degrees,
+                translate: s.translate,
+                scale: s.scale,
+                shear: s.shear,
+                perspective: s.perspective,
+            },
             flipud: s.flipud,
             fliplr: s.fliplr,
             mosaic: s.mosaic,
@@ -205,7 +213,10 @@ impl SampleTransform for TrainTransform {
         let labels = out
             .boxes
             .iter()
-            .map(|&(class, b)| BoxLabel { class, xywh: [(b[0] + b[2]) / 2.0 / s, (b[1] + b[3]) / 2.0 / s, (b[2] - b[0]) / s, (b[3] - b[1]) / s] })
+            .map(|&(class, b)| BoxLabel {
+                class,
+                xywh: [(b[0] + b[2]) / 2.0 / s, (b[1] + b[3]) / 2.0 / s, (b[2] - b[0]) / s, (b[3] - b[1]) / s],
+            })
             .collect();
         let letterbox = Letterbox::new(samples[index].size, (imgsz, imgsz));
         Ok(Prepared { image: out.image, labels, letterbox })
@@ -233,7 +244,14 @@ impl SampleTransform for StoreLetterbox {
         self.apply_canvas(samples, index, imgsz, (imgsz, imgsz), rng)
     }
 
-    fn apply_canvas(&self, samples: &[Sample], index: usize, imgsz: u32, canvas: (u32, u32), _rng: &mut ChaCha8Rng) -> Result<Prepared> {
+    fn apply_canvas(
+        &self,
+        samples: &[Sample],
+        index: usize,
+        imgsz: u32,
+        canvas: (u32, u32),
+        _rng: &mut ChaCha8Rng,
+    ) -> Result<Prepared> {
         let image = self.store.load(index, &samples[index])?;
         Ok(super::loader::letterbox_prepared(&samples[index], &image, imgsz, canvas))
     }
@@ -276,8 +294,13 @@ pub fn cutmix(out: &mut Labeled, other: &Labeled, rng: &mut ChaCha8Rng) {
             let ratio = (1.0 - lam).sqrt();
             let (cut_w, cut_h) = ((w as f64 * ratio) as i64, (h as f64 * ratio) as i64);
             let (cx, cy) = (rng.gen_range(0..w), rng.gen_range(0..h));
-            [(cx - cut_w / 2).clamp(0, w), (cy - cut_h / 2).clamp(0, h), (cx + cut_w / 2).clamp(0, w), (cy + cut_h / 2).clamp(0, h)]
-                .map(|v| v as f32)
+            [
+                (cx - cut_w / 2).clamp(0, w),
+                (cy - cut_h / 2).clamp(0, h),
+                (cx + cut_w / 2).clamp(0, w),
+                (cy + cut_h / 2).clamp(0, h),
+            ]
+            .map(|v| v as f32)
         })
         .collect();
     let free: Vec<&[f32; 4]> = areas.iter().filter(|a| out.boxes.iter().all(|(_, b)| ioa(a, b) <= 0.0)).collect();
@@ -289,7 +312,17 @@ pub fn cutmix(out: &mut Labeled, other: &Labeled, rng: &mut ChaCha8Rng) {
         .boxes
         .iter()
         .filter(|(_, b)| ioa(&area, b) >= 0.1)
-        .map(|&(c, b)| (c, [b[0].clamp(area[0], area[2]), b[1].clamp(area[1], area[3]), b[2].clamp(area[0], area[2]), b[3].clamp(area[1], area[3])]))
+        .map(|&(c, b)| {
+            (
+                c,
+                [
+                    b[0].clamp(area[0], area[2]),
+                    b[1].clamp(area[1], area[3]),
+                    b[2].clamp(area[0], area[2]),
+                    b[3].clamp(area[1], area[3]),
+                ],
+            )
+        })
         .collect();
     if pasted.is_empty() {
         return;

@@ -25,7 +25,12 @@ pub struct TrainPipeline {
 
 impl TrainPipeline {
     /// The training and validation loaders for `settings`.
-    pub fn loaders(s: &Settings, train: Vec<Sample>, val: Vec<Sample>, batch: usize) -> Result<(TrainPipeline, BatchLoader, BatchLoader)> {
+    pub fn loaders(
+        s: &Settings,
+        train: Vec<Sample>,
+        val: Vec<Sample>,
+        batch: usize,
+    ) -> Result<(TrainPipeline, BatchLoader, BatchLoader)> {
         let config = |batch: usize, shuffle: bool| LoaderConfig {
             imgsz: s.imgsz,
             batch,

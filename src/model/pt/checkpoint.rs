@@ -217,11 +217,9 @@ fn walk_module(module: &Value, prefix: &str, out: &mut Vec<(String, Rc<TensorRef
 /// `names`: `{0: 'person', ...}` (or a list), as a list by index.
 fn names_of(v: Option<Value>) -> Vec<String> {
     let mut pairs: Vec<(i64, String)> = match &v {
-        Some(Value::Dict(d)) => d
-            .borrow()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_int()?, v.as_str()?.to_string())))
-            .collect(),
+        Some(Value::Dict(d)) => {
+            d.borrow().iter().filter_map(|(k, v)| Some((k.as_int()?, v.as_str()?.to_string()))).collect()
+        }
         Some(Value::List(l)) => {
             l.borrow().iter().enumerate().filter_map(|(i, v)| Some((i as i64, v.as_str()?.to_string()))).collect()
         }

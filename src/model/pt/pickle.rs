@@ -154,11 +154,7 @@ impl Value {
     /// The value under string key `key` of a dict.
     pub fn get(&self, key: &str) -> Option<Value> {
         match self {
-            Value::Dict(d) => d
-                .borrow()
-                .iter()
-                .find(|(k, _)| k.as_str() == Some(key))
-                .map(|(_, v)| v.clone()),
+            Value::Dict(d) => d.borrow().iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v.clone()),
             _ => None,
         }
     }
@@ -190,8 +186,7 @@ fn persistent_load(pid: Value) -> Result<Value> {
     match parts.as_slice() {
         [Value::Str(tag), Value::Global(class), key, _location, numel] if tag == "storage" => {
             let short = class.rsplit('.').next().unwrap_or(class);
-            let dtype = StorageDtype::from_class(short)
-                .ok_or_else(|| anyhow!("unsupported storage type {class}"))?;
+            let dtype = StorageDtype::from_class(short).ok_or_else(|| anyhow!("unsupported storage type {class}"))?;
             let key = match key {
                 Value::Str(s) => s.clone(),
                 Value::Int(i) => i.to_string(),
@@ -244,27 +239,27 @@ fn call(class: &str, args: Vec<Value>) -> Result<Value> {
         },
         "torch._utils._rebuild_tensor_v2" | "torch._utils._rebuild_tensor" | "torch._utils._rebuild_tensor_v3" => {
             match args.as_slice() {
-            [Value::Storage(storage), offset, shape, stride, rest @ ..] => {
-                // v3: (storage, offset, size, stride, requires_grad, hooks, dtype, metadata).
-                let dtype = match rest.get(2) {
-                    Some(Value::Global(name)) if class.ends_with("_v3") => StorageDtype::from_torch_dtype(name)
-                        .ok_or_else(|| anyhow!("unsupported tensor dtype {name}"))?,
-                    _ => storage.dtype,
-                };
-                let t = TensorRef {
-                    storage: storage.clone(),
-                    dtype,
-                    offset: offset.as_int().filter(|o| *o >= 0).ok_or_else(|| anyhow!("bad storage offset"))?
-                        as usize,
-                    shape: usize_list(shape, "tensor shape")?,
-                    stride: usize_list(stride, "tensor stride")?,
-                };
-                if t.shape.len() != t.stride.len() {
-                    bail!("tensor shape {:?} and stride {:?} differ in rank", t.shape, t.stride);
+                [Value::Storage(storage), offset, shape, stride, rest @ ..] => {
+                    // v3: (storage, offset, size, stride, requires_grad, hooks, dtype, metadata).
+                    let dtype = match rest.get(2) {
+                        Some(Value::Global(name)) if class.ends_with("_v3") => StorageDtype::from_torch_dtype(name)
+                            .ok_or_else(|| anyhow!("unsupported tensor dtype {name}"))?,
+                        _ => storage.dtype,
+                    };
+                    let t = TensorRef {
+                        storage: storage.clone(),
+                        dtype,
+                        offset: offset.as_int().filter(|o| *o >= 0).ok_or_else(|| anyhow!("bad storage offset"))?
+                            as usize,
+                        shape: usize_list(shape, "tensor shape")?,
+                        stride: usize_list(stride, "tensor stride")?,
+                    };
+                    if t.shape.len() != t.stride.len() {
+                        bail!("tensor shape {:?} and stride {:?} differ in rank", t.shape, t.stride);
+                    }
+                    Value::Tensor(Rc::new(t))
                 }
-                Value::Tensor(Rc::new(t))
-            }
-            _ => bail!("{class} without a storage"),
+                _ => bail!("{class} without a storage"),
             }
         }
         // nn.Parameter(data): the tensor itself is what matters.
@@ -413,7 +408,7 @@ pub fn unpickle(bytes: &[u8]) -> Result<Value> {
         stack.pop().ok_or_else(|| anyhow!("pickle stack underflow"))
     }
     fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             bail!("odd number of items for a dict");
         }
         let mut it = items.into_iter();
