@@ -50,7 +50,7 @@ fn main() {
         if std::env::var("EMBER_BENCH_PARTS").is_ok() {
             use burn::tensor::ops::ModuleOps;
             let dy = conv2d(x.clone(), w.clone(), None, opts());
-            let g = ember::nn::flex_conv::ConvGeometry {
+            let g = ember::kernels::flex::conv::ConvGeometry {
                 batch: shape[0],
                 c_in: shape[1],
                 h: shape[2],
@@ -66,7 +66,7 @@ fn main() {
                 w.clone().into_primitive().tensor(),
                 dy.into_primitive().tensor(),
             );
-            let wg = time(|| drop(ember::nn::flex_conv::weight_grad(&xp, &dyp, &g)));
+            let wg = time(|| drop(ember::kernels::flex::conv::weight_grad(&xp, &dyp, &g)));
             let xg =
                 time(|| drop(<Cpu as ModuleOps<Cpu>>::conv2d_x_backward(xp.clone(), wp.clone(), dyp.clone(), opts())));
             let wg_burn = time(|| {

@@ -13,6 +13,7 @@ pub mod data;
 pub mod device;
 pub mod draw;
 pub mod export;
+pub mod kernels;
 pub mod loss;
 pub mod metrics;
 pub mod model;

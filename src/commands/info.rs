@@ -7,6 +7,7 @@ use anyhow::Result;
 use crate::config::Settings;
 use crate::data::DatasetConfig;
 use crate::model::weights_file::model_from_pt;
+use crate::model::Yolo;
 
 pub fn run(settings: &Settings) -> Result<()> {
     // `ember info --device vulkan` lists the adapters `--device vulkan:N` can name.
@@ -25,5 +26,12 @@ pub fn run(settings: &Settings) -> Result<()> {
         }
         None => checkpoint_nc.filter(|&n| n > 0).unwrap_or(80),
     };
-    crate::model::print_info(&model, settings.imgsz as usize, nc)
+    let imgsz = settings.imgsz as usize;
+    if imgsz == 0 || !imgsz.is_multiple_of(32) {
+        anyhow::bail!("--imgsz must be a positive multiple of 32, got {imgsz}");
+    }
+    // Summarised on the CPU: the layer table needs no accelerator.
+    let yolo = Yolo::<crate::backend::Cpu>::new(&model, nc, &Default::default())?;
+    println!("{}", yolo.summary(imgsz));
+    Ok(())
 }

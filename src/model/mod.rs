@@ -250,19 +250,3 @@ impl<B: Backend> Yolo<B> {
         }
     }
 }
-
-/// Build `model` for `nc` classes on the CPU and summarise it at `imgsz`.
-pub fn model_summary(model: &str, imgsz: usize, nc: usize) -> Result<ModelSummary> {
-    let device = Default::default();
-    let yolo = Yolo::<crate::backend::Cpu>::new(model, nc, &device)?;
-    Ok(yolo.summary(imgsz))
-}
-
-/// What `ember info --model M [--imgsz N]` prints.
-pub fn print_info(model: &str, imgsz: usize, nc: usize) -> Result<()> {
-    if imgsz == 0 || !imgsz.is_multiple_of(32) {
-        anyhow::bail!("--imgsz must be a positive multiple of 32, got {imgsz}");
-    }
-    println!("{}", model_summary(model, imgsz, nc)?);
-    Ok(())
-}

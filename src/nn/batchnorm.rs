@@ -8,7 +8,6 @@ use burn::config::Config;
 use burn::module::{Module, Param, RunningState};
 use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
 
-use super::flex_batchnorm;
 use super::frozen_norm::is_frozen_norm;
 
 /// [`BatchNorm2d`] configuration. Defaults are Ultralytics' (`initialize_weights`), not PyTorch's.
@@ -71,7 +70,7 @@ impl<B: Backend> BatchNorm2d<B> {
         // puts frozen BatchNorm layers in eval mode.
         let y = if B::ad_enabled(&x.device()) && !is_frozen_norm(self.weight.id) {
             if let Some((y, stats)) =
-                flex_batchnorm::try_train(&x, &self.weight.val(), &self.bias.val(), self.eps, silu)
+                crate::kernels::batch_norm_train(&x, &self.weight.val(), &self.bias.val(), self.eps, silu)
             {
                 let [b, _, h, w] = x.dims();
                 let vector =
@@ -82,7 +81,7 @@ impl<B: Backend> BatchNorm2d<B> {
             self.forward_train(x)
         } else {
             let (scale, shift) = self.folded();
-            if let Some(y) = flex_batchnorm::try_affine(&x, &scale, &shift, silu) {
+            if let Some(y) = crate::kernels::channel_affine(&x, &scale, &shift, silu) {
                 return y;
             }
             self.forward_eval(x, scale, shift)
@@ -184,7 +183,7 @@ mod tests {
             + Tensor::<Cpu, 1>::from_floats(offset, &device).reshape([1, 5, 1, 1])
     }
 
-    /// The fused flex kernels (src/nn/flex_batchnorm.rs) against the composed definition above: output,
+    /// The fused flex kernels (src/kernels/flex/batchnorm.rs) against the composed definition above: output,
     /// running statistics and all three gradients, with and without SiLU, on odd plane sizes.
     #[test]
     fn fused_kernels_match_the_composed_definition() {

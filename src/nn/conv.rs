@@ -24,8 +24,8 @@ pub fn conv2d<B: Backend>(
     let bias = bias.map(|b| if b.dtype() == dtype { b } else { b.cast(dtype) });
     probe::record(dtype, weight.dtype());
     let [co, ci, kh, kw] = weight.dims();
-    // Training and inference on flex: ember's own kernels (src/nn/flex_conv.rs), the bias added after.
-    if let Some(y) = super::flex_conv::try_conv2d(&x, &weight, stride, padding, groups) {
+    // A kernel of ember's own for this backend (flex in FP32: src/kernels/flex/conv.rs), the bias added after.
+    if let Some(y) = crate::kernels::conv2d(&x, &weight, stride, padding, groups) {
         return match bias {
             Some(bias) => add_channel_bias_column(y, bias),
             None => y,

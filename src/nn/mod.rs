@@ -3,7 +3,6 @@
 //! Struct field names follow Ultralytics' module attribute names (`conv`, `bn`, `cv1`, `m`, ...) so the
 //! module path of every tensor is its Ultralytics `state_dict` key (see `model::weights`).
 
-pub mod activation;
 pub mod attention;
 pub mod batchnorm;
 pub mod bottleneck;
@@ -13,9 +12,6 @@ pub mod concat;
 pub mod conv;
 pub mod conv_lowp;
 pub mod detect;
-pub mod flex;
-pub mod flex_batchnorm;
-pub mod flex_conv;
 pub mod frozen_norm;
 pub mod residual;
 pub mod sppf;

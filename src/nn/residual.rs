@@ -1,75 +1,20 @@
-//! The residual sum `x + f(x)` of bottlenecks and attention blocks.
-//!
-//! On flex burn adds on one thread, and backward hands the gradient to `x`, which already has one from
-//! `f`: another single-threaded add. The two were about 4% of a yolo26n training step at 320 (profile in
-//! BENCHMARKS.md). On flex in FP32 ember adds on all threads both ways; elsewhere it is burn's `+`.
+//! The residual sum `x + f(x)` of bottlenecks and attention blocks: burn's `+`, and on flex in FP32 ember's
+//! multi-threaded kernel (src/kernels/flex/residual.rs).
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::tensor::backend::{Backend, BackendTypes};
-use burn::tensor::{DType, Tensor, TensorPrimitive};
-
-use super::flex::{accumulate_grad, own_kernels, retype, sum};
-use crate::backend::{Cpu, CpuAutodiff};
+use burn::tensor::{backend::Backend, Tensor};
 
 /// `a + b` for same-shaped tensors.
 pub fn residual<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
-    if a.dtype() == DType::F32 && b.dtype() == DType::F32 && a.dims() == b.dims() && own_kernels() {
-        if let (Some(a), Some(b)) =
-            (retype::<_, Tensor<CpuAutodiff, D>>(a.clone()), retype::<_, Tensor<CpuAutodiff, D>>(b.clone()))
-        {
-            return retype(autodiff(a, b)).expect("dispatched on this type");
-        }
-        if let (Some(a), Some(b)) = (retype::<_, Tensor<Cpu, D>>(a.clone()), retype::<_, Tensor<Cpu, D>>(b.clone())) {
-            let (a, b) = (a.into_primitive().tensor(), b.into_primitive().tensor());
-            return retype(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(sum(&a, &b))))
-                .expect("dispatched on this type");
-        }
+    if let Some(y) = crate::kernels::residual(&a, &b) {
+        return y;
     }
     a + b
-}
-
-#[derive(Debug)]
-struct ResidualBackward;
-
-type Input = <CpuAutodiff as BackendTypes>::FloatTensorPrimitive;
-
-impl Backward<Cpu, 2> for ResidualBackward {
-    /// Both inputs (their autodiff nodes, to accumulate their gradients).
-    type State = (Input, Input);
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        let [node_a, node_b] = ops.parents;
-        let grad = grads.consume::<Cpu>(&ops.node);
-        let (a, b) = ops.state;
-        if node_a.is_some() {
-            accumulate_grad(grads, &a, grad.clone());
-        }
-        if node_b.is_some() {
-            accumulate_grad(grads, &b, grad);
-        }
-    }
-}
-
-fn autodiff<const D: usize>(a: Tensor<CpuAutodiff, D>, b: Tensor<CpuAutodiff, D>) -> Tensor<CpuAutodiff, D> {
-    let (a, b) = (a.into_primitive().tensor(), b.into_primitive().tensor());
-    let y = sum(&a.primitive, &b.primitive);
-    let y = match ResidualBackward
-        .prepare::<NoCheckpointing>([a.node.clone(), b.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish((a, b), y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(y))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{Cpu, CpuAutodiff};
     use burn::tensor::Distribution;
 
     /// `x + f(x)` with `x` also read elsewhere (a second residual, an exponential of a view): value and

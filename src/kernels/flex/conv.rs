@@ -15,19 +15,17 @@
 //! everything else takes burn's path. `EMBER_BURN_KERNELS=1` turns off this module and ember's other
 //! flex kernels, to compare or to rule them out.
 
-use std::any::TypeId;
-
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::{Backend, BackendTypes};
 use burn::tensor::ops::{ConvOptions, ModuleOps};
-use burn::tensor::{DType, Tensor, TensorPrimitive};
+use burn::tensor::{Tensor, TensorPrimitive};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::flex::{add_into, own_kernels, register_input_grad, retype, tensor, values};
+use super::{add_into, on_flex, register_input_grad, retype, tensor, values, On};
 use crate::backend::{Cpu, CpuAutodiff};
 
 /// Shapes of one convolution (square kernel, equal stride and padding in both axes).
@@ -72,11 +70,7 @@ pub fn try_conv2d<B: Backend>(
     padding: usize,
     groups: usize,
 ) -> Option<Tensor<B, 4>> {
-    let (training, inference) =
-        (TypeId::of::<B>() == TypeId::of::<CpuAutodiff>(), TypeId::of::<B>() == TypeId::of::<Cpu>());
-    if !(training || inference) || x.dtype() != DType::F32 || weight.dtype() != DType::F32 || !own_kernels() {
-        return None;
-    }
+    let inference = on_flex::<B>(&[x.dtype(), weight.dtype()])? == On::Inference;
     let [batch, c_in, h, w] = x.dims();
     let [c_out, c_per_group, kh, kw] = weight.dims();
     let geometry = ConvGeometry { batch, c_in, h, w, c_out, kernel: kh, stride, padding, groups };

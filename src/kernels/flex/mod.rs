@@ -1,15 +1,55 @@
-//! What ember's own burn-flex kernels share: the switch that turns them off, the dispatch from code
-//! generic over backends to the flex types, reading a tensor's values and making one from a `Vec`, and
-//! adding an input's gradients from several consumers on all threads.
+//! ember's own kernels for burn-flex (FP32, plain and autodiff), where burn's generic operations run on one
+//! thread or take a slow path, and what they share: the switch that turns them off, the one dispatch from
+//! code generic over backends to the flex types ([`on_flex`], [`retype`]), reading a tensor's values and
+//! making one from a `Vec`, and adding an input's gradients from several consumers on all threads.
+//!
+//! Each kernel is tested against the generic definition it replaces (in the module of that definition).
 
-use std::any::Any;
+pub mod batchnorm;
+pub mod conv;
+pub mod math;
+pub mod residual;
+pub mod softplus_sum;
+pub mod upsample;
+
+use std::any::{Any, TypeId};
 
 use burn::backend::autodiff::grads::Gradients;
-use burn::tensor::backend::BackendTypes;
+use burn::tensor::backend::{Backend, BackendTypes};
+use burn::tensor::DType;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use crate::backend::{Cpu, CpuAutodiff};
+
+/// Whether `B` is burn-flex, plain or autodiff.
+pub(crate) fn is_flex<B: Backend>() -> bool {
+    let backend = TypeId::of::<B>();
+    backend == TypeId::of::<Cpu>() || backend == TypeId::of::<CpuAutodiff>()
+}
+
+/// Which flex backend a kernel runs on: inference (`Flex`) or training (`Autodiff<Flex>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum On {
+    Inference,
+    Training,
+}
+
+/// Whether ember's flex kernels take an operation on backend `B` whose operands have `dtypes`: `B` is flex
+/// (plain or autodiff), every operand is FP32, and the kernels are on.
+pub(crate) fn on_flex<B: Backend>(dtypes: &[DType]) -> Option<On> {
+    if !own_kernels() || dtypes.iter().any(|d| *d != DType::F32) {
+        return None;
+    }
+    let backend = TypeId::of::<B>();
+    if backend == TypeId::of::<CpuAutodiff>() {
+        Some(On::Training)
+    } else if backend == TypeId::of::<Cpu>() {
+        Some(On::Inference)
+    } else {
+        None
+    }
+}
 
 /// Whether ember's own flex kernels are on (they are unless `EMBER_BURN_KERNELS=1`).
 pub fn own_kernels() -> bool {

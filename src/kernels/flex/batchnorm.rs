@@ -17,12 +17,12 @@ use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::{Backend, BackendTypes};
-use burn::tensor::{DType, Tensor, TensorPrimitive};
+use burn::tensor::{Tensor, TensorPrimitive};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::activation::sigmoid;
-use super::flex::{own_kernels, register_input_grad, retype, tensor, values};
+use super::math::sigmoid;
+use super::{on_flex, register_input_grad, retype, tensor, values, On};
 use crate::backend::{Cpu, CpuAutodiff};
 
 /// What a training-mode forward returns besides its output: the batch statistics for the running ones.
@@ -41,7 +41,7 @@ pub fn try_train<B: Backend>(
     eps: f64,
     silu: bool,
 ) -> Option<(Tensor<B, 4>, BatchStatistics)> {
-    if [x.dtype(), weight.dtype(), bias.dtype()] != [DType::F32; 3] || !own_kernels() {
+    if on_flex::<B>(&[x.dtype(), weight.dtype(), bias.dtype()])? != On::Training {
         return None;
     }
     let x: Tensor<CpuAutodiff, 4> = retype(x.clone())?;
@@ -58,7 +58,7 @@ pub fn try_affine<B: Backend>(
     shift: &Tensor<B, 1>,
     silu: bool,
 ) -> Option<Tensor<B, 4>> {
-    if [x.dtype(), scale.dtype(), shift.dtype()] != [DType::F32; 3] || !own_kernels() {
+    if on_flex::<B>(&[x.dtype(), scale.dtype(), shift.dtype()])? != On::Inference {
         return None;
     }
     let x: Tensor<Cpu, 4> = retype(x.clone())?;
