@@ -104,25 +104,37 @@ impl<B: Backend> BatchNorm2d<B> {
     fn forward_eval(&self, x: Tensor<B, 4>, scale: Tensor<B, 1>, shift: Tensor<B, 1>) -> Tensor<B, 4> {
         let dtype = x.dtype();
         let [b, c, h, w] = x.dims();
-        let y = rows(x) * per_row(cast(scale, dtype), b) + per_row(cast(shift, dtype), b);
-        y.reshape([b, c, h, w])
+        let (scale, shift) = (cast(scale, dtype), cast(shift, dtype));
+        if crate::kernels::is_flex::<B>() {
+            (rows(x) * per_row(scale, b) + per_row(shift, b)).reshape([b, c, h, w])
+        } else {
+            x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1])
+        }
     }
 
     fn forward_train(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let dtype = x.dtype();
         let [b, c, h, w] = x.dims();
-        let count = b * h * w;
         // Statistics in f32 even for f16 activations.
-        let x = rows(cast(x, DType::F32)); // [b * c, h * w]
-        let mean = x.clone().mean_dim(1).reshape([b, c]).mean_dim(0).reshape([c]);
-        let centered = x - per_row(mean.clone(), b);
-        let var = centered.clone().square().mean_dim(1).reshape([b, c]).mean_dim(0).reshape([c]); // biased
-
-        self.update_running(mean, var.clone(), count);
-
-        let scale = self.weight.val().mul(var.add_scalar(self.eps).sqrt().recip());
-        let y = centered * per_row(scale, b) + per_row(self.bias.val(), b);
-        cast(y.reshape([b, c, h, w]), dtype)
+        let x = cast(x, DType::F32);
+        let (mean, var, y) = if crate::kernels::is_flex::<B>() {
+            let x = rows(x); // [b * c, h * w]
+            let mean = x.clone().mean_dim(1).reshape([b, c]).mean_dim(0).reshape([c]);
+            let centered = x - per_row(mean.clone(), b);
+            let var = centered.clone().square().mean_dim(1).reshape([b, c]).mean_dim(0).reshape([c]); // biased
+            let scale = self.weight.val().mul(var.clone().add_scalar(self.eps).sqrt().recip());
+            let y = centered * per_row(scale, b) + per_row(self.bias.val(), b);
+            (mean, var, y.reshape([b, c, h, w]))
+        } else {
+            let channel = |v: Tensor<B, 1>| v.reshape([1, c, 1, 1]);
+            let mean = x.clone().mean_dim(3).mean_dim(2).mean_dim(0).reshape([c]);
+            let centered = x - channel(mean.clone());
+            let var = centered.clone().square().mean_dim(3).mean_dim(2).mean_dim(0).reshape([c]); // biased
+            let scale = self.weight.val().mul(var.clone().add_scalar(self.eps).sqrt().recip());
+            (mean, var, centered * channel(scale) + channel(self.bias.val()))
+        };
+        self.update_running(mean, var, b * h * w);
+        cast(y, dtype)
     }
 
     /// Running statistics from one batch's mean and biased variance over `count` values per channel,
@@ -141,7 +153,9 @@ impl<B: Backend> BatchNorm2d<B> {
 }
 
 /// `[b, c, h, w]` as `[b * c, h * w]`: flex broadcasts a `[n, 1]` column over rows about 20x faster than a
-/// `[1, c, 1, 1]` tensor over NCHW (measured, forward + backward), and BatchNorm is all such products.
+/// `[1, c, 1, 1]` tensor over NCHW (measured, forward + backward), and BatchNorm is all such products. Used on
+/// flex only (its generic path runs in FP16 or with `EMBER_BURN_KERNELS=1`); cubecl backends broadcast
+/// `[1, c, 1, 1]` directly, with no repeat kernel per vector.
 fn rows<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
     let [b, c, h, w] = x.dims();
     x.reshape([b * c, h * w])
