@@ -343,3 +343,24 @@ fn final_metrics_are_those_of_best() {
         assert!((a - b).abs() < 1e-9, "{what}: ember val on best {a} vs the trainer's final table {b}");
     }
 }
+
+/// `multi_scale` resizes batches to sizes drawn per batch (the rule is unit-tested in train::multi_scale);
+/// a run with it trains, logs finite losses and repeats exactly with the same seed.
+#[test]
+fn multi_scale_training_runs_and_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = shapes(&dir.path().join("data"), 16, 8);
+    let run = |name: &str| {
+        let mut pairs = recipe(&yaml, &dir.path().join("runs"), name, 2);
+        pairs.extend([("multi_scale", "0.5".to_string()), ("val", "false".into()), ("plots", "false".into())]);
+        ember::commands::train::run(&settings(&pairs), false).unwrap();
+        let csv = std::fs::read_to_string(dir.path().join("runs").join(name).join("results.csv")).unwrap();
+        let losses: Vec<f64> =
+            csv.lines().skip(1).flat_map(|l| l.split(',').skip(2).take(3).map(|v| v.parse::<f64>().unwrap())).collect();
+        assert!(losses.iter().all(|v| v.is_finite() && *v > 0.0), "{csv}");
+        losses
+    };
+    let (a, b) = (run("ms_a"), run("ms_b"));
+    let worst = a.iter().zip(&b).fold(0f64, |m, (x, y)| m.max((x - y).abs() / y.abs()));
+    assert!(worst < 1e-3, "same seed, losses differ by {worst:e}: {a:?} vs {b:?}");
+}

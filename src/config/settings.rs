@@ -237,8 +237,8 @@ impl Settings {
             ),
             _ => {}
         }
-        if self.multi_scale != 0.0 {
-            bail!("multi_scale={}: multi-scale training is not implemented yet; use multi_scale=0", self.multi_scale);
+        if !(0.0..1.0).contains(&self.multi_scale) {
+            bail!("multi_scale must be in [0, 1) (a fraction of imgsz), got {}", self.multi_scale);
         }
         Ok(())
     }
@@ -455,8 +455,9 @@ mod tests {
         assert!(e.contains("task=segment"), "{e}");
         // A `.pt` model (an Ultralytics args.yaml names one) is read natively.
         assert_eq!(Settings::resolve(&over(&[("model", "yolo26n.pt")])).unwrap().model, "yolo26n.pt");
-        let e = Settings::resolve(&over(&[("multi_scale", "0.5")])).unwrap_err().to_string();
-        assert!(e.contains("multi_scale=0.5") && e.contains("not implemented"), "{e}");
+        assert_eq!(Settings::resolve(&over(&[("multi_scale", "0.5")])).unwrap().multi_scale, 0.5);
+        let e = Settings::resolve(&over(&[("multi_scale", "1.5")])).unwrap_err().to_string();
+        assert!(e.contains("multi_scale") && e.contains("[0, 1)"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod ema;
 pub mod fault;
 pub mod freeze;
 pub mod loss_scale;
+pub mod multi_scale;
 pub mod muon;
 pub mod optimizer;
 pub mod results;

@@ -9,6 +9,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{FloatDType, Tensor};
+use rand::SeedableRng;
 
 use super::checkpoint::{self, CheckpointMeta, TrainState};
 use super::console;
@@ -16,6 +17,7 @@ use super::criterion::{targets_of, Criterion};
 use super::ema::ModelEma;
 use super::fault::{poison_weights, Fault};
 use super::loss_scale::{LossScaler, ScaleEvent};
+use super::multi_scale;
 use super::optimizer::{DetectorOptimizer, OptimizerKind};
 use super::results::{EpochRow, ResultsCsv};
 use super::schedule::{results_lr_columns, Schedule};
@@ -145,6 +147,9 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
     let mut fault = Fault::from_env();
     let mut recoveries = 0usize;
     let mut most_reads = ReadCount::default();
+    // Multi-scale sizes come from their own seeded stream, so a run repeats with the same seed.
+    let mut scale_rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.seed ^ 0x6d75_6c74_6973_6361);
+    let stride = model.strides().iter().fold(32.0f32, |m, &v| m.max(v)) as usize;
     let mut epoch = start_epoch;
     while epoch < epochs {
         println!("\n{}", console::header(loss_names));
@@ -177,8 +182,16 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
             size = batch.shape[3];
             last_instances = batch.instances();
             let reads_before = readback::count();
-            let out = model.forward(to_compute(batch_tensor::<AB>(&batch, device), precision));
-            let loss = criterion.compute(out, &targets_of(&batch.labels, [batch.shape[2], batch.shape[3]]), epoch);
+            let (mut x, mut input_hw) = (batch_tensor::<AB>(&batch, device), [batch.shape[2], batch.shape[3]]);
+            if s.multi_scale > 0.0 {
+                let drawn = multi_scale::draw_size(s.imgsz as usize, s.multi_scale, stride, &mut scale_rng);
+                if let Some(hw) = multi_scale::rescaled(input_hw, drawn, stride) {
+                    (x, input_hw) = (multi_scale::resize(x, hw), hw);
+                    size = hw[1];
+                }
+            }
+            let out = model.forward(to_compute(x, precision));
+            let loss = criterion.compute(out, &targets_of(&batch.labels, input_hw), epoch);
             let scale = scaler.map_or(1.0, |s| s.scale);
             let total = if scale == 1.0 { loss.total.clone() } else { loss.total.clone().mul_scalar(scale) };
             // A non-finite loss gives non-finite gradients, which the step below skips; its values are
