@@ -164,7 +164,7 @@ fn fp16_forward_and_gradients_track_fp32() {
     println!(
         "lowest per-tensor cosine of unscaled FP16 against FP32 gradients: Vulkan {on_vulkan:.5}, flex {on_flex:.5}"
     );
-    // Measured: Vulkan (lavapipe) 0.9796, flex 0.9874. The tensors below 0.99 on Vulkan sit in the
+    // Measured: Vulkan (lavapipe) 0.9795-0.9796, flex 0.9874. The tensors below 0.99 on Vulkan sit in the
     // deepest, lowest-resolution blocks (seen on a random-init model); why Vulkan trails flex there is
     // not yet known (a suspect: FP16 elementwise functions such as SiLU's exp on lavapipe).
     assert!(on_vulkan >= 0.97 && on_vulkan >= on_flex - 0.015, "Vulkan {on_vulkan} vs flex {on_flex}");
@@ -312,8 +312,9 @@ fn fp16_amp_training_on_vulkan_learns_and_half_val_agrees() {
         outcome.batch_reads
     );
     assert_eq!(args.amp, ember::config::AmpMode::Fp16, "--amp on a Vulkan device with FP16 is FP16");
-    // Measured on lavapipe: mAP50 0.724 (flex FP32, same recipe, other random draws: 0.59).
-    assert!(metrics.map50 >= 0.4, "mAP50 {:.3} on held-out shapes", metrics.map50);
+    // Measured on lavapipe: mAP50 0.724 and 0.552 in two runs (its reductions do not fix their summation
+    // order), flex FP32 with the same recipe 0.588; a run that learns nothing stays near 0.002.
+    assert!(metrics.map50 >= 0.3, "mAP50 {:.3} on held-out shapes", metrics.map50);
     assert!(outcome.batch_reads.other <= 1, "{:?}", outcome.batch_reads);
     // Two branches, each reading the predicted boxes and the scores of the batch's classes.
     assert!(outcome.batch_reads.assigner <= 4, "{:?}", outcome.batch_reads);
@@ -333,7 +334,7 @@ fn fp16_amp_training_on_vulkan_learns_and_half_val_agrees() {
     };
     let (fp32, fp16) = (val(false), val(true));
     println!("val on Vulkan: FP32 mAP50-95 {:.4}, FP16 {:.4}", fp32.map50_95, fp16.map50_95);
-    // Measured: 0.3920 against 0.3897.
+    // Measured: 0.3920 against 0.3897, and 0.2789 against 0.2811.
     assert!((fp16.map50_95 - fp32.map50_95).abs() <= 0.02, "fp16 {} vs fp32 {}", fp16.map50_95, fp32.map50_95);
     assert!((fp16.map50 - fp32.map50).abs() <= 0.02, "fp16 {} vs fp32 {}", fp16.map50, fp32.map50);
 }
