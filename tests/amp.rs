@@ -4,7 +4,6 @@
 mod common;
 
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
-use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{FloatDType, Tensor};
 use ember::backend::{Cpu, CpuAutodiff};
@@ -14,59 +13,14 @@ use ember::data::synthetic::{generate, SyntheticConfig};
 use ember::data::{Batch, BatchLoader, LoaderConfig, Split};
 use ember::model::Yolo;
 use ember::train::criterion::{targets_of, Criterion};
-use ember::train::ema::ModelEma;
-use ember::train::loss_scale::{LossScaler, ScaleEvent};
-use ember::train::optimizer::{DetectorOptimizer, OptimizerKind};
-use ember::train::step::optimizer_step;
 use ember::validate::batch_tensor;
-
-#[derive(Module, Debug)]
-struct Tiny<B: burn::tensor::backend::Backend> {
-    weight: Param<Tensor<B, 1>>,
-    bias: Param<Tensor<B, 1>>,
-}
-
-fn floats<B: burn::tensor::backend::Backend, M: Module<B>>(m: &M) -> Vec<Vec<f32>> {
-    struct All(Vec<Vec<f32>>);
-    impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for All {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
-            self.0.push(p.val().into_data().convert::<f32>().to_vec().unwrap());
-        }
-    }
-    let mut all = All(vec![]);
-    m.visit(&mut all);
-    all.0
-}
 
 #[test]
 fn an_injected_inf_gradient_changes_nothing_but_the_scale() {
-    let device = Default::default();
-    let mut model = Tiny::<CpuAutodiff> {
-        weight: Param::from_tensor(Tensor::from_floats([1.0, 2.0], &device).require_grad()),
-        bias: Param::from_tensor(Tensor::from_floats([0.5], &device).require_grad()),
+    let overflowing = |weight: Tensor<CpuAutodiff, 1>, bias: Tensor<CpuAutodiff, 1>| {
+        weight.mul_scalar(f32::INFINITY).sum() + bias.sum()
     };
-    let mut opt = DetectorOptimizer::<Cpu>::new(OptimizerKind::AdamW, 0.01, 0.9, 0.01);
-    let mut ema = ModelEma::new(model.valid());
-    let mut scaler = LossScaler::default();
-    // One clean step so that optimizer and EMA have state.
-    let loss = (model.weight.val().sum() + model.bias.val().sum()).mul_scalar(scaler.scale);
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let (m, report) = optimizer_step(model, grads, &mut opt, &mut ema, Some(&mut scaler), None);
-    model = m;
-    assert!(report.applied);
-    let (weights, state, averaged, steps) = (floats(&model), opt.state(), floats(&ema.module), opt.steps);
-
-    let loss = model.weight.val().mul_scalar(f32::INFINITY).sum() + model.bias.val().sum();
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let (model, report) = optimizer_step(model, grads, &mut opt, &mut ema, Some(&mut scaler), None);
-    assert!(!report.applied);
-    assert_eq!(report.scale_event, Some(ScaleEvent::Backoff));
-    assert_eq!(scaler.scale, 32768.0);
-    assert_eq!(floats(&model), weights, "weights moved on an overflowing step");
-    assert_eq!(opt.state(), state, "optimizer moments moved on an overflowing step");
-    assert_eq!(opt.steps, steps);
-    assert_eq!(floats(&ema.module), averaged, "EMA moved on an overflowing step");
-    assert_eq!(ema.updates, 1);
+    common::overflow::overflow_changes_nothing_but_the_scale::<CpuAutodiff>(&Default::default(), overflowing, None);
 }
 
 fn real_batch(imgsz: u32, n: usize) -> Batch {

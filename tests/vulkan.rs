@@ -11,7 +11,6 @@ mod common;
 use std::sync::Mutex;
 
 use burn::module::{AutodiffModule, Module, Param};
-use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, FloatDType, Tensor};
 use ember::backend::{Cpu, Vulkan, VulkanAutodiff};
@@ -20,10 +19,6 @@ use ember::data::scan::scan_split;
 use ember::data::synthetic::{generate, SyntheticConfig};
 use ember::data::{Batch, BatchLoader, LoaderConfig, Split};
 use ember::model::Yolo;
-use ember::train::ema::ModelEma;
-use ember::train::loss_scale::{LossScaler, ScaleEvent};
-use ember::train::optimizer::{DetectorOptimizer, OptimizerKind};
-use ember::train::step::optimizer_step;
 use ember::validate::batch_tensor;
 
 type Device = burn::backend::wgpu::WgpuDevice;
@@ -224,56 +219,17 @@ fn model_grads<AB: AutodiffBackend>(model: &Yolo<AB>, grads: &AB::Gradients) -> 
     v.1
 }
 
-#[derive(Module, Debug)]
-struct Tiny<B: Backend> {
-    weight: Param<Tensor<B, 1>>,
-    bias: Param<Tensor<B, 1>>,
-}
-
-fn floats<B: Backend, M: Module<B>>(m: &M) -> Vec<Vec<f32>> {
-    struct All(Vec<Vec<f32>>);
-    impl<B: Backend> burn::module::ModuleVisitor<B> for All {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
-            self.0.push(values(p.val()));
-        }
-    }
-    let mut all = All(vec![]);
-    m.visit(&mut all);
-    all.0
-}
-
 #[test]
 fn an_overflow_on_the_device_skips_the_step_and_halves_the_scale() {
     let Some((_turn, device)) = vulkan() else { return };
-    type AB = VulkanAutodiff;
-    let mut model = Tiny::<AB> {
-        weight: Param::from_tensor(Tensor::from_floats([1.0, 2.0], &device).require_grad()),
-        bias: Param::from_tensor(Tensor::from_floats([0.5], &device).require_grad()),
-    };
-    let mut opt = DetectorOptimizer::<Vulkan>::new(OptimizerKind::AdamW, 0.01, 0.9, 0.01);
-    let mut ema = ModelEma::new(model.valid());
-    let mut scaler = LossScaler::default();
-    let loss = (model.weight.val().sum() + model.bias.val().sum()).mul_scalar(scaler.scale);
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let (m, report) = optimizer_step(model, grads, &mut opt, &mut ema, Some(&mut scaler), None);
-    model = m;
-    assert!(report.applied);
-    let (weights, state, averaged, steps) = (floats(&model), opt.state(), floats(&ema.module), opt.steps);
-
     // An FP16 overflow as it happens: the scaled loss leaves FP16's range and the gradient is infinite.
-    let loss = model.weight.val().cast(FloatDType::F16).mul_scalar(70000.0).cast(FloatDType::F32).sum()
-        + model.bias.val().sum();
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let (model, report) =
-        optimizer_step(model, grads, &mut opt, &mut ema, Some(&mut scaler), Some(Tensor::from_floats([7.0], &device)));
-    assert!(!report.applied);
+    let overflowing = |weight: Tensor<VulkanAutodiff, 1>, bias: Tensor<VulkanAutodiff, 1>| {
+        weight.cast(FloatDType::F16).mul_scalar(70000.0).cast(FloatDType::F32).sum() + bias.sum()
+    };
+    let read_along = Some(Tensor::<Vulkan, 1>::from_floats([7.0], &device));
+    let report =
+        common::overflow::overflow_changes_nothing_but_the_scale::<VulkanAutodiff>(&device, overflowing, read_along);
     assert_eq!(report.read_along, vec![7.0], "values read along with the gradient statistics");
-    assert_eq!(report.scale_event, Some(ScaleEvent::Backoff));
-    assert_eq!(scaler.scale, 32768.0);
-    assert_eq!(floats(&model), weights, "weights moved on an overflowing step");
-    assert_eq!(opt.state(), state, "optimizer moments moved on an overflowing step");
-    assert_eq!(opt.steps, steps);
-    assert_eq!(floats(&ema.module), averaged, "EMA moved on an overflowing step");
 }
 
 fn settings(pairs: &[(&str, String)]) -> Settings {

@@ -1,67 +1,26 @@
-//! Kernels written for one backend, reached through one dispatch: each function here returns the fast
-//! result when the backend (and dtype) has a kernel of ember's own, else `None`, and the caller then
+//! Kernels written for one backend, reached through one dispatch: each function exported here returns the
+//! fast result when the backend (and dtype) has a kernel of ember's own, else `None`, and the caller then
 //! computes the generic definition (in nn/ or loss/) that every other backend runs and that each kernel is
-//! tested against. Today there are kernels for burn-flex in FP32 (`flex/`); a kernel for another backend
-//! (a cubecl kernel for CUDA and Vulkan, say) would live in a folder of its own beside it and be tried here.
+//! tested against. Today there are kernels for burn-flex in FP32 (`flex/`, each `try_*` checking
+//! `flex::on_flex`); a kernel for another backend (a cubecl kernel for CUDA and Vulkan, say) would live in a
+//! folder of its own beside it and be tried by the same functions.
 
 pub mod flex;
 
-use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
-
+/// `x * scale[c] + shift[c]` (inference BatchNorm folded), then SiLU when asked.
+pub use flex::batchnorm::try_affine as channel_affine;
+/// Training-mode BatchNorm (batch statistics), then SiLU when asked, with the statistics for the running ones.
+pub use flex::batchnorm::try_train as batch_norm_train;
 pub use flex::batchnorm::BatchStatistics;
-pub use flex::own_kernels;
-
-/// `conv2d(x, weight)` with no bias and no dilation.
-pub fn conv2d<B: Backend>(
-    x: &Tensor<B, 4>,
-    weight: &Tensor<B, 4>,
-    stride: usize,
-    padding: usize,
-    groups: usize,
-) -> Option<Tensor<B, 4>> {
-    flex::conv::try_conv2d(x, weight, stride, padding, groups)
-}
-
-/// Training-mode BatchNorm of `x` (batch statistics, biased variance), then SiLU when `silu`, with the
-/// batch statistics for the running ones.
-pub fn batch_norm_train<B: Backend>(
-    x: &Tensor<B, 4>,
-    weight: &Tensor<B, 1>,
-    bias: &Tensor<B, 1>,
-    eps: f64,
-    silu: bool,
-) -> Option<(Tensor<B, 4>, BatchStatistics)> {
-    flex::batchnorm::try_train(x, weight, bias, eps, silu)
-}
-
-/// `x * scale[c] + shift[c]` (inference BatchNorm folded), then SiLU when `silu`.
-pub fn channel_affine<B: Backend>(
-    x: &Tensor<B, 4>,
-    scale: &Tensor<B, 1>,
-    shift: &Tensor<B, 1>,
-    silu: bool,
-) -> Option<Tensor<B, 4>> {
-    flex::batchnorm::try_affine(x, scale, shift, silu)
-}
-
-/// `a + b` for same-shaped tensors.
-pub fn residual<B: Backend, const D: usize>(a: &Tensor<B, D>, b: &Tensor<B, D>) -> Option<Tensor<B, D>> {
-    flex::residual::try_residual(a, b)
-}
-
-/// Nearest upsampling of `x` by `scale`.
-pub fn upsample_nearest<B: Backend>(x: &Tensor<B, 4>, scale: usize) -> Option<Tensor<B, 4>> {
-    flex::upsample::try_upsample_nearest(x, scale)
-}
-
-/// `sum(softplus(x))` as a one-element tensor.
-pub fn softplus_sum<B: Backend, const D: usize>(x: &Tensor<B, D>) -> Option<Tensor<B, 1>> {
-    flex::softplus_sum::try_softplus_sum(x)
-}
-
+/// `conv2d(x, weight, stride, padding, groups)` with no bias and no dilation.
+pub use flex::conv::try_conv2d as conv2d;
 /// Whether `B` is a backend ember has its own kernels for (flex): layouts chosen for those kernels' speed
 /// (per-channel vectors as `[n, 1]` columns) are used there only.
-pub fn is_flex<B: Backend>() -> bool {
-    flex::is_flex::<B>()
-}
+pub use flex::is_flex;
+pub use flex::own_kernels;
+/// `a + b` for same-shaped tensors.
+pub use flex::residual::try_residual as residual;
+/// `sum(softplus(x))` as a one-element tensor.
+pub use flex::softplus_sum::try_softplus_sum as softplus_sum;
+/// Nearest upsampling of `x` by an integer factor.
+pub use flex::upsample::try_upsample_nearest as upsample_nearest;

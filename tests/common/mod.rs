@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod overflow;
+
 use std::path::{Path, PathBuf};
 
 use image::{Rgb, RgbImage};

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use crate::backend::{Cpu, CpuAutodiff};
 
 /// Whether `B` is burn-flex, plain or autodiff.
-pub(crate) fn is_flex<B: Backend>() -> bool {
+pub fn is_flex<B: Backend>() -> bool {
     let backend = TypeId::of::<B>();
     backend == TypeId::of::<Cpu>() || backend == TypeId::of::<CpuAutodiff>()
 }
