@@ -16,16 +16,17 @@ use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use ember::backend::{Cpu, CpuAutodiff};
+use ember::config::OptimizerKind;
 use ember::config::{CacheMode, Settings};
 use ember::data::augment::{AugmentParams, TrainTransform};
+use ember::data::batch_tensor;
 use ember::data::cache::ImageStore;
 use ember::data::scan::scan_split;
 use ember::data::{BatchLoader, LoaderConfig, Split};
+use ember::loss::criterion::{targets_of, Criterion};
 use ember::model::graph::INPUT;
 use ember::model::{Layer, Yolo};
-use ember::train::criterion::{targets_of, Criterion};
-use ember::train::optimizer::{DetectorOptimizer, OptimizerKind};
-use ember::validate::batch_tensor;
+use ember::train::optimizer::DetectorOptimizer;
 
 fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()

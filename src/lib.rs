@@ -1,24 +1,36 @@
 //! ember: train, validate, export and run YOLO-style object detectors on burn.
 //!
-//! Data flows one way through the modules:
-//! `data` (dataset YAML, labels, images, loader) -> `model` (layers built from model YAML, `nn` blocks)
-//! -> `loss` (assigner and detection loss) -> `train` (optimizer, schedule, EMA, checkpoints);
-//! `model` -> `postprocess` (decode, NMS) -> `metrics` (matching, AP).
+//! The modules are declared in layer order: each may use the ones above it and none below it
+//! (`tests/layering.rs` checks every `crate::` path). Data flows one way:
+//! `data` -> `nn`/`model` -> `loss` -> `train`, and `model` -> `postprocess` -> `metrics`.
 
+// Foundations: the backend types, host-read accounting, settings.
 pub mod backend;
-pub mod cli;
-pub mod commands;
+pub mod readback;
 pub mod config;
-pub mod data;
-pub mod device;
-pub mod draw;
-pub mod export;
+// Kernels written for one backend (flex), reached through one dispatch.
 pub mod kernels;
+// Dataset YAML, labels, images, augmentation, the batch loader.
+pub mod data;
+// Building blocks, then detectors built from model YAMLs (weights, summaries).
+pub mod nn;
+pub mod model;
+// Decoding and NMS, then the loss (assigner, criterion) and metrics (matching, AP).
+pub mod postprocess;
 pub mod loss;
 pub mod metrics;
-pub mod model;
-pub mod nn;
-pub mod postprocess;
-pub mod readback;
-pub mod train;
+// Drawing detections on images.
+pub mod draw;
+// Validation of a model on a split.
 pub mod validate;
+// Run folders and checkpoints, shared by training and the commands that read its results.
+pub mod runs;
+// Training: optimizer, schedule, EMA, the trainer.
+pub mod train;
+// Export to ONNX.
+pub mod export;
+// Compute devices: the one place that picks a concrete backend.
+pub mod device;
+// The command line and the commands.
+pub mod cli;
+pub mod commands;

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::backend::Backend;
 
-use crate::data::{Batch, BatchLoader};
+use crate::data::{batch_tensor, BatchLoader};
+use crate::loss::criterion::{targets_of, Criterion};
 use crate::metrics::{ConfusionMatrix, DetectionAccumulator, DetectionMetrics};
 use crate::model::{BoxFormat, Yolo};
 use crate::postprocess::{end2end_postprocess, non_max_suppression, Detection, End2EndOptions, NmsOptions};
-use crate::train::criterion::{targets_of, Criterion};
 
 /// Post-processing settings of a validation run.
 #[derive(Debug, Clone)]
@@ -52,12 +52,6 @@ pub struct ValOutcome {
     /// Detections per image, in original-image pixels.
     pub detections: Vec<(PathBuf, Vec<Detection>)>,
     pub failures: Vec<(PathBuf, String)>,
-}
-
-/// Turns a loader batch into the model input: `[b, 3, h, w]`, 0..1.
-pub fn batch_tensor<B: Backend>(batch: &Batch, device: &B::Device) -> Tensor<B, 4> {
-    let data: Vec<f32> = batch.pixels.iter().map(|&p| p as f32 * (1.0 / 255.0)).collect();
-    Tensor::from_data(TensorData::new(data, batch.shape), device)
 }
 
 /// Runs `model` (an inference module) over every batch of `loader`.

@@ -8,12 +8,12 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{FloatDType, Tensor};
 use ember::backend::{Cpu, CpuAutodiff};
 use ember::config::{Overrides, Settings};
+use ember::data::batch_tensor;
 use ember::data::scan::scan_split;
 use ember::data::synthetic::{generate, SyntheticConfig};
 use ember::data::{Batch, BatchLoader, LoaderConfig, Split};
+use ember::loss::criterion::{targets_of, Criterion};
 use ember::model::Yolo;
-use ember::train::criterion::{targets_of, Criterion};
-use ember::validate::batch_tensor;
 
 #[test]
 fn an_injected_inf_gradient_changes_nothing_but_the_scale() {
@@ -238,7 +238,7 @@ fn a_short_fp16_run_stays_finite_and_tracks_fp32() {
 
     // The scale is saved with the checkpoint and restored on resume.
     let last = runs.join("fp16/weights/last.safetensors");
-    let meta = ember::train::checkpoint::read_meta(&last).unwrap().unwrap();
+    let meta = ember::runs::checkpoint::read_meta(&last).unwrap().unwrap();
     assert_eq!(meta.loss_scale, Some(fp16[15]));
 }
 

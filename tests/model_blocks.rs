@@ -94,7 +94,7 @@ fn decode_matches_hand_computation() {
         raw[side * 16 + 3] = 0.0;
     }
     let boxes = Tensor::<Cpu, 1>::from_floats(raw.as_slice(), &device).reshape([1, 64, 1]);
-    let d = values(ember::model::output::box_distances(boxes, 16));
+    let d = values(ember::model::box_distances(boxes, 16));
     assert!(d.iter().all(|v| (v - 3.0).abs() < 1e-5), "{d:?}");
 }
 

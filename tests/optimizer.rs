@@ -4,7 +4,8 @@ use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use ember::backend::{Cpu, CpuAutodiff};
-use ember::train::optimizer::{DetectorOptimizer, OptimizerKind, ParamGroup};
+use ember::config::OptimizerKind;
+use ember::train::optimizer::{DetectorOptimizer, ParamGroup};
 
 #[derive(Module, Debug)]
 struct Tiny<B: burn::tensor::backend::Backend> {

@@ -213,7 +213,7 @@ fn fine_tunes_from_a_pt_with_another_class_count() {
     pairs.push(("model", fixture("pt/yolo26n_nc1_last.pt").display().to_string()));
     let outcome = ember::commands::train::run(&settings(&pairs), false).unwrap();
     assert_eq!(outcome.epochs_completed, 1);
-    let meta = ember::train::checkpoint::read_meta(&outcome.last).unwrap().unwrap();
+    let meta = ember::runs::checkpoint::read_meta(&outcome.last).unwrap().unwrap();
     assert_eq!(meta.model, "yolo26n", "the architecture came from the checkpoint");
     assert_eq!(meta.nc, 3, "the dataset's classes, not the checkpoint's one");
 

@@ -15,11 +15,11 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, FloatDType, Tensor};
 use ember::backend::{Cpu, Vulkan, VulkanAutodiff};
 use ember::config::{Overrides, Settings};
+use ember::data::batch_tensor;
 use ember::data::scan::scan_split;
 use ember::data::synthetic::{generate, SyntheticConfig};
 use ember::data::{Batch, BatchLoader, LoaderConfig, Split};
 use ember::model::Yolo;
-use ember::validate::batch_tensor;
 
 type Device = burn::backend::wgpu::WgpuDevice;
 

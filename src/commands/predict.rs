@@ -290,7 +290,7 @@ pub fn run(settings: &Settings) -> Result<PredictSummary> {
     let opts = PredictOptions::from_settings(settings);
     let project = settings.project.clone().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("runs"));
     let name = settings.name.clone().unwrap_or_else(|| "predict".to_string());
-    let run_dir = crate::train::run_dir::make_run_dir(&project, &name, settings.exist_ok)?;
+    let run_dir = crate::runs::folder::make_run_dir(&project, &name, settings.exist_ok)?;
     if settings.save_txt {
         std::fs::create_dir_all(run_dir.join("labels"))
             .with_context(|| format!("cannot create {}", run_dir.join("labels").display()))?;

@@ -12,9 +12,9 @@ use crate::data::Split;
 use crate::device::{fp16_unsafe, ComputeDevice, OnAutodiffBackend};
 use crate::model::locate::locate_weights;
 use crate::model::weights_file::model_from_pt;
-use crate::train::checkpoint;
+use crate::runs::checkpoint;
+use crate::runs::folder::make_run_dir;
 use crate::train::loss_scale::LossScaler;
-use crate::train::run_dir::make_run_dir;
 use crate::train::trainer::{newest_last_checkpoint, train, TrainInputs, TrainOutcome};
 
 pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {

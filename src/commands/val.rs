@@ -15,8 +15,8 @@ use crate::metrics::{
 };
 use crate::model::locate::locate_weights;
 use crate::model::{WeightsFile, Yolo};
-use crate::train::checkpoint;
-use crate::train::run_dir::make_run_dir;
+use crate::runs::checkpoint;
+use crate::runs::folder::make_run_dir;
 use crate::validate::{validate, ValOptions, ValOutcome};
 
 pub fn run(settings: &Settings) -> Result<DetectionMetrics> {

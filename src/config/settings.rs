@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_yaml::{Mapping, Value};
 
 use super::foreign::{check_foreign, ignored_line, is_foreign};
-use super::{closest, key_specs, AmpMode, KeyKind, DEFAULT_YAML};
+use super::{closest, key_specs, AmpMode, KeyKind, OptimizerChoice, DEFAULT_YAML};
 
 /// Where decoded training images are kept between epochs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +74,7 @@ pub struct Settings {
     pub save_period: i64,
     pub cache: CacheMode,
     pub pretrained: bool,
-    pub optimizer: String,
+    pub optimizer: OptimizerChoice,
     pub single_cls: bool,
     pub rect: bool,
     pub cos_lr: bool,
@@ -383,7 +383,7 @@ mod tests {
         assert_eq!((s.box_gain, s.cls_gain, s.dfl_gain), (7.5, 0.5, 1.5));
         assert_eq!((s.mosaic, s.fliplr, s.translate, s.scale), (1.0, 0.5, 0.1, 0.5));
         assert_eq!(s.amp, AmpMode::Fp16);
-        assert_eq!(s.optimizer, "auto");
+        assert_eq!(s.optimizer, OptimizerChoice::Auto);
         assert_eq!(s.resume, None);
     }
 

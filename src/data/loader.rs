@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use burn::tensor::{backend::Backend, Tensor, TensorData};
 use crossbeam_channel::{bounded, Receiver};
 use image::RgbImage;
 use rand::seq::SliceRandom;
@@ -178,6 +179,12 @@ impl Batch {
     pub fn instances(&self) -> usize {
         self.labels.iter().map(Vec::len).sum()
     }
+}
+
+/// Turns a loader batch into the model input: `[b, 3, h, w]`, 0..1.
+pub fn batch_tensor<B: Backend>(batch: &Batch, device: &B::Device) -> Tensor<B, 4> {
+    let data: Vec<f32> = batch.pixels.iter().map(|&p| p as f32 * (1.0 / 255.0)).collect();
+    Tensor::from_data(TensorData::new(data, batch.shape), device)
 }
 
 /// Makes batches from scanned samples.

@@ -18,5 +18,5 @@ pub mod synthetic;
 pub use dataset_yaml::{DatasetConfig, Split};
 pub use labels::{BoxLabel, LabelIssue, ParsedLabels};
 pub use letterbox::Letterbox;
-pub use loader::{Batch, BatchLoader, LoaderConfig, WaitClock};
+pub use loader::{batch_tensor, Batch, BatchLoader, LoaderConfig, WaitClock};
 pub use scan::{Sample, SplitScan};

@@ -14,7 +14,7 @@ use safetensors::Dtype;
 
 use crate::model::weights::named_tensors;
 use crate::model::{StateDict, WeightsFile, Yolo};
-use crate::train::checkpoint::{self, CheckpointMeta};
+use crate::runs::checkpoint::{self, CheckpointMeta};
 
 pub use onnx::{export_onnx, OnnxModel, OnnxOptions};
 

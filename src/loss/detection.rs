@@ -17,7 +17,7 @@ use burn::tensor::{activation::log_sigmoid, backend::Backend, DType, FloatDType,
 
 use rayon::prelude::*;
 
-use crate::model::anchors::make_anchors;
+use crate::nn::anchors::make_anchors;
 use crate::readback::{read_f32, Purpose};
 
 use super::assigner::{AssignerConfig, Assignment, GtClassScores, TaskAlignedAssigner};

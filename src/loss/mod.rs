@@ -7,7 +7,8 @@
 //! - [`bbox_loss`]: CIoU + DFL / L1 box loss;
 //! - [`softplus_sum`]: the class loss's BCE-with-logits sum, one fused pass each way on flex;
 //! - [`detection`]: one branch's loss ([`DetectionLoss`]);
-//! - [`end2end`]: YOLO26's one-to-many + one-to-one combination ([`E2eLoss`]).
+//! - [`end2end`]: YOLO26's one-to-many + one-to-one combination ([`E2eLoss`]);
+//! - [`criterion`]: the loss a model trains with, fed from its raw outputs and a loader batch.
 //!
 //! The trainer holds a [`DetectionLoss`] (one branch) or an [`E2eLoss`] (YOLO26), calls `forward` with the raw head
 //! outputs, `feature_sizes`, `strides`, the [`TargetBatch`] (and the epoch for the end-to-end loss), backpropagates
@@ -16,12 +17,13 @@
 pub mod assigner;
 pub mod bbox_loss;
 pub mod boxes;
+pub mod criterion;
 pub mod detection;
 pub mod end2end;
 pub mod softplus_sum;
 pub mod targets;
 
-pub use crate::model::anchors::{make_anchors, Anchors};
+pub use crate::nn::anchors::{make_anchors, Anchors};
 pub use assigner::{AssignerConfig, Assignment, TaskAlignedAssigner};
 pub use bbox_loss::BboxLoss;
 pub use detection::{class_weights_from_counts, loss_names, DetectionLoss, DetectionLossConfig, LossOutput};

@@ -6,8 +6,8 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 use serde_yaml::Value;
 
-use super::output::DetectOutput;
 use super::yaml::{LayerSpec, ModelConfig};
+use crate::nn::DetectOutput;
 use crate::nn::{
     concat, upsample_nearest, C2f, C2fConfig, C2psa, C2psaConfig, C3k2, C3k2Config, Conv, ConvConfig, Detect,
     DetectConfig, Sppf, SppfConfig,

@@ -23,10 +23,8 @@
 //! # Ok(()) }
 //! ```
 
-pub mod anchors;
 pub mod graph;
 pub mod locate;
-pub mod output;
 pub mod pt;
 pub mod summary;
 pub mod weights;
@@ -39,10 +37,11 @@ use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
-pub use anchors::{make_anchors, Anchors};
+pub use crate::nn::anchors::{make_anchors, Anchors};
+pub use crate::nn::head_output::{box_distances, BoxFormat, DetectOutput, HeadOutput};
+pub use crate::nn::Cost;
 pub use graph::{Layer, LayerInfo, ModelSpec};
-pub use output::{BoxFormat, DetectOutput, HeadOutput};
-pub use summary::{Cost, LayerRow, ModelSummary};
+pub use summary::{LayerRow, ModelSummary};
 pub use weights::{LoadReport, StateDict};
 pub use weights_file::WeightsFile;
 pub use yaml::ModelConfig;

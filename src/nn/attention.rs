@@ -7,7 +7,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use burn::tensor::{DType, FloatDType};
 
 use super::conv::{Conv, ConvConfig};
-use crate::model::summary::Cost;
+use super::Cost;
 
 /// [`Attention`] configuration: `Attention(dim, num_heads, attn_ratio)`.
 #[derive(Config, Debug)]

@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::conv::{Conv, ConvConfig};
-use crate::model::summary::Cost;
+use super::Cost;
 
 /// [`Bottleneck`] configuration: `Bottleneck(c1, c2, shortcut, g, k, e)`.
 #[derive(Config, Debug)]

@@ -6,7 +6,7 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use super::bottleneck::{Bottleneck, BottleneckConfig};
 use super::conv::{Conv, ConvConfig};
-use crate::model::summary::Cost;
+use super::Cost;
 
 /// [`C2f`] configuration: `C2f(c1, c2, n, shortcut, g, e)`.
 #[derive(Config, Debug)]

@@ -9,7 +9,7 @@ use super::attention::{PsaBlock, PsaBlockConfig};
 use super::bottleneck::{Bottleneck, BottleneckConfig};
 use super::c2f::split_chain;
 use super::conv::{Conv, ConvConfig};
-use crate::model::summary::Cost;
+use super::Cost;
 
 /// [`C3k`] configuration: `C3k(c1, c2, n, shortcut, g, e, k)`, a C3 block with k x k bottlenecks.
 #[derive(Config, Debug)]

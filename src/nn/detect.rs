@@ -7,8 +7,8 @@ use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::conv::{Conv, Conv2d, Conv2dConfig, ConvConfig};
-use crate::model::output::{DetectOutput, HeadOutput};
-use crate::model::summary::Cost;
+use super::head_output::{DetectOutput, HeadOutput};
+use super::Cost;
 
 /// [`Detect`] configuration: `Detect(nc, reg_max, end2end, ch)`.
 #[derive(Config, Debug)]

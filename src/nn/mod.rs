@@ -3,6 +3,7 @@
 //! Struct field names follow Ultralytics' module attribute names (`conv`, `bn`, `cv1`, `m`, ...) so the
 //! module path of every tensor is its Ultralytics `state_dict` key (see `model::weights`).
 
+pub mod anchors;
 pub mod attention;
 pub mod batchnorm;
 pub mod bottleneck;
@@ -11,8 +12,10 @@ pub mod c3k2;
 pub mod concat;
 pub mod conv;
 pub mod conv_lowp;
+pub mod cost;
 pub mod detect;
 pub mod frozen_norm;
+pub mod head_output;
 pub mod residual;
 pub mod sppf;
 pub mod upsample;
@@ -24,6 +27,8 @@ pub use c2f::{C2f, C2fConfig};
 pub use c3k2::{C3k, C3k2, C3k2Config, C3kConfig};
 pub use concat::concat;
 pub use conv::{conv2d, Conv, Conv2d, Conv2dConfig, ConvConfig};
+pub use cost::Cost;
 pub use detect::{Detect, DetectConfig};
+pub use head_output::{BoxFormat, DetectOutput, HeadOutput};
 pub use sppf::{Sppf, SppfConfig};
 pub use upsample::upsample_nearest;

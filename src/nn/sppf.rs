@@ -7,7 +7,7 @@ use burn::tensor::module::max_pool2d;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::conv::{Conv, ConvConfig};
-use crate::model::summary::Cost;
+use super::Cost;
 
 /// [`Sppf`] configuration: `SPPF(c1, c2, k, n, shortcut)`.
 #[derive(Config, Debug)]

@@ -1,8 +1,6 @@
 //! Training: the recipe around the model and the loss.
 
-pub mod checkpoint;
 pub mod console;
-pub mod criterion;
 pub mod ema;
 pub mod fault;
 pub mod freeze;
@@ -11,7 +9,6 @@ pub mod multi_scale;
 pub mod muon;
 pub mod optimizer;
 pub mod results;
-pub mod run_dir;
 pub mod schedule;
 pub mod step;
 pub mod trainer;

@@ -11,6 +11,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 
 use super::muon::muon_update;
+use crate::config::OptimizerKind;
 
 /// MuSGD's blend, as Ultralytics' trainer builds it: matrices take 0.2 of a Muon step plus a full SGD step.
 const MUON_WEIGHT: f64 = 0.2;
@@ -37,21 +38,6 @@ impl ParamGroup {
             "weight" | "gamma" if is_norm => ParamGroup::Norm,
             _ => ParamGroup::Weight,
         }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum OptimizerKind {
-    Sgd,
-    AdamW,
-    /// Nesterov SGD on every parameter, plus a Muon step on 2-D and 4-D weights.
-    MuSGD,
-}
-
-impl OptimizerKind {
-    /// Whether the group momentum is an SGD momentum (which warmup ramps) rather than Adam's beta1.
-    pub fn has_sgd_momentum(self) -> bool {
-        matches!(self, OptimizerKind::Sgd | OptimizerKind::MuSGD)
     }
 }
 

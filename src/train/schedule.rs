@@ -5,10 +5,8 @@
 //! rounding here is `round_ties_even`: with Rust's `round` a warmup of 4.5 batches or `nbs / batch = 2.5`
 //! would come out one longer than Ultralytics'.
 
-use anyhow::{bail, Result};
-
-use super::optimizer::{GroupSettings, OptimizerKind, ParamGroup, MUSGD_HEAD_CLS_LR_GAIN};
-use crate::config::Settings;
+use super::optimizer::{GroupSettings, ParamGroup, MUSGD_HEAD_CLS_LR_GAIN};
+use crate::config::{OptimizerChoice, OptimizerKind, Settings};
 
 /// The per-epoch learning-rate factor: linear from 1 to `lrf`, or a cosine between them (`one_cycle`),
 /// written in the order of Ultralytics' operations so that the factors agree to the last bit.
@@ -90,7 +88,7 @@ pub struct Schedule {
 impl Schedule {
     /// The schedule of a run of `s` over `train_images` images of `nc` classes, set up as Ultralytics'
     /// `_build_train_pipeline` and `build_optimizer` do.
-    pub fn for_run(s: &Settings, train_images: usize, nc: usize) -> Result<Schedule> {
+    pub fn for_run(s: &Settings, train_images: usize, nc: usize) -> Schedule {
         let (epochs, batch, nbs) = (s.epochs as usize, s.batch as usize, s.nbs as usize);
         let batches_per_epoch = train_images.div_ceil(batch);
         let nominal = nominal_accumulate(nbs, batch);
@@ -99,22 +97,19 @@ impl Schedule {
         let accumulate = if s.time.is_some() { nominal } else { nominal.min(batches_per_epoch * epochs).max(1) };
         let iterations = train_images.div_ceil(batch.max(nbs)) * epochs;
         let mut warmup_bias_lr = s.warmup_bias_lr;
-        let auto = s.optimizer.eq_ignore_ascii_case("auto");
-        let (kind, lr0, momentum) = match s.optimizer.to_ascii_lowercase().as_str() {
-            "auto" => {
+        let auto = s.optimizer == OptimizerChoice::Auto;
+        let (kind, lr0, momentum) = match s.optimizer {
+            OptimizerChoice::Auto => {
                 warmup_bias_lr = 0.0; // as Ultralytics: an `auto` pick starts the bias warmup at zero
                 auto_optimizer(iterations, nc)
             }
-            "sgd" => (OptimizerKind::Sgd, s.lr0, s.momentum),
-            "adamw" => (OptimizerKind::AdamW, s.lr0, s.momentum),
-            "musgd" => (OptimizerKind::MuSGD, s.lr0, s.momentum),
-            other => bail!("unknown optimizer '{other}': expected auto, SGD, AdamW or MuSGD"),
+            OptimizerChoice::Fixed(kind) => (kind, s.lr0, s.momentum),
         };
         let warmup = warmup_iterations(s.warmup_epochs, epochs, batches_per_epoch);
         // As in Ultralytics, warmup ramps an SGD momentum towards the `momentum` setting and leaves it there,
         // even when `auto` picked another value.
         let momentum = if kind.has_sgd_momentum() && warmup > 0 { s.momentum } else { momentum };
-        Ok(Schedule {
+        Schedule {
             kind,
             lr0,
             lrf: s.lrf,
@@ -129,7 +124,7 @@ impl Schedule {
             batches_per_epoch,
             iterations,
             auto,
-        })
+        }
     }
 
     /// Settings for global batch iteration `ni` of `epoch`. Warmup covers `ni <= warmup`, so its last batch

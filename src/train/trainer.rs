@@ -11,24 +11,24 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{FloatDType, Tensor};
 use rand::SeedableRng;
 
-use super::checkpoint::{self, CheckpointMeta, TrainState};
 use super::console;
-use super::criterion::{targets_of, Criterion};
 use super::ema::ModelEma;
 use super::fault::{poison_weights, Fault};
 use super::loss_scale::{LossScaler, ScaleEvent};
 use super::multi_scale;
-use super::optimizer::{DetectorOptimizer, OptimizerKind};
+use super::optimizer::DetectorOptimizer;
 use super::results::{EpochRow, ResultsCsv};
 use super::schedule::{results_lr_columns, Schedule};
 use super::step::optimizer_step;
-use crate::config::{AmpMode, Settings};
+use crate::config::{AmpMode, OptimizerKind, Settings};
 use crate::data::augment::pipeline::{epoch_report, maybe_save_batch, TrainPipeline};
-use crate::data::{BatchLoader, Sample};
+use crate::data::{batch_tensor, BatchLoader, Sample};
+use crate::loss::criterion::{targets_of, Criterion};
 use crate::metrics::DetectionMetrics;
 use crate::model::Yolo;
 use crate::readback::{self, ReadCount};
-use crate::validate::{batch_tensor, validate, ValOptions};
+use crate::runs::checkpoint::{self, CheckpointMeta, TrainState};
+use crate::validate::{validate, ValOptions};
 
 /// Everything a training run starts from.
 pub struct TrainInputs {
@@ -97,7 +97,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
     let loss_names = criterion.names();
 
     // Ultralytics' recipe (accumulation, decay scaling, the optimizer pick, warmup): src/train/schedule.rs.
-    let schedule = Schedule::for_run(&s, train.len(), nc)?;
+    let schedule = Schedule::for_run(&s, train.len(), nc);
     let nb = schedule.batches_per_epoch;
     let (kind, lr0, momentum, weight_decay) = (schedule.kind, schedule.lr0, schedule.momentum, schedule.weight_decay);
     if schedule.auto {
@@ -347,7 +347,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
             checkpoint::save(
                 &last,
                 &ema.module,
-                Some(TrainState { model: &model.valid(), optimizer: &optimizer }),
+                Some(TrainState { model: &model.valid(), optimizer: optimizer.state() }),
                 &meta,
             )?;
             if improved {
@@ -425,7 +425,8 @@ fn restore<AB: AutodiffBackend>(
     ema: &mut ModelEma<Yolo<AB::InnerBackend>>,
 ) -> Result<()> {
     let inner_device = model.valid().devices().into_iter().next().context("the model has no tensors")?;
-    checkpoint::load_train_state(path, model, optimizer, &inner_device)?;
+    let moments = checkpoint::load_train_state(path, model)?;
+    optimizer.load_state(moments, &inner_device);
     optimizer.steps = meta.optimizer_steps;
     let mut averaged = model.valid().deep_clone()?;
     averaged.load_safetensors(path).with_context(|| format!("{}: EMA weights", path.display()))?;

@@ -5,9 +5,10 @@ use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{FloatDType, Tensor};
+use ember::config::OptimizerKind;
 use ember::train::ema::ModelEma;
 use ember::train::loss_scale::{LossScaler, ScaleEvent};
-use ember::train::optimizer::{DetectorOptimizer, OptimizerKind};
+use ember::train::optimizer::DetectorOptimizer;
 use ember::train::step::{optimizer_step, StepReport};
 
 #[derive(Module, Debug)]

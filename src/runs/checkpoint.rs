@@ -19,8 +19,8 @@ use burn::tensor::{backend::Backend, Tensor};
 use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
 
-use super::optimizer::{DetectorOptimizer, OptimizerKind};
-use super::run_dir::write_atomic;
+use super::folder::write_atomic;
+use crate::config::OptimizerKind;
 use crate::model::weights::named_tensors;
 use crate::model::{StateDict, Yolo};
 
@@ -51,10 +51,13 @@ pub struct CheckpointMeta {
 
 const META_KEY: &str = "ember";
 
+/// An optimizer's moment buffers, flattened: first moment, and the second where the optimizer keeps one.
+pub type OptimizerMoments = Vec<(ParamId, Vec<f32>, Option<Vec<f32>>)>;
+
 /// Training state to store besides the EMA weights.
 pub struct TrainState<'a, B: Backend> {
     pub model: &'a Yolo<B>,
-    pub optimizer: &'a DetectorOptimizer<B>,
+    pub optimizer: OptimizerMoments,
 }
 
 /// Writes a checkpoint (atomically).
@@ -83,11 +86,11 @@ pub fn save<B: Backend>(
     if let Some(state) = &train {
         add_module("train.", state.model, &mut tensors)?;
         let order = param_order(state.model);
-        for (id, m, v) in state.optimizer.state() {
-            let Some(i) = order.get(&id) else { continue };
-            tensors.insert(format!("train.optim.{i}.m"), (vec![m.len()], Dtype::F32, f32_bytes(&m)));
+        for (id, m, v) in &state.optimizer {
+            let Some(i) = order.get(id) else { continue };
+            tensors.insert(format!("train.optim.{i}.m"), (vec![m.len()], Dtype::F32, f32_bytes(m)));
             if let Some(v) = v {
-                tensors.insert(format!("train.optim.{i}.v"), (vec![v.len()], Dtype::F32, f32_bytes(&v)));
+                tensors.insert(format!("train.optim.{i}.v"), (vec![v.len()], Dtype::F32, f32_bytes(v)));
             }
         }
     }
@@ -122,13 +125,8 @@ pub fn read_meta(path: &Path) -> Result<Option<CheckpointMeta>> {
     }
 }
 
-/// Restores the raw weights and optimizer moments of a checkpoint into `model` / `optimizer`.
-pub fn load_train_state<MB: Backend, OB: Backend>(
-    path: &Path,
-    model: &mut Yolo<MB>,
-    optimizer: &mut DetectorOptimizer<OB>,
-    device: &OB::Device,
-) -> Result<()> {
+/// Restores the raw weights of a checkpoint into `model` and returns its optimizer moments.
+pub fn load_train_state<B: Backend>(path: &Path, model: &mut Yolo<B>) -> Result<OptimizerMoments> {
     let sd = StateDict::read(path)?;
     let raw = StateDict {
         tensors: sd
@@ -155,8 +153,7 @@ pub fn load_train_state<MB: Backend, OB: Backend>(
         let v = sd.tensors.get(&format!("train.optim.{i}.v")).map(|(_, v)| v.clone());
         state.push((id, m.clone(), v));
     }
-    optimizer.load_state(state, device);
-    Ok(())
+    Ok(state)
 }
 
 /// Position of each float tensor in module order: stable across runs, unlike parameter ids.

@@ -1,4 +1,4 @@
-//! What the model returns, and the decoding of raw head outputs into boxes.
+//! What the detection head returns (raw branch outputs), and their decoding into boxes.
 
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{backend::Backend, DType, FloatDType, Int, Tensor};

@@ -3,9 +3,9 @@
 
 use burn::tensor::backend::Backend;
 
+use super::{DetectionLoss, DetectionLossConfig, E2eLoss, ImageTargets, LossOutput, TargetBatch};
 use crate::data::BoxLabel;
-use crate::loss::{DetectionLoss, DetectionLossConfig, E2eLoss, ImageTargets, LossOutput, TargetBatch};
-use crate::model::DetectOutput;
+use crate::nn::DetectOutput;
 
 #[derive(Debug, Clone)]
 pub enum Criterion {
