@@ -14,8 +14,9 @@ use crate::model::locate::locate_weights;
 use crate::model::weights_file::model_from_pt;
 use crate::runs::checkpoint;
 use crate::runs::folder::make_run_dir;
+use crate::runs::folder::newest_last_checkpoint;
 use crate::train::loss_scale::LossScaler;
-use crate::train::trainer::{newest_last_checkpoint, train, TrainInputs, TrainOutcome};
+use crate::train::trainer::{train, TrainInputs, TrainOutcome};
 
 pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {
     let (mut settings, resume) = resolve_resume(settings)?;

@@ -32,6 +32,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The `last` checkpoint of the newest run under `project`, for `--resume` without a path.
+pub fn newest_last_checkpoint(project: &Path) -> Result<PathBuf> {
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    if let Ok(entries) = std::fs::read_dir(project) {
+        for entry in entries.flatten() {
+            let candidate = entry.path().join("weights/last.safetensors");
+            if let Ok(modified) = candidate.metadata().and_then(|m| m.modified()) {
+                if newest.as_ref().is_none_or(|(t, _)| modified > *t) {
+                    newest = Some((modified, candidate));
+                }
+            }
+        }
+    }
+    newest
+        .map(|(_, p)| p)
+        .with_context(|| format!("--resume: no run with weights/last.safetensors under {}", project.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

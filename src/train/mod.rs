@@ -8,6 +8,7 @@ pub mod loss_scale;
 pub mod multi_scale;
 pub mod muon;
 pub mod optimizer;
+pub mod precision;
 pub mod results;
 pub mod schedule;
 pub mod step;
