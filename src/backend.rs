@@ -31,8 +31,7 @@ pub type VulkanAutodiff = burn::backend::Autodiff<Vulkan>;
 /// Called from an outside thread, every parallel kernel wakes the pool's workers and the caller sleeps;
 /// between kernels (autodiff bookkeeping, small ops) the workers spin while the caller runs, so on a
 /// machine with as many cores as workers three threads fight for the cores. Driven from inside the pool,
-/// the driving thread is one of the workers: measured on 2 vCPUs, a yolo26n training step at 320 batch 8
-/// went from 1.20 s to 0.95-1.04 s (BENCHMARKS.md).
+/// the driving thread is one of the workers, and a training step gets faster (BENCHMARKS.md).
 pub fn on_compute_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     // The commands used to run on the main thread's 8 MiB stack; a worker's default is 2 MiB, so the pool
     // gets more than the main thread had. An already-built global pool (a test harness that ran a kernel
@@ -43,9 +42,8 @@ pub fn on_compute_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
 
 /// Lets glibc's allocator keep freed tensor buffers for reuse. By default it serves multi-megabyte
 /// activations from fresh `mmap`s (or trims them back to the kernel when freed), so every step
-/// page-faults its outputs in again. Measured on 2 vCPUs, 9 yolo26n training steps at 320 batch 8:
-/// 199k -> 133k page faults, the same peak RSS; the step time gain (a few percent) is within the
-/// machine's noise.
+/// page-faults its outputs in again. Keeping them cuts the page faults of a training step by a third at
+/// the same peak memory (BENCHMARKS.md).
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; called before any thread allocates.

@@ -10,8 +10,10 @@ use burn::tensor::backend::Backend;
 use crate::data::{batch_tensor, BatchLoader};
 use crate::loss::criterion::{targets_of, Criterion};
 use crate::metrics::{ConfusionMatrix, DetectionAccumulator, DetectionMetrics};
-use crate::model::{BoxFormat, Yolo};
-use crate::postprocess::{end2end_postprocess, non_max_suppression, Detection, End2EndOptions, NmsOptions};
+use crate::model::Yolo;
+use crate::nn::device_of;
+use crate::postprocess::{select_detections, Caller, Detection, SelectOptions};
+use crate::readback::{read_f32, Purpose};
 
 /// Post-processing settings of a validation run.
 #[derive(Debug, Clone)]
@@ -61,8 +63,7 @@ pub fn validate<B: Backend>(
     options: &ValOptions,
     criterion: Option<(&Criterion, usize)>,
 ) -> Result<ValOutcome> {
-    use burn::module::Module;
-    let device = &model.devices().into_iter().next().ok_or_else(|| anyhow::anyhow!("the model has no tensors"))?;
+    let device = &device_of(model)?;
     let nc = model.nc();
     // The confusion matrix as Ultralytics' validator fills it: its own conf, IoU 0.45.
     let mut acc = DetectionAccumulator::new(nc).with_confusion_matrix(options.conf, 0.45);
@@ -72,6 +73,15 @@ pub fn validate<B: Backend>(
     let mut detections = Vec::new();
     let mut failures = Vec::new();
     let mut images = 0usize;
+    let select = SelectOptions {
+        caller: Caller::Val,
+        end2end: options.end2end,
+        conf: options.conf,
+        iou: options.iou,
+        max_det: options.max_det,
+        agnostic: options.agnostic,
+        classes: None,
+    };
     let mut waited = Instant::now();
     for batch in loader.epoch(0) {
         failures.extend(batch.failures.iter().cloned());
@@ -85,7 +95,7 @@ pub fn validate<B: Backend>(
         let out = model.forward(x);
         let (preds, format) = out.decode_for_postprocess(options.end2end);
         let [b, channels, anchors] = preds.dims();
-        let values: Vec<f32> = preds.into_data().convert::<f32>().to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let values = read_f32(preds, Purpose::Other);
         let t1 = Instant::now();
         t_inf += (t1 - t0).as_secs_f64();
         if let Some((criterion, epoch)) = criterion {
@@ -100,24 +110,7 @@ pub fn validate<B: Backend>(
         let per_image = channels * anchors;
         for i in 0..b {
             let slice = &values[i * per_image..(i + 1) * per_image];
-            let dets = if format == BoxFormat::Xyxy {
-                let opts = End2EndOptions {
-                    conf_thres: options.conf,
-                    max_det: options.max_det,
-                    agnostic: options.agnostic,
-                    classes: None,
-                };
-                end2end_postprocess(slice, nc, anchors, format, &opts)?
-            } else {
-                let opts = NmsOptions {
-                    conf_thres: options.conf,
-                    iou_thres: options.iou,
-                    agnostic: options.agnostic,
-                    max_det: options.max_det,
-                    ..NmsOptions::val()
-                };
-                non_max_suppression(slice, nc, anchors, format, &opts)?
-            };
+            let dets = select_detections(slice, nc, anchors, format, &select)?;
             // Scored in input (canvas) pixels, as Ultralytics' validator does; reported in original pixels.
             let side = [batch.shape[3] as f32, batch.shape[2] as f32];
             let (gt_boxes, gt_classes): (Vec<[f32; 4]>, Vec<usize>) = batch.labels[i]

@@ -1,6 +1,8 @@
 //! Parity of ember's detection loss with Ultralytics 8.4.190 on stored head outputs
 //! (fixtures from `tools/reference/loss_fixtures.py`: coco8 train batch at 160, seeded yolov8n / yolo26n).
 
+mod common;
+
 use std::path::PathBuf;
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
@@ -137,7 +139,8 @@ fn v8_case(model: &str, case: &str) {
     let boxes = fx.tensor3::<Cpu>("main.boxes", &device);
     let scores = fx.tensor3::<Cpu>("main.scores", &device);
     let loss = DetectionLoss::new(config(&fx, case));
-    let out = loss.forward(boxes, scores, &fx.feature_sizes(), &fx.strides(), &fx.targets(case));
+    let preds = common::head_output(&[boxes, scores], &fx.feature_sizes(), &fx.strides(), fx.reg_max());
+    let out = loss.forward(preds, &fx.targets(case));
     println!("{model}/{case}: fg {} (ultralytics {})", out.num_fg, fx.meta["cases"][case]["main"]["fg"]);
     let total = out.total.clone().into_data().to_vec::<f32>().unwrap()[0];
     check(model, case, out.components(), total, out.names, &fx);
@@ -152,13 +155,9 @@ fn e2e_case(model: &str, case: &str) {
     let loss = E2eLoss::new(config(&fx, case), epochs);
     let want_o2m = fx.meta["o2m"].as_f64().unwrap() as f32;
     assert!((loss.schedule.o2m(epoch) - want_o2m).abs() < 1e-6, "o2m schedule");
+    let heads = [t("one2many.boxes"), t("one2many.scores"), t("one2one.boxes"), t("one2one.scores")];
     let out = loss.forward(
-        t("one2many.boxes"),
-        t("one2many.scores"),
-        t("one2one.boxes"),
-        t("one2one.scores"),
-        &fx.feature_sizes(),
-        &fx.strides(),
+        common::head_output(&heads, &fx.feature_sizes(), &fx.strides(), fx.reg_max()),
         &fx.targets(case),
         epoch,
     );
@@ -240,8 +239,8 @@ fn gradients_flow_to_predictions() {
     let boxes = fx.tensor3::<CpuAutodiff>("main.boxes", &device).require_grad();
     let scores = fx.tensor3::<CpuAutodiff>("main.scores", &device).require_grad();
     let loss = DetectionLoss::new(DetectionLossConfig::new(80, fx.reg_max()));
-    let out =
-        loss.forward(boxes.clone(), scores.clone(), &fx.feature_sizes(), &fx.strides(), &fx.targets("background"));
+    let preds = common::head_output(&[boxes.clone(), scores.clone()], &fx.feature_sizes(), &fx.strides(), fx.reg_max());
+    let out = loss.forward(preds, &fx.targets("background"));
     let grads = out.total.backward();
     for (name, t) in [("boxes", &boxes), ("scores", &scores)] {
         let g = t.grad(&grads).unwrap_or_else(|| panic!("no grad on {name}"));
@@ -257,12 +256,7 @@ fn gradients_flow_to_predictions() {
     let ts = [t("one2many.boxes"), t("one2many.scores"), t("one2one.boxes"), t("one2one.scores")];
     let loss = E2eLoss::new(DetectionLossConfig::new(80, fx.reg_max()), 10);
     let out = loss.forward(
-        ts[0].clone(),
-        ts[1].clone(),
-        ts[2].clone(),
-        ts[3].clone(),
-        &fx.feature_sizes(),
-        &fx.strides(),
+        common::head_output(&ts, &fx.feature_sizes(), &fx.strides(), fx.reg_max()),
         &fx.targets("full"),
         3,
     );
@@ -294,10 +288,10 @@ fn grad_parity(model: &str, case: &str) {
         let epochs = fx.meta["epochs"].as_u64().unwrap() as usize;
         let epoch = fx.meta["epoch"].as_u64().unwrap() as usize;
         let loss = E2eLoss::new(DetectionLossConfig::new(nc(&fx), fx.reg_max()), epochs);
-        loss.forward(ts[0].clone(), ts[1].clone(), ts[2].clone(), ts[3].clone(), &fs, &st, &targets, epoch).total
+        loss.forward(common::head_output(&ts, &fs, &st, fx.reg_max()), &targets, epoch).total
     } else {
         let loss = DetectionLoss::new(DetectionLossConfig::new(nc(&fx), fx.reg_max()));
-        loss.forward(ts[0].clone(), ts[1].clone(), &fs, &st, &targets).total
+        loss.forward(common::head_output(&ts, &fs, &st, fx.reg_max()), &targets).total
     };
     let grads = total.backward();
     for (key, t) in keys.iter().zip(&ts) {

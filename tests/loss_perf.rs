@@ -1,6 +1,8 @@
 //! Timing of the loss at training size (640 input, batch 16, 80 classes, ~20 boxes per image).
 //! Ignored by default: `cargo test --release --test loss_perf -- --ignored --nocapture`.
 
+mod common;
+
 use std::time::Instant;
 
 use burn::tensor::{Tensor, TensorData};
@@ -58,20 +60,11 @@ fn loss_speed_640_batch16() {
             let start = Instant::now();
             let (total, fg) = if reg_max > 1 {
                 let loss = DetectionLoss::new(DetectionLossConfig::new(nc, reg_max));
-                let out = loss.forward(inputs[0].clone(), inputs[1].clone(), &fs, &strides, &tb);
+                let out = loss.forward(common::head_output(&inputs, &fs, &strides, reg_max), &tb);
                 (out.total, out.num_fg)
             } else {
                 let loss = E2eLoss::new(DetectionLossConfig::new(nc, reg_max), 100);
-                let out = loss.forward(
-                    inputs[0].clone(),
-                    inputs[1].clone(),
-                    inputs[2].clone(),
-                    inputs[3].clone(),
-                    &fs,
-                    &strides,
-                    &tb,
-                    0,
-                );
+                let out = loss.forward(common::head_output(&inputs, &fs, &strides, reg_max), &tb, 0);
                 (out.total, out.num_fg_one2many)
             };
             let fwd = start.elapsed();

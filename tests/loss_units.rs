@@ -1,5 +1,7 @@
 //! Unit tests of the loss building blocks on small hand-made cases.
 
+mod common;
+
 use burn::tensor::{FloatDType, Tensor, TensorData};
 use ember::backend::Cpu;
 use ember::loss::assigner::{AssignerConfig, TaskAlignedAssigner};
@@ -187,8 +189,9 @@ fn half_precision_predictions_are_computed_in_f32() {
         [32, 32],
     );
     let loss = DetectionLoss::new(DetectionLossConfig::new(nc, r));
-    let half = loss.forward(boxes.clone(), scores.clone(), &fs, &[8.0, 16.0], &targets);
-    let full = loss.forward(boxes.cast(FloatDType::F32), scores.cast(FloatDType::F32), &fs, &[8.0, 16.0], &targets);
+    let half = loss.forward(common::head_output(&[boxes.clone(), scores.clone()], &fs, &[8.0, 16.0], r), &targets);
+    let wide = [boxes.cast(FloatDType::F32), scores.cast(FloatDType::F32)];
+    let full = loss.forward(common::head_output(&wide, &fs, &[8.0, 16.0], r), &targets);
     assert_eq!(half.components(), full.components());
     assert!(half.num_fg > 0);
     assert!(half.components().iter().all(|c| c.is_finite()));

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use burn::module::Module;
 use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
 use image::RgbImage;
 use rayon::prelude::*;
@@ -17,9 +16,8 @@ use crate::device::{ComputeDevice, OnBackend};
 use crate::draw::{annotate, DrawStyle};
 use crate::export::load_model;
 use crate::model::Yolo;
-use crate::postprocess::{
-    end2end_postprocess_predict, non_max_suppression, xyxy_to_xywh, Detection, End2EndOptions, NmsOptions,
-};
+use crate::postprocess::{select_detections, xyxy_to_xywh, BoxFormat, Caller, Detection, SelectOptions};
+use crate::readback::{read_f32, Purpose};
 
 /// Inference settings.
 #[derive(Debug, Clone)]
@@ -137,25 +135,17 @@ pub fn postprocess(
     end2end: bool,
     opts: &PredictOptions,
 ) -> Result<Vec<Detection>> {
-    if end2end {
-        let o = End2EndOptions {
-            conf_thres: opts.conf,
-            max_det: opts.max_det,
-            agnostic: opts.agnostic,
-            classes: opts.classes.clone(),
-        };
-        end2end_postprocess_predict(values, nc, anchors, crate::postprocess::BoxFormat::Xyxy, &o)
-    } else {
-        let o = NmsOptions {
-            conf_thres: opts.conf,
-            iou_thres: opts.iou,
-            agnostic: opts.agnostic,
-            max_det: opts.max_det,
-            classes: opts.classes.clone(),
-            ..NmsOptions::predict()
-        };
-        non_max_suppression(values, nc, anchors, crate::postprocess::BoxFormat::Xywh, &o)
-    }
+    let select = SelectOptions {
+        caller: Caller::Predict,
+        end2end,
+        conf: opts.conf,
+        iou: opts.iou,
+        max_det: opts.max_det,
+        agnostic: opts.agnostic,
+        classes: opts.classes.clone(),
+    };
+    let format = if end2end { BoxFormat::Xyxy } else { BoxFormat::Xywh };
+    select_detections(values, nc, anchors, format, &select)
 }
 
 /// A decoded image, its letterbox and the letterboxed pixels in CHW order.
@@ -172,7 +162,7 @@ pub fn predict_images<B: Backend>(
     if opts.imgsz == 0 || !opts.imgsz.is_multiple_of(32) {
         bail!("--imgsz must be a positive multiple of 32, got {}", opts.imgsz);
     }
-    let device = model.devices().into_iter().next().ok_or_else(|| anyhow!("the model has no tensors"))?;
+    let device = crate::nn::device_of(model)?;
     let nc = model.nc();
     let use_e2e = opts.end2end && model.end2end();
     let side = opts.imgsz;
@@ -206,8 +196,7 @@ pub fn predict_images<B: Backend>(
             // Decoding widens FP16 outputs to FP32 itself (`HeadOutput::decode`).
             let (preds, _) = model.forward(x).decode_for_postprocess(use_e2e);
             let [_, channels, anchors] = preds.dims();
-            let values: Vec<f32> =
-                preds.cast(DType::F32).into_data().convert::<f32>().to_vec().map_err(|e| anyhow!("{e:?}"))?;
+            let values = read_f32(preds, Purpose::Other);
             inf_ms = t1.elapsed().as_secs_f64() * 1000.0 / ok.len() as f64;
             let t2 = Instant::now();
             for (j, &i) in ok.iter().enumerate() {

@@ -50,6 +50,9 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbPixels, JpegError> {
     if bytes.len() < 4 {
         return Err(JpegError::Fatal("file too short".into()));
     }
+    // SAFETY: `bytes` outlives the decode (libjpeg reads it through `jpeg_mem_src` only inside the call), and
+    // libjpeg's fatal errors unwind to here (`unwind_on_error`) instead of calling `exit`; the unwind drops
+    // the decompressor, so no state outlives a failure.
     match catch_unwind(AssertUnwindSafe(|| unsafe { decode_unchecked(bytes) })) {
         Ok(result) => result,
         Err(payload) => {
@@ -65,10 +68,15 @@ struct Decompressor {
 
 impl Drop for Decompressor {
     fn drop(&mut self) {
+        // SAFETY: `cinfo` was initialised by `jpeg_create_decompress` before the `Decompressor` could be
+        // dropped, and libjpeg allows destroying a decompressor in any state.
         unsafe { jpeg_destroy_decompress(&mut self.cinfo) };
     }
 }
 
+/// # Safety
+/// libjpeg's `error_exit` must unwind (it is set to `unwind_on_error` here), so the caller must catch the
+/// unwind; `bytes` must stay alive for the whole call.
 unsafe fn decode_unchecked(bytes: &[u8]) -> Result<RgbPixels, JpegError> {
     let mut err: Box<jpeg_error_mgr> = Box::new(mem::zeroed());
     jpeg_std_error(&mut err);
@@ -91,6 +99,8 @@ unsafe fn decode_unchecked(bytes: &[u8]) -> Result<RgbPixels, JpegError> {
     let stride = width as usize * 3;
     let mut data = vec![0u8; stride * height as usize];
     while dec.cinfo.output_scanline < height {
+        // `output_scanline < height` and `data` holds `height` rows of `stride` bytes, so the row pointer
+        // and libjpeg's write of one row stay inside `data`.
         let mut row = [data.as_mut_ptr().add(dec.cinfo.output_scanline as usize * stride)];
         if jpeg_read_scanlines(&mut dec.cinfo, row.as_mut_ptr(), 1) != 1 {
             return Err(JpegError::Damaged("no more scanlines".into()));
@@ -105,11 +115,15 @@ unsafe fn decode_unchecked(bytes: &[u8]) -> Result<RgbPixels, JpegError> {
 }
 
 /// libjpeg's text for its last message.
+///
+/// # Safety
+/// `cinfo.err` must point to a live `jpeg_error_mgr` (set up by `jpeg_std_error`).
 unsafe fn message(cinfo: &mut jpeg_common_struct) -> String {
     let err = &*cinfo.err;
     let Some(format) = err.format_message else { return format!("libjpeg message {}", err.msg_code) };
     let mut buffer = [0u8; 80];
-    // mozjpeg-sys declares the buffer immutable; libjpeg writes into it.
+    // mozjpeg-sys declares the buffer immutable; libjpeg writes into it, at most 80 bytes (JMSG_LENGTH_MAX),
+    // so the transmuted signature with a mutable 80-byte buffer is the C function's real one.
     let format: unsafe extern "C-unwind" fn(&mut jpeg_common_struct, &mut [u8; 80]) = mem::transmute(format);
     format(cinfo, &mut buffer);
     let end = buffer.iter().position(|&c| c == 0).unwrap_or(buffer.len());
@@ -117,6 +131,7 @@ unsafe fn message(cinfo: &mut jpeg_common_struct) -> String {
 }
 
 extern "C-unwind" fn unwind_on_error(cinfo: &mut jpeg_common_struct) {
+    // SAFETY: libjpeg calls this with the decompressor whose `err` manager `decode_unchecked` set up.
     let text = unsafe { message(cinfo) };
     // resume_unwind skips the panic hook: this is an error being returned, not a bug.
     std::panic::resume_unwind(Box::new(text));
@@ -125,6 +140,7 @@ extern "C-unwind" fn unwind_on_error(cinfo: &mut jpeg_common_struct) {
 /// Counts warnings (level -1) as libjpeg's own handler does, without printing them.
 extern "C-unwind" fn keep_quiet(cinfo: &mut jpeg_common_struct, level: std::os::raw::c_int) {
     if level < 0 {
+        // SAFETY: libjpeg calls this with the decompressor whose `err` manager `decode_unchecked` set up.
         unsafe { (*cinfo.err).num_warnings += 1 };
     }
 }

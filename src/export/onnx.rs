@@ -63,7 +63,7 @@ pub struct OnnxModel {
 pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
 
 fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 tensor data")
+    crate::readback::read_f32(t, crate::readback::Purpose::Other)
 }
 
 fn attr_i(name: &str, v: i64) -> AttributeProto {
@@ -395,11 +395,6 @@ impl Graph {
         let x = inputs[0].as_str();
         Ok(match layer {
             Layer::Conv(m) => self.conv(m, x),
-            Layer::C2f(m) => {
-                let y = self.conv(&m.cv1, x);
-                let cat = self.split_chain(&y, m.hidden, m.m.len(), |g, i, t| g.bottleneck(&m.m[i], t));
-                self.conv(&m.cv2, &cat)
-            }
             Layer::C3k2(m) => {
                 let y = self.conv(&m.cv1, x);
                 let cat = self.split_chain(&y, m.hidden, m.m.len(), |g, i, t| match &m.m[i] {
@@ -415,9 +410,9 @@ impl Graph {
             Layer::Sppf(m) => self.sppf(m, x),
             Layer::C2psa(m) => self.c2psa(m, x),
             Layer::Upsample(s) => self.upsample(x, *s),
-            Layer::Concat(_) => {
+            Layer::Concat(dim) => {
                 let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-                self.concat(&refs, 1)
+                self.concat(&refs, *dim as i64)
             }
             Layer::Detect(_) => bail!("Detect is handled by the exporter itself"),
         })

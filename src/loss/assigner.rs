@@ -18,7 +18,8 @@ use rayon::prelude::*;
 use crate::readback::{read_f32, Purpose};
 
 use super::boxes::ciou_host;
-use super::targets::{xywh_to_xyxy, xyxy_to_xywh, PaddedTargets};
+use super::targets::PaddedTargets;
+use crate::postprocess::{xywh_to_xyxy, xyxy_to_xywh};
 
 /// Settings of [`TaskAlignedAssigner`].
 #[derive(Debug, Clone, PartialEq)]

@@ -32,23 +32,13 @@ impl Criterion {
     }
 
     /// The loss of one batch at `epoch` (0-based; it moves YOLO26's branch weights).
-    pub fn compute<B: Backend>(&self, out: DetectOutput<B>, targets: &TargetBatch, epoch: usize) -> LossOutput<B> {
-        let DetectOutput { one2many, one2one, feature_sizes, strides, .. } = out;
-        match (self, one2one) {
-            (Criterion::EndToEnd(l), Some(o2o)) => E2eLoss::to_loss_output(l.forward(
-                one2many.boxes,
-                one2many.scores,
-                o2o.boxes,
-                o2o.scores,
-                &feature_sizes,
-                &strides,
-                targets,
-                epoch,
-            )),
-            (Criterion::EndToEnd(l), None) => {
-                l.one2many.forward(one2many.boxes, one2many.scores, &feature_sizes, &strides, targets)
+    pub fn compute<B: Backend>(&self, preds: DetectOutput<B>, targets: &TargetBatch, epoch: usize) -> LossOutput<B> {
+        match self {
+            Criterion::EndToEnd(l) if preds.one2one.is_some() => {
+                E2eLoss::to_loss_output(l.forward(preds, targets, epoch))
             }
-            (Criterion::Plain(l), _) => l.forward(one2many.boxes, one2many.scores, &feature_sizes, &strides, targets),
+            Criterion::EndToEnd(l) => l.one2many.forward(preds, targets),
+            Criterion::Plain(l) => l.forward(preds, targets),
         }
     }
 }

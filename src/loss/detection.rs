@@ -13,11 +13,13 @@
 //!
 //! The maths runs in f32 whatever the prediction dtype (inputs are cast to f32 first).
 
-use burn::tensor::{activation::log_sigmoid, backend::Backend, DType, FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{activation::log_sigmoid, backend::Backend, Int, Tensor, TensorData};
 
 use rayon::prelude::*;
 
 use crate::nn::anchors::make_anchors;
+use crate::nn::float::to_f32;
+use crate::nn::{DetectOutput, HeadOutput};
 use crate::readback::{read_f32, Purpose};
 
 use super::assigner::{AssignerConfig, Assignment, GtClassScores, TaskAlignedAssigner};
@@ -152,14 +154,6 @@ pub struct DetectionLoss {
     pub config: DetectionLossConfig,
 }
 
-fn to_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
-    if t.dtype() == DType::F32 {
-        t
-    } else {
-        t.cast(FloatDType::F32)
-    }
-}
-
 impl DetectionLoss {
     pub fn new(config: DetectionLossConfig) -> Self {
         Self { config }
@@ -169,17 +163,9 @@ impl DetectionLoss {
         loss_names(self.config.reg_max)
     }
 
-    /// Loss of one branch. `boxes`: `[b, 4 * reg_max, A]`; `scores`: class logits `[b, nc, A]`;
-    /// `feature_sizes`: `(h, w)` per level; `strides`: per level.
-    pub fn forward<B: Backend>(
-        &self,
-        boxes: Tensor<B, 3>,
-        scores: Tensor<B, 3>,
-        feature_sizes: &[[usize; 2]],
-        strides: &[f32],
-        targets: &TargetBatch,
-    ) -> LossOutput<B> {
-        let br = self.branch(boxes, scores, feature_sizes, strides, targets);
+    /// Loss of the head's one-to-many branch, as Ultralytics' `loss(preds, batch)`.
+    pub fn forward<B: Backend>(&self, preds: DetectOutput<B>, targets: &TargetBatch) -> LossOutput<B> {
+        let br = self.branch(preds.one2many, &preds.feature_sizes, &preds.strides, targets);
         LossOutput {
             total: br.parts.clone().sum().mul_scalar(br.batch_size as f32),
             parts: br.parts.detach(),
@@ -189,18 +175,18 @@ impl DetectionLoss {
         }
     }
 
-    /// The loss components of one branch as a tensor, before the batch factor.
+    /// The loss components of one branch as a tensor, before the batch factor. `head.boxes`:
+    /// `[b, 4 * reg_max, A]`; `head.scores`: class logits `[b, nc, A]`; `feature_sizes`: `(h, w)` per level.
     pub fn branch<B: Backend>(
         &self,
-        boxes: Tensor<B, 3>,
-        scores: Tensor<B, 3>,
+        head: HeadOutput<B>,
         feature_sizes: &[[usize; 2]],
         strides: &[f32],
         targets: &TargetBatch,
     ) -> BranchLoss<B> {
         let cfg = &self.config;
-        let boxes = to_f32(boxes);
-        let scores = to_f32(scores);
+        let boxes = to_f32(head.boxes);
+        let scores = to_f32(head.scores);
         let [bs, c, na] = boxes.dims();
         let [bs2, nc, na2] = scores.dims();
         let r = cfg.reg_max;

@@ -10,6 +10,7 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use super::detection::{loss_names, DetectionLoss, DetectionLossConfig, LossOutput};
 use super::targets::TargetBatch;
+use crate::nn::DetectOutput;
 use crate::readback::{read_f32, Purpose};
 
 /// The o2m weight schedule.
@@ -88,39 +89,24 @@ impl E2eLoss {
         }
     }
 
-    /// Loss for epoch `epoch` (0-based) with the schedule's weights.
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward<B: Backend>(
-        &self,
-        o2m_boxes: Tensor<B, 3>,
-        o2m_scores: Tensor<B, 3>,
-        o2o_boxes: Tensor<B, 3>,
-        o2o_scores: Tensor<B, 3>,
-        feature_sizes: &[[usize; 2]],
-        strides: &[f32],
-        targets: &TargetBatch,
-        epoch: usize,
-    ) -> E2eLossOutput<B> {
+    /// Loss for epoch `epoch` (0-based) with the schedule's weights, as Ultralytics' `E2ELoss(preds, batch)`.
+    /// `preds` must have the one-to-one branch.
+    pub fn forward<B: Backend>(&self, preds: DetectOutput<B>, targets: &TargetBatch, epoch: usize) -> E2eLossOutput<B> {
         let (o2m, o2o) = (self.schedule.o2m(epoch), self.schedule.o2o(epoch));
-        self.forward_weighted(o2m_boxes, o2m_scores, o2o_boxes, o2o_scores, feature_sizes, strides, targets, o2m, o2o)
+        self.forward_weighted(preds, targets, [o2m, o2o])
     }
 
-    /// Loss with explicit branch weights.
-    #[allow(clippy::too_many_arguments)]
+    /// Loss with explicit branch weights `[one-to-many, one-to-one]`.
     pub fn forward_weighted<B: Backend>(
         &self,
-        o2m_boxes: Tensor<B, 3>,
-        o2m_scores: Tensor<B, 3>,
-        o2o_boxes: Tensor<B, 3>,
-        o2o_scores: Tensor<B, 3>,
-        feature_sizes: &[[usize; 2]],
-        strides: &[f32],
+        preds: DetectOutput<B>,
         targets: &TargetBatch,
-        o2m: f32,
-        o2o: f32,
+        [o2m, o2o]: [f32; 2],
     ) -> E2eLossOutput<B> {
-        let many = self.one2many.branch(o2m_boxes, o2m_scores, feature_sizes, strides, targets);
-        let one = self.one2one.branch(o2o_boxes, o2o_scores, feature_sizes, strides, targets);
+        let DetectOutput { one2many, one2one, feature_sizes, strides, .. } = preds;
+        let one2one = one2one.expect("the end-to-end loss needs the head's one-to-one branch");
+        let many = self.one2many.branch(one2many, &feature_sizes, &strides, targets);
+        let one = self.one2one.branch(one2one, &feature_sizes, &strides, targets);
         let bs = many.batch_size as f32;
         let total = many.parts.clone().sum().mul_scalar(bs).mul_scalar(o2m)
             + one.parts.clone().sum().mul_scalar(bs).mul_scalar(o2o);

@@ -10,9 +10,9 @@
 //! - [`end2end`]: YOLO26's one-to-many + one-to-one combination ([`E2eLoss`]);
 //! - [`criterion`]: the loss a model trains with, fed from its raw outputs and a loader batch.
 //!
-//! The trainer holds a [`DetectionLoss`] (one branch) or an [`E2eLoss`] (YOLO26), calls `forward` with the raw head
-//! outputs, `feature_sizes`, `strides`, the [`TargetBatch`] (and the epoch for the end-to-end loss), backpropagates
-//! `total` and prints `components` under `names`.
+//! As Ultralytics' `loss(preds, batch)`: a [`DetectionLoss`] (one branch) or an [`E2eLoss`] (YOLO26) takes the
+//! head's whole output ([`DetectOutput`](crate::nn::DetectOutput)) and the [`TargetBatch`] (and the epoch for the
+//! end-to-end loss); the trainer backpropagates `total` and prints `components` under `names`.
 
 pub mod assigner;
 pub mod bbox_loss;

@@ -2,6 +2,8 @@
 
 use burn::tensor::{backend::Backend, Bool, Int, Tensor, TensorData};
 
+use crate::postprocess::xywh_to_xyxy;
+
 /// The labelled boxes of one image: class ids and boxes as normalised `(cx, cy, w, h)` in `0..1`
 /// of the network input (after letterboxing/augmentation).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -127,15 +129,4 @@ impl PaddedTargets {
             Tensor::from_data(TensorData::new(self.mask.clone(), [b, m, 1]), device),
         )
     }
-}
-
-/// `(cx, cy, w, h)` to `(x1, y1, x2, y2)`.
-pub fn xywh_to_xyxy(b: [f32; 4]) -> [f32; 4] {
-    let (hw, hh) = (b[2] / 2.0, b[3] / 2.0);
-    [b[0] - hw, b[1] - hh, b[0] + hw, b[1] + hh]
-}
-
-/// `(x1, y1, x2, y2)` to `(cx, cy, w, h)`.
-pub fn xyxy_to_xywh(b: [f32; 4]) -> [f32; 4] {
-    [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, b[2] - b[0], b[3] - b[1]]
 }

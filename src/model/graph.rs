@@ -9,21 +9,21 @@ use serde_yaml::Value;
 use super::yaml::{LayerSpec, ModelConfig};
 use crate::nn::DetectOutput;
 use crate::nn::{
-    concat, upsample_nearest, C2f, C2fConfig, C2psa, C2psaConfig, C3k2, C3k2Config, Conv, ConvConfig, Detect,
-    DetectConfig, Sppf, SppfConfig,
+    concat, upsample_nearest, C2fConfig, C2psa, C2psaConfig, C3k2, C3k2Config, Conv, ConvConfig, Detect, DetectConfig,
+    Sppf, SppfConfig,
 };
 
 /// One built layer. The enum level does not appear in tensor names (`model.<i>.<field>...`).
 #[derive(Module, Debug)]
 pub enum Layer<B: Backend> {
     Conv(Conv<B>),
-    C2f(C2f<B>),
+    /// C3k2, and C2f (built as a C3k2 with full-width bottlenecks).
     C3k2(C3k2<B>),
     Sppf(Sppf<B>),
     C2psa(C2psa<B>),
     /// Nearest upsampling by this factor.
     Upsample(usize),
-    /// Channel concatenation (the dimension is always 1).
+    /// Concatenation along this dimension (the YAML's argument; the builder accepts channels, 1, only).
     Concat(usize),
     Detect(Detect<B>),
 }
@@ -210,7 +210,7 @@ fn build_layer<B: Backend>(
             let g = arg_usize(args, 2, Some(1))?;
             let e = arg_f64(args, 3, 0.5)?;
             let m = C2fConfig::new(c1, c2).with_n(n).with_shortcut(shortcut).with_groups(g).with_expansion(e);
-            (Layer::C2f(m.init(device)), c2, s1, format!("[{c1}, {c2}, {n}, {shortcut}]"))
+            (Layer::C3k2(m.init(device)), c2, s1, format!("[{c1}, {c2}, {n}, {shortcut}]"))
         }
         "C3k2" => {
             if from.len() != 1 {
@@ -324,12 +324,11 @@ impl<B: Backend> Layer<B> {
     pub fn forward(&self, mut inputs: Vec<Tensor<B, 4>>) -> Tensor<B, 4> {
         match self {
             Layer::Conv(m) => m.forward(inputs.remove(0)),
-            Layer::C2f(m) => m.forward(inputs.remove(0)),
             Layer::C3k2(m) => m.forward(inputs.remove(0)),
             Layer::Sppf(m) => m.forward(inputs.remove(0)),
             Layer::C2psa(m) => m.forward(inputs.remove(0)),
             Layer::Upsample(s) => upsample_nearest(inputs.remove(0), *s),
-            Layer::Concat(_) => concat(inputs),
+            Layer::Concat(dim) => concat(inputs, *dim),
             Layer::Detect(_) => unreachable!("Detect is applied by the model"),
         }
     }

@@ -140,7 +140,7 @@ impl<B: Backend> Yolo<B> {
     /// them in shared cells), which is wrong for an EMA model or a frozen teacher; this rebuilds the model
     /// and copies every tensor in.
     pub fn deep_clone(&self) -> Result<Self> {
-        let device = self.devices().into_iter().next().ok_or_else(|| anyhow::anyhow!("model has no tensors"))?;
+        let device = crate::nn::device_of(self)?;
         let mut fresh = Self::from_config(&self.spec.config, self.spec.nc, &device)?;
         fresh.load_state_dict(&StateDict::from_module::<B, _>(self)?)?;
         Ok(fresh)
@@ -166,10 +166,6 @@ impl<B: Backend> Yolo<B> {
                 Layer::Conv(m) => {
                     cost.conv(m, h, w);
                     m.conv.out_size(h, w)
-                }
-                Layer::C2f(m) => {
-                    m.cost(h, w, &mut cost);
-                    (h, w)
                 }
                 Layer::C3k2(m) => {
                     m.cost(h, w, &mut cost);

@@ -267,7 +267,7 @@ impl<B: Backend> ModuleMapper<B> for Loader<'_, B> {
 /// unchanged. (BatchNorm running statistics live in shared cells: clones of a module see the new values.)
 pub fn load_state_dict<B: Backend, M: Module<B>>(module: M, sd: &StateDict) -> Result<(M, LoadReport)> {
     let (report, skip) = plan(&named_tensors::<B, M>(&module, false), sd)?;
-    let device = module.devices().into_iter().next().ok_or_else(|| anyhow!("the model has no tensors"))?;
+    let device = crate::nn::device_of(&module)?;
     let mut loader = Loader::<B> { path: PathStack::default(), sd, skip: &skip, device };
     Ok((module.map(&mut loader), report))
 }

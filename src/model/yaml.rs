@@ -18,25 +18,25 @@ pub const BUILTIN: [(&str, &str); 3] = [
 
 /// Where a layer takes its input from: `-1` is the previous layer, other negatives count back.
 #[derive(Debug, Clone, PartialEq)]
-pub enum From {
+pub enum Inputs {
     One(i64),
     Many(Vec<i64>),
 }
 
-impl From {
+impl Inputs {
     pub fn indices(&self) -> Vec<i64> {
         match self {
-            From::One(i) => vec![*i],
-            From::Many(v) => v.clone(),
+            Inputs::One(i) => vec![*i],
+            Inputs::Many(v) => v.clone(),
         }
     }
 }
 
-impl std::fmt::Display for From {
+impl std::fmt::Display for Inputs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            From::One(i) => write!(f, "{i}"),
-            From::Many(v) => write!(f, "{v:?}"),
+            Inputs::One(i) => write!(f, "{i}"),
+            Inputs::Many(v) => write!(f, "{v:?}"),
         }
     }
 }
@@ -44,7 +44,7 @@ impl std::fmt::Display for From {
 /// One `[from, repeats, module, args]` row.
 #[derive(Debug, Clone)]
 pub struct LayerSpec {
-    pub from: From,
+    pub from: Inputs,
     pub repeats: usize,
     pub module: String,
     pub args: Vec<Value>,
@@ -155,8 +155,8 @@ fn parse_row(row: &Value) -> Result<LayerSpec> {
         bail!("a layer must have 4 fields [from, repeats, module, args], got {}", items.len());
     }
     let from = match &items[0] {
-        Value::Number(n) => From::One(n.as_i64().ok_or_else(|| anyhow!("bad 'from'"))?),
-        Value::Sequence(s) => From::Many(
+        Value::Number(n) => Inputs::One(n.as_i64().ok_or_else(|| anyhow!("bad 'from'"))?),
+        Value::Sequence(s) => Inputs::Many(
             s.iter().map(|v| v.as_i64().ok_or_else(|| anyhow!("bad 'from' index {v:?}"))).collect::<Result<_>>()?,
         ),
         v => bail!("bad 'from' {v:?}"),

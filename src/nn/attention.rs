@@ -3,10 +3,11 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::activation::softmax;
+use burn::tensor::DType;
 use burn::tensor::{backend::Backend, Tensor};
-use burn::tensor::{DType, FloatDType};
 
 use super::conv::{Conv, ConvConfig};
+use super::float::to_f32;
 use super::Cost;
 
 /// [`Attention`] configuration: `Attention(dim, num_heads, attn_ratio)`.
@@ -60,8 +61,8 @@ impl<B: Backend> Attention<B> {
         let logits = q.mul_scalar(scale).swap_dims(2, 3).matmul(k); // [b, nh, n, n]
                                                                     // Softmax sums exponentials: in FP16 it overflows and loses the small weights, so it runs in FP32.
         let dtype = logits.dtype();
-        let attn =
-            if dtype == DType::F32 { softmax(logits, 3) } else { softmax(logits.cast(FloatDType::F32), 3).cast(dtype) };
+        let attn = softmax(to_f32(logits), 3);
+        let attn = if dtype == DType::F32 { attn } else { attn.cast(dtype) };
         let y = v.clone().matmul(attn.swap_dims(2, 3)).reshape([b, c, h, w]);
         let y = super::residual::residual(y, self.pe.forward(v.reshape([b, c, h, w])));
         self.proj.forward(y)

@@ -152,8 +152,8 @@ impl<B: Backend> BatchNorm2d<B> {
     }
 }
 
-/// `[b, c, h, w]` as `[b * c, h * w]`: flex broadcasts a `[n, 1]` column over rows about 20x faster than a
-/// `[1, c, 1, 1]` tensor over NCHW (measured, forward + backward), and BatchNorm is all such products. Used on
+/// `[b, c, h, w]` as `[b * c, h * w]`: flex broadcasts a `[n, 1]` column over rows much faster than a
+/// `[1, c, 1, 1]` tensor over NCHW (forward + backward; BENCHMARKS.md), and BatchNorm is all such products. Used on
 /// flex only (its generic path runs in FP16 or with `EMBER_BURN_KERNELS=1`); cubecl backends broadcast
 /// `[1, c, 1, 1]` directly, with no repeat kernel per vector.
 fn rows<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {

@@ -2,6 +2,6 @@
 
 use burn::tensor::{backend::Backend, Tensor};
 
-pub fn concat<B: Backend>(inputs: Vec<Tensor<B, 4>>) -> Tensor<B, 4> {
-    Tensor::cat(inputs, 1)
+pub fn concat<B: Backend>(inputs: Vec<Tensor<B, 4>>, dim: usize) -> Tensor<B, 4> {
+    Tensor::cat(inputs, dim)
 }

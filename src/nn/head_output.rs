@@ -1,9 +1,10 @@
 //! What the detection head returns (raw branch outputs), and their decoding into boxes.
 
 use burn::tensor::activation::{sigmoid, softmax};
-use burn::tensor::{backend::Backend, DType, FloatDType, Int, Tensor};
+use burn::tensor::{backend::Backend, Int, Tensor};
 
 use super::anchors::make_anchors;
+use super::float::to_f32;
 
 /// Raw, undecoded outputs of one detection branch.
 #[derive(Debug, Clone)]
@@ -92,9 +93,7 @@ impl<B: Backend> DetectOutput<B> {
             (Some(o2o), true) => (o2o, BoxFormat::Xyxy),
             _ => (&self.one2many, BoxFormat::Xywh),
         };
-        let widen =
-            |t: &Tensor<B, 3>| if t.dtype() == DType::F32 { t.clone() } else { t.clone().cast(FloatDType::F32) };
-        let fp32 = HeadOutput { boxes: widen(&branch.boxes), scores: widen(&branch.scores) };
+        let fp32 = HeadOutput { boxes: to_f32(branch.boxes.clone()), scores: to_f32(branch.scores.clone()) };
         (fp32.decode(&self.feature_sizes, &self.strides, self.reg_max, format), format)
     }
 

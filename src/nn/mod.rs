@@ -14,6 +14,7 @@ pub mod conv;
 pub mod conv_lowp;
 pub mod cost;
 pub mod detect;
+pub mod float;
 pub mod frozen_norm;
 pub mod head_output;
 pub mod residual;
@@ -23,7 +24,7 @@ pub mod upsample;
 pub use attention::{Attention, AttentionConfig, C2psa, C2psaConfig, PsaBlock, PsaBlockConfig};
 pub use batchnorm::{BatchNorm2d, BatchNorm2dConfig};
 pub use bottleneck::{Bottleneck, BottleneckConfig};
-pub use c2f::{C2f, C2fConfig};
+pub use c2f::C2fConfig;
 pub use c3k2::{C3k, C3k2, C3k2Config, C3kConfig};
 pub use concat::concat;
 pub use conv::{conv2d, Conv, Conv2d, Conv2dConfig, ConvConfig};
@@ -32,3 +33,10 @@ pub use detect::{Detect, DetectConfig};
 pub use head_output::{BoxFormat, DetectOutput, HeadOutput};
 pub use sppf::{Sppf, SppfConfig};
 pub use upsample::upsample_nearest;
+
+/// The device a module's tensors live on (its first tensor's; ember never splits a model across devices).
+pub fn device_of<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(
+    module: &M,
+) -> anyhow::Result<B::Device> {
+    module.devices().into_iter().next().ok_or_else(|| anyhow::anyhow!("the model has no tensors"))
+}

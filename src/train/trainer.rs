@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use burn::module::{AutodiffModule, Module};
+use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
@@ -27,6 +27,7 @@ use crate::data::{batch_tensor, BatchLoader, Sample};
 use crate::loss::criterion::{targets_of, Criterion};
 use crate::metrics::DetectionMetrics;
 use crate::model::Yolo;
+use crate::nn::device_of;
 use crate::readback::{self, ReadCount};
 use crate::runs::checkpoint::{self, CheckpointMeta, TrainState};
 use crate::validate::{validate, ValOptions, ValOutcome};
@@ -560,7 +561,7 @@ fn restore<AB: AutodiffBackend>(
     optimizer: &mut DetectorOptimizer<AB::InnerBackend>,
     ema: &mut ModelEma<Yolo<AB::InnerBackend>>,
 ) -> Result<()> {
-    let inner_device = model.valid().devices().into_iter().next().context("the model has no tensors")?;
+    let inner_device = device_of(&model.valid())?;
     let moments = checkpoint::load_train_state(path, model)?;
     optimizer.load_state(moments, &inner_device);
     optimizer.steps = meta.optimizer_steps;

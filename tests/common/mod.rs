@@ -57,3 +57,22 @@ pub fn recipe(yaml: &Path, project: &Path, name: &str, epochs: u32) -> Vec<(&'st
         ("exist_ok", "true".into()),
     ]
 }
+
+/// The head's output from raw branch tensors: `[boxes, scores]` (one-to-many) or
+/// `[boxes, scores, boxes, scores]` (one-to-many, then one-to-one).
+pub fn head_output<B: burn::tensor::backend::Backend>(
+    t: &[burn::tensor::Tensor<B, 3>],
+    feature_sizes: &[[usize; 2]],
+    strides: &[f32],
+    reg_max: usize,
+) -> ember::model::DetectOutput<B> {
+    use ember::model::HeadOutput;
+    let head = |i: usize| HeadOutput { boxes: t[i].clone(), scores: t[i + 1].clone() };
+    ember::model::DetectOutput {
+        one2many: head(0),
+        one2one: (t.len() == 4).then(|| head(2)),
+        feature_sizes: feature_sizes.to_vec(),
+        strides: strides.to_vec(),
+        reg_max,
+    }
+}
