@@ -1,7 +1,7 @@
 //! ember: train, validate, export and run YOLO-style object detectors on burn.
 //!
 //! The modules are declared in layer order: each may use the ones above it and none below it
-//! (`tests/layering.rs` checks every `crate::` path). Data flows one way:
+//! (`tests/it/layering.rs` checks every `crate::` path). Data flows one way:
 //! `data` -> `nn`/`model` -> `loss` -> `train`, and `model` -> `postprocess` -> `metrics`.
 
 // Foundations: the backend types, host-read accounting, settings.

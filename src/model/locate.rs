@@ -14,17 +14,35 @@ pub const WEIGHTS_DIR: &str = "weights";
 /// Where Ultralytics publishes its pretrained detection weights.
 const RELEASE_URL: &str = "https://github.com/ultralytics/assets/releases/latest/download";
 
-/// The places `name` is looked for, in order.
-pub fn candidates(name: &str) -> Vec<PathBuf> {
-    let mut out = vec![PathBuf::from(name)];
-    let bare = Path::new(name).components().count() == 1;
-    if bare {
-        out.push(Path::new(WEIGHTS_DIR).join(name));
-        if let Some(dir) = std::env::var_os("EMBER_WEIGHTS") {
-            out.push(PathBuf::from(dir).join(name));
+/// Where and how named weights are looked up: `$EMBER_WEIGHTS` and `$EMBER_OFFLINE` as the process has them.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    /// A folder searched after `weights/` (`$EMBER_WEIGHTS`).
+    pub extra_dir: Option<PathBuf>,
+    /// Whether official names may be downloaded (unset `$EMBER_OFFLINE`).
+    pub online: bool,
+}
+
+impl Lookup {
+    pub fn from_env() -> Lookup {
+        Lookup {
+            extra_dir: std::env::var_os("EMBER_WEIGHTS").map(PathBuf::from),
+            online: std::env::var_os("EMBER_OFFLINE").is_none(),
         }
     }
-    out
+
+    /// The places `name` is looked for, in order.
+    pub fn candidates(&self, name: &str) -> Vec<PathBuf> {
+        let mut out = vec![PathBuf::from(name)];
+        let bare = Path::new(name).components().count() == 1;
+        if bare {
+            out.push(Path::new(WEIGHTS_DIR).join(name));
+            if let Some(dir) = &self.extra_dir {
+                out.push(dir.join(name));
+            }
+        }
+        out
+    }
 }
 
 /// An official Ultralytics detection weights name (`yolo26n.pt`, `yolov8x.pt`)?
@@ -36,13 +54,17 @@ fn is_official(name: &str) -> bool {
 /// The file `name` refers to: an existing path, or a bare name found in `weights/` or `$EMBER_WEIGHTS`,
 /// or an official name downloaded into `weights/`.
 pub fn locate_weights(name: &str) -> Result<PathBuf> {
-    let tried = candidates(name);
+    locate_weights_with(name, &Lookup::from_env())
+}
+
+/// [`locate_weights`] with an explicit lookup.
+pub fn locate_weights_with(name: &str, lookup: &Lookup) -> Result<PathBuf> {
+    let tried = lookup.candidates(name);
     if let Some(found) = tried.iter().find(|p| p.is_file()) {
         return Ok(found.clone());
     }
     let looked = tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-    let online = std::env::var_os("EMBER_OFFLINE").is_none();
-    if is_official(name) && online {
+    if is_official(name) && lookup.online {
         let dest = Path::new(WEIGHTS_DIR).join(name);
         std::fs::create_dir_all(WEIGHTS_DIR)?;
         let url = format!("{RELEASE_URL}/{name}");

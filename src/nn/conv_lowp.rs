@@ -4,7 +4,7 @@
 //! burn's convolution on its cubecl backends (CUDA, Vulkan), with autotune off as ember builds burn, is
 //! cubecl's direct kernel, whose sums have the input's type: on Vulkan an FP16 3x3 convolution over
 //! 256 channels lands an order of magnitude further from FP32 than rounding its operands alone costs
-//! (BENCHMARKS.md, tests/vulkan.rs), and its weight gradient sums over every pixel of the batch in FP16. Matrix products there accumulate
+//! (BENCHMARKS.md, tests/it/vulkan.rs), and its weight gradient sums over every pixel of the batch in FP16. Matrix products there accumulate
 //! in FP32, which is what mixed precision means (cuDNN's and PyTorch's behaviour). So a dense
 //! convolution becomes im2col x matmul: the k*k shifted views of the padded input (exact in any
 //! precision) stacked as columns, one batched product with the filter bank. Autodiff derives the

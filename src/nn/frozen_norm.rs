@@ -2,7 +2,7 @@
 //! normalise with their running statistics and keep them. They are remembered by the parameter id of their scale,
 //! in a process-wide set, rather than by a field of the module: ids survive every rebuild of a module (optimizer
 //! steps, weight loads, checkpoint restores). Reading the scale's `is_require_grad()` in the forward pass instead
-//! broke the exact repeat of a diverged epoch (tests/train.rs `diverged_epoch_is_repeated_from_last`, mosaic
+//! broke the exact repeat of a diverged epoch (tests/it/train.rs `diverged_epoch_is_repeated_from_last`, mosaic
 //! closed): after the restore some BatchNorm layers took that path, for a reason not found.
 
 use std::collections::HashSet;

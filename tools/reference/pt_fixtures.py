@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Make the `.pt` fixtures of tests/pt_checkpoint.rs with Ultralytics itself (run by hand, never by CI).
+"""Make the `.pt` fixtures of tests/it/pt_checkpoint.rs with Ultralytics itself (run by hand, never by CI).
 
 Written to tests/fixtures/pt/:
   * yolo26n_coco.pt: the forward-parity weights of tests/fixtures/model/yolo26n.safetensors (nc=80) in a

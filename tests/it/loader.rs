@@ -1,6 +1,6 @@
 //! The batch loader: deterministic order and content for a seed, whatever the number of workers.
 
-mod common;
+use crate::common;
 
 use ember::data::scan::scan_split;
 use ember::data::{BatchLoader, LoaderConfig, Split};

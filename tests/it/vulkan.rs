@@ -6,7 +6,7 @@
 //! few and small and take turns on the device (one lock), sharing its compiled kernels in one process.
 #![cfg(feature = "vulkan")]
 
-mod common;
+use crate::common;
 
 use std::sync::Mutex;
 

@@ -3,7 +3,7 @@
 //! Models are freshly initialised with a fixed seed and BatchNorm statistics set to non-trivial values, so the
 //! BatchNorm folding is exercised (trained weights are not needed to check the graph).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! Parity of ember's detection loss with Ultralytics 8.4.190 on stored head outputs
 //! (fixtures from `tools/reference/loss_fixtures.py`: coco8 train batch at 160, seeded yolov8n / yolo26n).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -1,6 +1,6 @@
 //! Label validation on a corpus of broken files: each bad case is named, counted and skipped.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

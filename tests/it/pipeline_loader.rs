@@ -1,7 +1,7 @@
 //! The training input pipeline on real photos: deterministic augmented batches whatever the worker
 //! count, mosaic closing, the data-wait clock and `--save-batches` grids.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Timing of the loss at training size (640 input, batch 16, 80 classes, ~20 boxes per image).
-//! Ignored by default: `cargo test --release --test loss_perf -- --ignored --nocapture`.
+//! Ignored by default: `cargo test --release --test it -- --ignored --nocapture loss_perf::`.
 
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

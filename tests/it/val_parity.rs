@@ -1,7 +1,7 @@
 //! `ember val` on weights that Ultralytics trained, against Ultralytics' own validation of them
 //! (fixture from tools/reference/val_fixture.py).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

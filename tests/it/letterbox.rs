@@ -1,6 +1,6 @@
 //! Letterbox geometry: boxes land on the object's pixels and map back to the original image.
 
-mod common;
+use crate::common;
 
 use ember::data::loader::{LetterboxOnly, SampleTransform};
 use ember::data::{BoxLabel, Letterbox, Sample};

@@ -1,6 +1,6 @@
 //! Unit tests of the loss building blocks on small hand-made cases.
 
-mod common;
+use crate::common;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
 use ember::backend::Cpu;

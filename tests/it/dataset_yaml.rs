@@ -1,7 +1,7 @@
 //! Dataset YAML forms: names as map or list, splits as folder, .txt list or list, paths relative to
 //! the YAML or found under the datasets dir, and clear errors for bad files.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

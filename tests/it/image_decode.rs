@@ -1,7 +1,7 @@
 //! ember decodes the shared coco8 photos to exactly the pixels OpenCV gives Ultralytics
 //! (tests/fixtures/jpeg/opencv_coco8.json, from tools/reference/jpeg_fixture.py).
 
-mod common;
+use crate::common;
 
 fn fnv1a64(data: &[u8]) -> u64 {
     data.iter().fold(0xCBF2_9CE4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3))

@@ -1,7 +1,7 @@
 //! Mixed precision on CPU with FP16 forced: overflow handling, FP16 vs FP32 forward and gradients,
 //! and a short FP16 training run next to an FP32 one.
 
-mod common;
+use crate::common;
 
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::tensor::backend::AutodiffBackend;

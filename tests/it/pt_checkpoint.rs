@@ -2,7 +2,7 @@
 //! every tensor equals Ultralytics' own, the forward pass meets the parity bound, `val` / `export` / `train`
 //! take `.pt` files, and bad files get errors naming them.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -290,11 +290,12 @@ fn rewrite_zip(from: &Path, to: &Path, edit: impl Fn(&str, &mut Vec<u8>)) {
 
 #[test]
 fn named_weights_are_looked_up_and_missing_ones_say_where_to_put_them() {
-    use ember::model::locate::locate_weights;
+    use ember::model::locate::{locate_weights_with, Lookup};
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(fixture("pt/classify.pt"), dir.path().join("mine.pt")).unwrap();
-    std::env::set_var("EMBER_WEIGHTS", dir.path());
-    std::env::set_var("EMBER_OFFLINE", "1");
+    // The environment as `$EMBER_WEIGHTS` and `$EMBER_OFFLINE` would set it (not set here: tests share a process).
+    let lookup = Lookup { extra_dir: Some(dir.path().to_owned()), online: false };
+    let locate_weights = |name: &str| locate_weights_with(name, &lookup);
     assert_eq!(locate_weights("mine.pt").unwrap(), dir.path().join("mine.pt"));
     let err = format!("{:#}", locate_weights("nowhere.pt").unwrap_err());
     assert!(err.contains("nowhere.pt") && err.contains("weights/") && err.contains("EMBER_WEIGHTS"), "{err}");

@@ -1,7 +1,7 @@
 //! `ember predict` on the coco8 photos: the same boxes as validation's post-processing, annotated images the size
 //! of their sources, YOLO-format labels, every kind of `--source`, and unreadable images skipped.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -1,6 +1,6 @@
 //! Training end to end on generated data: it learns, it resumes exactly, it survives SIGKILL.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
