@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::config::{AmpMode, Settings};
-use crate::data::scan::scan_split;
+use crate::data::scan::{drop_mixed_polygons, scan_split};
 use crate::data::Split;
 use crate::device::{fp16_unsafe, ComputeDevice, OnAutodiffBackend};
 use crate::model::locate::locate_weights;
@@ -53,6 +53,14 @@ pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {
     }
     let mut names = dataset.names.clone();
     let (mut train_samples, mut val_samples) = (train_scan.samples, val_scan.samples);
+    if let Some((boxes, polygons)) = drop_mixed_polygons(&mut train_samples) {
+        tracing::warn!(
+            "train: {polygons} polygons for {boxes} boxes (box-only and polygon label files mixed); as Ultralytics \
+             does, only the boxes are used"
+        );
+    }
+    // Only the training augmentation reads polygons.
+    val_samples.iter_mut().for_each(|s| s.polygons = Vec::new());
     if settings.single_cls {
         names = vec!["item".into()];
         for s in train_samples.iter_mut().chain(val_samples.iter_mut()) {

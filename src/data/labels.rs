@@ -1,9 +1,11 @@
 //! YOLO label files: one `class cx cy w h` line per box, normalised to the image size.
-//! Polygon lines (`class x1 y1 x2 y2 ...`, as segmentation datasets write them) become their
-//! bounding boxes, as Ultralytics does for detection.
+//! Polygon lines (`class x1 y1 x2 y2 ...`, as segmentation datasets write them) give their bounding
+//! boxes and are kept beside them, as Ultralytics does for detection (see `polygon.rs`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use super::polygon::Polygon;
 
 /// One box: class id and normalised centre-x, centre-y, width, height.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -16,6 +18,8 @@ pub struct BoxLabel {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ParsedLabels {
     pub boxes: Vec<BoxLabel>,
+    /// The polygon of each box, as written (unclipped), when the file holds polygon lines; else empty.
+    pub polygons: Vec<Polygon>,
     /// Boxes whose coordinates left [0, 1] and were clipped.
     pub clipped: usize,
     /// Repeated lines that were dropped.
@@ -56,9 +60,13 @@ pub fn label_path_for(image: &Path) -> PathBuf {
     out
 }
 
+/// Ultralytics' `verify_image_label` refuses such a file (the image is skipped).
+const MIXED_LINES: &str = "the file mixes box lines (5 values) and polygon lines";
+
 /// Parses and checks the text of a label file for a dataset of `nc` classes.
 pub fn parse_labels(text: &str, nc: usize, file: &Path) -> Result<ParsedLabels, LabelIssue> {
     let mut out = ParsedLabels::default();
+    let mut box_lines = false;
     let issue = |line: usize, message: String| LabelIssue { file: file.to_path_buf(), line, message };
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
@@ -84,8 +92,10 @@ pub fn parse_labels(text: &str, nc: usize, file: &Path) -> Result<ParsedLabels, 
                 format!("class id {class} is out of range: the dataset has {nc} classes (0..{})", nc.saturating_sub(1)),
             ));
         }
+        let mut polygon = None;
         let (mut x1, mut y1, mut x2, mut y2) = match values.len() {
             5 => {
+                box_lines = true;
                 let (cx, cy, w, h) = (values[1], values[2], values[3], values[4]);
                 if w <= 0.0 || h <= 0.0 {
                     return Err(issue(line_no, format!("box width and height must be positive, got {w} x {h}")));
@@ -99,6 +109,7 @@ pub fn parse_labels(text: &str, nc: usize, file: &Path) -> Result<ParsedLabels, 
                     it.fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
                 };
                 let ((x1, x2), (y1, y2)) = (fold(xs), fold(ys));
+                polygon = Some(values[1..].chunks_exact(2).map(|p| [p[0] as f32, p[1] as f32]).collect::<Polygon>());
                 (x1, y1, x2, y2)
             }
             n => {
@@ -125,10 +136,29 @@ pub fn parse_labels(text: &str, nc: usize, file: &Path) -> Result<ParsedLabels, 
             class,
             xywh: [((x1 + x2) / 2.0) as f32, ((y1 + y2) / 2.0) as f32, (x2 - x1) as f32, (y2 - y1) as f32],
         };
-        if out.boxes.contains(&b) {
-            out.duplicates += 1;
-        } else {
-            out.boxes.push(b);
+        match polygon {
+            // Distinct polygons may share a class and a box: a polygon line repeats only with the same points.
+            Some(p) => {
+                if box_lines {
+                    return Err(issue(line_no, MIXED_LINES.into()));
+                }
+                if out.boxes.iter().zip(&out.polygons).any(|(q, qp)| q.class == b.class && *qp == p) {
+                    out.duplicates += 1;
+                } else {
+                    out.boxes.push(b);
+                    out.polygons.push(p);
+                }
+            }
+            None => {
+                if !out.polygons.is_empty() {
+                    return Err(issue(line_no, MIXED_LINES.into()));
+                }
+                if out.boxes.contains(&b) {
+                    out.duplicates += 1;
+                } else {
+                    out.boxes.push(b);
+                }
+            }
         }
     }
     Ok(out)
@@ -146,5 +176,19 @@ mod tests {
         );
         // Only the last `images` component is replaced.
         assert_eq!(label_path_for(Path::new("/images/x/images/b.png")), PathBuf::from("/images/x/labels/b.txt"));
+    }
+
+    #[test]
+    fn polygon_lines_keep_their_points_and_repeat_only_with_the_same_points() {
+        let f = Path::new("p.txt");
+        let text = "0 0.1 0.1 0.5 0.1 0.3 0.5\n0 0.1 0.1 0.5 0.1 0.1 0.5 0.5 0.5\n0 0.1 0.1 0.5 0.1 0.3 0.5\n";
+        let p = parse_labels(text, 1, f).unwrap();
+        assert_eq!(p.boxes.len(), 2, "same box, different polygons: both kept");
+        assert_eq!(p.boxes[0], p.boxes[1]);
+        assert_eq!(p.duplicates, 1);
+        assert_eq!(p.polygons[0], vec![[0.1, 0.1], [0.5, 0.1], [0.3, 0.5]]);
+        let mixed = parse_labels("0 0.1 0.1 0.5 0.1 0.3 0.5\n0 0.5 0.5 0.2 0.2\n", 1, f).unwrap_err();
+        assert_eq!(mixed.line, 2);
+        assert_eq!(parse_labels("0 0.5 0.5 0.2 0.2\n", 1, f).unwrap().polygons.len(), 0);
     }
 }

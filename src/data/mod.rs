@@ -11,6 +11,7 @@ pub mod jpeg;
 pub mod labels;
 pub mod letterbox;
 pub mod loader;
+pub mod polygon;
 pub mod resize;
 pub mod scan;
 pub mod synthetic;

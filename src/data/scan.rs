@@ -9,15 +9,18 @@ use rayon::prelude::*;
 
 use super::image_io::{is_image_path, probe};
 use super::labels::{label_path_for, parse_labels, BoxLabel};
+use super::polygon::Polygon;
 use super::Split;
 
 /// A usable image with its boxes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sample {
     pub image: PathBuf,
     /// Width and height after EXIF orientation.
     pub size: (u32, u32),
     pub labels: Vec<BoxLabel>,
+    /// The polygon of each label (normalised, unclipped) when its file held polygon lines; else empty.
+    pub polygons: Vec<Polygon>,
 }
 
 /// An image that was skipped, and why.
@@ -154,5 +157,19 @@ fn check_one(image: &Path, nc: usize) -> Result<(Sample, usize, usize), String> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
         Err(e) => return Err(format!("{}: {e}", label_file.display())),
     };
-    Ok((Sample { image: image.to_path_buf(), size, labels: parsed.boxes }, parsed.clipped, parsed.duplicates))
+    let sample = Sample { image: image.to_path_buf(), size, labels: parsed.boxes, polygons: parsed.polygons };
+    Ok((sample, parsed.clipped, parsed.duplicates))
+}
+
+/// Ultralytics' `verify_labels` for detection: a split's polygons are used only when every box has one;
+/// when box-only and polygon files are mixed, all polygons are dropped. Returns the (boxes, polygons)
+/// counts when it dropped them.
+pub fn drop_mixed_polygons(samples: &mut [Sample]) -> Option<(usize, usize)> {
+    let boxes: usize = samples.iter().map(|s| s.labels.len()).sum();
+    let polygons: usize = samples.iter().map(|s| s.polygons.len()).sum();
+    if polygons == 0 || polygons == boxes {
+        return None;
+    }
+    samples.iter_mut().for_each(|s| s.polygons = Vec::new());
+    Some((boxes, polygons))
 }

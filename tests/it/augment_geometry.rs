@@ -45,7 +45,7 @@ fn write_sample(path: &Path, size: (u32, u32), rects: &[(usize, [u32; 4])]) -> S
             BoxLabel { class, xywh: [(x1 + x2) / 2.0 / w, (y1 + y2) / 2.0 / h, (x2 - x1) / w, (y2 - y1) / h] }
         })
         .collect();
-    Sample { image: path.to_path_buf(), size, labels }
+    Sample { image: path.to_path_buf(), size, labels, polygons: vec![] }
 }
 
 /// Four images of different sizes and aspect ratios, one class each, objects clear of the borders.

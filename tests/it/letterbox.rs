@@ -44,7 +44,7 @@ fn boxes_land_on_the_object_and_round_trip() {
         let [x1, y1, x2, y2] = rect.map(|v| v as f32);
         let label =
             BoxLabel { class: 0, xywh: [(x1 + x2) / 2.0 / w, (y1 + y2) / 2.0 / h, (x2 - x1) / w, (y2 - y1) / h] };
-        let sample = Sample { image: path, size, labels: vec![label] };
+        let sample = Sample { image: path, size, labels: vec![label], polygons: vec![] };
         let imgsz = 128;
         let prepared = LetterboxOnly.apply(&sample, imgsz, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0)).unwrap();
         assert_eq!(prepared.image.dimensions(), (imgsz, imgsz));

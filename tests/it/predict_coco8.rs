@@ -67,8 +67,10 @@ fn val_images() -> Vec<PathBuf> {
 fn predict_finds_the_same_boxes_as_val() {
     let model = seeded_model("yolo26n", 80);
     let images = val_images();
-    let samples: Vec<Sample> =
-        images.iter().map(|p| Sample { image: p.clone(), size: probe(p).unwrap(), labels: vec![] }).collect();
+    let samples: Vec<Sample> = images
+        .iter()
+        .map(|p| Sample { image: p.clone(), size: probe(p).unwrap(), labels: vec![], polygons: vec![] })
+        .collect();
     let loader = BatchLoader::new(
         samples,
         LoaderConfig { imgsz: IMGSZ, batch: 4, workers: 2, shuffle: false, seed: 0, prefetch: 1 },

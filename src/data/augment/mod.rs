@@ -2,11 +2,12 @@
 //! mosaic of 4 (`mosaic`) -> random affine/perspective to the `imgsz` square (`degrees`, `translate`,
 //! `scale`, `shear`, `perspective`) with clipping and the box-candidate filter -> MixUp (`mixup`) ->
 //! CutMix (`cutmix`) -> HSV jitter (`hsv_h/s/v`) -> vertical and horizontal flips (`flipud`, `fliplr`).
-//! Every step moves the boxes with the pixels. Randomness comes only from the loader's per-sample rng,
+//! Every step moves the boxes (and their polygons, for polygon labels: `instances.rs`) with the pixels. Randomness comes only from the loader's per-sample rng,
 //! so a batch is the same whatever thread makes it.
 
 pub mod color;
 pub mod geometry;
+pub mod instances;
 pub mod pipeline;
 pub mod preview;
 
@@ -17,12 +18,12 @@ use image::RgbImage;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use self::geometry::{
-    box_candidate, clip_box, flip_horizontal, flip_vertical, random_matrix, warp, warp_box, AffineParams,
-};
+use self::geometry::{flip_horizontal, flip_vertical, random_matrix, warp, AffineParams};
+use self::instances::{clip_points, mosaic_labels, pixel_labels, warp_labels, Boxes};
 use super::cache::ImageStore;
 use super::letterbox::PAD_VALUE;
 use super::loader::{Prepared, SampleTransform};
+use super::polygon::Polygon;
 use super::{BoxLabel, Letterbox, Sample};
 use crate::config::Settings;
 
@@ -77,11 +78,13 @@ impl AugmentParams {
     }
 }
 
-/// An image with its boxes as (class, pixel xyxy).
+/// An image with its boxes as (class, pixel xyxy), and for polygon labels each box's polygon in pixels.
 #[derive(Debug, Clone)]
 pub struct Labeled {
     pub image: RgbImage,
-    pub boxes: Vec<(usize, [f32; 4])>,
+    pub boxes: Boxes,
+    /// Empty, or one per box.
+    pub polygons: Vec<Polygon>,
 }
 
 /// The training transform.
@@ -100,20 +103,12 @@ impl TrainTransform {
         TrainTransform { params, store: self.store.clone() }
     }
 
-    /// Sample `i`, long side resized to `imgsz`, boxes in its pixels.
+    /// Sample `i`, long side resized to `imgsz`, labels in its pixels.
     fn load(&self, samples: &[Sample], i: usize) -> Result<Labeled> {
         let image = self.store.load(i, &samples[i])?;
         let image = Arc::try_unwrap(image).unwrap_or_else(|shared| (*shared).clone());
-        let (w, h) = (image.width() as f32, image.height() as f32);
-        let boxes = samples[i]
-            .labels
-            .iter()
-            .map(|b| {
-                let [cx, cy, bw, bh] = b.xywh;
-                (b.class, [(cx - bw / 2.0) * w, (cy - bh / 2.0) * h, (cx + bw / 2.0) * w, (cy + bh / 2.0) * h])
-            })
-            .collect();
-        Ok(Labeled { image, boxes })
+        let (boxes, polygons) = pixel_labels(&samples[i], image.width(), image.height());
+        Ok(Labeled { image, boxes, polygons })
     }
 
     /// Four images around a random centre on a `2s x 2s` gray canvas (Ultralytics' layout); boxes clipped
@@ -127,7 +122,7 @@ impl TrainTransform {
             *slot = rng.gen_range(0..samples.len());
         }
         let mut canvas = RgbImage::from_pixel((2 * s) as u32, (2 * s) as u32, image::Rgb([PAD_VALUE; 3]));
-        let mut boxes = Vec::new();
+        let mut tiles = Vec::with_capacity(4);
         for (k, &i) in indexes.iter().enumerate() {
             let tile = self.load(samples, i)?;
             let (w, h) = (tile.image.width() as i64, tile.image.height() as i64);
@@ -148,16 +143,10 @@ impl TrainTransform {
             };
             let (cw, ch) = ((x2a - x1a).max(0) as usize, (y2a - y1a).max(0) as usize);
             copy_rect(&tile.image, (x1b as usize, y1b as usize), &mut canvas, (x1a as usize, y1a as usize), (cw, ch));
-            let (padw, padh) = ((x1a - x1b) as f32, (y1a - y1b) as f32);
-            let side = (2 * s) as f32;
-            for (c, b) in tile.boxes {
-                let b = clip_box([b[0] + padw, b[1] + padh, b[2] + padw, b[3] + padh], side, side);
-                if b[2] > b[0] && b[3] > b[1] {
-                    boxes.push((c, b));
-                }
-            }
+            tiles.push((tile.boxes, tile.polygons, ((x1a - x1b) as f32, (y1a - y1b) as f32)));
         }
-        Ok(Labeled { image: canvas, boxes })
+        let (boxes, polygons) = mosaic_labels(tiles, (2 * s) as f32);
+        Ok(Labeled { image: canvas, boxes, polygons })
     }
 
     /// Mosaic (with probability `mosaic`) or the single image, then the random affine to `s x s`.
@@ -187,13 +176,11 @@ impl TrainTransform {
         color::random_hsv(&mut out.image, p.hsv, rng);
         if p.flipud > 0.0 && rng.gen::<f64>() < p.flipud {
             flip_vertical(&mut out.image);
-            let h = out.image.height() as f32;
-            out.boxes.iter_mut().for_each(|(_, b)| *b = [b[0], h - b[3], b[2], h - b[1]]);
+            instances::flip_vertical(&mut out.boxes, &mut out.polygons, out.image.height() as f32);
         }
         if p.fliplr > 0.0 && rng.gen::<f64>() < p.fliplr {
             flip_horizontal(&mut out.image);
-            let w = out.image.width() as f32;
-            out.boxes.iter_mut().for_each(|(_, b)| *b = [w - b[2], b[1], w - b[0], b[3]]);
+            instances::flip_horizontal(&mut out.boxes, &mut out.polygons, out.image.width() as f32);
         }
         Ok(out)
     }
@@ -257,35 +244,25 @@ impl SampleTransform for StoreLetterbox {
     }
 }
 
-/// Warps `input` to an `s x s` canvas with a random matrix, moving, clipping and filtering its boxes.
+/// Warps `input` to an `s x s` canvas with a random matrix, moving, clipping and filtering its labels.
 pub fn random_affine(input: Labeled, p: &AffineParams, s: u32, rng: &mut ChaCha8Rng) -> Labeled {
     let (m, scale) = random_matrix(p, input.image.dimensions(), (s, s), rng);
     let image = warp(&input.image, &m, (s, s));
-    let side = s as f32;
-    let scale = scale as f32;
-    let boxes = input
-        .boxes
-        .into_iter()
-        .filter_map(|(c, b)| {
-            let after = clip_box(warp_box(&m, b), side, side);
-            let before = b.map(|v| v * scale);
-            box_candidate(before, after, 2.0, 100.0, 0.1).then_some((c, after))
-        })
-        .collect();
-    Labeled { image, boxes }
+    let (boxes, polygons) = warp_labels(input.boxes, input.polygons, &m, scale, s);
+    Labeled { image, boxes, polygons }
 }
 
-/// MixUp: `out = r * out + (1 - r) * other`, boxes of both kept.
+/// MixUp: `out = r * out + (1 - r) * other`, labels of both kept.
 pub fn mixup(out: &mut Labeled, other: Labeled, r: f32) {
     for (a, &b) in out.image.iter_mut().zip(other.image.iter()) {
         *a = (*a as f32 * r + b as f32 * (1.0 - r)) as u8;
     }
     out.boxes.extend(other.boxes);
+    out.polygons.extend(other.polygons);
 }
 
 /// CutMix as Ultralytics does it: among 3 random rectangles, pick one that touches none of `out`'s
-/// boxes, paste `other`'s pixels there, and add `other`'s boxes that are at least 10% inside it,
-/// clipped to it. Nothing happens when no rectangle is free or none of `other`'s boxes qualifies.
+/// boxes and [`paste`] `other` there. Nothing happens when no rectangle is free.
 pub fn cutmix(out: &mut Labeled, other: &Labeled, rng: &mut ChaCha8Rng) {
     let (w, h) = (out.image.width() as i64, out.image.height() as i64);
     let areas: Vec<[f32; 4]> = (0..3)
@@ -308,11 +285,18 @@ pub fn cutmix(out: &mut Labeled, other: &Labeled, rng: &mut ChaCha8Rng) {
         return;
     }
     let area = *free[rng.gen_range(0..free.len())];
-    let pasted: Vec<(usize, [f32; 4])> = other
-        .boxes
+    paste(out, other, area);
+}
+
+/// CutMix's paste into the xyxy `area`: `other`'s pixels there, and its boxes that are at least 10% inside it
+/// (1% when `out` has polygons), clipped to it. Nothing happens when none qualifies.
+pub fn paste(out: &mut Labeled, other: &Labeled, area: [f32; 4]) {
+    let threshold = if out.polygons.is_empty() { 0.1 } else { 0.01 };
+    let chosen: Vec<usize> = (0..other.boxes.len()).filter(|&i| ioa(&area, &other.boxes[i].1) >= threshold).collect();
+    let pasted: Vec<(usize, [f32; 4])> = chosen
         .iter()
-        .filter(|(_, b)| ioa(&area, b) >= 0.1)
-        .map(|&(c, b)| {
+        .map(|&i| other.boxes[i])
+        .map(|(c, b)| {
             (
                 c,
                 [
@@ -330,6 +314,9 @@ pub fn cutmix(out: &mut Labeled, other: &Labeled, rng: &mut ChaCha8Rng) {
     let [x1, y1, x2, y2] = area.map(|v| v as usize);
     copy_rect(&other.image, (x1, y1), &mut out.image, (x1, y1), (x2 - x1, y2 - y1));
     out.boxes.extend(pasted);
+    if !other.polygons.is_empty() {
+        out.polygons.extend(chosen.iter().map(|&i| clip_points(other.polygons[i].clone(), area)));
+    }
 }
 
 /// Intersection of `a` and `b` over the area of `b`.
