@@ -25,6 +25,7 @@ mod model_parity;
 mod model_weights;
 mod optimizer;
 mod pipeline_loader;
+mod polygon;
 mod postprocess_nms;
 mod predict_coco8;
 mod pt_checkpoint;

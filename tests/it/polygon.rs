@@ -3,7 +3,7 @@
 //! mosaic, CutMix's 0.01 paste threshold, and which datasets keep their polygons. Then a generated polygon
 //! dataset through the augmenting loader and a short training run.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;
