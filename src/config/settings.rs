@@ -418,6 +418,9 @@ mod tests {
         assert!(e.contains("multiple of 32"), "{e}");
         let e = format!("{:#}", Settings::resolve(&over(&[("amp", "fp8")])).unwrap_err());
         assert!(e.contains("fp8"), "{e}");
+        // Refused when settings resolve, before any dataset is read.
+        let e = format!("{:#}", Settings::resolve(&over(&[("optimizer", "Adam")])).unwrap_err());
+        assert!(e.contains("optimizer") && e.contains("'adam'") && e.contains("AdamW"), "{e}");
     }
 
     #[test]

@@ -23,6 +23,14 @@ impl Criterion {
         }
     }
 
+    /// `time=` re-estimates a run's epochs after each one; YOLO26's branch weights follow, as Ultralytics'
+    /// rewritten `args.epochs` makes them.
+    pub fn set_epochs(&mut self, epochs: usize) {
+        if let Criterion::EndToEnd(l) = self {
+            l.schedule.epochs = epochs;
+        }
+    }
+
     /// Column names of the three printed components.
     pub fn names(&self) -> [&'static str; 3] {
         match self {

@@ -151,6 +151,22 @@ impl Schedule {
     }
 }
 
+impl Schedule {
+    /// `time=H` re-estimates the run's length after every epoch; as Ultralytics 8.4.190, the lr curve and the
+    /// warmup follow the new count while the optimizer, its groups and the accumulation stay as they are.
+    pub fn set_epochs(&mut self, epochs: usize, warmup_epochs: f64) {
+        self.epochs = epochs;
+        self.warmup = warmup_iterations(warmup_epochs, epochs, self.batches_per_epoch);
+    }
+}
+
+/// The epochs a run limited to `hours` can take at its mean epoch time so far (`ceil(time / mean)`,
+/// Ultralytics' `_do_train`).
+pub fn epochs_for_time(hours: f64, elapsed_secs: f64, epochs_done: usize) -> usize {
+    let mean = elapsed_secs / epochs_done.max(1) as f64;
+    (hours * 3600.0 / mean.max(1e-9)).ceil() as usize
+}
+
 /// Ultralytics' `optimizer=auto`: AdamW with a learning rate fitted to the class count for short
 /// runs, MuSGD for long ones. Returns (kind, lr0, momentum).
 pub fn auto_optimizer(iterations: usize, nc: usize) -> (OptimizerKind, f64, f64) {
@@ -186,9 +202,8 @@ mod tests {
         assert_eq!(nominal_accumulate(8, 16), 1);
     }
 
-    #[test]
-    fn warmup_ramps_lr_momentum_and_accumulation_up_to_the_nominal() {
-        let s = Schedule {
+    fn test_schedule() -> Schedule {
+        Schedule {
             kind: OptimizerKind::Sgd,
             lr0: 0.01,
             lrf: 0.01,
@@ -203,7 +218,12 @@ mod tests {
             batches_per_epoch: 10,
             iterations: 100,
             auto: false,
-        };
+        }
+    }
+
+    #[test]
+    fn warmup_ramps_lr_momentum_and_accumulation_up_to_the_nominal() {
+        let s = test_schedule();
         assert_eq!(s.warmup, 30);
         let p0 = s.plan(0, 0);
         let bias = ParamGroup::Bias as usize;
@@ -214,6 +234,20 @@ mod tests {
         assert!((0..=40).all(|ni| s.plan(ni, ni / 10).accumulate <= 4), "never past the nominal");
         assert_eq!(p.groups[ParamGroup::Weight as usize].weight_decay, 0.0005);
         assert_eq!(p.groups[ParamGroup::Norm as usize].weight_decay, 0.0);
+    }
+
+    #[test]
+    fn time_limit_re_estimates_epochs_and_warmup() {
+        // 3 epochs done in 90 s of a 0.1 h (360 s) budget: 30 s each, so 12 epochs in all.
+        assert_eq!(epochs_for_time(0.1, 90.0, 3), 12);
+        assert_eq!(epochs_for_time(0.1, 91.0, 3), 12); // ceil(11.87)
+        assert_eq!(epochs_for_time(0.1, 400.0, 1), 1);
+        let mut s = test_schedule();
+        s.set_epochs(2, 3.0);
+        // Warmup never covers the last epoch: min(3, 2 - 1) epochs of batches.
+        assert_eq!((s.epochs, s.warmup), (2, s.batches_per_epoch));
+        let (lr_then, lr_now) = (test_schedule().plan(50, 5).groups[1].lr, s.plan(50, 5).groups[1].lr);
+        assert!(lr_now < lr_then, "a shorter run decays faster: {lr_now} vs {lr_then}");
     }
 
     #[test]

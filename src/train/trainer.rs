@@ -19,7 +19,7 @@ use super::multi_scale;
 use super::optimizer::DetectorOptimizer;
 use super::precision::{amp_self_check, to_compute};
 use super::results::{EpochRow, ResultsCsv};
-use super::schedule::{results_lr_columns, Schedule};
+use super::schedule::{epochs_for_time, results_lr_columns, Schedule};
 use super::step::optimizer_step;
 use crate::config::{AmpMode, OptimizerKind, Settings};
 use crate::data::augment::pipeline::{epoch_report, maybe_save_batch, TrainPipeline};
@@ -117,18 +117,31 @@ enum Next {
 
 /// Trains on `device` with autodiff backend `AB`.
 pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Result<TrainOutcome> {
-    let (run, mut progress, mut model) = setup::<AB>(inputs, device)?;
+    let (mut run, mut progress, mut model) = setup::<AB>(inputs, device)?;
     let mut epoch = run.start_epoch;
     while epoch < run.epochs {
         let losses;
         (model, losses) = train_epoch(&run, &mut progress, model, epoch, device)?;
         match end_epoch(&run, &mut progress, &mut model, epoch, losses)? {
+            Next::Epoch if replan_for_time(&mut run, epoch) => break,
             Next::Epoch => epoch += 1,
             Next::Repeat => {}
             Next::Stop => break,
         }
     }
     finish(run, progress)
+}
+
+/// `time=H`: after each epoch the run's length is re-estimated from its mean epoch time, and the lr curve,
+/// warmup and YOLO26's branch weights follow (Ultralytics 8.4.190 `_do_train`). Returns whether to stop
+/// (the epoch just finished is at or past the new count).
+fn replan_for_time(run: &mut Run, epoch: usize) -> bool {
+    let Some(hours) = run.s.time else { return false };
+    let epochs = epochs_for_time(hours, run.started.elapsed().as_secs_f64(), epoch + 1 - run.start_epoch);
+    run.epochs = epochs;
+    run.schedule.set_epochs(epochs, run.s.warmup_epochs);
+    run.criterion.set_epochs(epochs);
+    epoch >= epochs
 }
 
 /// Builds the model (weights, freezing), the criterion, the schedule and optimizer, restores a resumed
@@ -193,7 +206,10 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
     std::fs::write(run_dir.join("args.yaml"), s.to_yaml())
         .with_context(|| format!("cannot write {}", run_dir.join("args.yaml").display()))?;
     println!("Logging results to {}", run_dir.display());
-    println!("Starting training for {epochs} epochs...");
+    match s.time {
+        Some(hours) => println!("Starting training for {hours} hours..."),
+        None => println!("Starting training for {epochs} epochs..."),
+    }
 
     let progress = Progress {
         optimizer,
@@ -317,6 +333,9 @@ fn train_epoch<AB: AutodiffBackend>(
                 }
             }
             p.last_opt_step = ni as i64;
+            if out_of_time(run) {
+                break; // as Ultralytics: a time limit stops training after the step that reaches it
+            }
             [report.read_along[0], report.read_along[1], report.read_along[2]]
         } else {
             loss.components()
@@ -357,8 +376,8 @@ fn end_epoch<AB: AutodiffBackend>(
     losses: EpochLosses,
 ) -> Result<Next> {
     let s = &run.s;
-    let out_of_time = s.time.is_some_and(|h| run.started.elapsed().as_secs_f64() > h * 3600.0);
-    let final_epoch = epoch + 1 == run.epochs || out_of_time;
+    let out_of_time = out_of_time(run);
+    let final_epoch = epoch + 1 >= run.epochs || out_of_time;
     let outcome = if s.val || final_epoch { Some(validate_epoch(run, p, epoch)?) } else { None };
     let (metrics_row, val_loss, fitness) = match &outcome {
         Some(o) => {
@@ -415,6 +434,11 @@ fn end_epoch<AB: AutodiffBackend>(
         return Ok(Next::Stop);
     }
     Ok(Next::Epoch)
+}
+
+/// Whether a `time=` limit is reached.
+fn out_of_time(run: &Run) -> bool {
+    run.s.time.is_some_and(|h| run.started.elapsed().as_secs_f64() > h * 3600.0)
 }
 
 /// Validates the EMA weights, with the validation losses.

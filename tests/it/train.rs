@@ -364,3 +364,20 @@ fn multi_scale_training_runs_and_repeats() {
     let worst = a.iter().zip(&b).fold(0f64, |m, (x, y)| m.max((x - y).abs() / y.abs()));
     assert!(worst < 1e-3, "same seed, losses differ by {worst:e}: {a:?} vs {b:?}");
 }
+
+#[test]
+fn a_time_limit_re_estimates_the_epochs_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = shapes(&dir.path().join("data"), 8, 4);
+    let mut pairs = recipe(&yaml, &dir.path().join("runs"), "timed", 1000);
+    pairs.push(("time", "0.004".into())); // 14.4 s: several one-batch epochs, far fewer than 1000
+    pairs.push(("val", "false".into()));
+    let outcome = ember::commands::train::run(&settings(&pairs), false).unwrap();
+    let done = outcome.epochs_completed;
+    assert!((2..1000).contains(&done), "{done} epochs completed");
+    let meta = ember::runs::read_meta(&outcome.last).unwrap().unwrap();
+    // The checkpoint records the re-estimated length, as Ultralytics rewrites `args.epochs`.
+    assert!(meta.epochs < 1000 && meta.epochs + 2 >= done, "re-estimated {} epochs, {done} done", meta.epochs);
+    let csv = std::fs::read_to_string(outcome.run_dir.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), done + 1);
+}
