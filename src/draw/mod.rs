@@ -7,7 +7,7 @@ use image::{Rgb, RgbImage};
 
 use crate::postprocess::Detection;
 
-static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-Latin1.ttf");
+pub(crate) static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-Latin1.ttf");
 
 /// Ultralytics' 20-colour palette, by class id modulo 20.
 const PALETTE: [u32; 20] = [

@@ -70,21 +70,24 @@ impl ResultsCsv {
     }
 }
 
-/// Draws `results.png` from `results.csv`: losses, precision, recall and mAP per epoch, as Ultralytics lays
-/// them out (train losses, P, R on top; val losses, mAP50, mAP50-95 below).
+/// Draws `results.png` from `results.csv` as Ultralytics' `plot_results` does: one panel per loss and metric
+/// column, the first half of the losses and of the metrics on top (train losses, P, R), the rest below (val
+/// losses, mAP50, mAP50-95). Empty or unparsable cells are NaN, which break the lines.
 pub fn plot_results(csv: &Path, png: &Path) -> Result<()> {
     let text = std::fs::read_to_string(csv).with_context(|| format!("cannot read {}", csv.display()))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').map(str::trim).collect();
     let rows: Vec<Vec<f64>> =
         lines.map(|l| l.split(',').map(|v| v.trim().parse().unwrap_or(f64::NAN)).collect()).collect();
     let column = |i: usize| rows.iter().map(|r| r.get(i).copied().unwrap_or(f64::NAN)).collect::<Vec<f64>>();
+    // ember's `loss_scale` holds the AMP scale, not a loss.
+    let losses: Vec<usize> =
+        (0..header.len()).filter(|&i| header[i].contains("loss") && header[i] != "loss_scale").collect();
+    let metrics: Vec<usize> =
+        (0..header.len()).filter(|&i| !header[i].contains("loss") && header[i].contains("metric")).collect();
+    let (l, m) = (losses.len() / 2, metrics.len().div_ceil(2));
+    let order = [&losses[..l], &metrics[..m], &losses[l..], &metrics[m..]].concat();
     let epochs = column(0);
-    let order = [2, 3, 4, 5, 6, 9, 10, 11, 7, 8];
-    let panels: Vec<_> = order
-        .iter()
-        .filter(|&&i| i < header.len())
-        .map(|&i| (header[i].to_uppercase(), epochs.clone(), column(i)))
-        .collect();
-    crate::metrics::plots::plot_panels(&panels, 5, png)
+    let panels: Vec<_> = order.iter().map(|&i| (header[i].to_string(), epochs.clone(), column(i))).collect();
+    crate::metrics::plots::plot_panels(&panels, png)
 }
