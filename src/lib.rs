@@ -15,12 +15,12 @@ pub mod data;
 // Building blocks, then detectors built from model YAMLs (weights, summaries).
 pub mod nn;
 pub mod model;
-// Decoding and NMS, then the loss (assigner, criterion) and metrics (matching, AP).
+// Decoding and NMS; drawing detections (and the embedded font, which plots share); the loss (assigner,
+// criterion); metrics (matching, AP, plots).
 pub mod postprocess;
+pub mod draw;
 pub mod loss;
 pub mod metrics;
-// Drawing detections on images.
-pub mod draw;
 // Validation of a model on a split.
 pub mod validate;
 // Run folders and checkpoints, shared by training and the commands that read its results.

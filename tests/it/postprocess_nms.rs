@@ -163,8 +163,9 @@ fn end2end_topk_then_conf() {
 }
 
 #[test]
-fn realistic_val_load_is_fast() {
-    // 8400 anchors x 80 classes at conf 0.001 with multi-label: up to max_nms = 30000 candidates enter NMS
+fn realistic_val_load_keeps_at_most_300_in_order() {
+    // 8400 anchors x 80 classes at conf 0.001 with multi-label: up to max_nms = 30000 candidates enter NMS.
+    // Its speed is a benchmark matter (BENCHMARKS.md), not asserted here.
     let (nc, anchors) = (80usize, 8400usize);
     let mut state = 0x9E3779B97F4A7C15u64;
     let mut rnd = || {
@@ -184,12 +185,7 @@ fn realistic_val_load_is_fast() {
             preds[(4 + c) * anchors + a] = u * u * u * u * 0.05;
         }
     }
-    let t = std::time::Instant::now();
     let d = non_max_suppression(&preds, nc, anchors, BoxFormat::Xywh, &NmsOptions::val()).unwrap();
-    let dt = t.elapsed();
     assert!(!d.is_empty() && d.len() <= 300);
     assert!(d.windows(2).all(|w| w[0].score >= w[1].score));
-    let limit = if cfg!(debug_assertions) { 30.0 } else { 2.0 };
-    assert!(dt.as_secs_f64() < limit, "NMS took {dt:?}");
-    eprintln!("NMS on 8400x80 (multi-label, conf 0.001): {dt:?}, {} kept", d.len());
 }
