@@ -112,6 +112,8 @@ pub fn validate<B: Backend>(
             let slice = &values[i * per_image..(i + 1) * per_image];
             let dets = select_detections(slice, nc, anchors, format, &select)?;
             // Scored in input (canvas) pixels, as Ultralytics' validator does; reported in original pixels.
+            // Corners first, then scaled (`xywh2xyxy(bbox) * imgsz`), the validator's order; the loss scales
+            // first (loss/targets.rs), as Ultralytics' loss does, and the two round differently in f32.
             let side = [batch.shape[3] as f32, batch.shape[2] as f32];
             let (gt_boxes, gt_classes): (Vec<[f32; 4]>, Vec<usize>) = batch.labels[i]
                 .iter()

@@ -103,6 +103,8 @@ impl TargetBatch {
             for (j, (&c, bx)) in im.classes.iter().zip(&im.boxes).enumerate() {
                 let r = i * m + j;
                 classes[r] = c;
+                // Scaled, then corners: Ultralytics' `v8DetectionLoss.preprocess` order (validate.rs keeps the
+                // validator's other order; the two differ in the last bits).
                 boxes_xyxy[r] = xywh_to_xyxy([bx[0] * w, bx[1] * h, bx[2] * w, bx[3] * h]);
                 mask[r] = true;
             }

@@ -11,7 +11,7 @@ use ember::config::{Overrides, Settings};
 use ember::data::batch_tensor;
 use ember::data::scan::scan_split;
 use ember::data::synthetic::{generate, SyntheticConfig};
-use ember::data::{Batch, BatchLoader, LoaderConfig, Split};
+use ember::data::{BatchLoader, LoaderConfig, Split};
 use ember::loss::criterion::{targets_of, Criterion};
 use ember::model::Yolo;
 
@@ -23,22 +23,13 @@ fn an_injected_inf_gradient_changes_nothing_but_the_scale() {
     common::overflow::overflow_changes_nothing_but_the_scale::<CpuAutodiff>(&Default::default(), overflowing, None);
 }
 
-fn real_batch(imgsz: u32, n: usize) -> Batch {
-    let root = common::shared_datasets().join("coco8/images/train");
-    let samples = scan_split(&[root], 80, Split::Train).unwrap().samples;
-    let loader =
-        BatchLoader::new(samples, LoaderConfig { imgsz, batch: n, workers: 2, shuffle: false, seed: 0, prefetch: 1 })
-            .unwrap();
-    loader.epoch(0).next().unwrap()
-}
-
 #[test]
 fn fp16_forward_of_yolo26n_is_close_to_fp32() {
     let device = Default::default();
     <CpuAutodiff as burn::tensor::backend::Backend>::seed(&device, 0);
     // A few train-mode passes give BatchNorm realistic statistics, then evaluate.
     let model = Yolo::<CpuAutodiff>::new("yolo26n", 80, &device).unwrap();
-    let batch = real_batch(160, 4);
+    let batch = common::coco8_batch(160, 4);
     for _ in 0..3 {
         let _ = model.forward(batch_tensor::<CpuAutodiff>(&batch, &device));
     }
@@ -246,7 +237,7 @@ fn a_short_fp16_run_stays_finite_and_tracks_fp32() {
 fn under_amp_every_convolution_computes_in_fp16_and_gradients_reach_fp32_masters() {
     let device = Default::default();
     let model = Yolo::<CpuAutodiff>::new("yolo26n", 80, &device).unwrap();
-    let batch = real_batch(96, 2);
+    let batch = common::coco8_batch(96, 2);
     let x = batch_tensor::<CpuAutodiff>(&batch, &device).cast(FloatDType::F16);
     let (out, seen) = ember::nn::conv::probe::conv_dtypes(|| model.forward(x));
     assert!(seen.len() > 80, "only {} convolutions seen", seen.len());

@@ -7,58 +7,18 @@ use crate::common;
 
 use std::path::PathBuf;
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use ember::backend::Cpu;
 use ember::data::image_io::decode_rgb;
 use ember::data::Letterbox;
 use ember::export::proto::ModelProto;
 use ember::export::{self, export_onnx, OnnxOptions};
-use ember::model::weights::named_tensors;
 use ember::model::{BoxFormat, StateDict, Yolo};
 use ember::postprocess::{end2end_postprocess, End2EndOptions};
 use prost::Message;
 use tract_onnx::prelude::*;
 
 const IMGSZ: usize = 160;
-
-/// A fixed-seed model whose BatchNorm layers have non-trivial scale, shift, mean and variance.
-fn seeded_model(name: &str, nc: usize) -> Yolo<Cpu> {
-    let device = Default::default();
-    Cpu::seed(&device, 7);
-    let mut model = Yolo::<Cpu>::new(name, nc, &device).unwrap();
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((state >> 33) as f64 / (1u64 << 31) as f64) as f32
-    };
-    let mut tensors = std::collections::HashMap::new();
-    for t in named_tensors::<Cpu, _>(&model, true) {
-        let mut v = t.data.unwrap().to_vec::<f32>().unwrap();
-        // Class-output biases spread around 0, so scores are not all near Ultralytics' tiny prior
-        // (as in a trained model; a relative comparison of 1e-4-sized scores would measure sigmoid tails).
-        let class_bias = t.key.contains("cv3.") && t.key.ends_with(".2.bias");
-        let (lo, hi) = if class_bias {
-            (-2.0, 1.0)
-        } else if t.key.ends_with("bn.weight") {
-            (0.5, 1.5)
-        } else if t.key.ends_with("bn.bias") {
-            (-0.2, 0.2)
-        } else if t.key.ends_with("running_mean") {
-            (-0.3, 0.3)
-        } else if t.key.ends_with("running_var") {
-            (0.5, 2.0)
-        } else {
-            (0.0, 0.0)
-        };
-        if hi > lo {
-            v.iter_mut().for_each(|x| *x = lo + (hi - lo) * next());
-        }
-        tensors.insert(t.key, (t.shape, v));
-    }
-    model.load_state_dict(&StateDict { tensors, int_keys: vec![] }).unwrap();
-    model
-}
 
 /// The first coco8 val photo, letterboxed to `IMGSZ`, as `[1, 3, IMGSZ, IMGSZ]` values in 0..1.
 fn photo() -> (PathBuf, Vec<f32>) {
@@ -137,7 +97,7 @@ fn names(nc: usize) -> Vec<String> {
 
 /// Default head: `[1, 4 + nc, anchors]` must match ember's decoded one-to-many output.
 fn check_default_head(model_name: &str, nc: usize) {
-    let model = seeded_model(model_name, nc);
+    let model = common::seeded_model(model_name, nc, 7, (-2.0, 1.0));
     let (_, x) = photo();
     let reference = model.forward(ember_input(&x)).decode_one2many();
     let [_, channels, anchors] = reference.dims();
@@ -170,7 +130,7 @@ fn yolov8n_matches_tract() {
 #[test]
 fn yolo26n_end2end_head_matches_tract() {
     let nc = 80;
-    let model = seeded_model("yolo26n", nc);
+    let model = common::seeded_model("yolo26n", nc, 7, (-2.0, 1.0));
     let (_, x) = photo();
     let preds = model.forward(ember_input(&x)).decode_one2one(BoxFormat::Xyxy).unwrap();
     let [_, _, anchors] = preds.dims();
@@ -220,7 +180,7 @@ fn yolo26n_end2end_head_matches_tract() {
 
 #[test]
 fn onnx_contract_metadata_and_names() {
-    let model = seeded_model("yolo26n", 3);
+    let model = common::seeded_model("yolo26n", 3, 7, (-2.0, 1.0));
     let onnx =
         export_onnx(&model, &OnnxOptions::new(IMGSZ, vec!["person".into(), "it's".into(), "dog".into()])).unwrap();
     let proto = ModelProto::decode(&onnx.bytes[..]).unwrap();
@@ -242,7 +202,10 @@ fn onnx_contract_metadata_and_names() {
     // Bad requests are errors, not panics.
     let mut o = OnnxOptions::new(IMGSZ, names(3));
     o.end2end = true;
-    assert!(export_onnx(&seeded_model("yolov8n", 3), &o).is_err(), "yolov8n has no one-to-one head");
+    assert!(
+        export_onnx(&common::seeded_model("yolov8n", 3, 7, (-2.0, 1.0)), &o).is_err(),
+        "yolov8n has no one-to-one head"
+    );
     assert!(export_onnx(&model, &OnnxOptions::new(100, names(3))).is_err(), "imgsz not a multiple of 32");
     let mut o = OnnxOptions::new(IMGSZ, names(3));
     o.opset = 9;
@@ -252,7 +215,7 @@ fn onnx_contract_metadata_and_names() {
 #[test]
 fn dynamic_and_half_graphs_run_in_tract() {
     let nc = 80;
-    let model = seeded_model("yolo26n", nc);
+    let model = common::seeded_model("yolo26n", nc, 7, (-2.0, 1.0));
     let (_, x) = photo();
     let reference = model.forward(ember_input(&x)).decode_one2many();
     let [_, channels, anchors] = reference.dims();
@@ -282,7 +245,7 @@ fn dynamic_and_half_graphs_run_in_tract() {
 #[test]
 fn safetensors_and_burnpack_round_trip() {
     let nc = 3;
-    let model = seeded_model("yolov8n", nc);
+    let model = common::seeded_model("yolov8n", nc, 7, (-2.0, 1.0));
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("w.safetensors");
     model.save_safetensors(&weights).unwrap();
@@ -336,7 +299,7 @@ fn safetensors_and_burnpack_round_trip() {
 fn export_command_writes_each_format() {
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("seeded.safetensors");
-    seeded_model("yolo26n", 80).save_safetensors(&weights).unwrap();
+    common::seeded_model("yolo26n", 80, 7, (-2.0, 1.0)).save_safetensors(&weights).unwrap();
     let coco8 = common::shared_datasets().join("coco8.yaml");
     let run = |extra: &[&str]| {
         let mut args =

@@ -1,15 +1,13 @@
 //! Block-level behaviour: BatchNorm statistics, gradient routing of the end-to-end head, decoding,
 //! upsampling, and the f16 path through the single convolution.
 
+use crate::common;
+
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::{backend::Backend, DType, Distribution, Tensor, TensorData};
+use burn::tensor::{DType, Distribution, Tensor, TensorData};
 use ember::backend::{Cpu, CpuAutodiff};
 use ember::model::{make_anchors, BoxFormat, HeadOutput, Yolo};
 use ember::nn::{upsample_nearest, BatchNorm2dConfig};
-
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
-}
 
 #[test]
 fn batchnorm_updates_running_stats_like_pytorch() {
@@ -17,19 +15,19 @@ fn batchnorm_updates_running_stats_like_pytorch() {
     let bn = BatchNorm2dConfig::new(1).init::<CpuAutodiff>(&device);
     // One channel, values 1..=4: mean 2.5, biased var 1.25, unbiased var 5/3.
     let x = Tensor::<CpuAutodiff, 4>::from_data(TensorData::new(vec![1f32, 2., 3., 4.], [1, 1, 2, 2]), &device);
-    let y = values(bn.forward(x));
+    let y = common::values(bn.forward(x));
     let expected: Vec<f32> = [1f32, 2., 3., 4.].iter().map(|v| (v - 2.5) / (1.25f32 + 1e-3).sqrt()).collect();
     for (a, b) in y.iter().zip(&expected) {
         assert!((a - b).abs() < 1e-5, "{y:?} vs {expected:?}");
     }
-    let mean = values(bn.running_mean.value())[0];
-    let var = values(bn.running_var.value())[0];
+    let mean = common::values(bn.running_mean.value())[0];
+    let var = common::values(bn.running_var.value())[0];
     assert!((mean - 0.03 * 2.5).abs() < 1e-6, "running mean {mean}");
     assert!((var - (0.97 + 0.03 * 5.0 / 3.0)).abs() < 1e-6, "running var {var}");
     // Inference (no autodiff) uses the running statistics.
     let bn = bn.valid();
     let x = Tensor::<Cpu, 4>::from_data(TensorData::new(vec![1f32], [1, 1, 1, 1]), &device);
-    let y = values(bn.forward(x))[0];
+    let y = common::values(bn.forward(x))[0];
     assert!((y - (1.0 - mean) / (var + 1e-3).sqrt()).abs() < 1e-5);
 }
 
@@ -78,15 +76,15 @@ fn decode_matches_hand_computation() {
     let boxes = Tensor::<Cpu, 1>::from_floats([1.0, 0.0, 0.5, 0.5, 2.0, 1.0, 0.5, 0.5], &device).reshape([1, 4, 2]);
     let scores = Tensor::<Cpu, 1>::from_floats([0.0, 100.0], &device).reshape([1, 1, 2]);
     let head = HeadOutput { boxes, scores };
-    let xyxy = values(head.decode(&[[1, 2]], &[8.0], 1, BoxFormat::Xyxy));
+    let xyxy = common::values(head.decode(&[[1, 2]], &[8.0], 1, BoxFormat::Xyxy));
     // anchor 0: x1 = 0.5-1, y1 = 0.5-0.5, x2 = 0.5+2, y2 = 0.5+0.5, times 8.
     assert_eq!(xyxy, vec![-4.0, 12.0, 0.0, 0.0, 20.0, 20.0, 8.0, 8.0, 0.5, 1.0]);
-    let xywh = values(head.decode(&[[1, 2]], &[8.0], 1, BoxFormat::Xywh));
+    let xywh = common::values(head.decode(&[[1, 2]], &[8.0], 1, BoxFormat::Xywh));
     assert_eq!(&xywh[..8], &[8.0, 16.0, 4.0, 4.0, 24.0, 8.0, 8.0, 8.0]);
 
     let (points, strides) = make_anchors(&[[2, 2], [1, 1]], &[8.0, 16.0], 0.5).to_tensors::<Cpu>(&device);
-    assert_eq!(values(points), vec![0.5, 0.5, 1.5, 0.5, 0.5, 1.5, 1.5, 1.5, 0.5, 0.5]);
-    assert_eq!(values(strides), vec![8.0, 8.0, 8.0, 8.0, 16.0]);
+    assert_eq!(common::values(points), vec![0.5, 0.5, 1.5, 0.5, 0.5, 1.5, 1.5, 1.5, 0.5, 0.5]);
+    assert_eq!(common::values(strides), vec![8.0, 8.0, 8.0, 8.0, 16.0]);
 
     // DFL: a one-hot distribution at bin 3 decodes to distance 3.
     let mut raw = vec![-1e4f32; 4 * 16];
@@ -94,7 +92,7 @@ fn decode_matches_hand_computation() {
         raw[side * 16 + 3] = 0.0;
     }
     let boxes = Tensor::<Cpu, 1>::from_floats(raw.as_slice(), &device).reshape([1, 64, 1]);
-    let d = values(ember::model::box_distances(boxes, 16));
+    let d = common::values(ember::model::box_distances(boxes, 16));
     assert!(d.iter().all(|v| (v - 3.0).abs() < 1e-5), "{d:?}");
 }
 
@@ -102,7 +100,7 @@ fn decode_matches_hand_computation() {
 fn upsample_is_nearest() {
     let device = Default::default();
     let x = Tensor::<Cpu, 1>::from_floats([1.0, 2.0, 3.0, 4.0], &device).reshape([1, 1, 2, 2]);
-    let y = values(upsample_nearest(x, 2));
+    let y = common::values(upsample_nearest(x, 2));
     assert_eq!(y, vec![1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.]);
 }
 
@@ -111,10 +109,10 @@ fn f16_input_runs_through_the_model() {
     let device = Default::default();
     let model = Yolo::<Cpu>::new("yolov8n", 2, &device).unwrap();
     let x = Tensor::<Cpu, 4>::random([1, 3, 64, 64], Distribution::Uniform(0.0, 1.0), &device);
-    let full = values(model.predict(x.clone()));
+    let full = common::values(model.predict(x.clone()));
     let half = model.predict(x.cast(DType::F16));
     assert_eq!(half.dtype(), DType::F16);
-    let half = values(half);
+    let half = common::values(half);
     let max = full.iter().fold(0f32, |m, v| m.max(v.abs()));
     let diff = full.iter().zip(&half).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(diff / max < 2e-2, "f16 vs f32: {diff} of {max}");
@@ -128,7 +126,7 @@ fn deep_clone_has_its_own_running_stats() {
     let shared = model.clone();
     let own = model.deep_clone().unwrap();
     let stats = |m: &Yolo<CpuAutodiff>| match &m.model[0] {
-        ember::model::Layer::Conv(c) => values(c.bn.running_mean.value()),
+        ember::model::Layer::Conv(c) => common::values(c.bn.running_mean.value()),
         _ => unreachable!(),
     };
     let before = stats(&model);

@@ -5,51 +5,14 @@ use crate::common;
 
 use std::path::PathBuf;
 
-use ember::backend::Cpu;
 use ember::cli;
 use ember::commands::predict::{self, collect_sources, PredictOptions};
 use ember::config::Settings;
 use ember::data::image_io::probe;
 use ember::data::{BatchLoader, LoaderConfig, Sample};
-use ember::model::weights::named_tensors;
-use ember::model::{StateDict, Yolo};
 use ember::validate::{validate, ValOptions};
 
 const IMGSZ: u32 = 160;
-
-/// A fixed-seed model with non-trivial BatchNorm statistics (so its scores vary across the image).
-fn seeded_model(name: &str, nc: usize) -> Yolo<Cpu> {
-    use burn::tensor::backend::Backend;
-    let device = Default::default();
-    Cpu::seed(&device, 11);
-    let mut model = Yolo::<Cpu>::new(name, nc, &device).unwrap();
-    let mut state: u64 = 12345;
-    let mut next = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((state >> 33) as f64 / (1u64 << 31) as f64) as f32
-    };
-    let mut tensors = std::collections::HashMap::new();
-    for t in named_tensors::<Cpu, _>(&model, true) {
-        let mut v = t.data.unwrap().to_vec::<f32>().unwrap();
-        let range = if t.key.contains("cv3.") && t.key.ends_with(".2.bias") {
-            Some((-3.0, 0.0))
-        } else if t.key.ends_with("running_mean") {
-            Some((-0.3, 0.3))
-        } else if t.key.ends_with("running_var") {
-            Some((0.5, 2.0))
-        } else if t.key.ends_with("bn.weight") {
-            Some((0.5, 1.5))
-        } else {
-            None
-        };
-        if let Some((lo, hi)) = range {
-            v.iter_mut().for_each(|x| *x = lo + (hi - lo) * next());
-        }
-        tensors.insert(t.key, (t.shape, v));
-    }
-    model.load_state_dict(&StateDict { tensors, int_keys: vec![] }).unwrap();
-    model
-}
 
 fn val_images() -> Vec<PathBuf> {
     let dir = common::shared_datasets().join("coco8/images/val");
@@ -65,7 +28,7 @@ fn val_images() -> Vec<PathBuf> {
 
 #[test]
 fn predict_finds_the_same_boxes_as_val() {
-    let model = seeded_model("yolo26n", 80);
+    let model = common::seeded_model("yolo26n", 80, 11, (-3.0, 0.0));
     let images = val_images();
     let samples: Vec<Sample> = images
         .iter()
@@ -138,7 +101,7 @@ fn settings(args: &[&str]) -> Settings {
 fn predict_command_writes_annotated_images_and_labels() {
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("seeded.safetensors");
-    seeded_model("yolov8n", 80).save_safetensors(&weights).unwrap();
+    common::seeded_model("yolov8n", 80, 11, (-3.0, 0.0)).save_safetensors(&weights).unwrap();
     let images = val_images();
     // A list file: two coco8 photos (absolute) and one unreadable image (relative to the list).
     common::write(&dir.path().join("broken.jpg"), "this is not a jpeg");
@@ -248,7 +211,7 @@ fn descriptions_read_like_ultralytics() {
 #[test]
 fn half_precision_predictions_agree_with_fp32() {
     for name in ["yolo26n", "yolov8n"] {
-        let model = seeded_model(name, 80);
+        let model = common::seeded_model(name, 80, 11, (-3.0, 0.0));
         let images = &val_images()[..2];
         let opts = PredictOptions {
             imgsz: IMGSZ,

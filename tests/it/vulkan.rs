@@ -16,9 +16,8 @@ use burn::tensor::{Distribution, FloatDType, Tensor};
 use ember::backend::{Cpu, Vulkan, VulkanAutodiff};
 use ember::config::{Overrides, Settings};
 use ember::data::batch_tensor;
-use ember::data::scan::scan_split;
 use ember::data::synthetic::{generate, SyntheticConfig};
-use ember::data::{Batch, BatchLoader, LoaderConfig, Split};
+use ember::data::Batch;
 use ember::model::Yolo;
 
 type Device = burn::backend::wgpu::WgpuDevice;
@@ -43,24 +42,11 @@ fn vulkan() -> Option<(std::sync::MutexGuard<'static, ()>, Device)> {
     }
 }
 
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.cast(FloatDType::F32).into_data().convert::<f32>().to_vec().unwrap()
-}
-
 /// max |a - b| / max |b|.
 fn relative(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     let max_ref = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
     a.iter().zip(b).fold(0f32, |m, (x, y)| if x.is_finite() { m.max((x - y).abs()) } else { f32::INFINITY }) / max_ref
-}
-
-fn coco8_batch(imgsz: u32, n: usize) -> Batch {
-    let root = common::shared_datasets().join("coco8/images/train");
-    let samples = scan_split(&[root], 80, Split::Train).unwrap().samples;
-    let loader =
-        BatchLoader::new(samples, LoaderConfig { imgsz, batch: n, workers: 2, shuffle: false, seed: 0, prefetch: 1 })
-            .unwrap();
-    loader.epoch(0).next().unwrap()
 }
 
 fn fixture_model<B: Backend>(device: &B::Device) -> Yolo<B> {
@@ -73,11 +59,11 @@ fn fixture_model<B: Backend>(device: &B::Device) -> Yolo<B> {
 #[test]
 fn fp32_forward_of_yolo26n_matches_flex() {
     let Some((_turn, device)) = vulkan() else { return };
-    let batch = coco8_batch(96, 2);
+    let batch = common::coco8_batch(96, 2);
     let on_flex = fixture_model::<Cpu>(&Default::default());
     let on_vulkan = fixture_model::<Vulkan>(&device);
-    let want = values(on_flex.forward(batch_tensor::<Cpu>(&batch, &Default::default())).decode_one2many());
-    let got = values(on_vulkan.forward(batch_tensor::<Vulkan>(&batch, &device)).decode_one2many());
+    let want = common::values(on_flex.forward(batch_tensor::<Cpu>(&batch, &Default::default())).decode_one2many());
+    let got = common::values(on_vulkan.forward(batch_tensor::<Vulkan>(&batch, &device)).decode_one2many());
     let rel = relative(&got, &want);
     println!("yolo26n eval forward, Vulkan FP32 against flex FP32: max |diff| / max |flex| = {rel:.2e}");
     assert!(rel <= 1e-4, "{rel:e}");
@@ -113,7 +99,11 @@ fn fp16_convolutions_accumulate_in_fp32() {
             // A fixed, uneven upstream gradient, so the backward sums differ per element.
             let upstream = y.clone().detach().sin();
             let grads = (y.clone() * upstream).sum().backward();
-            (values(y.inner()), values(x.grad(&grads).unwrap()), values(w.grad(&grads).unwrap()))
+            (
+                common::values(y.inner()),
+                common::values(x.grad(&grads).unwrap()),
+                common::values(w.grad(&grads).unwrap()),
+            )
         };
         let (y32, dx32, dw32) = run(None);
         let (y16, dx16, dw16) = run(Some(FloatDType::F16));
@@ -137,7 +127,7 @@ fn fp16_forward_and_gradients_track_fp32() {
     type AB = VulkanAutodiff;
     AB::seed(&device, 0);
     let model = Yolo::<AB>::new("yolo26n", 80, &device).unwrap();
-    let batch = coco8_batch(96, 2);
+    let batch = common::coco8_batch(96, 2);
     let x = batch_tensor::<AB>(&batch, &device);
     // As tests/amp.rs on flex: a few train-mode passes give BatchNorm realistic statistics.
     for _ in 0..3 {
@@ -145,8 +135,8 @@ fn fp16_forward_and_gradients_track_fp32() {
     }
     let eval = model.valid();
     let x_eval = x.inner();
-    let f32_out = values(eval.forward(x_eval.clone()).decode_one2many());
-    let f16_out = values(eval.forward(x_eval.cast(FloatDType::F16)).decode_one2many());
+    let f32_out = common::values(eval.forward(x_eval.clone()).decode_one2many());
+    let f16_out = common::values(eval.forward(x_eval.cast(FloatDType::F16)).decode_one2many());
     let rel = relative(&f16_out, &f32_out);
     println!("yolo26n eval forward on Vulkan, FP16 against FP32: {rel:.2e}");
     // As on flex (tests/amp.rs): ~11 significant bits compounded over ~100 layers; box coordinates dominate.
@@ -210,7 +200,7 @@ fn model_grads<AB: AutodiffBackend>(model: &Yolo<AB>, grads: &AB::Gradients) -> 
     impl<AB: AutodiffBackend> burn::module::ModuleVisitor<AB> for Grads<'_, AB> {
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<AB, D>>) {
             if let Some(g) = p.val().grad(self.0) {
-                self.1.push(values(g));
+                self.1.push(common::values(g));
             }
         }
     }

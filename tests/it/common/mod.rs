@@ -76,3 +76,64 @@ pub fn head_output<B: burn::tensor::backend::Backend>(
         reg_max,
     }
 }
+
+/// A fixed-seed model whose BatchNorm layers have non-trivial scale, shift, mean and variance, and whose
+/// class-output biases are drawn from `class_bias` (a trained model's scores vary across the image; a fresh
+/// one's sit at Ultralytics' tiny prior, where relative comparisons would measure sigmoid tails).
+pub fn seeded_model(
+    name: &str,
+    nc: usize,
+    seed: u64,
+    class_bias: (f32, f32),
+) -> ember::model::Yolo<ember::backend::Cpu> {
+    use burn::tensor::backend::Backend;
+    use ember::backend::Cpu;
+    use ember::model::weights::named_tensors;
+    use ember::model::{StateDict, Yolo};
+    let device = Default::default();
+    Cpu::seed(&device, seed);
+    let mut model = Yolo::<Cpu>::new(name, nc, &device).unwrap();
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15 ^ seed;
+    let mut next = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 33) as f64 / (1u64 << 31) as f64) as f32
+    };
+    let mut tensors = std::collections::HashMap::new();
+    for t in named_tensors::<Cpu, _>(&model, true) {
+        let mut v = t.data.unwrap().to_vec::<f32>().unwrap();
+        let (lo, hi) = if t.key.contains("cv3.") && t.key.ends_with(".2.bias") {
+            class_bias
+        } else if t.key.ends_with("bn.weight") {
+            (0.5, 1.5)
+        } else if t.key.ends_with("bn.bias") {
+            (-0.2, 0.2)
+        } else if t.key.ends_with("running_mean") {
+            (-0.3, 0.3)
+        } else if t.key.ends_with("running_var") {
+            (0.5, 2.0)
+        } else {
+            (0.0, 0.0)
+        };
+        if hi > lo {
+            v.iter_mut().for_each(|x| *x = lo + (hi - lo) * next());
+        }
+        tensors.insert(t.key, (t.shape, v));
+    }
+    model.load_state_dict(&StateDict { tensors, int_keys: vec![] }).unwrap();
+    model
+}
+
+/// The first `n` coco8 training photos as one letterboxed loader batch at `imgsz`.
+pub fn coco8_batch(imgsz: u32, n: usize) -> ember::data::Batch {
+    use ember::data::scan::scan_split;
+    use ember::data::{BatchLoader, LoaderConfig, Split};
+    let root = shared_datasets().join("coco8/images/train");
+    let samples = scan_split(&[root], 80, Split::Train).unwrap().samples;
+    let config = LoaderConfig { imgsz, batch: n, workers: 2, shuffle: false, seed: 0, prefetch: 1 };
+    BatchLoader::new(samples, config).unwrap().epoch(0).next().unwrap()
+}
+
+/// A tensor's values as f32, whatever its float type.
+pub fn values<B: burn::tensor::backend::Backend, const D: usize>(t: burn::tensor::Tensor<B, D>) -> Vec<f32> {
+    t.cast(burn::tensor::FloatDType::F32).into_data().convert::<f32>().to_vec().unwrap()
+}
