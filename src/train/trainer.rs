@@ -58,7 +58,7 @@ pub struct TrainOutcome {
     pub batch_reads: ReadCount,
 }
 
-/// What a run fixes at setup and only reads afterwards.
+/// What a run fixes at setup and only reads afterwards (but for its length, which a `time=` limit re-plans).
 struct Run {
     s: Settings,
     names: Vec<String>,
