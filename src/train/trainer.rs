@@ -376,8 +376,8 @@ fn end_epoch<AB: AutodiffBackend>(
     losses: EpochLosses,
 ) -> Result<Next> {
     let s = &run.s;
-    let out_of_time = out_of_time(run);
-    let final_epoch = epoch + 1 >= run.epochs || out_of_time;
+    let timed_out = out_of_time(run);
+    let final_epoch = epoch + 1 >= run.epochs || timed_out;
     let outcome = if s.val || final_epoch { Some(validate_epoch(run, p, epoch)?) } else { None };
     let (metrics_row, val_loss, fitness) = match &outcome {
         Some(o) => {
@@ -429,7 +429,7 @@ fn end_epoch<AB: AutodiffBackend>(
         );
         return Ok(Next::Stop);
     }
-    if out_of_time {
+    if timed_out {
         println!("Stopping: the time limit of {} hours is reached", s.time.unwrap_or_default());
         return Ok(Next::Stop);
     }

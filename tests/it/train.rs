@@ -138,17 +138,26 @@ fn two_epochs_plus_resume_equals_three_straight() {
     }
 }
 
+/// The shared 3-epoch recipe as `ember train` arguments (`key=value` words).
+fn cli_args(yaml: &Path, runs: &Path, name: &str) -> Vec<String> {
+    recipe(yaml, runs, name, 3).into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// The undisturbed run (`runs/straight`) that an interrupted one is compared with.
+fn train_straight(yaml: &Path, runs: &Path) {
+    let straight =
+        Command::new(env!("CARGO_BIN_EXE_ember")).arg("train").args(cli_args(yaml, runs, "straight")).output().unwrap();
+    assert!(straight.status.success(), "{}", String::from_utf8_lossy(&straight.stderr));
+}
+
 #[test]
 fn sigkill_mid_epoch_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = shapes(&dir.path().join("data"), 48, 8);
     let runs = dir.path().join("runs");
-    let args = |name: &str| -> Vec<String> {
-        recipe(&yaml, &runs, name, 3).into_iter().map(|(k, v)| format!("{k}={v}")).collect()
-    };
+    let args = |name: &str| cli_args(&yaml, &runs, name);
     let exe = env!("CARGO_BIN_EXE_ember");
-    let straight = Command::new(exe).arg("train").args(args("straight")).output().unwrap();
-    assert!(straight.status.success(), "{}", String::from_utf8_lossy(&straight.stderr));
+    train_straight(&yaml, &runs);
 
     let mut child =
         Command::new(exe).arg("train").args(args("killed")).stdout(std::process::Stdio::null()).spawn().unwrap();
@@ -180,12 +189,9 @@ fn diverged_epoch_is_repeated_from_last() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = shapes(&dir.path().join("data"), 16, 8);
     let runs = dir.path().join("runs");
-    let args = |name: &str| -> Vec<String> {
-        recipe(&yaml, &runs, name, 3).into_iter().map(|(k, v)| format!("{k}={v}")).collect()
-    };
+    let args = |name: &str| cli_args(&yaml, &runs, name);
     let exe = env!("CARGO_BIN_EXE_ember");
-    let straight = Command::new(exe).arg("train").args(args("straight")).output().unwrap();
-    assert!(straight.status.success(), "{}", String::from_utf8_lossy(&straight.stderr));
+    train_straight(&yaml, &runs);
 
     let faulty =
         Command::new(exe).arg("train").args(args("faulty")).env("EMBER_FAULT", "nan-weights@2:1").output().unwrap();
