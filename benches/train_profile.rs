@@ -26,7 +26,7 @@ use ember::data::{BatchLoader, LoaderConfig, Split};
 use ember::loss::criterion::{targets_of, Criterion};
 use ember::model::graph::INPUT;
 use ember::model::{Layer, Yolo};
-use ember::train::optimizer::DetectorOptimizer;
+use ember::train::optimizer::{DetectorOptimizer, ParamGroups};
 
 fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
@@ -73,10 +73,12 @@ fn run() {
     let t_data = secs(t);
 
     let device = Default::default();
-    let mut model = Yolo::<CpuAutodiff>::new(&model_name, 80, &device).unwrap();
+    let model = Yolo::<CpuAutodiff>::new(&model_name, 80, &device).unwrap();
     let criterion = Criterion::new(80, model.reg_max(), model.end2end(), [7.5, 0.5, 1.5], 100);
     let targets = targets_of(&data.labels, [data.shape[2], data.shape[3]]);
-    let mut optimizer = DetectorOptimizer::<Cpu>::new(OptimizerKind::Sgd, 0.01, 0.937, 5e-4);
+    let groups = ParamGroups::new(&model, &model.head().class_branch_params());
+    let (mut optimizer, mut model) =
+        DetectorOptimizer::<Cpu>::new(OptimizerKind::Sgd, (0.01, 0.937, 5e-4), model, groups);
     let mut rows: Vec<[f64; 6]> = Vec::new();
     for it in 0..iters + 1 {
         let t = Instant::now();
@@ -93,7 +95,7 @@ fn run() {
         let grads = loss.total.backward();
         let t_bwd = secs(t);
         let t = Instant::now();
-        let grads = GradientsParams::from_grads(grads, &model);
+        let grads = optimizer.flatten_gradients(&model, GradientsParams::from_grads(grads, &model));
         let t_collect = secs(t);
         let t = Instant::now();
         model = optimizer.step(model, grads, 1.0);

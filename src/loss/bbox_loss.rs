@@ -1,52 +1,69 @@
-//! Box regression loss on the foreground anchors: CIoU, plus DFL (`reg_max > 1`) or an L1 loss on
-//! image-normalised `ltrb` distances (`reg_max == 1`, YOLO26).
+//! Box regression loss, dense over every anchor: CIoU, plus DFL (`reg_max > 1`) or an L1 loss on
+//! image-normalised `ltrb` distances (`reg_max == 1`, YOLO26), each weighted by the anchor's target score.
+//! Background anchors weigh 0, so the sums equal Ultralytics' over the foreground anchors, and no host read is
+//! needed to find them; their boxes are replaced by a fixed unit box first, so a degenerate prediction there
+//! can put no NaN into the sums or the gradients.
 
 use burn::tensor::{
     activation::{log_softmax, softmax},
     backend::Backend,
-    Tensor, TensorData,
+    Int, Tensor, TensorData,
 };
 
-use super::boxes::{bbox2dist_host, bbox_ciou, dist2bbox};
+use super::boxes::{ciou, Corners};
+use crate::nn::anchors::Anchors;
 
-/// Foreground anchors of one batch, host side; all vectors have one entry per foreground anchor.
-#[derive(Debug, Clone, Default)]
-pub struct FgTargets {
-    /// Anchor centre in grid units of its level.
-    pub anchors: Vec<[f32; 2]>,
-    pub strides: Vec<f32>,
-    /// Assigned box in grid units (pixel box divided by the anchor's stride).
-    pub boxes: Vec<[f32; 4]>,
-    /// Weight: the anchor's target score summed over classes.
-    pub weights: Vec<f32>,
+/// Anchor centres (grid units of their level) and strides on the device, each `[1, 1, A]`.
+#[derive(Debug, Clone)]
+pub struct AnchorGrid<B: Backend> {
+    pub x: Tensor<B, 3>,
+    pub y: Tensor<B, 3>,
+    pub stride: Tensor<B, 3>,
 }
 
-impl FgTargets {
-    pub fn len(&self) -> usize {
-        self.anchors.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.anchors.is_empty()
+impl<B: Backend> AnchorGrid<B> {
+    /// One upload of the anchors.
+    pub fn new(anchors: &Anchors, device: &B::Device) -> Self {
+        let a = anchors.len();
+        let mut v = Vec::with_capacity(3 * a);
+        v.extend(anchors.points.iter().map(|p| p[0]));
+        v.extend(anchors.points.iter().map(|p| p[1]));
+        v.extend_from_slice(&anchors.strides);
+        let t = Tensor::<B, 3>::from_data(TensorData::new(v, [1, 3, a]), device);
+        AnchorGrid { x: t.clone().narrow(1, 0, 1), y: t.clone().narrow(1, 1, 1), stride: t.narrow(1, 2, 1) }
     }
 }
 
-/// Decode raw box outputs `[N, 4 * reg_max]` to `ltrb` distances `[N, 4]` in grid units
-/// (expectation of the softmax over bins for `reg_max > 1`, the raw values for `reg_max == 1`).
-pub fn decode_distances<B: Backend>(pred_dist: Tensor<B, 2>, reg_max: usize) -> Tensor<B, 2> {
-    let [n, c] = pred_dist.dims();
+/// Decodes raw box outputs `[b, 4 * reg_max, A]` to `ltrb` distances `[b, 4, A]` in grid units: the expectation of
+/// the softmax over the bins (Ultralytics' `softmax(3).matmul(proj)`), or the raw values when `reg_max == 1`.
+pub fn decode_distances<B: Backend>(raw: Tensor<B, 3>, reg_max: usize) -> Tensor<B, 3> {
+    let [b, c, a] = raw.dims();
     assert_eq!(c, 4 * reg_max, "box channels must be 4 * reg_max");
     if reg_max == 1 {
-        return pred_dist;
+        return raw;
     }
-    let device = pred_dist.device();
-    let proj = Tensor::<B, 1>::from_data(
-        TensorData::new((0..reg_max).map(|i| i as f32).collect::<Vec<_>>(), [reg_max]),
-        &device,
-    )
-    .reshape([1, 1, reg_max]);
-    let p = softmax(pred_dist.reshape([n, 4, reg_max]), 2);
-    (p * proj).sum_dim(2).reshape([n, 4])
+    let bins: Vec<f32> = (0..reg_max).map(|i| i as f32).collect();
+    let proj = Tensor::<B, 4>::from_data(TensorData::new(bins, [1, 1, reg_max, 1]), &raw.device());
+    (softmax(raw.reshape([b, 4, reg_max, a]), 2) * proj).sum_dim(2).reshape([b, 4, a])
+}
+
+/// Boxes `x1y1x2y2` (grid units) from `ltrb` distances `[b, 4, A]` around the anchors.
+pub fn boxes_from_distances<B: Backend>(ltrb: Tensor<B, 3>, grid: &AnchorGrid<B>) -> Corners<B, 3> {
+    let side = |i| ltrb.clone().narrow(1, i, 1);
+    [grid.x.clone() - side(0), grid.y.clone() - side(1), grid.x.clone() + side(2), grid.y.clone() + side(3)]
+}
+
+/// What [`BboxLoss::forward`] compares, all dense over anchors.
+#[derive(Debug, Clone)]
+pub struct BoxTargets<B: Backend> {
+    /// Assigned boxes in grid units, each corner `[b, 1, A]`.
+    pub boxes: Corners<B, 3>,
+    /// Target score of each anchor (0 for background): the weight of its box loss, `[b, 1, A]`.
+    pub weights: Tensor<B, 3>,
+    /// 1 for foreground anchors: `[b, 1, A]`.
+    pub fg: Tensor<B, 3>,
+    /// `max(sum of target scores, 1)`: `[1]`.
+    pub target_scores_sum: Tensor<B, 1>,
 }
 
 /// CIoU + DFL/L1 box loss (Ultralytics `BboxLoss`).
@@ -61,64 +78,59 @@ impl BboxLoss {
         Self { reg_max }
     }
 
-    /// `pred_dist`: raw box outputs of the foreground anchors `[N, 4 * reg_max]` (N > 0), in the order of `fg`.
-    /// `imgsz`: network input `(h, w)`. Returns `(iou_loss, dfl_or_l1_loss)`, each `[1]`, both divided by
-    /// `target_scores_sum` and not yet multiplied by their gains.
+    /// `raw`: the head's box outputs `[b, 4 * reg_max, A]`; `ltrb` and `pred`: their decoded distances and boxes
+    /// (grid units); `imgsz`: network input `(h, w)`. Returns `(iou_loss, dfl_or_l1_loss)`, each `[1]`, divided by
+    /// the target-score sum, before their gains.
     pub fn forward<B: Backend>(
         &self,
-        pred_dist: Tensor<B, 2>,
-        fg: &FgTargets,
-        target_scores_sum: f32,
+        raw: Tensor<B, 3>,
+        ltrb: Tensor<B, 3>,
+        pred: Corners<B, 3>,
+        grid: &AnchorGrid<B>,
+        targets: &BoxTargets<B>,
         imgsz: [f32; 2],
     ) -> (Tensor<B, 1>, Tensor<B, 1>) {
-        let n = fg.len();
-        assert!(n > 0, "BboxLoss needs at least one foreground anchor");
-        assert_eq!(pred_dist.dims()[0], n);
-        let device = pred_dist.device();
+        let background = targets.fg.clone().lower_equal_elem(0.0);
+        let unit_box = |c: [Tensor<B, 3>; 4]| {
+            let [x1, y1, x2, y2] = c;
+            let bg = || background.clone();
+            [x1.mask_fill(bg(), 0.0), y1.mask_fill(bg(), 0.0), x2.mask_fill(bg(), 1.0), y2.mask_fill(bg(), 1.0)]
+        };
+        let target = unit_box(targets.boxes.clone());
+        let tss = targets.target_scores_sum.clone();
+        let weighted_sum = |per_anchor: Tensor<B, 3>| (per_anchor * targets.weights.clone()).sum().div(tss.clone());
+
+        let iou = ciou(unit_box(pred), target.clone());
+        let loss_iou = weighted_sum(iou.neg().add_scalar(1.0));
+
+        let [b, _, a] = raw.dims();
         let r = self.reg_max;
-        let t2 = |v: Vec<f32>, c: usize| Tensor::<B, 2>::from_data(TensorData::new(v, [n, c]), &device);
-        let anchors = t2(fg.anchors.iter().flatten().copied().collect(), 2);
-        let targets = t2(fg.boxes.iter().flatten().copied().collect(), 4);
-        let weights = t2(fg.weights.clone(), 1);
-
-        let ltrb = decode_distances(pred_dist.clone(), r);
-        let pred_boxes = dist2bbox(ltrb.clone(), anchors);
-        let ciou = bbox_ciou(pred_boxes, targets);
-        let loss_iou = (ciou.neg().add_scalar(1.0) * weights.clone()).sum().div_scalar(target_scores_sum);
-
+        let to_anchor = target_distances(&target, grid);
         let loss_dist = if r > 1 {
             // Distribution focal loss: cross-entropy against the two bins around the target distance.
-            let mut w = vec![0f32; n * 4 * r];
-            for i in 0..n {
-                let d = bbox2dist_host(fg.anchors[i], fg.boxes[i], Some((r - 1) as f32));
-                for (s, &t) in d.iter().enumerate() {
-                    let t = t.clamp(0.0, (r - 1) as f32 - 0.01);
-                    let tl = t as usize; // t >= 0: truncation is floor
-                    let wl = (tl + 1) as f32 - t;
-                    let wr = 1.0 - wl;
-                    w[(i * 4 + s) * r + tl] = wl;
-                    w[(i * 4 + s) * r + tl + 1] = wr;
-                }
-            }
-            let w = Tensor::<B, 3>::from_data(TensorData::new(w, [n, 4, r]), &device);
-            let logp = log_softmax(pred_dist.reshape([n, 4, r]), 2);
-            let per_side = (logp * w).sum_dim(2).reshape([n, 4]).neg();
-            (per_side.mean_dim(1) * weights).sum().div_scalar(target_scores_sum)
+            let t = to_anchor.clamp(0.0, (r - 1) as f32 - 0.01);
+            let left: Tensor<B, 3, Int> = t.clone().int();
+            let weight_left = left.clone().float().add_scalar(1.0) - t;
+            let weight_right = weight_left.clone().neg().add_scalar(1.0);
+            let logp = log_softmax(raw.reshape([b, 4, r, a]), 2);
+            let bin = |i: Tensor<B, 3, Int>| logp.clone().gather(2, i.reshape([b, 4, 1, a])).reshape([b, 4, a]);
+            let per_side = (bin(left.clone()) * weight_left + bin(left.add_scalar(1)) * weight_right).neg();
+            weighted_sum(per_side.mean_dim(1))
         } else {
             // L1 on ltrb distances scaled to pixels and normalised by the image size.
-            let (h, wd) = (imgsz[0], imgsz[1]);
-            let mut t = Vec::with_capacity(n * 4);
-            for i in 0..n {
-                let d = bbox2dist_host(fg.anchors[i], fg.boxes[i], None);
-                let s = fg.strides[i];
-                t.extend([d[0] * s / wd, d[1] * s / h, d[2] * s / wd, d[3] * s / h]);
-            }
-            let target = t2(t, 4);
-            let strides = t2(fg.strides.clone(), 1);
-            let scale = Tensor::<B, 2>::from_data(TensorData::new(vec![wd, h, wd, h], [1, 4]), &device);
-            let pred = ltrb * strides / scale;
-            ((pred - target).abs().mean_dim(1) * weights).sum().div_scalar(target_scores_sum)
+            let (h, w) = (imgsz[0], imgsz[1]);
+            let size = Tensor::<B, 3>::from_data(TensorData::new(vec![w, h, w, h], [1, 4, 1]), &raw.device());
+            let target = to_anchor * grid.stride.clone() / size.clone();
+            // One shape for all three operands: cubecl's mask_where miscomputes broadcast ones (see loss::boxes).
+            let pred = (ltrb * grid.stride.clone() / size).mask_where(background.expand(target.dims()), target.clone());
+            weighted_sum((pred - target).abs().mean_dim(1))
         };
         (loss_iou, loss_dist)
     }
+}
+
+/// Distances `[b, 4, A]` from each anchor to its target box (grid units).
+fn target_distances<B: Backend>(target: &Corners<B, 3>, grid: &AnchorGrid<B>) -> Tensor<B, 3> {
+    let [x1, y1, x2, y2] = target.clone();
+    Tensor::cat(vec![grid.x.clone() - x1, grid.y.clone() - y1, x2 - grid.x.clone(), y2 - grid.y.clone()], 1)
 }

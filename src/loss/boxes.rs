@@ -1,14 +1,20 @@
-//! Box encodings and IoU / CIoU, on tensors (differentiable) and on the host (for the assigner).
+//! Box encodings and IoU / CIoU, on tensors (differentiable) and on the host (for the host assigner).
 //!
-//! All boxes are `x1, y1, x2, y2` along the last dimension unless said otherwise.
+//! A box is `x1, y1, x2, y2`: along the last dimension of one tensor, or as [`Corners`], four tensors that
+//! broadcast together (so `[b, M, 1]` ground truth against `[b, 1, A]` predictions gives every pair, and
+//! coordinate-first `[b, 4, A]` head outputs need no transpose).
 
 use burn::tensor::{backend::Backend, Tensor};
 
 /// Epsilon of Ultralytics' `bbox_iou`.
 pub const IOU_EPS: f32 = 1e-7;
 
-fn part<B: Backend, const D: usize>(t: &Tensor<B, D>, i: usize) -> Tensor<B, D> {
-    t.clone().narrow(D - 1, i, 1)
+/// A box as its four coordinates `x1, y1, x2, y2`, one tensor each.
+pub type Corners<B, const D: usize> = [Tensor<B, D>; 4];
+
+/// The four coordinates of boxes laid out along `dim` (views, no copy).
+pub fn corners<B: Backend, const D: usize>(boxes: Tensor<B, D>, dim: usize) -> Corners<B, D> {
+    [0, 1, 2, 3].map(|i| boxes.clone().narrow(dim, i, 1))
 }
 
 /// Distances `(l, t, r, b)` from anchor points to a box `x1y1x2y2`.
@@ -45,37 +51,63 @@ pub fn bbox2dist_host(anchor: [f32; 2], bbox: [f32; 4], reg_max: Option<f32>) ->
 
 /// Plain IoU of paired boxes (shape `[.., 4]` -> `[.., 1]`), with Ultralytics' epsilons.
 pub fn bbox_iou<B: Backend, const D: usize>(box1: Tensor<B, D>, box2: Tensor<B, D>) -> Tensor<B, D> {
-    iou_parts(&box1, &box2).0
+    iou_parts(corners(box1, D - 1), corners(box2, D - 1)).iou
 }
 
-/// Four per-coordinate pieces of a box computation.
-type BoxParts<B, const D: usize> = [Tensor<B, D>; 4];
+/// IoU and the pieces CIoU reuses.
+struct IouParts<B: Backend, const D: usize> {
+    iou: Tensor<B, D>,
+    b1: Corners<B, D>,
+    b2: Corners<B, D>,
+    /// `w1, h1, w2, h2` (heights with the epsilon added).
+    sizes: [Tensor<B, D>; 4],
+}
 
-/// IoU, and the pieces CIoU reuses.
-fn iou_parts<B: Backend, const D: usize>(
-    box1: &Tensor<B, D>,
-    box2: &Tensor<B, D>,
-) -> (Tensor<B, D>, BoxParts<B, D>, BoxParts<B, D>, BoxParts<B, D>) {
-    let (b1x1, b1y1, b1x2, b1y2) = (part(box1, 0), part(box1, 1), part(box1, 2), part(box1, 3));
-    let (b2x1, b2y1, b2x2, b2y2) = (part(box2, 0), part(box2, 1), part(box2, 2), part(box2, 3));
+/// `a` and `b` as views of their common broadcast shape. cubecl 0.10's `mask_where` (and so `min_pair`,
+/// `max_pair`) computes wrong values when its operands broadcast against each other in different dimensions
+/// (`[n, M, 1]` with `[n, 1, A]`); on operands of one shape it is right.
+fn broadcast<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> (Tensor<B, D>, Tensor<B, D>) {
+    let (da, db) = (a.dims(), b.dims());
+    if da == db {
+        return (a, b);
+    }
+    let shape: [usize; D] = std::array::from_fn(|i| da[i].max(db[i]));
+    (a.expand(shape), b.expand(shape))
+}
+
+fn min_pair<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
+    let (a, b) = broadcast(a, b);
+    a.min_pair(b)
+}
+
+fn max_pair<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
+    let (a, b) = broadcast(a, b);
+    a.max_pair(b)
+}
+
+fn iou_parts<B: Backend, const D: usize>(b1: Corners<B, D>, b2: Corners<B, D>) -> IouParts<B, D> {
+    let [b1x1, b1y1, b1x2, b1y2] = b1.clone();
+    let [b2x1, b2y1, b2x2, b2y2] = b2.clone();
     let w1 = b1x2.clone() - b1x1.clone();
     let h1 = (b1y2.clone() - b1y1.clone()).add_scalar(IOU_EPS);
     let w2 = b2x2.clone() - b2x1.clone();
     let h2 = (b2y2.clone() - b2y1.clone()).add_scalar(IOU_EPS);
-    let iw = (b1x2.clone().min_pair(b2x2.clone()) - b1x1.clone().max_pair(b2x1.clone())).clamp_min(0.0);
-    let ih = (b1y2.clone().min_pair(b2y2.clone()) - b1y1.clone().max_pair(b2y1.clone())).clamp_min(0.0);
+    let iw = (min_pair(b1x2, b2x2) - max_pair(b1x1, b2x1)).clamp_min(0.0);
+    let ih = (min_pair(b1y2, b2y2) - max_pair(b1y1, b2y1)).clamp_min(0.0);
     let inter = iw * ih;
     let union = (w1.clone() * h1.clone() + w2.clone() * h2.clone() - inter.clone()).add_scalar(IOU_EPS);
-    let iou = inter / union;
-    (iou, [b1x1, b1y1, b1x2, b1y2], [b2x1, b2y1, b2x2, b2y2], [w1, h1, w2, h2])
+    IouParts { iou: inter / union, b1, b2, sizes: [w1, h1, w2, h2] }
 }
 
-/// Complete IoU of paired boxes (`[.., 4]` -> `[.., 1]`), as Ultralytics' `bbox_iou(.., CIoU=True)`:
-/// `IoU - (rho^2 / c^2 + v * alpha)` with the trade-off `alpha` computed without gradient.
-pub fn bbox_ciou<B: Backend, const D: usize>(box1: Tensor<B, D>, box2: Tensor<B, D>) -> Tensor<B, D> {
-    let (iou, [b1x1, b1y1, b1x2, b1y2], [b2x1, b2y1, b2x2, b2y2], [w1, h1, w2, h2]) = iou_parts(&box1, &box2);
-    let cw = b1x2.clone().max_pair(b2x2.clone()) - b1x1.clone().min_pair(b2x1.clone());
-    let ch = b1y2.clone().max_pair(b2y2.clone()) - b1y1.clone().min_pair(b2y1.clone());
+/// Complete IoU of boxes given by their corners, as Ultralytics' `bbox_iou(box1, box2, CIoU=True)`:
+/// `IoU - (rho^2 / c^2 + v * alpha)`, with the trade-off `alpha` computed without gradient. The corners of the
+/// two boxes broadcast against each other.
+pub fn ciou<B: Backend, const D: usize>(box1: Corners<B, D>, box2: Corners<B, D>) -> Tensor<B, D> {
+    let IouParts { iou, b1, b2, sizes: [w1, h1, w2, h2] } = iou_parts(box1, box2);
+    let [b1x1, b1y1, b1x2, b1y2] = b1;
+    let [b2x1, b2y1, b2x2, b2y2] = b2;
+    let cw = max_pair(b1x2.clone(), b2x2.clone()) - min_pair(b1x1.clone(), b2x1.clone());
+    let ch = max_pair(b1y2.clone(), b2y2.clone()) - min_pair(b1y1.clone(), b2y1.clone());
     let c2 = (cw.square() + ch.square()).add_scalar(IOU_EPS);
     let dx = b2x1 + b2x2 - b1x1 - b1x2;
     let dy = b2y1 + b2y2 - b1y1 - b1y2;
@@ -88,7 +120,12 @@ pub fn bbox_ciou<B: Backend, const D: usize>(box1: Tensor<B, D>, box2: Tensor<B,
     iou - (rho2 / c2 + v * alpha)
 }
 
-/// Host CIoU of two `x1y1x2y2` boxes, the same arithmetic as [`bbox_ciou`] in f32.
+/// Complete IoU of paired boxes (`[.., 4]` -> `[.., 1]`): [`ciou`] of their corners.
+pub fn bbox_ciou<B: Backend, const D: usize>(box1: Tensor<B, D>, box2: Tensor<B, D>) -> Tensor<B, D> {
+    ciou(corners(box1, D - 1), corners(box2, D - 1))
+}
+
+/// Host CIoU of two `x1y1x2y2` boxes, the same arithmetic as [`ciou`] in f32.
 pub fn ciou_host(b1: [f32; 4], b2: [f32; 4]) -> f32 {
     let eps = IOU_EPS;
     let w1 = b1[2] - b1[0];

@@ -2,28 +2,28 @@
 //!
 //! Inputs are one branch's raw head outputs: `boxes` `[b, 4 * reg_max, A]` and class logits `scores`
 //! `[b, nc, A]`, anchors ordered level by level, row-major. Steps:
-//! 1. decode the boxes of all anchors (detached) and run the [`TaskAlignedAssigner`] on the host;
+//! 1. decode the boxes of all anchors and assign the ground truth to them (the [`assigner`](super::assigner), on
+//!    the device or, on the CPU backend, on the host);
 //! 2. class loss: BCE with logits summed over all anchors and classes, against the soft one-hot targets,
 //!    divided by `max(sum of target scores, 1)`;
-//! 3. box loss on the foreground anchors: `(1 - CIoU)` weighted by the target score, plus DFL (`reg_max > 1`) or
-//!    the L1 loss on normalised `ltrb` (`reg_max == 1`), same normaliser;
+//! 3. box loss, dense over the anchors with background weighing 0: `(1 - CIoU)` weighted by the target score,
+//!    plus DFL (`reg_max > 1`) or the L1 loss on normalised `ltrb` (`reg_max == 1`), same normaliser;
 //! 4. gains `box`, `cls`, `dfl`; the loss to differentiate is `(box + cls + dfl) * batch_size`
 //!    (Ultralytics returns `loss * batch_size` and the trainer sums it), the printed items are the gain-scaled
 //!    components without the batch factor.
 //!
 //! The maths runs in f32 whatever the prediction dtype (inputs are cast to f32 first).
 
-use burn::tensor::{activation::log_sigmoid, backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{activation::log_sigmoid, backend::Backend, Tensor, TensorData};
 
-use rayon::prelude::*;
-
-use crate::nn::anchors::make_anchors;
+use crate::nn::anchors::{make_anchors, Anchors};
 use crate::nn::float::to_f32;
 use crate::nn::{DetectOutput, HeadOutput};
 use crate::readback::{read_f32, Purpose};
 
-use super::assigner::{AssignerConfig, Assignment, GtClassScores, TaskAlignedAssigner};
-use super::bbox_loss::{BboxLoss, FgTargets};
+use super::assigner::{assign, assign_on, AssignedTargets, AssignerConfig, Predictions, Route};
+use super::bbox_loss::{boxes_from_distances, decode_distances, AnchorGrid, BboxLoss, BoxTargets};
+use super::boxes::Corners;
 use super::softplus_sum::softplus_sum;
 use super::targets::TargetBatch;
 
@@ -103,6 +103,22 @@ pub fn class_weights_from_counts(counts: &[f32], cls_pw: f32) -> Option<Vec<f32>
     Some(w.iter().map(|&v| (v / mean) as f32).collect())
 }
 
+/// What the assigner reads: the scores and the decoded boxes in pixels, detached.
+fn predictions<B: Backend>(
+    scores: &Tensor<B, 3>,
+    pred: &Corners<B, 3>,
+    grid: &AnchorGrid<B>,
+    anchors: &Anchors,
+) -> Predictions<B> {
+    let in_pixels = |t: &Tensor<B, 3>| t.clone().detach() * grid.stride.clone();
+    Predictions {
+        scores: scores.clone().detach(),
+        boxes: [0, 1, 2, 3].map(|i| in_pixels(&pred[i])),
+        anchors: [in_pixels(&grid.x), in_pixels(&grid.y)],
+        anchor_points: anchors.points.iter().zip(&anchors.strides).map(|(p, &s)| [p[0] * s, p[1] * s]).collect(),
+    }
+}
+
 /// Names of the three loss columns as Ultralytics prints them: the third is `dfl_loss` with DFL
 /// (`reg_max > 1`) and `l1_loss` without (YOLO26).
 pub fn loss_names(reg_max: usize) -> [&'static str; 3] {
@@ -124,10 +140,10 @@ pub struct LossOutput<B: Backend> {
     pub parts: Tensor<B, 1>,
     /// Column names of the components.
     pub names: [&'static str; 3],
-    /// Number of foreground anchors (diagnostics).
-    pub num_fg: usize,
-    /// `max(sum of target scores, 1)` (diagnostics).
-    pub target_scores_sum: f32,
+    /// Number of foreground anchors `[1]`, on the device (diagnostics).
+    pub num_fg: Tensor<B, 1>,
+    /// `max(sum of target scores, 1)` `[1]`, on the device (diagnostics).
+    pub target_scores_sum: Tensor<B, 1>,
 }
 
 impl<B: Backend> LossOutput<B> {
@@ -143,9 +159,10 @@ impl<B: Backend> LossOutput<B> {
 pub struct BranchLoss<B: Backend> {
     pub parts: Tensor<B, 1>,
     pub batch_size: usize,
-    pub num_fg: usize,
-    pub target_scores_sum: f32,
-    pub assignment: Assignment,
+    /// Foreground anchors `[1]` (detached).
+    pub num_fg: Tensor<B, 1>,
+    /// `max(sum of target scores, 1)` `[1]` (detached).
+    pub target_scores_sum: Tensor<B, 1>,
 }
 
 /// The detection loss of one head branch.
@@ -175,6 +192,16 @@ impl DetectionLoss {
         }
     }
 
+    /// The assigner settings of this branch for a model with these strides.
+    pub fn assigner_config(&self, strides: &[f32]) -> AssignerConfig {
+        let cfg = &self.config;
+        AssignerConfig {
+            alpha: cfg.alpha,
+            beta: cfg.beta,
+            ..AssignerConfig::new(cfg.topk, cfg.topk2, cfg.num_classes, strides)
+        }
+    }
+
     /// The loss components of one branch as a tensor, before the batch factor. `head.boxes`:
     /// `[b, 4 * reg_max, A]`; `head.scores`: class logits `[b, nc, A]`; `feature_sizes`: `(h, w)` per level.
     pub fn branch<B: Backend>(
@@ -189,8 +216,7 @@ impl DetectionLoss {
         let scores = to_f32(head.scores);
         let [bs, c, na] = boxes.dims();
         let [bs2, nc, na2] = scores.dims();
-        let r = cfg.reg_max;
-        assert_eq!(c, 4 * r, "boxes must have 4 * reg_max channels");
+        assert_eq!(c, 4 * cfg.reg_max, "boxes must have 4 * reg_max channels");
         assert_eq!((bs, na), (bs2, na2), "boxes and scores disagree on batch or anchors");
         assert_eq!(nc, cfg.num_classes, "scores must have num_classes channels");
         assert_eq!(targets.batch_size(), bs, "targets and predictions disagree on batch size");
@@ -198,144 +224,70 @@ impl DetectionLoss {
 
         let anchors = make_anchors(feature_sizes, strides, 0.5);
         assert_eq!(anchors.len(), na, "feature sizes do not match the number of anchors");
+        let grid = AnchorGrid::new(&anchors, &device);
         // Input size as Ultralytics derives it: first level's size times its stride.
         let imgsz = [feature_sizes[0][0] as f32 * strides[0], feature_sizes[0][1] as f32 * strides[0]];
-        let gt = targets.padded(imgsz);
-        let m = gt.max_boxes;
+        let ltrb = decode_distances(boxes.clone(), cfg.reg_max);
+        let pred = boxes_from_distances(ltrb.clone(), &grid);
+        let predictions = predictions(&scores, &pred, &grid, &anchors);
+        let assigned = assign(&self.assigner_config(strides), &predictions, &targets.padded(imgsz));
+        let tss = assigned.scores.clone().sum().clamp_min(1.0);
 
-        // Assignment (no gradient).
-        let assigner = TaskAlignedAssigner::new(AssignerConfig {
-            alpha: cfg.alpha,
-            beta: cfg.beta,
-            ..AssignerConfig::new(cfg.topk, cfg.topk2, nc, strides)
-        });
-        let assignment = if m == 0 {
-            assigner.assign(&[], &vec![[0.0; 4]; bs * na], &vec![[0.0; 2]; na], &gt)
-        } else {
-            // Decoded boxes of all anchors, pixel xyxy, on the host.
-            let ltrb = decode_host(&read_f32(boxes.clone().detach(), Purpose::Assigner), bs, r, na);
-            let mut pred_px = Vec::with_capacity(bs * na);
-            for b in 0..bs {
-                let d = &ltrb[b * 4 * na..(b + 1) * 4 * na];
-                for a in 0..na {
-                    let [ax, ay] = anchors.points[a];
-                    let s = anchors.strides[a];
-                    let (l, t, rr, bb) = (d[a], d[na + a], d[2 * na + a], d[3 * na + a]);
-                    pred_px.push([(ax - l) * s, (ay - t) * s, (ax + rr) * s, (ay + bb) * s]);
-                }
-            }
-            let anchor_px: Vec<[f32; 2]> =
-                anchors.points.iter().zip(&anchors.strides).map(|(p, &s)| [p[0] * s, p[1] * s]).collect();
-            let lookup = GtClassScores::read(scores.clone(), &gt);
-            assigner.assign_with(|b, m, a| lookup.get(b, m, a), &pred_px, &anchor_px, &gt)
+        let loss_cls = self.class_loss(scores, &assigned).div(tss.clone());
+        let box_targets = BoxTargets {
+            boxes: assigned.boxes.clone().map(|c| c / grid.stride.clone()),
+            weights: assigned.scores.clone(),
+            fg: assigned.fg.clone(),
+            target_scores_sum: tss.clone(),
         };
-
-        let fg_idx = assignment.fg_indices();
-        let tss = assignment.target_scores_sum().max(1.0);
-
-        // Class loss: sum of BCE-with-logits = sum(x - log_sigmoid(x)) - sum over targets of t * x,
-        // each term times its class weight when there are class weights.
-        let weights = cfg.class_weights.as_ref();
-        let mut cls_sum = match weights {
-            Some(w) => {
-                let w = Tensor::<B, 3>::from_data(TensorData::new(w.clone(), [1, nc, 1]), &device);
-                ((scores.clone() - log_sigmoid(scores.clone())) * w).sum()
-            }
-            None => softplus_sum(scores.clone()),
-        };
-        if !fg_idx.is_empty() {
-            let pos: Vec<i64> = fg_idx
-                .iter()
-                .map(|&i| {
-                    let (b, a) = (i / na, i % na);
-                    ((b * nc + assignment.target_labels[i]) * na + a) as i64
-                })
-                .collect();
-            let t: Vec<f32> = fg_idx
-                .iter()
-                .map(|&i| {
-                    let t = assignment.target_scores[i];
-                    weights.map_or(t, |w| t * w[assignment.target_labels[i]])
-                })
-                .collect();
-            let n = pos.len();
-            let pos = Tensor::<B, 1, Int>::from_data(TensorData::new(pos, [n]), &device);
-            let t = Tensor::<B, 1>::from_data(TensorData::new(t, [n]), &device);
-            let flat_scores = scores.clone().reshape([bs * nc * na]);
-            cls_sum = cls_sum - (flat_scores.select(0, pos) * t).sum();
-        }
-        let loss_cls = cls_sum.div_scalar(tss);
-
-        // Box losses on the foreground anchors.
-        let (loss_box, loss_dfl) = if fg_idx.is_empty() {
-            (Tensor::<B, 1>::zeros([1], &device), Tensor::<B, 1>::zeros([1], &device))
-        } else {
-            let n = fg_idx.len();
-            let mut fg = FgTargets::default();
-            for &i in &fg_idx {
-                let a = i % na;
-                let s = anchors.strides[a];
-                let tb = assignment.target_boxes[i];
-                fg.anchors.push(anchors.points[a]);
-                fg.strides.push(s);
-                fg.boxes.push([tb[0] / s, tb[1] / s, tb[2] / s, tb[3] / s]);
-                fg.weights.push(assignment.target_scores[i]);
-            }
-            // Gather the foreground columns straight from the flat [b, c, A] layout (no transpose of the
-            // whole tensor): row i of `pred` holds the c channels of foreground anchor i.
-            let mut idx: Vec<i64> = Vec::with_capacity(n * c);
-            for &i in &fg_idx {
-                let (b, a) = (i / na, i % na);
-                idx.extend((0..c).map(|k| ((b * c + k) * na + a) as i64));
-            }
-            let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [n * c]), &device);
-            let pred = boxes.reshape([bs * c * na]).select(0, idx).reshape([n, c]);
-            BboxLoss::new(r).forward(pred, &fg, tss, imgsz)
-        };
-
+        let (loss_box, loss_dist) = BboxLoss::new(cfg.reg_max).forward(boxes, ltrb, pred, &grid, &box_targets, imgsz);
         let parts = Tensor::cat(
             vec![
                 loss_box.mul_scalar(cfg.box_gain),
                 loss_cls.mul_scalar(cfg.cls_gain),
-                loss_dfl.mul_scalar(cfg.dfl_gain),
+                loss_dist.mul_scalar(cfg.dfl_gain),
             ],
             0,
         );
-        BranchLoss { parts, batch_size: bs, num_fg: fg_idx.len(), target_scores_sum: tss, assignment }
+        BranchLoss { parts, batch_size: bs, num_fg: assigned.fg.sum(), target_scores_sum: tss }
     }
-}
 
-/// Decode raw box outputs `[b, 4 * reg_max, A]` (host copy) to `ltrb` distances `[b, 4, A]` in grid units:
-/// softmax over the bins then the expectation (as Ultralytics' `softmax(3).matmul(proj)`), or the raw values
-/// when `reg_max == 1`.
-pub fn decode_host(raw: &[f32], bs: usize, reg_max: usize, na: usize) -> Vec<f32> {
-    assert_eq!(raw.len(), bs * 4 * reg_max * na);
-    if reg_max == 1 {
-        return raw.to_vec();
+    /// The assignment of one branch's raw outputs on `route` (the loss takes the backend's route): what the loss
+    /// trains towards, for tests and benchmarks.
+    pub fn assignment_on<B: Backend>(
+        &self,
+        route: Route,
+        head: HeadOutput<B>,
+        feature_sizes: &[[usize; 2]],
+        strides: &[f32],
+        targets: &TargetBatch,
+    ) -> AssignedTargets<B> {
+        let boxes = to_f32(head.boxes).detach();
+        let scores = to_f32(head.scores).detach();
+        let anchors = make_anchors(feature_sizes, strides, 0.5);
+        let grid = AnchorGrid::new(&anchors, &boxes.device());
+        let imgsz = [feature_sizes[0][0] as f32 * strides[0], feature_sizes[0][1] as f32 * strides[0]];
+        let pred = boxes_from_distances(decode_distances(boxes, self.config.reg_max), &grid);
+        let predictions = predictions(&scores, &pred, &grid, &anchors);
+        assign_on(route, &self.assigner_config(strides), &predictions, &targets.padded(imgsz))
     }
-    let r = reg_max;
-    let mut out = vec![0f32; bs * 4 * na];
-    // One (image, side) group at a time, in parallel: max, exp, normalise, expectation over the bins.
-    out.par_chunks_mut(na).zip(raw.par_chunks(r * na)).for_each(|(o, group)| {
-        let mut mx = vec![f32::NEG_INFINITY; na];
-        for row in group.chunks_exact(na) {
-            for (m, &x) in mx.iter_mut().zip(row) {
-                *m = m.max(x);
+
+    /// Sum over every anchor and class of BCE-with-logits against the targets, as
+    /// `sum(x - log_sigmoid(x)) - sum over targets of t * x`: only the assigned class of a foreground anchor has a
+    /// non-zero target. Each term times its class weight when there are class weights.
+    fn class_loss<B: Backend>(&self, scores: Tensor<B, 3>, assigned: &AssignedTargets<B>) -> Tensor<B, 1> {
+        let [b, nc, a] = scores.dims();
+        let device = scores.device();
+        let at_label = scores.clone().gather(1, assigned.labels.clone());
+        let targets = assigned.scores.clone();
+        match &self.config.class_weights {
+            Some(w) => {
+                let weights = Tensor::<B, 1>::from_data(TensorData::new(w.clone(), [nc]), &device);
+                let per_label = weights.clone().select(0, assigned.labels.clone().reshape([b * a])).reshape([b, 1, a]);
+                let all = ((scores.clone() - log_sigmoid(scores)) * weights.reshape([1, nc, 1])).sum();
+                all - (at_label * targets * per_label).sum()
             }
+            None => softplus_sum(scores) - (at_label * targets).sum(),
         }
-        let mut z = vec![0f32; na];
-        let mut ex = vec![0f32; r * na];
-        for (row, e) in group.chunks_exact(na).zip(ex.chunks_exact_mut(na)) {
-            for a in 0..na {
-                e[a] = (row[a] - mx[a]).exp();
-                z[a] += e[a];
-            }
-        }
-        for (j, e) in ex.chunks_exact(na).enumerate() {
-            for a in 0..na {
-                o[a] += (e[a] / z[a]) * j as f32;
-            }
-        }
-    });
-    out
+    }
 }

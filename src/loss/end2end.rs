@@ -51,10 +51,11 @@ pub struct E2eLossOutput<B: Backend> {
     pub one2many_parts: Tensor<B, 1>,
     pub o2m: f32,
     pub o2o: f32,
-    pub num_fg_one2many: usize,
-    pub num_fg_one2one: usize,
-    /// `max(sum of target scores, 1)` of the one-to-one branch.
-    pub target_scores_sum_one2one: f32,
+    /// Foreground anchors of each branch `[1]`, on the device (diagnostics).
+    pub num_fg_one2many: Tensor<B, 1>,
+    pub num_fg_one2one: Tensor<B, 1>,
+    /// `max(sum of target scores, 1)` of the one-to-one branch `[1]`, on the device.
+    pub target_scores_sum_one2one: Tensor<B, 1>,
 }
 
 impl<B: Backend> E2eLossOutput<B> {

@@ -3,8 +3,8 @@
 //! - [`targets`]: the batch's ground truth ([`TargetBatch`]) and its padded form;
 //! - [`anchors`]: anchor points and strides;
 //! - [`boxes`]: `ltrb` <-> `xyxy`, IoU and CIoU;
-//! - [`assigner`]: the task-aligned assigner (host side, gradient-free);
-//! - [`bbox_loss`]: CIoU + DFL / L1 box loss;
+//! - [`assigner`]: the task-aligned assigner (on the device, or a host loop where that is faster; gradient-free);
+//! - [`bbox_loss`]: CIoU + DFL / L1 box loss, dense over the anchors;
 //! - [`softplus_sum`]: the class loss's BCE-with-logits sum, one fused pass each way on flex;
 //! - [`detection`]: one branch's loss ([`DetectionLoss`]);
 //! - [`end2end`]: YOLO26's one-to-many + one-to-one combination ([`E2eLoss`]);

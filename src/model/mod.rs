@@ -97,6 +97,14 @@ impl<B: Backend> Yolo<B> {
         }
     }
 
+    /// The detection head (the last layer; the builder guarantees one).
+    pub fn head(&self) -> &crate::nn::detect::Detect<B> {
+        match self.model.last() {
+            Some(Layer::Detect(d)) => d,
+            _ => unreachable!("graph::build ends every model with a Detect layer"),
+        }
+    }
+
     pub fn nc(&self) -> usize {
         self.spec.nc
     }

@@ -3,7 +3,7 @@
 //! features so its NMS-free matching loss does not shape the backbone.
 
 use burn::config::Config;
-use burn::module::{Module, Param};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::conv::{Conv, Conv2d, Conv2dConfig, ConvConfig};
@@ -158,6 +158,21 @@ fn box_forward<B: Backend>(b: &BoxBranch<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
 }
 
 impl<B: Backend> Detect<B> {
+    /// The parameters of the classification branches (`cv3`, and `one2one_cv3` when there is one), which
+    /// Ultralytics' MuSGD trains at a higher learning rate.
+    pub fn class_branch_params(&self) -> std::collections::HashSet<ParamId> {
+        struct Ids(std::collections::HashSet<ParamId>);
+        impl<B: Backend> ModuleVisitor<B> for Ids {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                self.0.insert(param.id);
+            }
+        }
+        let mut ids = Ids(Default::default());
+        self.cv3.visit(&mut ids);
+        self.one2one_cv3.visit(&mut ids);
+        ids.0
+    }
+
     pub fn end2end(&self) -> bool {
         self.one2one_cv2.is_some()
     }

@@ -1,26 +1,37 @@
 //! Exponential moving average of the weights (and BatchNorm statistics), used for validation and
 //! checkpoints. Decay ramps up as `decay * (1 - exp(-updates / tau))`, so early weights fade fast.
 //!
-//! The average must be an independent copy (`Yolo::deep_clone`: burn's `clone` shares BatchNorm
-//! statistics), so its parameter ids differ from the model's; tensors are paired by module order.
+//! The average is one flat buffer over every float tensor in module order ([`super::flat`]): an update
+//! gathers the model's tensors into a buffer (one kernel each) and blends the two buffers in three kernels.
+//! The averaged module is made on demand, its tensors views of the buffer, in an independent copy of the
+//! architecture (`Yolo::deep_clone`: burn's `clone` shares BatchNorm statistics), whose parameter ids differ
+//! from the model's; tensors are paired by module order.
 
-use std::collections::VecDeque;
-
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use super::flat::FlatLayout;
+
 #[derive(Debug, Clone)]
-pub struct ModelEma<M> {
-    pub module: M,
+pub struct ModelEma<B: Backend, M> {
+    /// The architecture the averaged module is made in.
+    template: M,
+    /// Every float tensor, in module order (ids of the template).
+    layout: FlatLayout,
+    values: Tensor<B, 1>,
     pub updates: u64,
     pub decay: f64,
     pub tau: f64,
 }
 
-impl<M> ModelEma<M> {
+impl<B: Backend, M: Module<B> + Clone> ModelEma<B, M> {
+    /// An average starting at `module`'s values; `module` must own its tensors (a deep copy).
     pub fn new(module: M) -> Self {
-        ModelEma { module, updates: 0, decay: 0.9999, tau: 2000.0 }
+        let layout = FlatLayout::all(&module);
+        let device = module.devices().into_iter().next().expect("a module with tensors");
+        let values = layout.gather_by_position(&module, &device);
+        ModelEma { template: module, layout, values, updates: 0, decay: 0.9999, tau: 2000.0 }
     }
 
     pub fn current_decay(&self) -> f64 {
@@ -28,45 +39,20 @@ impl<M> ModelEma<M> {
     }
 
     /// Moves the average towards `model` (an inference copy of the same architecture).
-    pub fn update<B: Backend>(&mut self, model: &M)
-    where
-        M: Module<B> + Clone,
-    {
+    pub fn update(&mut self, model: &M) {
         self.updates += 1;
         let d = self.current_decay();
-        let mut collect = Collect::<B> { values: VecDeque::new() };
-        model.visit(&mut collect);
-        let mut blend = Blend::<B> { values: collect.values, d };
-        self.module = self.module.clone().map(&mut blend);
-        assert!(blend.values.is_empty(), "EMA and model differ in their tensors");
+        let current = self.layout.gather_by_position(model, &self.values.device());
+        self.values = self.values.clone().mul_scalar(d) + current.mul_scalar(1.0 - d);
     }
-}
 
-struct Collect<B: Backend> {
-    values: VecDeque<Tensor<B, 1>>,
-}
-
-impl<B: Backend> ModuleVisitor<B> for Collect<B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        self.values.push_back(param.val().reshape([-1]));
+    /// The averaged module (its tensors views of the average).
+    pub fn module(&self) -> M {
+        self.layout.scatter(self.template.clone(), &self.values)
     }
-}
 
-struct Blend<B: Backend> {
-    values: VecDeque<Tensor<B, 1>>,
-    d: f64,
-}
-
-impl<B: Backend> ModuleMapper<B> for Blend<B> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let (id, tensor, mapper) = param.consume();
-        let tensor = match self.values.pop_front() {
-            Some(v) => {
-                let shape = tensor.shape();
-                tensor.mul_scalar(self.d) + v.reshape(shape).mul_scalar(1.0 - self.d)
-            }
-            None => tensor,
-        };
-        Param::from_mapped_value(id, tensor, mapper)
+    /// The average as a flat buffer over every float tensor in module order.
+    pub fn values(&self) -> &Tensor<B, 1> {
+        &self.values
     }
 }

@@ -3,6 +3,7 @@
 pub mod console;
 pub mod ema;
 pub mod fault;
+pub mod flat;
 pub mod freeze;
 pub mod loss_scale;
 pub mod multi_scale;

@@ -5,7 +5,6 @@
 //! at the same moment (the batch's loss values).
 
 use burn::module::{AutodiffModule, Module};
-use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
@@ -28,13 +27,14 @@ pub struct StepReport {
     pub read_along: Vec<f32>,
 }
 
-/// Applies `grads` (computed from a loss multiplied by the scaler's scale, if any) to `model`;
-/// `read_along` (a `[n]` f32 tensor on the same device) comes back in the report.
+/// Applies the flat gradients `grads` (in the optimizer's layout, computed from a loss multiplied by the
+/// scaler's scale, if any) to `model`; `read_along` (a `[n]` f32 tensor on the same device) comes back in the
+/// report.
 pub fn optimizer_step<AB, M>(
     model: M,
-    grads: GradientsParams,
+    grads: Tensor<AB::InnerBackend, 1>,
     optimizer: &mut DetectorOptimizer<AB::InnerBackend>,
-    ema: &mut ModelEma<M::InnerModule>,
+    ema: &mut ModelEma<AB::InnerBackend, M::InnerModule>,
     scaler: Option<&mut LossScaler>,
     read_along: Option<Tensor<AB::InnerBackend, 1>>,
 ) -> (M, StepReport)
@@ -44,12 +44,10 @@ where
     M::InnerModule: Module<AB::InnerBackend> + Clone,
 {
     let scale = scaler.as_ref().map_or(1.0, |s| s.scale);
-    let sum_sq = gradient_sum_squares(&model, &grads);
-    let values = match (sum_sq, read_along) {
-        (Some(s), Some(r)) => read_f32(Tensor::cat(vec![s, r], 0), Purpose::Other),
-        (Some(s), None) => read_f32(s, Purpose::Other),
-        (None, Some(r)) => [vec![0.0], read_f32(r, Purpose::Other)].concat(),
-        (None, None) => vec![0.0],
+    let sum_sq = gradient_sum_squares(&grads);
+    let values = match read_along {
+        Some(r) => read_f32(Tensor::cat(vec![sum_sq, r], 0), Purpose::Other),
+        None => read_f32(sum_sq, Purpose::Other),
     };
     let (sum_sq, finite) = (values[0] as f64, values[0].is_finite());
     let mut report =

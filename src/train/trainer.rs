@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::module::AutodiffModule;
-use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Tensor;
 use rand::SeedableRng;
 
 use super::console;
@@ -16,7 +17,7 @@ use super::ema::ModelEma;
 use super::fault::{poison_weights, Fault};
 use super::loss_scale::{LossScaler, ScaleEvent};
 use super::multi_scale;
-use super::optimizer::DetectorOptimizer;
+use super::optimizer::{DetectorOptimizer, ParamGroups};
 use super::precision::{amp_self_check, to_compute};
 use super::results::{EpochRow, ResultsCsv};
 use super::schedule::{epochs_for_time, results_lr_columns, Schedule};
@@ -27,7 +28,6 @@ use crate::data::{batch_tensor, BatchLoader, Sample};
 use crate::loss::criterion::{targets_of, Criterion};
 use crate::metrics::DetectionMetrics;
 use crate::model::Yolo;
-use crate::nn::device_of;
 use crate::readback::{self, ReadCount};
 use crate::runs::checkpoint::{self, CheckpointMeta, TrainState};
 use crate::validate::{validate, ValOptions, ValOutcome};
@@ -82,9 +82,10 @@ struct Run {
 /// What changes as training goes (the model itself is passed by value, as optimizer steps consume it).
 struct Progress<AB: AutodiffBackend> {
     optimizer: DetectorOptimizer<AB::InnerBackend>,
-    ema: ModelEma<Yolo<AB::InnerBackend>>,
+    ema: ModelEma<AB::InnerBackend, Yolo<AB::InnerBackend>>,
     scaler: Option<LossScaler>,
-    accumulator: GradientsAccumulator<Yolo<AB>>,
+    /// Gradients accumulated since the last optimizer step, flat in the optimizer's layout.
+    pending: Option<Tensor<AB::InnerBackend, 1>>,
     pipeline: TrainPipeline,
     train_loader: BatchLoader,
     /// Global batch index of the last optimizer step.
@@ -180,7 +181,9 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
     }
     let decayed = if kind == OptimizerKind::MuSGD { "conv and matrix weights (Muon + SGD)" } else { "conv weights" };
     println!("optimizer: {kind:?}(lr={lr0}, momentum={momentum}) with weight decay {weight_decay} on {decayed}, none on biases and norms");
-    let mut optimizer = DetectorOptimizer::<AB::InnerBackend>::new(kind, lr0, momentum, weight_decay);
+    // Parameter groups are decided once, here, from the model's structure.
+    let groups = ParamGroups::new(&model, &model.head().class_branch_params());
+    let (mut optimizer, mut model) = DetectorOptimizer::new(kind, (lr0, momentum, weight_decay), model, groups);
     let mut ema = ModelEma::new(model.valid().deep_clone()?);
     let (mut start_epoch, mut best_fitness) = (0usize, f64::NEG_INFINITY);
     if let Some((path, meta)) = &resume {
@@ -215,7 +218,7 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
         optimizer,
         ema,
         scaler,
-        accumulator: GradientsAccumulator::new(),
+        pending: None,
         pipeline,
         train_loader,
         last_opt_step: (schedule.batches_per_epoch * start_epoch) as i64 - 1,
@@ -303,12 +306,15 @@ fn train_epoch<AB: AutodiffBackend>(
         let total = if scale == 1.0 { loss.total.clone() } else { loss.total.clone().mul_scalar(scale) };
         // A non-finite loss gives non-finite gradients, which the step below skips; its values are
         // read with the gradient statistics, so a batch costs one device read besides the assigner's.
-        let grads = GradientsParams::from_grads(total.backward(), &model);
-        p.accumulator.accumulate(&model, grads);
+        let grads = p.optimizer.flatten_gradients(&model, GradientsParams::from_grads(total.backward(), &model));
+        p.pending = Some(match p.pending.take() {
+            Some(sum) => sum + grads,
+            None => grads,
+        });
         let components = if ni as i64 - p.last_opt_step >= plan.accumulate as i64 {
             let (stepped, report) = optimizer_step(
                 model,
-                p.accumulator.grads(),
+                p.pending.take().expect("accumulated above"),
                 &mut p.optimizer,
                 &mut p.ema,
                 p.scaler.as_mut(),
@@ -444,7 +450,7 @@ fn out_of_time(run: &Run) -> bool {
 /// Validates the EMA weights, with the validation losses.
 fn validate_epoch<AB: AutodiffBackend>(run: &Run, p: &Progress<AB>, epoch: usize) -> Result<ValOutcome> {
     let started = Instant::now();
-    let outcome = validate(&p.ema.module, &run.val_loader, &run.val_options, Some((&run.criterion, epoch)))?;
+    let outcome = validate(&p.ema.module(), &run.val_loader, &run.val_options, Some((&run.criterion, epoch)))?;
     if run.s.verbose {
         let (n, secs) = (run.val_loader.samples().len(), started.elapsed().as_secs_f64());
         println!("val: {n} images in {secs:.1}s ({:.2} images/s)", n as f64 / secs.max(1e-9));
@@ -492,7 +498,7 @@ fn recover<AB: AutodiffBackend>(
         restore_scale(scaler, &meta);
     }
     p.best_fitness = meta.best_fitness;
-    p.accumulator = GradientsAccumulator::new();
+    p.pending = None;
     p.last_opt_step = (run.schedule.batches_per_epoch * epoch) as i64 - 1;
     Ok(true)
 }
@@ -525,9 +531,10 @@ fn save_checkpoints<AB: AutodiffBackend>(
         settings: s.to_yaml(),
     };
     let state = TrainState { model: &model.valid(), optimizer: p.optimizer.state() };
-    checkpoint::save(&run.last, &p.ema.module, Some(state), &meta)?;
+    let averaged = p.ema.module();
+    checkpoint::save(&run.last, &averaged, Some(state), &meta)?;
     if improved {
-        checkpoint::save(&run.best, &p.ema.module, None, &meta)?;
+        checkpoint::save(&run.best, &averaged, None, &meta)?;
     }
     if s.save_period > 0 && p.epochs_completed.is_multiple_of(s.save_period as usize) {
         let copy = run.weights_dir.join(format!("epoch{}.safetensors", p.epochs_completed));
@@ -544,7 +551,7 @@ fn finish<AB: AutodiffBackend>(run: Run, p: Progress<AB>) -> Result<TrainOutcome
     let mut final_metrics = p.final_metrics;
     if run.s.save && run.best.is_file() {
         println!("\nValidating {}...", run.best.display());
-        final_metrics = Some(validate_checkpoint(&run.best, &p.ema.module, &run.val_loader, &run.val_options)?);
+        final_metrics = Some(validate_checkpoint(&run.best, &p.ema.module(), &run.val_loader, &run.val_options)?);
     }
     if let Some(m) = &final_metrics {
         println!("{}", m.format_table(&run.names));
@@ -583,11 +590,11 @@ fn restore<AB: AutodiffBackend>(
     meta: &CheckpointMeta,
     model: &mut Yolo<AB>,
     optimizer: &mut DetectorOptimizer<AB::InnerBackend>,
-    ema: &mut ModelEma<Yolo<AB::InnerBackend>>,
+    ema: &mut ModelEma<AB::InnerBackend, Yolo<AB::InnerBackend>>,
 ) -> Result<()> {
-    let inner_device = device_of(&model.valid())?;
     let moments = checkpoint::load_train_state(path, model)?;
-    optimizer.load_state(moments, &inner_device);
+    *model = optimizer.attach(model.clone());
+    optimizer.load_state(moments);
     optimizer.steps = meta.optimizer_steps;
     let mut averaged = model.valid().deep_clone()?;
     averaged.load_safetensors(path).with_context(|| format!("{}: EMA weights", path.display()))?;

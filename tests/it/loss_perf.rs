@@ -61,11 +61,11 @@ fn loss_speed_640_batch16() {
             let (total, fg) = if reg_max > 1 {
                 let loss = DetectionLoss::new(DetectionLossConfig::new(nc, reg_max));
                 let out = loss.forward(common::head_output(&inputs, &fs, &strides, reg_max), &tb);
-                (out.total, out.num_fg)
+                (out.total, out.num_fg.into_scalar())
             } else {
                 let loss = E2eLoss::new(DetectionLossConfig::new(nc, reg_max), 100);
                 let out = loss.forward(common::head_output(&inputs, &fs, &strides, reg_max), &tb, 0);
-                (out.total, out.num_fg_one2many)
+                (out.total, out.num_fg_one2many.into_scalar())
             };
             let fwd = start.elapsed();
             let _grads = total.backward();

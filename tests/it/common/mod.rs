@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod flat_step;
+pub mod loss_fixture;
 pub mod overflow;
+pub mod reference_optimizer;
 
 use std::path::{Path, PathBuf};
 

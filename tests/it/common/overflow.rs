@@ -8,7 +8,7 @@ use burn::tensor::{FloatDType, Tensor};
 use ember::config::OptimizerKind;
 use ember::train::ema::ModelEma;
 use ember::train::loss_scale::{LossScaler, ScaleEvent};
-use ember::train::optimizer::DetectorOptimizer;
+use ember::train::optimizer::{DetectorOptimizer, ParamGroups};
 use ember::train::step::{optimizer_step, StepReport};
 
 #[derive(Module, Debug)]
@@ -37,22 +37,23 @@ pub fn overflow_changes_nothing_but_the_scale<AB: AutodiffBackend>(
     overflowing: impl FnOnce(Tensor<AB, 1>, Tensor<AB, 1>) -> Tensor<AB, 1>,
     read_along: Option<Tensor<AB::InnerBackend, 1>>,
 ) -> StepReport {
-    let mut model = Tiny::<AB> {
+    let model = Tiny::<AB> {
         weight: Param::from_tensor(Tensor::from_floats([1.0, 2.0], device).require_grad()),
         bias: Param::from_tensor(Tensor::from_floats([0.5], device).require_grad()),
     };
-    let mut opt = DetectorOptimizer::<AB::InnerBackend>::new(OptimizerKind::AdamW, 0.01, 0.9, 0.01);
+    let groups = ParamGroups::new(&model, &Default::default());
+    let (mut opt, mut model) = DetectorOptimizer::new(OptimizerKind::AdamW, (0.01, 0.9, 0.01), model, groups);
     let mut ema = ModelEma::new(model.valid());
     let mut scaler = LossScaler::default();
     let loss = (model.weight.val().sum() + model.bias.val().sum()).mul_scalar(scaler.scale);
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let grads = opt.flatten_gradients(&model, GradientsParams::from_grads(loss.backward(), &model));
     let (m, report) = optimizer_step(model, grads, &mut opt, &mut ema, Some(&mut scaler), None);
     model = m;
     assert!(report.applied);
-    let (weights, state, averaged, steps) = (floats(&model), opt.state(), floats(&ema.module), opt.steps);
+    let (weights, state, averaged, steps) = (floats(&model), opt.state(), floats(&ema.module()), opt.steps);
 
     let loss = overflowing(model.weight.val(), model.bias.val());
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let grads = opt.flatten_gradients(&model, GradientsParams::from_grads(loss.backward(), &model));
     let (model, report) = optimizer_step(model, grads, &mut opt, &mut ema, Some(&mut scaler), read_along);
     assert!(!report.applied);
     assert_eq!(report.scale_event, Some(ScaleEvent::Backoff));
@@ -60,7 +61,7 @@ pub fn overflow_changes_nothing_but_the_scale<AB: AutodiffBackend>(
     assert_eq!(floats(&model), weights, "weights moved on an overflowing step");
     assert_eq!(opt.state(), state, "optimizer moments moved on an overflowing step");
     assert_eq!(opt.steps, steps);
-    assert_eq!(floats(&ema.module), averaged, "EMA moved on an overflowing step");
+    assert_eq!(floats(&ema.module()), averaged, "EMA moved on an overflowing step");
     assert_eq!(ema.updates, 1);
     report
 }

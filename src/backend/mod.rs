@@ -52,3 +52,20 @@ pub fn keep_freed_memory() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
     }
 }
+
+pub mod cubecl;
+
+/// What a device holds, as its runtime reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeviceMemory {
+    /// Bytes of live tensors.
+    pub in_use: u64,
+    /// Bytes the device's memory pool holds (PyTorch's `memory_reserved`, what Ultralytics' `GPU_mem` shows).
+    pub reserved: u64,
+}
+
+/// The device memory held by backend `B` on `device`: the cubecl runtime's own figures on CUDA and Vulkan,
+/// `None` on the CPU (whose tensors are the process's memory).
+pub fn device_memory<B: burn::tensor::backend::Backend>(device: &B::Device) -> Option<DeviceMemory> {
+    cubecl::memory::<B>(device)
+}

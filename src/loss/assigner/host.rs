@@ -1,51 +1,13 @@
-//! Task-aligned assigner (TOOD / Ultralytics `TaskAlignedAssigner`, 8.4 behaviour), run on the host.
-//!
-//! For every ground-truth box the candidates are the anchors whose centre lies strictly inside the box, after
-//! enlarging box sides shorter than `stride_val` to `stride_val` about the box centre ("STAL"; Ultralytics 8.4
-//! uses the second stride, 16). Each candidate gets the alignment metric `score^alpha * CIoU^beta` (score: the
-//! predicted probability of the box's class, CIoU clamped at 0, computed against the *original* box). The
-//! `topk` candidates by metric become positives. An anchor positive for several boxes goes to the box with the
-//! highest CIoU among all boxes it lies inside. With `topk2 != topk` (one-to-one branch) only the best `topk2`
-//! positives by metric survive per box. Target scores are one-hot class vectors scaled by
-//! `metric * max_IoU_of_box / max_metric_of_box`.
-//!
-//! The assigner is gradient-free: it reads detached predictions back to the host. Its work is sparse (per box,
-//! over the anchors inside that box), so host code is clear and cheap here.
+//! The task-aligned assigner as a host loop: per image and box, over the anchors inside that box. The
+//! predictions are read back once per branch (boxes, and the class scores of the classes present).
 
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::{AssignedTargets, AssignerConfig, Predictions};
+use crate::loss::boxes::ciou_host;
+use crate::loss::targets::PaddedTargets;
 use crate::readback::{read_f32, Purpose};
-
-use super::boxes::ciou_host;
-use super::targets::PaddedTargets;
-use crate::postprocess::{xywh_to_xyxy, xyxy_to_xywh};
-
-/// Settings of [`TaskAlignedAssigner`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct AssignerConfig {
-    /// Positives per box (10 for one-to-many, 7 for the one-to-one branch of YOLO26).
-    pub topk: usize,
-    /// Positives kept per box after conflict resolution; `None` means `topk` (no second filtering).
-    pub topk2: Option<usize>,
-    pub num_classes: usize,
-    /// Exponent of the class score in the alignment metric (Ultralytics' detection loss: 0.5).
-    pub alpha: f32,
-    /// Exponent of the CIoU in the alignment metric (6.0).
-    pub beta: f32,
-    /// Boxes with a side shorter than this (pixels) are enlarged to it for candidate selection:
-    /// the second model stride (or the first when there is only one level).
-    pub stride_val: f32,
-    pub eps: f32,
-}
-
-impl AssignerConfig {
-    /// Ultralytics' detection-loss settings for a model with these strides.
-    pub fn new(topk: usize, topk2: Option<usize>, num_classes: usize, strides: &[f32]) -> Self {
-        let stride_val = if strides.len() > 1 { strides[1] } else { strides.first().copied().unwrap_or(8.0) };
-        Self { topk, topk2, num_classes, alpha: 0.5, beta: 6.0, stride_val, eps: 1e-9 }
-    }
-}
 
 /// Result of one assignment, host side, indexed `b * num_anchors + a`.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +28,7 @@ pub struct Assignment {
 }
 
 impl Assignment {
-    fn background(batch_size: usize, num_anchors: usize) -> Self {
+    pub(super) fn background(batch_size: usize, num_anchors: usize) -> Self {
         let n = batch_size * num_anchors;
         Self {
             batch_size,
@@ -92,6 +54,34 @@ impl Assignment {
     pub fn target_scores_sum(&self) -> f32 {
         self.target_scores.iter().sum()
     }
+
+    /// The same assignment as the device's dense tensors (two uploads).
+    pub fn to_device<B: Backend>(&self, device: &B::Device) -> AssignedTargets<B> {
+        let (b, a) = (self.batch_size, self.num_anchors);
+        // Per image, six rows of anchors: foreground, score, x1, y1, x2, y2.
+        let mut floats = Vec::with_capacity(b * 6 * a);
+        let mut ints = Vec::with_capacity(b * 2 * a);
+        for im in 0..b {
+            let r = im * a..(im + 1) * a;
+            floats.extend(self.fg[r.clone()].iter().map(|&f| if f { 1.0f32 } else { 0.0 }));
+            floats.extend_from_slice(&self.target_scores[r.clone()]);
+            for c in 0..4 {
+                floats.extend(self.target_boxes[r.clone()].iter().map(|bx| bx[c]));
+            }
+            ints.extend(self.target_gt_idx[r.clone()].iter().map(|&i| i as i64));
+            ints.extend(self.target_labels[r].iter().map(|&l| l as i64));
+        }
+        let floats = Tensor::<B, 3>::from_data(TensorData::new(floats, [b, 6, a]), device);
+        let ints = Tensor::<B, 3, Int>::from_data(TensorData::new(ints, [b, 2, a]), device);
+        let row = |i| floats.clone().narrow(1, i, 1);
+        AssignedTargets {
+            fg: row(0),
+            scores: row(1),
+            boxes: [row(2), row(3), row(4), row(5)],
+            gt_idx: ints.clone().narrow(1, 0, 1),
+            labels: ints.narrow(1, 1, 1),
+        }
+    }
 }
 
 /// The task-aligned assigner.
@@ -105,23 +95,22 @@ impl TaskAlignedAssigner {
         Self { config }
     }
 
-    /// Assign from tensors. `scores`: class logits `[b, nc, A]`; `pred_boxes_px`: decoded boxes `[b, A, 4]`
-    /// (pixel xyxy); `anchor_points_px`: anchor centres in pixels. Inputs are detached and read back as f32.
-    pub fn assign_tensors<B: Backend>(
-        &self,
-        scores: Tensor<B, 3>,
-        pred_boxes_px: Tensor<B, 3>,
-        anchor_points_px: &[[f32; 2]],
-        gt: &PaddedTargets,
-    ) -> Assignment {
-        let [b, _nc, a] = scores.dims();
+    /// Reads the predictions (two device reads) and assigns on the host.
+    pub fn assign_read<B: Backend>(&self, preds: &Predictions<B>, gt: &PaddedTargets) -> Assignment {
+        let [b, _, a] = preds.scores.dims();
         if gt.max_boxes == 0 {
             return Assignment::background(b, a);
         }
-        let lookup = GtClassScores::read(scores, gt);
-        let boxes = read_f32(pred_boxes_px.detach(), Purpose::Assigner);
-        let boxes: Vec<[f32; 4]> = boxes.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
-        self.assign_with(|b, m, a| lookup.get(b, m, a), &boxes, anchor_points_px, gt)
+        let lookup = GtClassScores::read(preds.scores.clone(), gt);
+        let corners = Tensor::cat(preds.boxes.to_vec(), 1);
+        let flat = read_f32(corners.detach(), Purpose::Assigner);
+        let boxes: Vec<[f32; 4]> = (0..b * a)
+            .map(|i| {
+                let (im, k) = (i / a, i % a);
+                [0, 1, 2, 3].map(|c| flat[(im * 4 + c) * a + k])
+            })
+            .collect();
+        self.assign_with(|b, m, a| lookup.get(b, m, a), &boxes, &preds.anchor_points, gt)
     }
 
     /// Assign on the host. `gt_scores`: `[b, M, A]` predicted probability of box `m`'s class at anchor `a`;
@@ -197,15 +186,7 @@ impl TaskAlignedAssigner {
                 continue;
             }
             let g = gt.boxes_xyxy[r];
-            // STAL: enlarge small sides for the candidate test only.
-            let mut xywh = xyxy_to_xywh(g);
-            if xywh[2] < cfg.stride_val {
-                xywh[2] = cfg.stride_val;
-            }
-            if xywh[3] < cfg.stride_val {
-                xywh[3] = cfg.stride_val;
-            }
-            let e = xywh_to_xyxy(xywh);
+            let e = cfg.enlarged(g);
             cand.clear();
             for (a, p) in anchor_points_px.iter().enumerate() {
                 let inside = p[0] - e[0] > eps && p[1] - e[1] > eps && e[2] - p[0] > eps && e[3] - p[1] > eps;
