@@ -2,7 +2,7 @@
 """CPU training on a shared machine: ember and Ultralytics 8.4.190 each alone, then both at once, same recipe
 (yolo26n from scratch, coco128 linked under /tmp, 320 px, batch 16, 2 workers each, FP32, no plots).
 
-    /opt/ultra/bin/python tools/bench_shared.py --ember target/release/ember [--epochs 2] [--runs 1]
+    /opt/ultra/bin/python tools/bench_shared.py --ember target/release/ember [--epochs 2] [--runs 1] [--images 128]
 
 Prints, per run, each tool's wall time and CPU time (user + system, its whole process tree) per epoch, alone
 and side by side. A tool that burns CPU while waiting (threads spinning) shows it as CPU time that does not
@@ -30,14 +30,17 @@ YOLO("yolo26n.yaml").train(data=data, epochs=epochs, imgsz=320, batch=16, worker
 """
 
 
-def dataset(datasets: Path, root: Path) -> Path:
-    """coco128 as links under `root`, with a YAML (Ultralytics writes its label cache beside the labels)."""
+def dataset(datasets: Path, root: Path, images: int) -> Path:
+    """The first `images` of coco128 as links under `root`, with a YAML (Ultralytics writes its label cache beside
+    the labels)."""
+    src = datasets / "coco128"
     for kind in ("images", "labels"):
-        (root / kind).mkdir(parents=True, exist_ok=True)
-        src = datasets / "coco128" / kind / "train2017"
-        dst = root / kind / "train2017"
-        if not dst.exists():
-            dst.symlink_to(src)
+        (root / kind / "train2017").mkdir(parents=True, exist_ok=True)
+    for img in sorted((src / "images" / "train2017").glob("*.jpg"))[:images]:
+        label = src / "labels" / "train2017" / (img.stem + ".txt")
+        for s, d in [(img, root / "images" / "train2017" / img.name), (label, root / "labels" / "train2017" / label.name)]:
+            if s.exists() and not d.exists():
+                d.symlink_to(s)
     yaml = root / "coco128.yaml"
     names = (datasets / "coco128.yaml").read_text().split("names:", 1)[1]
     yaml.write_text(f"path: {root}\ntrain: images/train2017\nval: images/train2017\nnames:{names}")
@@ -62,10 +65,11 @@ def main() -> None:
     ap.add_argument("--ember", required=True)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--images", type=int, default=128)
     ap.add_argument("--datasets", default=os.environ.get("EMBER_DATASETS", "../shared/datasets"))
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ember-shared-"))
-    yaml = dataset(Path(args.datasets).resolve(), Path("/tmp/ember-bench-shared"))
+    yaml = dataset(Path(args.datasets).resolve(), Path(f"/tmp/ember-bench-shared-{args.images}"), args.images)
     ember = [args.ember, "train", "--model", "yolo26n", "--data", str(yaml), "--epochs", str(args.epochs),
              "--imgsz", "320", "--batch", "16", "--workers", "2", "--amp=false", "--plots", "false",
              "--project", str(tmp / "ember"), "--exist-ok"]

@@ -4,7 +4,7 @@ augmentation (mosaic, random affine, HSV, flips, Format) and its InfiniteDataLoa
     /opt/ultra/bin/python tools/ultralytics_loader.py rate IMAGES IMGSZ BATCH WORKERS WARMUP BATCHES
         images/s after WARMUP batches, over BATCHES batches (the loader runs on across epochs, as in training)
     /opt/ultra/bin/python tools/ultralytics_loader.py profile IMAGES IMGSZ IMAGES_TO_TIME
-        milliseconds per image for each stage, in this process (no workers)
+        milliseconds of CPU per image for each stage, in this process (no workers)
 
 IMAGES is an images/ folder with a labels/ folder beside it. Run by tools/bench_input.sh.
 """
@@ -42,7 +42,8 @@ def rate(images, imgsz, batch, workers, warmup, batches):
 
 
 class Clock:
-    """Wall time spent inside wrapped calls, with the time of nested wrapped calls taken out."""
+    """CPU time of this thread spent inside wrapped calls, nested wrapped calls taken out (a stage's cost even
+    when other jobs share the cores)."""
 
     def __init__(self):
         self.totals = {}
@@ -51,11 +52,11 @@ class Clock:
     def wrap(self, name, fn):
         def timed(*args, **kwargs):
             self.stack.append(0.0)
-            start = time.perf_counter()
+            start = time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                spent = time.perf_counter() - start
+                spent = time.thread_time() - start
                 nested = self.stack.pop()
                 self.totals[name] = self.totals.get(name, 0.0) + spent - nested
                 if self.stack:
@@ -65,6 +66,9 @@ class Clock:
 
 
 def profile(images, imgsz, count):
+    import torch
+
+    torch.set_num_threads(1)  # as in a DataLoader worker: every stage runs on this thread
     batch = 16
     ds = dataset(images, imgsz, batch)
     clock = Clock()
@@ -84,17 +88,17 @@ def profile(images, imgsz, count):
     for i in range(min(len(ds), 2 * batch)):
         ds[i]
     clock.totals.clear()
-    n, start = 0, time.perf_counter()
+    n, start = 0, time.thread_time()
     while n < count:
         items = [ds[(n + k) % len(ds)] for k in range(batch)]
         collate(items)
         n += batch
-    total = time.perf_counter() - start
+    total = time.thread_time() - start
     for name, secs in clock.totals.items():
         print(f"ultralytics stage | {name} | {1000 * secs / n:.2f} ms")
     rest = total - sum(clock.totals.values())
     print(f"ultralytics stage | other (dataset indexing, labels, Python) | {1000 * rest / n:.2f} ms")
-    print(f"ultralytics stage | total | {1000 * total / n:.2f} ms ({n / total:.1f} images/s)")
+    print(f"ultralytics stage | total | {1000 * total / n:.2f} ms CPU ({n / total:.1f} images/s of CPU time)")
 
 
 if __name__ == "__main__":

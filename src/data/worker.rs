@@ -2,7 +2,7 @@
 //! from epoch to epoch like Ultralytics' persistent workers) and the pixel buffers it reuses instead of
 //! allocating per image.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use image::RgbImage;
 
@@ -22,26 +22,34 @@ impl WorkerState {
         WorkerState { recent, buffers: PixelBuffers::default(), stages: None }
     }
 
-    /// Adds the time since `started` to `stage`, when profiling; returns now, the next stage's start.
-    pub fn lap(&mut self, stage: &'static str, started: Instant) -> Instant {
-        let now = Instant::now();
-        if let Some(stages) = &mut self.stages {
-            stages.add(stage, now - started);
+    /// The profile's clock (zero when not profiling): where a stage starts.
+    pub fn clock(&self) -> Duration {
+        self.stages.as_ref().map_or(Duration::ZERO, |s| (s.clock)())
+    }
+
+    /// Adds the time since `started` to `stage`, when profiling; returns the next stage's start.
+    pub fn lap(&mut self, stage: &'static str, started: Duration) -> Duration {
+        let Some(stages) = &mut self.stages else { return Duration::ZERO };
+        let now = (stages.clock)();
+        match stages.totals.iter_mut().find(|(name, _)| *name == stage) {
+            Some((_, total)) => *total += now.saturating_sub(started),
+            None => stages.totals.push((stage, now.saturating_sub(started))),
         }
         now
     }
 }
 
-/// Total time per named stage, in the order stages were first seen.
-#[derive(Debug, Default, Clone)]
-pub struct StageTimes(pub Vec<(&'static str, Duration)>);
+/// Total time per named stage, in the order stages were first seen, on a clock of the profile's choosing
+/// (a thread's CPU time measures a stage's work even on a busy machine).
+#[derive(Debug, Clone)]
+pub struct StageTimes {
+    clock: fn() -> Duration,
+    pub totals: Vec<(&'static str, Duration)>,
+}
 
 impl StageTimes {
-    pub fn add(&mut self, stage: &'static str, spent: Duration) {
-        match self.0.iter_mut().find(|(name, _)| *name == stage) {
-            Some((_, total)) => *total += spent,
-            None => self.0.push((stage, spent)),
-        }
+    pub fn new(clock: fn() -> Duration) -> StageTimes {
+        StageTimes { clock, totals: Vec::new() }
     }
 }
 

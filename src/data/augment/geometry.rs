@@ -94,17 +94,25 @@ pub fn random_matrix(p: &AffineParams, input: (u32, u32), output: (u32, u32), rn
 /// Rows of RGB pixels (3 bytes a pixel) that a warp reads: a decoded image, or a mosaic drawn row by row.
 pub trait RowSource {
     fn dimensions(&self) -> (u32, u32);
-    /// Row `y` (below the height), borrowed or drawn into `buf`.
-    fn row<'a>(&'a self, y: usize, buf: &'a mut Vec<u8>) -> &'a [u8];
+    /// Row `y` (below the height) where it is stored, when it is.
+    fn stored_row(&self, _y: usize) -> Option<&[u8]> {
+        None
+    }
+    /// Draws row `y` (below the height) into `buf`.
+    fn draw_row(&self, y: usize, buf: &mut Vec<u8>);
 }
 
 impl RowSource for RgbImage {
     fn dimensions(&self) -> (u32, u32) {
         RgbImage::dimensions(self)
     }
-    fn row<'a>(&'a self, y: usize, _buf: &'a mut Vec<u8>) -> &'a [u8] {
+    fn stored_row(&self, y: usize) -> Option<&[u8]> {
         let stride = self.width() as usize * 3;
-        &self.as_raw()[y * stride..(y + 1) * stride]
+        Some(&self.as_raw()[y * stride..(y + 1) * stride])
+    }
+    fn draw_row(&self, y: usize, buf: &mut Vec<u8>) {
+        buf.clear();
+        buf.extend_from_slice(self.stored_row(y).expect("a stored row"));
     }
 }
 
@@ -116,7 +124,9 @@ const ONE: i32 = 1 << BITS;
 /// Buffers a warp reuses from image to image.
 #[derive(Debug, Default)]
 pub struct WarpBuffers {
+    /// Two drawn source rows, and which rows they hold.
     rows: [Vec<u8>; 2],
+    drawn: [Option<usize>; 2],
     pad_row: Vec<u8>,
     blended: Vec<i32>,
     /// Per output column: the blended-row slot of its left tap and the two weights.
@@ -191,7 +201,7 @@ fn warp_separable(src: &impl RowSource, inv: &Mat3, out: &mut RgbImage, bufs: &m
     let (c_lo, c_hi) = if lo <= hi { (lo.max(1) - 1, hi.min(sw as usize)) } else { (0, 0) };
     let stride = ow * 3;
     let oraw: &mut [u8] = out;
-    let [buf0, buf1] = &mut bufs.rows;
+    bufs.drawn = [None, None];
     for (y, orow) in oraw.chunks_exact_mut(stride).enumerate() {
         let v = inv[1][1] * (y as f64 + 0.5) + inv[1][2];
         if !(v - 0.5 > -1.0 && v - 0.5 < sh as f64) {
@@ -200,8 +210,28 @@ fn warp_separable(src: &impl RowSource, inv: &Mat3, out: &mut RgbImage, bufs: &m
         }
         let (y0, w1) = tap(v);
         let w0 = ONE - w1;
-        let r0: &[u8] = if y0 >= 0 { src.row(y0 as usize, buf0) } else { &bufs.pad_row };
-        let r1: &[u8] = if y0 + 1 < sh { src.row(y0 as usize + 1, buf1) } else { &bufs.pad_row };
+        let inside = |y: i64| (0..sh).contains(&y).then_some(y as usize);
+        let (y0, y1) = (inside(y0), inside(y0 + 1));
+        if src.stored_row(0).is_none() {
+            // Drawn rows: the next output row mostly needs this one's lower row as its upper one.
+            if bufs.drawn[0] != y0 && bufs.drawn[1] == y0 {
+                bufs.rows.swap(0, 1);
+                bufs.drawn.swap(0, 1);
+            }
+            for (k, y) in [y0, y1].into_iter().enumerate() {
+                if let (Some(y), true) = (y, bufs.drawn[k] != y) {
+                    src.draw_row(y, &mut bufs.rows[k]);
+                    bufs.drawn[k] = Some(y);
+                }
+            }
+        }
+        let row = |k: usize, y: Option<usize>| -> &[u8] {
+            match y {
+                Some(y) => src.stored_row(y).unwrap_or(&bufs.rows[k]),
+                None => &bufs.pad_row,
+            }
+        };
+        let (r0, r1) = (row(0, y0), row(1, y1));
         let span = c_lo * 3..c_hi * 3;
         let blended = &mut bufs.blended[3 + span.start..3 + span.end];
         for ((b, &p0), &p1) in blended.iter_mut().zip(&r0[span.clone()]).zip(&r1[span]) {
@@ -224,8 +254,13 @@ fn warp_general(src: &impl RowSource, inv: &Mat3, affine: bool, out: &mut RgbIma
     // The general path reads anywhere in the source: draw it whole once.
     bufs.canvas.clear();
     for y in 0..sh as usize {
-        let row = src.row(y, &mut bufs.rows[0]);
-        bufs.canvas.extend_from_slice(row);
+        match src.stored_row(y) {
+            Some(row) => bufs.canvas.extend_from_slice(row),
+            None => {
+                src.draw_row(y, &mut bufs.rows[0]);
+                bufs.canvas.extend_from_slice(&bufs.rows[0]);
+            }
+        }
     }
     let sraw = &bufs.canvas;
     let (sw, sh) = (sw as i64, sh as i64);

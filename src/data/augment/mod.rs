@@ -13,7 +13,6 @@ pub mod pipeline;
 pub mod preview;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Result;
 use image::RgbImage;
@@ -119,7 +118,7 @@ impl TrainTransform {
             return Ok(image);
         }
         let image = if self.store.mode() == CacheMode::Off {
-            let started = Instant::now();
+            let started = worker.clock();
             let decoded = decode_rgb(&samples[i].image)?;
             let started = worker.lap("decode", started);
             let resized = resize_long_side(decoded, self.store.imgsz());
@@ -159,7 +158,7 @@ impl TrainTransform {
         let xc = rng.gen_range(s as f64 / 2.0..1.5 * s as f64) as i64;
         let [a, b, c] = self.partners(samples, worker, rng);
         let partners = [a, b, c].map(|i| self.image(samples, i, worker));
-        let started = Instant::now();
+        let started = worker.clock();
         let mut canvas = MosaicTiles::new((2 * s) as u32);
         let mut tiles = Vec::with_capacity(4);
         let images = [Ok(main)].into_iter().chain(partners);
@@ -215,14 +214,14 @@ impl TrainTransform {
     ) -> Result<Labeled> {
         if self.params.mosaic > 0.0 && rng.gen::<f64>() < self.params.mosaic {
             let (tiles, boxes, polygons) = self.mosaic_tiles(samples, index, s, rng, worker)?;
-            let started = Instant::now();
+            let started = worker.clock();
             let out = random_affine(&tiles, boxes, polygons, &self.params.affine, s, rng, &mut worker.buffers);
             worker.lap("affine", started);
             Ok(out)
         } else {
             let image = self.image(samples, index, worker)?;
             let (boxes, polygons) = pixel_labels(&samples[index], image.width(), image.height());
-            let started = Instant::now();
+            let started = worker.clock();
             let out = random_affine(&*image, boxes, polygons, &self.params.affine, s, rng, &mut worker.buffers);
             worker.lap("affine", started);
             Ok(out)
@@ -252,7 +251,7 @@ impl TrainTransform {
             cutmix(&mut out, &other, rng);
             worker.buffers.recycle(other.image);
         }
-        let started = Instant::now();
+        let started = worker.clock();
         color::random_hsv(&mut out.image, p.hsv, rng);
         let started = worker.lap("hsv", started);
         if p.flipud > 0.0 && rng.gen::<f64>() < p.flipud {

@@ -45,7 +45,8 @@ impl MosaicTiles {
         let mut raw = Vec::with_capacity(self.side * self.side * 3);
         let mut row = Vec::new();
         for y in 0..self.side {
-            raw.extend_from_slice(self.row(y, &mut row));
+            self.draw_row(y, &mut row);
+            raw.extend_from_slice(&row);
         }
         RgbImage::from_raw(self.side as u32, self.side as u32, raw).expect("sized canvas")
     }
@@ -56,7 +57,7 @@ impl RowSource for MosaicTiles {
         (self.side as u32, self.side as u32)
     }
 
-    fn row<'a>(&'a self, y: usize, buf: &'a mut Vec<u8>) -> &'a [u8] {
+    fn draw_row(&self, y: usize, buf: &mut Vec<u8>) {
         buf.clear();
         buf.resize(self.side * 3, PAD_VALUE);
         for t in self.tiles.iter().filter(|t| (t.to.1..t.to.1 + t.size.1).contains(&y)) {
@@ -64,6 +65,5 @@ impl RowSource for MosaicTiles {
             let start = (t.from.1 + y - t.to.1) * stride + t.from.0 * 3;
             buf[t.to.0 * 3..(t.to.0 + t.size.0) * 3].copy_from_slice(&t.image.as_raw()[start..start + t.size.0 * 3]);
         }
-        buf
     }
 }
