@@ -103,5 +103,9 @@ fn stage_profile(loader: &BatchLoader, imgsz: u32, batch: usize, batches: usize,
     }
     let other = total.saturating_sub(stages.iter().map(|(_, d)| *d).sum());
     println!("ember stage | other (labels, rng, bookkeeping) | {:.2} ms", ms(other));
-    println!("ember stage | total | {:.2} ms CPU ({:.1} images/s of CPU time)", ms(total), done as f64 / total.as_secs_f64());
+    println!(
+        "ember stage | total | {:.2} ms CPU ({:.1} images/s of CPU time)",
+        ms(total),
+        done as f64 / total.as_secs_f64()
+    );
 }

@@ -293,7 +293,8 @@ impl BatchLoader {
     /// Iterates over one epoch's batches; loading runs ahead on the worker threads.
     pub fn epoch(&self, epoch: usize) -> EpochBatches {
         let order = self.order(epoch);
-        let chunks: Arc<Vec<Vec<usize>>> = Arc::new(order.chunks(self.config.batch.max(1)).map(<[usize]>::to_vec).collect());
+        let chunks: Arc<Vec<Vec<usize>>> =
+            Arc::new(order.chunks(self.config.batch.max(1)).map(<[usize]>::to_vec).collect());
         let workers = self.workers();
         let mut recent = self.recent.lock().expect("recent images").clone();
         recent.resize_with(workers, || RecentImages::for_split(self.samples.len(), self.config.batch.max(1)));
@@ -303,15 +304,27 @@ impl BatchLoader {
         let (mut receivers, mut producers) = (Vec::with_capacity(workers), Vec::with_capacity(workers));
         for (w, recent) in recent.into_iter().enumerate() {
             let (tx, rx) = bounded(ahead);
-            let (samples, transform, config, chunks, rect_shapes) =
-                (self.samples.clone(), self.transform.clone(), self.config.clone(), chunks.clone(), rect_shapes.clone());
+            let (samples, transform, config, chunks, rect_shapes) = (
+                self.samples.clone(),
+                self.transform.clone(),
+                self.config.clone(),
+                chunks.clone(),
+                rect_shapes.clone(),
+            );
             let producer = std::thread::Builder::new()
                 .name(format!("ember-loader-{w}"))
                 .spawn(move || {
                     let mut worker = WorkerState::new(recent);
                     for index in (w..chunks.len()).step_by(workers) {
                         let canvas = rect_shapes.as_ref().as_ref().map_or((config.imgsz, config.imgsz), |s| s[index]);
-                        let job = BatchJob { index, chunk: &chunks[index], canvas, epoch, samples: &samples, config: &config };
+                        let job = BatchJob {
+                            index,
+                            chunk: &chunks[index],
+                            canvas,
+                            epoch,
+                            samples: &samples,
+                            config: &config,
+                        };
                         let batch = job.make(transform.as_ref(), &mut worker);
                         if tx.send(Made::Batch(batch)).is_err() {
                             return; // the consumer stopped early

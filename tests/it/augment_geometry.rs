@@ -225,7 +225,8 @@ fn mosaic_places_four_images_and_their_boxes() {
         let raw = t.mosaic4(&samples, (seed % 4) as usize, 256, &mut rng, &mut w).unwrap();
         assert_eq!(raw.image.dimensions(), (512, 512));
         assert_boxes_enclose_objects(&raw, 1.0, &format!("mosaic seed {seed}"));
-        let out = t.transform(&samples, (seed % 4) as usize, 256, &mut ChaCha8Rng::seed_from_u64(seed), &mut w).unwrap();
+        let out =
+            t.transform(&samples, (seed % 4) as usize, 256, &mut ChaCha8Rng::seed_from_u64(seed), &mut w).unwrap();
         assert_eq!(out.image.dimensions(), (256, 256));
         assert_boxes_enclose_objects(&out, 1.0, &format!("mosaic + affine seed {seed}"));
         let mut classes: Vec<_> = out.boxes.iter().map(|b| b.0).collect();
@@ -240,8 +241,9 @@ fn mosaic_places_four_images_and_their_boxes() {
 fn flips_mirror_pixels_and_boxes() {
     let dir = tempfile::tempdir().unwrap();
     let samples = samples(dir.path());
-    let plain =
-        transform(AugmentParams::none(), 200).transform(&samples, 1, 200, &mut ChaCha8Rng::seed_from_u64(3), &mut worker()).unwrap();
+    let plain = transform(AugmentParams::none(), 200)
+        .transform(&samples, 1, 200, &mut ChaCha8Rng::seed_from_u64(3), &mut worker())
+        .unwrap();
     let lr = transform(AugmentParams { fliplr: 1.0, ..AugmentParams::none() }, 200)
         .transform(&samples, 1, 200, &mut ChaCha8Rng::seed_from_u64(3), &mut worker())
         .unwrap();
@@ -261,12 +263,15 @@ fn flips_mirror_pixels_and_boxes() {
 fn hsv_changes_colours_not_geometry() {
     let dir = tempfile::tempdir().unwrap();
     let samples = samples(dir.path());
-    let plain =
-        transform(AugmentParams::none(), 192).transform(&samples, 2, 192, &mut ChaCha8Rng::seed_from_u64(5), &mut worker()).unwrap();
+    let plain = transform(AugmentParams::none(), 192)
+        .transform(&samples, 2, 192, &mut ChaCha8Rng::seed_from_u64(5), &mut worker())
+        .unwrap();
     let params = AugmentParams { hsv: [0.015, 0.7, 0.4], ..AugmentParams::none() };
     let mut changed = 0;
     for seed in 0..4u64 {
-        let out = transform(params, 192).transform(&samples, 2, 192, &mut ChaCha8Rng::seed_from_u64(seed), &mut worker()).unwrap();
+        let out = transform(params, 192)
+            .transform(&samples, 2, 192, &mut ChaCha8Rng::seed_from_u64(seed), &mut worker())
+            .unwrap();
         assert_eq!(out.boxes, plain.boxes, "HSV jitter leaves boxes alone");
         changed += (out.image != plain.image) as usize;
         // Greys stay grey and strongly coloured pixels stay coloured: the object keeps its pixels.
@@ -291,7 +296,9 @@ fn cutmix_pastes_whole_regions_with_their_clipped_boxes() {
     let t = transform(AugmentParams { cutmix: 1.0, ..AugmentParams::none() }, 224);
     let mut pasted = 0;
     for seed in 0..40u64 {
-        let out = t.transform(&samples, (seed % 4) as usize, 224, &mut ChaCha8Rng::seed_from_u64(seed), &mut worker()).unwrap();
+        let out = t
+            .transform(&samples, (seed % 4) as usize, 224, &mut ChaCha8Rng::seed_from_u64(seed), &mut worker())
+            .unwrap();
         assert_boxes_enclose_objects(&out, 1.0, &format!("cutmix seed {seed}"));
         pasted += (out.boxes.len() > 1) as usize;
     }
@@ -321,7 +328,9 @@ fn cached_images_give_the_same_result() {
         let t = TrainTransform::new(params, Arc::new(store));
         let mut w = worker();
         (0..8u64)
-            .map(|seed| t.transform(&samples, (seed % 4) as usize, 192, &mut ChaCha8Rng::seed_from_u64(seed), &mut w).unwrap())
+            .map(|seed| {
+                t.transform(&samples, (seed % 4) as usize, 192, &mut ChaCha8Rng::seed_from_u64(seed), &mut w).unwrap()
+            })
             .collect::<Vec<_>>()
     };
     let same = |a: &[Labeled], b: &[Labeled]| a.iter().zip(b).all(|(a, b)| a.image == b.image && a.boxes == b.boxes);

@@ -319,7 +319,8 @@ fn u8_batches_are_scaled_on_the_device_as_on_the_host() {
     assert_eq!(x.dims(), batch.shape);
     let got = x.into_data().convert::<f32>().to_vec::<f32>().unwrap();
     assert!(relative(&got, &host) < 1e-6, "{}", relative(&got, &host));
-    let half = ember::train::precision::to_compute(batch_tensor::<Vulkan>(&batch, &device), ember::config::AmpMode::Fp16);
+    let half =
+        ember::train::precision::to_compute(batch_tensor::<Vulkan>(&batch, &device), ember::config::AmpMode::Fp16);
     let half = half.cast(FloatDType::F32).into_data().to_vec::<f32>().unwrap();
     assert!(host.iter().zip(&half).all(|(a, b)| (a - b).abs() <= a.abs() / 1024.0 + 1e-7), "FP16 within its rounding");
 }

@@ -45,10 +45,10 @@ struct Tables {
     /// OpenCV's `sdiv_table` and `hdiv_table` (12-bit fixed point), by value and by max - min.
     sdiv: [i32; 256],
     hdiv: [i32; 256],
-    /// `1 - s` by 8-bit saturation, and `1 - s f`, `1 - s (1 - f)` by 8-bit hue and saturation (`f`: the
-    /// hue's fraction of its sector), each as HSV -> RGB computes it in f32.
-    p: [f32; 256],
-    qt: Vec<[f32; 2]>,
+    /// Saturation as a fraction, by 8-bit saturation; each hue's fraction of its sector. (A table of the
+    /// products by hue and saturation would not stay in cache.)
+    sat: [f32; 256],
+    frac: [f32; 180],
     /// Per 8-bit hue: which of (v, p, q, t) each of r, g, b takes.
     sector: [[u8; 3]; 180],
 }
@@ -57,8 +57,7 @@ fn tables() -> &'static Tables {
     static TABLES: std::sync::OnceLock<Tables> = std::sync::OnceLock::new();
     TABLES.get_or_init(|| {
         const SHIFT: i32 = 12;
-        let mut t =
-            Tables { sdiv: [0; 256], hdiv: [0; 256], p: [0.0; 256], qt: vec![[0.0; 2]; 180 * 256], sector: [[0; 3]; 180] };
+        let mut t = Tables { sdiv: [0; 256], hdiv: [0; 256], sat: [0.0; 256], frac: [0.0; 180], sector: [[0; 3]; 180] };
         for i in 1..256 {
             t.sdiv[i] = (255.0 * (1 << SHIFT) as f64 / i as f64).round() as i32;
             t.hdiv[i] = (180.0 * (1 << SHIFT) as f64 / (6.0 * i as f64)).round() as i32;
@@ -68,13 +67,11 @@ fn tables() -> &'static Tables {
         for h in 0..180 {
             let hh = (h as f32 * 2.0) / 60.0; // sector 0..6
             let sector = hh.floor();
-            let f = hh - sector;
+            t.frac[h] = hh - sector;
             t.sector[h] = ORDER[sector as usize % 6];
-            for s8 in 0..256 {
-                let s = s8 as f32 / 255.0;
-                t.p[s8] = 1.0 - s;
-                t.qt[h * 256 + s8] = [1.0 - s * f, 1.0 - s * (1.0 - f)];
-            }
+        }
+        for (s8, sat) in t.sat.iter_mut().enumerate() {
+            *sat = s8 as f32 / 255.0;
         }
         t
     })
@@ -98,9 +95,8 @@ fn forward(t: &Tables, [r, g, b]: [u8; 3]) -> [u8; 3] {
 
 /// OpenCV's 8-bit HSV -> RGB: every channel is the value times 1, 1 - s, 1 - s f or 1 - s (1 - f).
 fn backward(t: &Tables, [h, s, v]: [u8; 3]) -> [u8; 3] {
-    let v = v as f32;
-    let [q, tt] = t.qt[h as usize * 256 + s as usize];
-    let vals = [v, v * t.p[s as usize], v * q, v * tt].map(|c| (c + 0.5) as u8);
+    let (v, s, f) = (v as f32, t.sat[s as usize], t.frac[h as usize]);
+    let vals = [v, v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f))].map(|c| (c + 0.5) as u8);
     t.sector[h as usize].map(|k| vals[k as usize & 3])
 }
 
