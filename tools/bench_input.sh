@@ -5,7 +5,7 @@
 # in /tmp, nothing copied). Prints both rates and their ratio per worker.
 #
 #   bash tools/bench_input.sh            # env: EMBER_DATASETS, PYTHON (/opt/ultra/bin/python), BIG (1152),
-#                                        # SIZES ("320 640"), WORKERS ("1 2"), RUNS (2), CARGO_TARGET_DIR
+#                                        # SIZES ("320 640"), WORKERS ("1 2"), RUNS (2), CARGO_TARGET_DIR, EMBER_BENCH
 # Each run: WARMUP batches, then BATCHES batches timed; the loaders run on across epochs as in training.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,9 +40,13 @@ make_set() { # name copies
 make_set coco128 128
 make_set big "$BIG"
 
-cargo build --release -j 2 --features vulkan --bench input_pipeline >/dev/null 2>&1 \
-  || cargo build --release -j 2 --features vulkan --bench input_pipeline
-bench=$(ls -t "${CARGO_TARGET_DIR:-target}"/release/deps/input_pipeline-* | grep -v '\.d$' | head -1)
+# EMBER_BENCH: an already built bench binary (else it is built here).
+bench="${EMBER_BENCH:-}"
+if [ -z "$bench" ]; then
+  cargo build --release -j 2 --features vulkan --bench input_pipeline >/dev/null 2>&1 \
+    || cargo build --release -j 2 --features vulkan --bench input_pipeline
+  bench=$(ls -t "${CARGO_TARGET_DIR:-target}"/release/deps/input_pipeline-* | grep -v '\.d$' | head -1)
+fi
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "set | imgsz | workers | ember images/s (per worker) | Ultralytics images/s (per worker) | ratio per worker"

@@ -30,7 +30,11 @@ def rate(images, imgsz, batch, workers, warmup, batches):
     ds = dataset(images, imgsz, batch)
     # build_dataloader caps the workers at the CPU count, as the trainer does; on CPU no devices.
     loader = build_dataloader(ds, batch, workers, shuffle=True, device="cpu")
-    it = iter(loader)
+    def epochs():  # one pass is one epoch; the worker processes (and their buffers) persist between passes
+        while True:
+            yield from loader
+
+    it = epochs()
     for _ in range(warmup):
         next(it)
     start = time.perf_counter()
