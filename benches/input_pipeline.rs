@@ -35,7 +35,7 @@ fn main() {
     let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let arg = |i: usize, default: usize| numbers.get(i).copied().unwrap_or(default);
     let (imgsz, batch, workers, batches, warmup) = (arg(0, 640) as u32, arg(1, 16), arg(2, 1), arg(3, 8), arg(4, 1));
-    let samples = scan_split(&[images.clone()], 80, Split::Train).expect("an images folder").samples;
+    let samples = scan_split(&[images], 80, Split::Train).expect("an images folder").samples;
     let settings = Settings::resolve(&Default::default()).unwrap();
     let store = Arc::new(ImageStore::new(samples.len(), imgsz, CacheMode::Off, None));
     let transform = TrainTransform::new(AugmentParams::from_settings(&settings), store);
