@@ -1,22 +1,25 @@
-//! Batches for the model: images decoded and letterboxed on worker threads, prefetched while the
-//! model computes, in an order fixed by the seed and the epoch.
+//! Batches for the model, made ahead on worker threads while the model computes, in an order fixed by
+//! the seed and the epoch. As in Ultralytics' DataLoader, each worker makes whole batches (batch k on
+//! worker k mod workers) and keeps its own state from batch to batch: its recent images (mosaic partners)
+//! and reused pixel buffers. Batches are u8, `[batch, 3, h, w]`; the device scales them.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use anyhow::Result;
+use burn::tensor::{backend::Backend, DType, Int, Tensor, TensorCreationOptions, TensorData};
 use crossbeam_channel::{bounded, Receiver};
 use image::RgbImage;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 
 use super::image_io::decode_rgb;
+use super::recent::RecentImages;
+use super::worker::WorkerState;
 use super::{BoxLabel, Letterbox, Sample};
 
 /// How batches are made.
@@ -49,30 +52,28 @@ pub struct Prepared {
     pub letterbox: Letterbox,
 }
 
-/// Turns a sample into a model input; augmentation plugs in here. Must be deterministic given `rng`.
+/// Turns a sample into a model input; augmentation plugs in here. Must be deterministic given `rng` and
+/// the worker's state.
 pub trait SampleTransform: Send + Sync {
+    /// Prepares one sample on its own (nothing to mix it with), on an `imgsz` square.
     fn apply(&self, sample: &Sample, imgsz: u32, rng: &mut ChaCha8Rng) -> Result<Prepared>;
 
-    /// Prepares `samples[index]`; transforms that mix several images (mosaic, MixUp) draw the others
-    /// from `samples` with `rng`. The loader calls this one.
-    fn apply_at(&self, samples: &[Sample], index: usize, imgsz: u32, rng: &mut ChaCha8Rng) -> Result<Prepared> {
-        self.apply(&samples[index], imgsz, rng)
-    }
-
-    /// Prepares `samples[index]` on a `canvas` (w, h) that may not be square (rectangular batches);
-    /// labels normalised to that canvas. Transforms that only make squares refuse other canvases.
-    fn apply_canvas(
+    /// Prepares `samples[index]` on a `canvas` (w, h), which is `imgsz` square except in rectangular batches;
+    /// labels normalised to the canvas. Transforms that mix several images (mosaic, MixUp) draw the others
+    /// from `samples`, or from the worker's recent images. The loader calls this one.
+    fn prepare(
         &self,
         samples: &[Sample],
         index: usize,
         imgsz: u32,
         canvas: (u32, u32),
         rng: &mut ChaCha8Rng,
+        _worker: &mut WorkerState,
     ) -> Result<Prepared> {
         if canvas != (imgsz, imgsz) {
             anyhow::bail!("this transform makes square images only, not {}x{}", canvas.0, canvas.1);
         }
-        self.apply_at(samples, index, imgsz, rng)
+        self.apply(&samples[index], imgsz, rng)
     }
 }
 
@@ -140,13 +141,14 @@ impl SampleTransform for LetterboxOnly {
         Ok(Prepared { image: canvas, labels, letterbox: lb })
     }
 
-    fn apply_canvas(
+    fn prepare(
         &self,
         samples: &[Sample],
         index: usize,
         imgsz: u32,
         canvas: (u32, u32),
         _rng: &mut ChaCha8Rng,
+        _worker: &mut WorkerState,
     ) -> Result<Prepared> {
         let sample = &samples[index];
         Ok(letterbox_prepared(sample, &decode_rgb(&sample.image)?, imgsz, canvas))
@@ -181,10 +183,12 @@ impl Batch {
     }
 }
 
-/// Turns a loader batch into the model input: `[b, 3, h, w]`, 0..1.
+/// Turns a loader batch into the model input: `[b, 3, h, w]`, 0..1, f32. The u8 pixels go to the device as
+/// they are and are scaled there (a quarter of the bytes of an f32 copy, which the host never makes).
 pub fn batch_tensor<B: Backend>(batch: &Batch, device: &B::Device) -> Tensor<B, 4> {
-    let data: Vec<f32> = batch.pixels.iter().map(|&p| p as f32 * (1.0 / 255.0)).collect();
-    Tensor::from_data(TensorData::new(data, batch.shape), device)
+    let data = TensorData::new(batch.pixels.clone(), batch.shape);
+    let options = TensorCreationOptions::new(device.clone()).with_dtype(DType::U8);
+    Tensor::<B, 4, Int>::from_data(data, options).float().mul_scalar(1.0 / 255.0)
 }
 
 /// Makes batches from scanned samples.
@@ -192,7 +196,9 @@ pub struct BatchLoader {
     samples: Arc<Vec<Sample>>,
     config: LoaderConfig,
     transform: Arc<dyn SampleTransform>,
-    pool: Arc<rayon::ThreadPool>,
+    /// Each worker's recent images as the last complete epoch left them (Ultralytics' workers persist
+    /// between epochs); an epoch stopped early leaves them as they were, so a run does not depend on timing.
+    recent: Arc<Mutex<Vec<RecentImages>>>,
     /// Rectangular batches: the fixed order (by aspect ratio) and each batch's canvas (w, h).
     rect: Option<RectOrder>,
 }
@@ -210,12 +216,14 @@ impl BatchLoader {
         config: LoaderConfig,
         transform: Arc<dyn SampleTransform>,
     ) -> Result<BatchLoader> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.workers.max(1))
-            .thread_name(|i| format!("ember-loader-{i}"))
-            .build()
-            .context("cannot start the loader threads")?;
-        Ok(BatchLoader { samples: Arc::new(samples), config, transform, pool: Arc::new(pool), rect: None })
+        let config = LoaderConfig { workers: worker_count(config.workers), ..config };
+        Ok(BatchLoader {
+            samples: Arc::new(samples),
+            config,
+            transform,
+            recent: Arc::new(Mutex::new(Vec::new())),
+            rect: None,
+        })
     }
 
     pub fn samples(&self) -> &[Sample] {
@@ -251,8 +259,15 @@ impl BatchLoader {
     }
 
     /// Replaces the transform for the epochs started from now on (e.g. mosaic off for the last epochs).
+    /// Like Ultralytics' loader reset, the workers start again with no recent images.
     pub fn set_transform(&mut self, transform: Arc<dyn SampleTransform>) {
         self.transform = transform;
+        self.recent.lock().expect("recent images").clear();
+    }
+
+    /// The workers an epoch runs on: as configured, but no more than there are batches.
+    pub fn workers(&self) -> usize {
+        self.config.workers.clamp(1, self.num_batches().max(1))
     }
 
     pub fn config(&self) -> &LoaderConfig {
@@ -277,38 +292,126 @@ impl BatchLoader {
 
     /// Iterates over one epoch's batches; loading runs ahead on the worker threads.
     pub fn epoch(&self, epoch: usize) -> EpochBatches {
-        let (tx, rx) = bounded(self.config.prefetch.max(1));
         let order = self.order(epoch);
-        let (samples, transform, pool, config) =
-            (self.samples.clone(), self.transform.clone(), self.pool.clone(), self.config.clone());
-        let rect_shapes = self.rect.as_ref().map(|(_, shapes)| shapes.clone());
-        let producer = std::thread::Builder::new()
-            .name("ember-batcher".into())
-            .spawn(move || {
-                for (index, chunk) in order.chunks(config.batch.max(1)).enumerate() {
-                    let canvas = rect_shapes.as_ref().map(|s| s[index]);
-                    let prepared: Vec<_> = pool.install(|| {
-                        chunk
-                            .par_iter()
-                            .map(|&i| {
-                                let mut rng = ChaCha8Rng::seed_from_u64(mix(config.seed, epoch as u64, i as u64));
-                                let result = match canvas {
-                                    Some(c) => transform.apply_canvas(&samples, i, config.imgsz, c, &mut rng),
-                                    None => transform.apply_at(&samples, i, config.imgsz, &mut rng),
-                                };
-                                (i, result)
-                            })
-                            .collect()
-                    });
-                    let batch = assemble(index, &samples, prepared, canvas.unwrap_or((config.imgsz, config.imgsz)));
-                    if tx.send(batch).is_err() {
-                        return; // the consumer stopped early
+        let chunks: Arc<Vec<Vec<usize>>> =
+            Arc::new(order.chunks(self.config.batch.max(1)).map(<[usize]>::to_vec).collect());
+        let workers = self.workers();
+        let mut recent = self.recent.lock().expect("recent images").clone();
+        recent.resize_with(workers, || RecentImages::for_split(self.samples.len(), self.config.batch.max(1)));
+        // Batches made ahead, shared between the workers (at least one each).
+        let ahead = self.config.prefetch.div_ceil(workers).max(1);
+        let rect_shapes = Arc::new(self.rect.as_ref().map(|(_, shapes)| shapes.clone()));
+        let (mut receivers, mut producers) = (Vec::with_capacity(workers), Vec::with_capacity(workers));
+        for (w, recent) in recent.into_iter().enumerate() {
+            let (tx, rx) = bounded(ahead);
+            let (samples, transform, config, chunks, rect_shapes) = (
+                self.samples.clone(),
+                self.transform.clone(),
+                self.config.clone(),
+                chunks.clone(),
+                rect_shapes.clone(),
+            );
+            let producer = std::thread::Builder::new()
+                .name(format!("ember-loader-{w}"))
+                .spawn(move || {
+                    let mut worker = WorkerState::new(recent);
+                    for index in (w..chunks.len()).step_by(workers) {
+                        let canvas = rect_shapes.as_ref().as_ref().map_or((config.imgsz, config.imgsz), |s| s[index]);
+                        let job = BatchJob {
+                            index,
+                            chunk: &chunks[index],
+                            canvas,
+                            epoch,
+                            samples: &samples,
+                            config: &config,
+                        };
+                        let batch = job.make(transform.as_ref(), &mut worker);
+                        if tx.send(Made::Batch(batch)).is_err() {
+                            return; // the consumer stopped early
+                        }
                     }
-                }
-            })
-            .expect("spawn the batcher thread");
-        EpochBatches { rx, producer: Some(producer), wait: WaitClock::default() }
+                    let _ = tx.send(Made::Finished(worker.recent));
+                })
+                .expect("spawn a loader thread");
+            receivers.push(rx);
+            producers.push(producer);
+        }
+        EpochBatches {
+            receivers,
+            producers,
+            next: 0,
+            batches: chunks.len(),
+            recent: self.recent.clone(),
+            wait: WaitClock::default(),
+        }
     }
+}
+
+/// What a worker sends: a batch, then, after its last one, its recent images.
+enum Made {
+    Batch(Batch),
+    Finished(RecentImages),
+}
+
+/// One batch for a worker to make.
+struct BatchJob<'a> {
+    index: usize,
+    chunk: &'a [usize],
+    canvas: (u32, u32),
+    epoch: usize,
+    samples: &'a [Sample],
+    config: &'a LoaderConfig,
+}
+
+impl BatchJob<'_> {
+    /// Prepares the batch's samples in order, each straight into its place in the batch.
+    fn make(&self, transform: &dyn SampleTransform, worker: &mut WorkerState) -> Batch {
+        let (w, h) = (self.canvas.0 as usize, self.canvas.1 as usize);
+        let plane = w * h;
+        let mut batch = Batch {
+            index: self.index,
+            pixels: vec![0; self.chunk.len() * 3 * plane],
+            shape: [0, 3, h, w],
+            labels: Vec::with_capacity(self.chunk.len()),
+            paths: Vec::with_capacity(self.chunk.len()),
+            letterboxes: Vec::with_capacity(self.chunk.len()),
+            failures: vec![],
+        };
+        for &i in self.chunk {
+            let mut rng = ChaCha8Rng::seed_from_u64(mix(self.config.seed, self.epoch as u64, i as u64));
+            match transform.prepare(self.samples, i, self.config.imgsz, self.canvas, &mut rng, worker) {
+                Ok(p) => {
+                    let slot = batch.shape[0] * 3 * plane;
+                    planar(&p.image, &mut batch.pixels[slot..slot + 3 * plane]);
+                    worker.buffers.recycle(p.image);
+                    batch.labels.push(p.labels);
+                    batch.paths.push(self.samples[i].image.clone());
+                    batch.letterboxes.push(p.letterbox);
+                    batch.shape[0] += 1;
+                }
+                Err(e) => batch.failures.push((self.samples[i].image.clone(), format!("{e:#}"))),
+            }
+        }
+        batch.pixels.truncate(batch.shape[0] * 3 * plane);
+        batch
+    }
+}
+
+/// HWC (interleaved) -> CHW (planar): `out` holds the three planes.
+pub fn planar(image: &RgbImage, out: &mut [u8]) {
+    let plane = out.len() / 3;
+    let (r, rest) = out.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    let (pixels, _) = image.as_raw().as_chunks::<3>();
+    for (((px, r), g), b) in pixels.iter().zip(r).zip(g).zip(b) {
+        (*r, *g, *b) = (px[0], px[1], px[2]);
+    }
+}
+
+/// Ultralytics' worker count on one device (or on the CPU): `min(cpu_count, workers)`, at least one.
+pub fn worker_count(requested: usize) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    requested.min(cpus).max(1)
 }
 
 /// A seed per (run seed, epoch, sample), so a sample's augmentation does not depend on which
@@ -318,37 +421,6 @@ fn mix(seed: u64, epoch: u64, item: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-fn assemble(index: usize, samples: &[Sample], prepared: Vec<(usize, Result<Prepared>)>, canvas: (u32, u32)) -> Batch {
-    let (w, h) = (canvas.0 as usize, canvas.1 as usize);
-    let plane = w * h;
-    let mut batch = Batch {
-        index,
-        pixels: Vec::with_capacity(prepared.len() * 3 * plane),
-        shape: [0, 3, h, w],
-        labels: vec![],
-        paths: vec![],
-        letterboxes: vec![],
-        failures: vec![],
-    };
-    for (i, result) in prepared {
-        match result {
-            Ok(p) => {
-                // HWC (interleaved) -> CHW (planar), one pass per channel.
-                let raw = p.image.as_raw();
-                for c in 0..3 {
-                    batch.pixels.extend(raw.iter().skip(c).step_by(3));
-                }
-                batch.labels.push(p.labels);
-                batch.paths.push(samples[i].image.clone());
-                batch.letterboxes.push(p.letterbox);
-                batch.shape[0] += 1;
-            }
-            Err(e) => batch.failures.push((samples[i].image.clone(), format!("{e:#}"))),
-        }
-    }
-    batch
 }
 
 /// Time the consumer spent blocked waiting for batches; shared, so it can be read while (or after) the
@@ -367,8 +439,12 @@ impl WaitClock {
 
 /// The batches of one epoch, in order.
 pub struct EpochBatches {
-    rx: Receiver<Batch>,
-    producer: Option<JoinHandle<()>>,
+    /// One channel per worker; batch k comes from worker k mod workers.
+    receivers: Vec<Receiver<Made>>,
+    producers: Vec<JoinHandle<()>>,
+    next: usize,
+    batches: usize,
+    recent: Arc<Mutex<Vec<RecentImages>>>,
     wait: WaitClock,
 }
 
@@ -377,27 +453,60 @@ impl EpochBatches {
     pub fn wait_clock(&self) -> WaitClock {
         self.wait.clone()
     }
+
+    /// After the last batch: keeps each worker's recent images for the next epoch.
+    fn keep_recent(&mut self) {
+        let finished: Option<Vec<RecentImages>> = self
+            .receivers
+            .iter()
+            .map(|rx| match rx.recv() {
+                Ok(Made::Finished(recent)) => Some(recent),
+                _ => None,
+            })
+            .collect();
+        if let Some(recent) = finished {
+            *self.recent.lock().expect("recent images") = recent;
+        }
+    }
 }
 
 impl Iterator for EpochBatches {
     type Item = Batch;
     fn next(&mut self) -> Option<Batch> {
-        if let Ok(batch) = self.rx.try_recv() {
-            return Some(batch);
+        if self.next >= self.batches {
+            if self.next == self.batches {
+                self.next += 1;
+                self.keep_recent();
+            }
+            return None;
         }
-        let started = Instant::now();
-        let batch = self.rx.recv().ok();
-        self.wait.add(started.elapsed());
-        batch
+        let rx = &self.receivers[self.next % self.receivers.len()];
+        self.next += 1;
+        let made = match rx.try_recv() {
+            Ok(made) => Ok(made),
+            Err(_) => {
+                let started = Instant::now();
+                let made = rx.recv();
+                self.wait.add(started.elapsed());
+                made
+            }
+        };
+        match made {
+            Ok(Made::Batch(batch)) => Some(batch),
+            // A worker that stopped (it panicked) ends the epoch.
+            _ => {
+                self.next = self.batches + 1;
+                None
+            }
+        }
     }
 }
 
 impl Drop for EpochBatches {
     fn drop(&mut self) {
-        // Unblock a producer waiting on a full channel, then wait for it.
-        let rx = std::mem::replace(&mut self.rx, bounded(0).1);
-        drop(rx);
-        if let Some(h) = self.producer.take() {
+        // Unblock workers waiting on full channels, then wait for them.
+        self.receivers.clear();
+        for h in self.producers.drain(..) {
             let _ = h.join();
         }
     }

@@ -12,9 +12,11 @@ pub mod labels;
 pub mod letterbox;
 pub mod loader;
 pub mod polygon;
+pub mod recent;
 pub mod resize;
 pub mod scan;
 pub mod synthetic;
+pub mod worker;
 
 pub use dataset_yaml::{DatasetConfig, Split};
 pub use labels::{BoxLabel, LabelIssue, ParsedLabels};

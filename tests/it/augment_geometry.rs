@@ -8,6 +8,8 @@ use ember::config::CacheMode;
 use ember::data::augment::geometry::AffineParams;
 use ember::data::augment::{AugmentParams, Labeled, TrainTransform};
 use ember::data::cache::ImageStore;
+use ember::data::recent::RecentImages;
+use ember::data::worker::WorkerState;
 use ember::data::{BoxLabel, Sample};
 use image::{Rgb, RgbImage};
 use rand::SeedableRng;
@@ -56,6 +58,11 @@ fn samples(dir: &Path) -> Vec<Sample> {
         write_sample(&dir.join("c.png"), (240, 240), &[(2, [100, 90, 190, 150])]),
         write_sample(&dir.join("d.png"), (180, 120), &[(3, [30, 20, 150, 50])]),
     ]
+}
+
+/// A loader worker with room for the four test images among its recent ones.
+fn worker() -> WorkerState {
+    WorkerState::new(RecentImages::for_split(5, 4))
 }
 
 fn transform(params: AugmentParams, imgsz: u32) -> TrainTransform {
@@ -128,13 +135,13 @@ fn plain_resize_and_centre() {
     let samples = samples(dir.path());
     let t = transform(AugmentParams::none(), 256);
     for i in 0..samples.len() {
-        let out = t.transform(&samples, i, 256, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        let out = t.transform(&samples, i, 256, &mut ChaCha8Rng::seed_from_u64(0), &mut worker()).unwrap();
         assert_eq!(out.image.dimensions(), (256, 256));
         assert_eq!(out.boxes.len(), 1, "nothing is dropped without augmentation");
         assert_boxes_enclose_objects(&out, 1.0, &format!("image {i}"));
     }
     // Image a (200x150) is scaled by 256/200 = 1.28 and centred: its box moves exactly there.
-    let out = t.transform(&samples, 0, 256, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+    let out = t.transform(&samples, 0, 256, &mut ChaCha8Rng::seed_from_u64(0), &mut worker()).unwrap();
     let (sx, sy) = (256.0 / 200.0, 192.0 / 150.0); // resized 256x192
     let (px, py) = (0.0, (256.0 - 192.0) / 2.0);
     let want = [40.0 * sx + px, 30.0 * sy + py, 100.0 * sx + px, 90.0 * sy + py];
@@ -160,7 +167,7 @@ fn each_affine_parameter_moves_boxes_with_pixels() {
         let t = transform(params, 224);
         for seed in 0..6u64 {
             for i in 0..samples.len() {
-                let out = t.transform(&samples, i, 224, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+                let out = t.transform(&samples, i, 224, &mut ChaCha8Rng::seed_from_u64(seed), &mut worker()).unwrap();
                 assert_eq!(out.image.dimensions(), (224, 224));
                 let turns = matches!(name, "degrees" | "shear" | "perspective" | "all");
                 check_boxes(&out, 1.0, !turns, &format!("{name}, seed {seed}, image {i}"));
@@ -205,14 +212,21 @@ fn mosaic_places_four_images_and_their_boxes() {
     let samples = samples(dir.path());
     let defaults = AugmentParams { mosaic: 1.0, ..affine(0.0, 0.1, 0.5, 0.0, 0.0) };
     let t = transform(defaults, 256);
+    // Partners come from the worker's recent images: after a few samples it holds all four.
+    let mut w = worker();
+    for i in 0..4 {
+        t.transform(&samples, i, 256, &mut ChaCha8Rng::seed_from_u64(99), &mut w).unwrap();
+    }
+    assert_eq!(w.recent.len(), 4);
     let mut most_classes = 0;
     for seed in 0..16u64 {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // The raw 2s x 2s mosaic first: every tile's box is exact.
-        let raw = t.mosaic4(&samples, (seed % 4) as usize, 256, &mut rng).unwrap();
+        let raw = t.mosaic4(&samples, (seed % 4) as usize, 256, &mut rng, &mut w).unwrap();
         assert_eq!(raw.image.dimensions(), (512, 512));
         assert_boxes_enclose_objects(&raw, 1.0, &format!("mosaic seed {seed}"));
-        let out = t.transform(&samples, (seed % 4) as usize, 256, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+        let out =
+            t.transform(&samples, (seed % 4) as usize, 256, &mut ChaCha8Rng::seed_from_u64(seed), &mut w).unwrap();
         assert_eq!(out.image.dimensions(), (256, 256));
         assert_boxes_enclose_objects(&out, 1.0, &format!("mosaic + affine seed {seed}"));
         let mut classes: Vec<_> = out.boxes.iter().map(|b| b.0).collect();
@@ -227,13 +241,14 @@ fn mosaic_places_four_images_and_their_boxes() {
 fn flips_mirror_pixels_and_boxes() {
     let dir = tempfile::tempdir().unwrap();
     let samples = samples(dir.path());
-    let plain =
-        transform(AugmentParams::none(), 200).transform(&samples, 1, 200, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+    let plain = transform(AugmentParams::none(), 200)
+        .transform(&samples, 1, 200, &mut ChaCha8Rng::seed_from_u64(3), &mut worker())
+        .unwrap();
     let lr = transform(AugmentParams { fliplr: 1.0, ..AugmentParams::none() }, 200)
-        .transform(&samples, 1, 200, &mut ChaCha8Rng::seed_from_u64(3))
+        .transform(&samples, 1, 200, &mut ChaCha8Rng::seed_from_u64(3), &mut worker())
         .unwrap();
     let ud = transform(AugmentParams { flipud: 1.0, ..AugmentParams::none() }, 200)
-        .transform(&samples, 1, 200, &mut ChaCha8Rng::seed_from_u64(3))
+        .transform(&samples, 1, 200, &mut ChaCha8Rng::seed_from_u64(3), &mut worker())
         .unwrap();
     assert_eq!(lr.image, image::imageops::flip_horizontal(&plain.image));
     assert_eq!(ud.image, image::imageops::flip_vertical(&plain.image));
@@ -248,12 +263,15 @@ fn flips_mirror_pixels_and_boxes() {
 fn hsv_changes_colours_not_geometry() {
     let dir = tempfile::tempdir().unwrap();
     let samples = samples(dir.path());
-    let plain =
-        transform(AugmentParams::none(), 192).transform(&samples, 2, 192, &mut ChaCha8Rng::seed_from_u64(5)).unwrap();
+    let plain = transform(AugmentParams::none(), 192)
+        .transform(&samples, 2, 192, &mut ChaCha8Rng::seed_from_u64(5), &mut worker())
+        .unwrap();
     let params = AugmentParams { hsv: [0.015, 0.7, 0.4], ..AugmentParams::none() };
     let mut changed = 0;
     for seed in 0..4u64 {
-        let out = transform(params, 192).transform(&samples, 2, 192, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+        let out = transform(params, 192)
+            .transform(&samples, 2, 192, &mut ChaCha8Rng::seed_from_u64(seed), &mut worker())
+            .unwrap();
         assert_eq!(out.boxes, plain.boxes, "HSV jitter leaves boxes alone");
         changed += (out.image != plain.image) as usize;
         // Greys stay grey and strongly coloured pixels stay coloured: the object keeps its pixels.
@@ -278,7 +296,9 @@ fn cutmix_pastes_whole_regions_with_their_clipped_boxes() {
     let t = transform(AugmentParams { cutmix: 1.0, ..AugmentParams::none() }, 224);
     let mut pasted = 0;
     for seed in 0..40u64 {
-        let out = t.transform(&samples, (seed % 4) as usize, 224, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+        let out = t
+            .transform(&samples, (seed % 4) as usize, 224, &mut ChaCha8Rng::seed_from_u64(seed), &mut worker())
+            .unwrap();
         assert_boxes_enclose_objects(&out, 1.0, &format!("cutmix seed {seed}"));
         pasted += (out.boxes.len() > 1) as usize;
     }
@@ -291,7 +311,7 @@ fn mixup_blends_images_and_keeps_both_label_sets() {
     let samples = samples(dir.path());
     let t = transform(AugmentParams { mixup: 1.0, ..AugmentParams::none() }, 160);
     for seed in 0..4u64 {
-        let out = t.transform(&samples, 0, 160, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+        let out = t.transform(&samples, 0, 160, &mut ChaCha8Rng::seed_from_u64(seed), &mut worker()).unwrap();
         assert_eq!(out.boxes.len(), 2, "own box plus the mixed image's box");
         // Pixels lie between the two sources: nothing brighter than the brightest input channel.
         assert!(out.image.pixels().all(|p| p.0.iter().all(|&v| v <= 230)));
@@ -303,23 +323,26 @@ fn cached_images_give_the_same_result() {
     let dir = tempfile::tempdir().unwrap();
     let samples = samples(dir.path());
     let params = AugmentParams { mosaic: 1.0, hsv: [0.015, 0.7, 0.4], fliplr: 0.5, ..affine(5.0, 0.1, 0.5, 2.0, 0.0) };
+    // One worker per run, as the loader has: its recent images carry from sample to sample.
     let run = |store: ImageStore| {
         let t = TrainTransform::new(params, Arc::new(store));
+        let mut w = worker();
         (0..8u64)
-            .map(|seed| t.transform(&samples, (seed % 4) as usize, 192, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap())
+            .map(|seed| {
+                t.transform(&samples, (seed % 4) as usize, 192, &mut ChaCha8Rng::seed_from_u64(seed), &mut w).unwrap()
+            })
             .collect::<Vec<_>>()
     };
+    let same = |a: &[Labeled], b: &[Labeled]| a.iter().zip(b).all(|(a, b)| a.image == b.image && a.boxes == b.boxes);
+    // Without a RAM cache, mosaic partners come from the worker's recent images, read from disk or decoded alike.
     let off = run(ImageStore::uncached(192));
-    let ram_store = ImageStore::new(samples.len(), 192, CacheMode::Ram, None);
-    let ram = run(ram_store);
     let disk_dir = dir.path().join("cache");
     let disk = run(ImageStore::new(samples.len(), 192, CacheMode::Disk, Some(disk_dir.clone())));
     let disk_again = run(ImageStore::new(samples.len(), 192, CacheMode::Disk, Some(disk_dir.clone())));
     assert_eq!(std::fs::read_dir(&disk_dir).unwrap().count(), 4, "one cache file per image");
-    for (k, o) in off.iter().enumerate() {
-        for other in [&ram[k], &disk[k], &disk_again[k]] {
-            assert_eq!(o.image, other.image);
-            assert_eq!(o.boxes, other.boxes);
-        }
-    }
+    assert!(same(&off, &disk) && same(&off, &disk_again));
+    // With it they are drawn from the whole split (Ultralytics' `cache=ram`): the same images, other mosaics.
+    let ram = run(ImageStore::new(samples.len(), 192, CacheMode::Ram, None));
+    assert!(same(&ram, &run(ImageStore::new(samples.len(), 192, CacheMode::Ram, None))));
+    assert!(!same(&ram, &off), "RAM-cached mosaics take their partners from the whole split");
 }

@@ -57,3 +57,12 @@ fn stopping_early_does_not_hang() {
     let first = loader.epoch(0).next().unwrap();
     assert_eq!(first.len(), 1);
 }
+
+#[test]
+fn u8_batches_become_the_same_floats_on_the_device() {
+    let batch = common::byte_ramp_batch();
+    let x = ember::data::batch_tensor::<ember::backend::Cpu>(&batch, &Default::default());
+    assert_eq!(x.dims(), batch.shape);
+    let want: Vec<f32> = batch.pixels.iter().map(|&p| p as f32 * (1.0 / 255.0)).collect();
+    assert_eq!(x.into_data().to_vec::<f32>().unwrap(), want, "the host's former f32 conversion, bit for bit");
+}

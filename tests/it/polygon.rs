@@ -15,8 +15,10 @@ use ember::data::augment::{paste, AugmentParams, Labeled, TrainTransform};
 use ember::data::cache::ImageStore;
 use ember::data::labels::parse_labels;
 use ember::data::polygon::{resample, visible_box, Polygon};
+use ember::data::recent::RecentImages;
 use ember::data::scan::{drop_mixed_polygons, scan_split};
 use ember::data::synthetic::{generate, SyntheticConfig};
+use ember::data::worker::WorkerState;
 use ember::data::{BatchLoader, LoaderConfig, Sample, Split};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -236,9 +238,10 @@ fn generated_polygon_dataset_augments_and_trains() {
     let mut params = AugmentParams::from_settings(&Settings::resolve(&Default::default()).unwrap());
     (params.affine.degrees, params.affine.shear, params.mixup, params.cutmix) = (30.0, 10.0, 0.5, 0.5);
     let t = TrainTransform::new(params, Arc::new(ImageStore::uncached(64)));
+    let mut worker = WorkerState::new(RecentImages::for_split(scan.samples.len(), 4));
     for seed in 0..40 {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let out = t.transform(&scan.samples, seed as usize % scan.samples.len(), 64, &mut rng).unwrap();
+        let out = t.transform(&scan.samples, seed as usize % scan.samples.len(), 64, &mut rng, &mut worker).unwrap();
         assert!(out.polygons.is_empty() || out.polygons.len() == out.boxes.len(), "seed {seed}");
         for (_, b) in &out.boxes {
             assert!(b[0] >= 0.0 && b[1] >= 0.0 && b[2] <= 64.0 && b[3] <= 64.0 && b[2] > b[0] && b[3] > b[1], "{b:?}");

@@ -334,3 +334,18 @@ fn missing_vulkan_devices_get_clear_errors() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn u8_batches_are_scaled_on_the_device_as_on_the_host() {
+    let Some((_turn, device)) = vulkan() else { return };
+    let batch = common::byte_ramp_batch();
+    let host: Vec<f32> = batch.pixels.iter().map(|&p| p as f32 * (1.0 / 255.0)).collect();
+    let x = batch_tensor::<Vulkan>(&batch, &device);
+    assert_eq!(x.dims(), batch.shape);
+    let got = x.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    assert!(relative(&got, &host) < 1e-6, "{}", relative(&got, &host));
+    let half =
+        ember::train::precision::to_compute(batch_tensor::<Vulkan>(&batch, &device), ember::config::AmpMode::Fp16);
+    let half = half.cast(FloatDType::F32).into_data().to_vec::<f32>().unwrap();
+    assert!(host.iter().zip(&half).all(|(a, b)| (a - b).abs() <= a.abs() / 1024.0 + 1e-7), "FP16 within its rounding");
+}

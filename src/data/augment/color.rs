@@ -26,64 +26,156 @@ pub fn apply_hsv_gains(img: &mut RgbImage, r: [f64; 3]) {
         lut_val[x] = (xf * (r[2] + 1.0)).clamp(0.0, 255.0) as u8;
     }
     lut_sat[0] = 0; // a grey stays grey
-    for px in img.chunks_exact_mut(3) {
-        let [h, s, v] = rgb_to_hsv([px[0], px[1], px[2]]);
-        let rgb = hsv_to_rgb([lut_hue[h as usize], lut_sat[s as usize], lut_val[v as usize]]);
-        px.copy_from_slice(&rgb);
+    let t = tables();
+    let (pixels, _) = img.as_chunks_mut::<3>();
+    for px in pixels {
+        let [r, g, b] = *px;
+        if r == g && g == b {
+            // A grey (the padding, most often): no saturation, so only the value changes.
+            *px = [lut_val[r as usize]; 3];
+            continue;
+        }
+        let [h, s, v] = forward(t, *px);
+        *px = backward(t, [lut_hue[h as usize], lut_sat[s as usize], lut_val[v as usize]]);
     }
 }
 
-/// OpenCV's 8-bit RGB -> HSV (hue halved to fit 0-179), with its fixed-point rounding.
-pub fn rgb_to_hsv([r, g, b]: [u8; 3]) -> [u8; 3] {
+/// The divisions and per-hue constants of both conversions, computed once.
+struct Tables {
+    /// OpenCV's `sdiv_table` and `hdiv_table` (12-bit fixed point), by value and by max - min.
+    sdiv: [i32; 256],
+    hdiv: [i32; 256],
+    /// Saturation as a fraction, by 8-bit saturation; each hue's fraction of its sector. (A table of the
+    /// products by hue and saturation would not stay in cache.)
+    sat: [f32; 256],
+    frac: [f32; 180],
+    /// Per 8-bit hue: which of (v, p, q, t) each of r, g, b takes.
+    sector: [[u8; 3]; 180],
+}
+
+fn tables() -> &'static Tables {
+    static TABLES: std::sync::OnceLock<Tables> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| {
+        const SHIFT: i32 = 12;
+        let mut t = Tables { sdiv: [0; 256], hdiv: [0; 256], sat: [0.0; 256], frac: [0.0; 180], sector: [[0; 3]; 180] };
+        for i in 1..256 {
+            t.sdiv[i] = (255.0 * (1 << SHIFT) as f64 / i as f64).round() as i32;
+            t.hdiv[i] = (180.0 * (1 << SHIFT) as f64 / (6.0 * i as f64)).round() as i32;
+        }
+        // Indexes into (v, p, q, t) per sector, as OpenCV's HSV2RGB assigns them.
+        const ORDER: [[u8; 3]; 6] = [[0, 3, 1], [2, 0, 1], [1, 0, 3], [1, 2, 0], [3, 1, 0], [0, 1, 2]];
+        for h in 0..180 {
+            let hh = (h as f32 * 2.0) / 60.0; // sector 0..6
+            let sector = hh.floor();
+            t.frac[h] = hh - sector;
+            t.sector[h] = ORDER[sector as usize % 6];
+        }
+        for (s8, sat) in t.sat.iter_mut().enumerate() {
+            *sat = s8 as f32 / 255.0;
+        }
+        t
+    })
+}
+
+/// OpenCV's 8-bit RGB -> HSV (hue halved to fit 0-179), with its fixed-point rounding; the hue's three cases
+/// chosen without branches, as neighbouring pixels rarely agree on their largest channel.
+fn forward(t: &Tables, [r, g, b]: [u8; 3]) -> [u8; 3] {
     const SHIFT: i32 = 12;
     let (r, g, b) = (r as i32, g as i32, b as i32);
     let v = r.max(g).max(b);
     let diff = v - r.min(g).min(b);
-    let sdiv = if v == 0 { 0 } else { (255.0 * (1 << SHIFT) as f64 / v as f64).round() as i32 };
-    let hdiv = if diff == 0 { 0 } else { (180.0 * (1 << SHIFT) as f64 / (6.0 * diff as f64)).round() as i32 };
-    let s = (diff * sdiv + (1 << (SHIFT - 1))) >> SHIFT;
-    let h = if v == r {
-        g - b
-    } else if v == g {
-        b - r + 2 * diff
-    } else {
-        r - g + 4 * diff
-    };
-    let mut h = (h * hdiv + (1 << (SHIFT - 1))) >> SHIFT;
-    if h < 0 {
-        h += 180;
-    }
+    let s = (diff * t.sdiv[v as usize] + (1 << (SHIFT - 1))) >> SHIFT;
+    let is_r = -((v == r) as i32);
+    let is_g = -((v == g) as i32) & !is_r;
+    let h = ((g - b) & is_r) | ((b - r + 2 * diff) & is_g) | ((r - g + 4 * diff) & !(is_r | is_g));
+    let h = (h * t.hdiv[diff as usize] + (1 << (SHIFT - 1))) >> SHIFT;
+    let h = h + (180 & (h >> 31));
     [h.clamp(0, 179) as u8, s.clamp(0, 255) as u8, v as u8]
 }
 
+/// OpenCV's 8-bit HSV -> RGB: every channel is the value times 1, 1 - s, 1 - s f or 1 - s (1 - f).
+fn backward(t: &Tables, [h, s, v]: [u8; 3]) -> [u8; 3] {
+    let (v, s, f) = (v as f32, t.sat[s as usize], t.frac[h as usize]);
+    let vals = [v, v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f))].map(|c| (c + 0.5) as u8);
+    t.sector[h as usize].map(|k| vals[k as usize & 3])
+}
+
+/// OpenCV's 8-bit RGB -> HSV (hue halved to fit 0-179), with its fixed-point rounding.
+pub fn rgb_to_hsv(rgb: [u8; 3]) -> [u8; 3] {
+    forward(tables(), rgb)
+}
+
 /// OpenCV's 8-bit HSV -> RGB.
-pub fn hsv_to_rgb([h, s, v]: [u8; 3]) -> [u8; 3] {
-    let v = v as f32;
-    if s == 0 {
-        let g = v as u8;
-        return [g, g, g];
-    }
-    let s = s as f32 / 255.0;
-    let hh = (h as f32 * 2.0) / 60.0; // sector 0..6
-    let sector = hh.floor();
-    let f = hh - sector;
-    let p = v * (1.0 - s);
-    let q = v * (1.0 - s * f);
-    let t = v * (1.0 - s * (1.0 - f));
-    let (r, g, b) = match sector as i32 % 6 {
-        0 => (v, t, p),
-        1 => (q, v, p),
-        2 => (p, v, t),
-        3 => (p, q, v),
-        4 => (t, p, v),
-        _ => (v, p, q),
-    };
-    [r, g, b].map(|c| (c + 0.5).clamp(0.0, 255.0) as u8)
+pub fn hsv_to_rgb(hsv: [u8; 3]) -> [u8; 3] {
+    backward(tables(), [hsv[0].min(179), hsv[1], hsv[2]])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The conversions as first written, one pixel at a time in floating point: the reference the
+    /// table-driven ones must equal.
+    fn rgb_to_hsv_reference([r, g, b]: [u8; 3]) -> [u8; 3] {
+        const SHIFT: i32 = 12;
+        let (r, g, b) = (r as i32, g as i32, b as i32);
+        let v = r.max(g).max(b);
+        let diff = v - r.min(g).min(b);
+        let sdiv = if v == 0 { 0 } else { (255.0 * (1 << SHIFT) as f64 / v as f64).round() as i32 };
+        let hdiv = if diff == 0 { 0 } else { (180.0 * (1 << SHIFT) as f64 / (6.0 * diff as f64)).round() as i32 };
+        let s = (diff * sdiv + (1 << (SHIFT - 1))) >> SHIFT;
+        let h = if v == r {
+            g - b
+        } else if v == g {
+            b - r + 2 * diff
+        } else {
+            r - g + 4 * diff
+        };
+        let mut h = (h * hdiv + (1 << (SHIFT - 1))) >> SHIFT;
+        if h < 0 {
+            h += 180;
+        }
+        [h.clamp(0, 179) as u8, s.clamp(0, 255) as u8, v as u8]
+    }
+
+    fn hsv_to_rgb_reference([h, s, v]: [u8; 3]) -> [u8; 3] {
+        let v = v as f32;
+        if s == 0 {
+            return [v as u8; 3];
+        }
+        let s = s as f32 / 255.0;
+        let hh = (h as f32 * 2.0) / 60.0;
+        let sector = hh.floor();
+        let f = hh - sector;
+        let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
+        let (r, g, b) = match sector as i32 % 6 {
+            0 => (v, t, p),
+            1 => (q, v, p),
+            2 => (p, v, t),
+            3 => (p, q, v),
+            4 => (t, p, v),
+            _ => (v, p, q),
+        };
+        [r, g, b].map(|c| (c + 0.5).clamp(0.0, 255.0) as u8)
+    }
+
+    #[test]
+    fn tables_give_the_reference_conversions_exactly() {
+        for r in (0..=255u8).step_by(3) {
+            for g in 0..=255u8 {
+                for b in (0..=255u8).step_by(5) {
+                    assert_eq!(rgb_to_hsv([r, g, b]), rgb_to_hsv_reference([r, g, b]), "{r} {g} {b}");
+                }
+            }
+        }
+        for h in 0..180u8 {
+            for s in 0..=255u8 {
+                for v in 0..=255u8 {
+                    assert_eq!(hsv_to_rgb([h, s, v]), hsv_to_rgb_reference([h, s, v]), "{h} {s} {v}");
+                }
+            }
+        }
+    }
 
     const PIXELS: [[u8; 3]; 8] = [
         [220, 30, 30],

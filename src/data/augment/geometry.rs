@@ -91,62 +91,212 @@ pub fn random_matrix(p: &AffineParams, input: (u32, u32), output: (u32, u32), rn
     (m, s)
 }
 
+/// Rows of RGB pixels (3 bytes a pixel) that a warp reads: a decoded image, or a mosaic drawn row by row.
+pub trait RowSource {
+    fn dimensions(&self) -> (u32, u32);
+    /// Row `y` (below the height) where it is stored, when it is.
+    fn stored_row(&self, _y: usize) -> Option<&[u8]> {
+        None
+    }
+    /// Draws row `y` (below the height) into `buf`.
+    fn draw_row(&self, y: usize, buf: &mut Vec<u8>);
+}
+
+impl RowSource for RgbImage {
+    fn dimensions(&self) -> (u32, u32) {
+        RgbImage::dimensions(self)
+    }
+    fn stored_row(&self, y: usize) -> Option<&[u8]> {
+        let stride = self.width() as usize * 3;
+        Some(&self.as_raw()[y * stride..(y + 1) * stride])
+    }
+    fn draw_row(&self, y: usize, buf: &mut Vec<u8>) {
+        buf.clear();
+        buf.extend_from_slice(self.stored_row(y).expect("a stored row"));
+    }
+}
+
+/// Fixed-point interpolation weights: each axis in 1/2048ths, as OpenCV's resize, so a bilinear sum of u8
+/// pixels stays within i32.
+const BITS: u32 = 11;
+const ONE: i32 = 1 << BITS;
+
+/// Buffers a warp reuses from image to image.
+#[derive(Debug, Default)]
+pub struct WarpBuffers {
+    /// Two drawn source rows, and which rows they hold.
+    rows: [Vec<u8>; 2],
+    drawn: [Option<usize>; 2],
+    pad_row: Vec<u8>,
+    blended: Vec<i32>,
+    /// Per output column: the blended-row slot of its left tap and the two weights.
+    taps: Vec<(u32, i32, i32)>,
+    canvas: Vec<u8>,
+}
+
 /// Warps `src` into a new `size` canvas through `m` (source -> destination), bilinear, padding gray.
 pub fn warp(src: &RgbImage, m: &Mat3, size: (u32, u32)) -> RgbImage {
-    let (ow, oh) = size;
-    let mut out = RgbImage::from_pixel(ow, oh, image::Rgb([PAD_VALUE; 3]));
-    let Some(inv) = invert(m) else { return out };
-    let (sw, sh) = (src.width() as i64, src.height() as i64);
-    let sraw = src.as_raw();
-    let stride = sw as usize * 3;
+    let mut out = RgbImage::new(size.0, size.1);
+    warp_into(src, m, &mut out, &mut WarpBuffers::default());
+    out
+}
+
+/// Warps `src` through `m` into all of `out`: each output pixel centre is mapped back through `m`'s inverse
+/// and interpolated between the four nearest source pixel centres, with fixed-point weights; what falls
+/// outside the source is padding. Scale-and-shift matrices (the default augmentation: no rotation, shear or
+/// perspective) take a separable path that blends whole rows; it gives the same pixels as the general one.
+pub fn warp_into(src: &impl RowSource, m: &Mat3, out: &mut RgbImage, bufs: &mut WarpBuffers) {
+    let Some(inv) = invert(m) else {
+        out.fill(PAD_VALUE);
+        return;
+    };
     let affine = inv[2][0] == 0.0 && inv[2][1] == 0.0;
-    let pad = PAD_VALUE as f32;
-    let fetch = |x: i64, y: i64, c: usize| -> f32 {
+    if affine && inv[0][1] == 0.0 && inv[1][0] == 0.0 {
+        warp_separable(src, &inv, out, bufs);
+    } else {
+        warp_general(src, &inv, affine, out, bufs);
+    }
+}
+
+/// Where output coordinate `c` (a pixel centre) falls in the source: the tap left of (or above) it and the
+/// fixed-point weight of the tap after it. Source pixel centres sit at integer + 0.5.
+fn tap(c: f64) -> (i64, i32) {
+    let c = c - 0.5;
+    let c0 = c.floor();
+    (c0 as i64, ((c - c0) * ONE as f64).round() as i32)
+}
+
+/// Rounds a sum weighted by two axes of fixed-point weights back to a u8.
+fn narrow(v: i32) -> u8 {
+    ((v + (1 << (2 * BITS - 1))) >> (2 * BITS)) as u8
+}
+
+fn warp_separable(src: &impl RowSource, inv: &Mat3, out: &mut RgbImage, bufs: &mut WarpBuffers) {
+    let (sw, sh) = src.dimensions();
+    let (sw, sh) = (sw as i64, sh as i64);
+    let ow = out.width() as usize;
+    let pad = PAD_VALUE as i32 * ONE;
+    // Blended rows hold the source row with one pad pixel on each side: slot k is source column k - 1.
+    let slots = sw as usize + 2;
+    bufs.taps.clear();
+    let (mut lo, mut hi) = (slots, 0);
+    for x in 0..ow {
+        // inv[0][1] is zero: the general path's `+ inv[0][1] * yc` adds nothing.
+        let u = inv[0][0] * (x as f64 + 0.5) + inv[0][2];
+        let (x0, w1) = tap(u);
+        if !(u - 0.5 > -1.0 && u - 0.5 < sw as f64) {
+            bufs.taps.push((0, ONE, 0)); // entirely outside: the pad slot alone
+            continue;
+        }
+        let slot = (x0 + 1) as usize;
+        lo = lo.min(slot);
+        hi = hi.max(slot + 1);
+        bufs.taps.push((slot as u32, ONE - w1, w1));
+    }
+    bufs.blended.clear();
+    bufs.blended.resize(slots * 3, pad);
+    bufs.pad_row.clear();
+    bufs.pad_row.resize(sw as usize * 3, PAD_VALUE);
+    // Source columns the taps read (slots 1..=sw), as a range.
+    let (c_lo, c_hi) = if lo <= hi { (lo.max(1) - 1, hi.min(sw as usize)) } else { (0, 0) };
+    let stride = ow * 3;
+    let oraw: &mut [u8] = out;
+    bufs.drawn = [None, None];
+    for (y, orow) in oraw.chunks_exact_mut(stride).enumerate() {
+        let v = inv[1][1] * (y as f64 + 0.5) + inv[1][2];
+        if !(v - 0.5 > -1.0 && v - 0.5 < sh as f64) {
+            orow.fill(PAD_VALUE);
+            continue;
+        }
+        let (y0, w1) = tap(v);
+        let w0 = ONE - w1;
+        let inside = |y: i64| (0..sh).contains(&y).then_some(y as usize);
+        let (y0, y1) = (inside(y0), inside(y0 + 1));
+        if src.stored_row(0).is_none() {
+            // Drawn rows: the next output row mostly needs this one's lower row as its upper one.
+            if bufs.drawn[0] != y0 && bufs.drawn[1] == y0 {
+                bufs.rows.swap(0, 1);
+                bufs.drawn.swap(0, 1);
+            }
+            for (k, y) in [y0, y1].into_iter().enumerate() {
+                if let (Some(y), true) = (y, bufs.drawn[k] != y) {
+                    src.draw_row(y, &mut bufs.rows[k]);
+                    bufs.drawn[k] = Some(y);
+                }
+            }
+        }
+        let row = |k: usize, y: Option<usize>| -> &[u8] {
+            match y {
+                Some(y) => src.stored_row(y).unwrap_or(&bufs.rows[k]),
+                None => &bufs.pad_row,
+            }
+        };
+        let (r0, r1) = (row(0, y0), row(1, y1));
+        let span = c_lo * 3..c_hi * 3;
+        let blended = &mut bufs.blended[3 + span.start..3 + span.end];
+        for ((b, &p0), &p1) in blended.iter_mut().zip(&r0[span.clone()]).zip(&r1[span]) {
+            *b = p0 as i32 * w0 + p1 as i32 * w1;
+        }
+        let blended = &bufs.blended;
+        for (px, &(slot, a, b)) in orow.chunks_exact_mut(3).zip(&bufs.taps) {
+            let i = slot as usize * 3;
+            let (left, right) = (&blended[i..i + 3], &blended[i + 3..i + 6]);
+            for c in 0..3 {
+                px[c] = narrow(left[c] * a + right[c] * b);
+            }
+        }
+    }
+}
+
+fn warp_general(src: &impl RowSource, inv: &Mat3, affine: bool, out: &mut RgbImage, bufs: &mut WarpBuffers) {
+    let (sw, sh) = src.dimensions();
+    let stride = sw as usize * 3;
+    // The general path reads anywhere in the source: draw it whole once.
+    bufs.canvas.clear();
+    for y in 0..sh as usize {
+        match src.stored_row(y) {
+            Some(row) => bufs.canvas.extend_from_slice(row),
+            None => {
+                src.draw_row(y, &mut bufs.rows[0]);
+                bufs.canvas.extend_from_slice(&bufs.rows[0]);
+            }
+        }
+    }
+    let sraw = &bufs.canvas;
+    let (sw, sh) = (sw as i64, sh as i64);
+    let fetch = |x: i64, y: i64, c: usize| -> i32 {
         if x < 0 || y < 0 || x >= sw || y >= sh {
-            pad
+            PAD_VALUE as i32
         } else {
-            sraw[y as usize * stride + x as usize * 3 + c] as f32
+            sraw[y as usize * stride + x as usize * 3 + c] as i32
         }
     };
-    let oraw: &mut [u8] = &mut out;
-    for (y, row) in oraw.chunks_exact_mut(ow as usize * 3).enumerate() {
+    let ow = out.width() as usize;
+    let oraw: &mut [u8] = out;
+    for (y, row) in oraw.chunks_exact_mut(ow * 3).enumerate() {
         let yc = y as f64 + 0.5;
         for (x, px) in row.chunks_exact_mut(3).enumerate() {
             let xc = x as f64 + 0.5;
             let (u, v) = if affine {
                 (inv[0][0] * xc + inv[0][1] * yc + inv[0][2], inv[1][0] * xc + inv[1][1] * yc + inv[1][2])
             } else {
-                apply_point(&inv, xc, yc)
+                apply_point(inv, xc, yc)
             };
-            // Source pixel centres sit at integer + 0.5.
-            let (u, v) = (u - 0.5, v - 0.5);
-            if !(u > -1.0 && v > -1.0 && u < sw as f64 && v < sh as f64) {
-                continue; // entirely outside: keep the pad
+            if !(u - 0.5 > -1.0 && v - 0.5 > -1.0 && u - 0.5 < sw as f64 && v - 0.5 < sh as f64) {
+                px.fill(PAD_VALUE); // entirely outside
+                continue;
             }
-            let (x0, y0) = (u.floor() as i64, v.floor() as i64);
-            let (fx, fy) = ((u - x0 as f64) as f32, (v - y0 as f64) as f32);
-            let w = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
-            if x0 >= 0 && y0 >= 0 && x0 + 1 < sw && y0 + 1 < sh {
-                let i = y0 as usize * stride + x0 as usize * 3;
-                for c in 0..3 {
-                    let v = sraw[i + c] as f32 * w[0]
-                        + sraw[i + 3 + c] as f32 * w[1]
-                        + sraw[i + stride + c] as f32 * w[2]
-                        + sraw[i + stride + 3 + c] as f32 * w[3];
-                    px[c] = (v + 0.5).clamp(0.0, 255.0) as u8;
-                }
-            } else {
-                for (c, out) in px.iter_mut().enumerate().take(3) {
-                    let v = fetch(x0, y0, c) * w[0]
-                        + fetch(x0 + 1, y0, c) * w[1]
-                        + fetch(x0, y0 + 1, c) * w[2]
-                        + fetch(x0 + 1, y0 + 1, c) * w[3];
-                    *out = (v + 0.5).clamp(0.0, 255.0) as u8;
-                }
+            let ((x0, wx), (y0, wy)) = (tap(u), tap(v));
+            let w = [(ONE - wx) * (ONE - wy), wx * (ONE - wy), (ONE - wx) * wy, wx * wy];
+            for (c, out) in px.iter_mut().enumerate() {
+                let v = fetch(x0, y0, c) * w[0]
+                    + fetch(x0 + 1, y0, c) * w[1]
+                    + fetch(x0, y0 + 1, c) * w[2]
+                    + fetch(x0 + 1, y0 + 1, c) * w[3];
+                *out = narrow(v);
             }
         }
     }
-    out
 }
 
 /// Maps an xyxy box through `m`: the extent of its four transformed corners.
@@ -178,12 +328,8 @@ pub fn box_candidate(before: [f32; 4], after: [f32; 4], wh_thr: f32, ar_thr: f32
 pub fn flip_horizontal(img: &mut RgbImage) {
     let w = img.width() as usize;
     for row in img.chunks_exact_mut(w * 3) {
-        for x in 0..w / 2 {
-            let (a, b) = (x * 3, (w - 1 - x) * 3);
-            for c in 0..3 {
-                row.swap(a + c, b + c);
-            }
-        }
+        let (pixels, _) = row.as_chunks_mut::<3>();
+        pixels.reverse();
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod color;
 pub mod geometry;
 pub mod instances;
+pub mod mosaic;
 pub mod pipeline;
 pub mod preview;
 
@@ -18,14 +19,17 @@ use image::RgbImage;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use self::geometry::{flip_horizontal, flip_vertical, random_matrix, warp, AffineParams};
+use self::geometry::{flip_horizontal, flip_vertical, random_matrix, warp_into, AffineParams, RowSource};
 use self::instances::{clip_points, mosaic_labels, pixel_labels, warp_labels, Boxes};
-use super::cache::ImageStore;
-use super::letterbox::PAD_VALUE;
+use self::mosaic::MosaicTiles;
+use super::cache::{resize_long_side, ImageStore};
+use super::image_io::decode_rgb;
 use super::loader::{Prepared, SampleTransform};
 use super::polygon::Polygon;
+use super::recent::RecentImages;
+use super::worker::{PixelBuffers, WorkerState};
 use super::{BoxLabel, Letterbox, Sample};
-use crate::config::Settings;
+use crate::config::{CacheMode, Settings};
 
 /// The augmentation hyper-parameters (names as in `configs/default.yaml`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -103,29 +107,64 @@ impl TrainTransform {
         TrainTransform { params, store: self.store.clone() }
     }
 
-    /// Sample `i`, long side resized to `imgsz`, labels in its pixels.
-    fn load(&self, samples: &[Sample], i: usize) -> Result<Labeled> {
-        let image = self.store.load(i, &samples[i])?;
-        let image = Arc::try_unwrap(image).unwrap_or_else(|shared| (*shared).clone());
-        let (boxes, polygons) = pixel_labels(&samples[i], image.width(), image.height());
-        Ok(Labeled { image, boxes, polygons })
+    /// Sample `i`'s image, long side resized to `imgsz`, as Ultralytics' `load_image` finds it: in the RAM
+    /// cache, else among the worker's recent images, else loaded (decoded, or read from the disk cache) and
+    /// then kept among the recent ones.
+    fn image(&self, samples: &[Sample], i: usize, worker: &mut WorkerState) -> Result<Arc<RgbImage>> {
+        if self.store.mode() == CacheMode::Ram {
+            return self.store.load(i, &samples[i]);
+        }
+        if let Some(image) = worker.recent.get(i) {
+            return Ok(image);
+        }
+        let image = if self.store.mode() == CacheMode::Off {
+            let started = worker.clock();
+            let decoded = decode_rgb(&samples[i].image)?;
+            let started = worker.lap("decode", started);
+            let resized = resize_long_side(decoded, self.store.imgsz());
+            worker.lap("resize", started);
+            Arc::new(resized)
+        } else {
+            self.store.load(i, &samples[i])?
+        };
+        worker.recent.insert(i, image.clone());
+        Ok(image)
     }
 
-    /// Four images around a random centre on a `2s x 2s` gray canvas (Ultralytics' layout); boxes clipped
-    /// to the canvas, empty ones dropped.
-    pub fn mosaic4(&self, samples: &[Sample], index: usize, s: u32, rng: &mut ChaCha8Rng) -> Result<Labeled> {
+    /// Mosaic's three partners for `samples[index]` (Ultralytics' `Mosaic.get_indexes`): drawn from the
+    /// worker's recent images, or uniformly from the split when images are cached in RAM.
+    fn partners(&self, samples: &[Sample], worker: &WorkerState, rng: &mut ChaCha8Rng) -> [usize; 3] {
+        let recent = &worker.recent;
+        if self.store.mode() == CacheMode::Ram || recent.is_empty() {
+            [(); 3].map(|_| rng.gen_range(0..samples.len()))
+        } else {
+            [(); 3].map(|_| recent.index_at(rng.gen_range(0..recent.len())))
+        }
+    }
+
+    /// Four images around a random centre on a `2s x 2s` gray canvas (Ultralytics' layout), as tiles; boxes
+    /// clipped to the canvas, empty ones dropped.
+    fn mosaic_tiles(
+        &self,
+        samples: &[Sample],
+        index: usize,
+        s: u32,
+        rng: &mut ChaCha8Rng,
+        worker: &mut WorkerState,
+    ) -> Result<(MosaicTiles, Boxes, Vec<Polygon>)> {
+        let main = self.image(samples, index, worker)?;
         let s = s as i64;
         let yc = rng.gen_range(s as f64 / 2.0..1.5 * s as f64) as i64;
         let xc = rng.gen_range(s as f64 / 2.0..1.5 * s as f64) as i64;
-        let mut indexes = [index; 4];
-        for slot in indexes.iter_mut().skip(1) {
-            *slot = rng.gen_range(0..samples.len());
-        }
-        let mut canvas = RgbImage::from_pixel((2 * s) as u32, (2 * s) as u32, image::Rgb([PAD_VALUE; 3]));
+        let [a, b, c] = self.partners(samples, worker, rng);
+        let partners = [a, b, c].map(|i| self.image(samples, i, worker));
+        let started = worker.clock();
+        let mut canvas = MosaicTiles::new((2 * s) as u32);
         let mut tiles = Vec::with_capacity(4);
-        for (k, &i) in indexes.iter().enumerate() {
-            let tile = self.load(samples, i)?;
-            let (w, h) = (tile.image.width() as i64, tile.image.height() as i64);
+        let images = [Ok(main)].into_iter().chain(partners);
+        for (k, (i, image)) in [index, a, b, c].into_iter().zip(images).enumerate() {
+            let image = image?;
+            let (w, h) = (image.width() as i64, image.height() as i64);
             let (x1a, y1a, x2a, y2a, x1b, y1b) = match k {
                 0 => {
                     let (x1a, y1a) = ((xc - w).max(0), (yc - h).max(0));
@@ -141,39 +180,80 @@ impl TrainTransform {
                 }
                 _ => (xc, yc, (xc + w).min(2 * s), (yc + h).min(2 * s), 0, 0),
             };
-            let (cw, ch) = ((x2a - x1a).max(0) as usize, (y2a - y1a).max(0) as usize);
-            copy_rect(&tile.image, (x1b as usize, y1b as usize), &mut canvas, (x1a as usize, y1a as usize), (cw, ch));
-            tiles.push((tile.boxes, tile.polygons, ((x1a - x1b) as f32, (y1a - y1b) as f32)));
+            let size = ((x2a - x1a).max(0) as usize, (y2a - y1a).max(0) as usize);
+            let (boxes, polygons) = pixel_labels(&samples[i], image.width(), image.height());
+            canvas.place(image, (x1b as usize, y1b as usize), (x1a as usize, y1a as usize), size);
+            tiles.push((boxes, polygons, ((x1a - x1b) as f32, (y1a - y1b) as f32)));
         }
         let (boxes, polygons) = mosaic_labels(tiles, (2 * s) as f32);
-        Ok(Labeled { image: canvas, boxes, polygons })
+        worker.lap("mosaic", started);
+        Ok((canvas, boxes, polygons))
+    }
+
+    /// The raw mosaic of `samples[index]`, drawn: the canvas the affine step warps.
+    pub fn mosaic4(
+        &self,
+        samples: &[Sample],
+        index: usize,
+        s: u32,
+        rng: &mut ChaCha8Rng,
+        worker: &mut WorkerState,
+    ) -> Result<Labeled> {
+        let (tiles, boxes, polygons) = self.mosaic_tiles(samples, index, s, rng, worker)?;
+        Ok(Labeled { image: tiles.render(), boxes, polygons })
     }
 
     /// Mosaic (with probability `mosaic`) or the single image, then the random affine to `s x s`.
-    fn pre_transform(&self, samples: &[Sample], index: usize, s: u32, rng: &mut ChaCha8Rng) -> Result<Labeled> {
-        let base = if self.params.mosaic > 0.0 && rng.gen::<f64>() < self.params.mosaic {
-            self.mosaic4(samples, index, s, rng)?
+    fn pre_transform(
+        &self,
+        samples: &[Sample],
+        index: usize,
+        s: u32,
+        rng: &mut ChaCha8Rng,
+        worker: &mut WorkerState,
+    ) -> Result<Labeled> {
+        if self.params.mosaic > 0.0 && rng.gen::<f64>() < self.params.mosaic {
+            let (tiles, boxes, polygons) = self.mosaic_tiles(samples, index, s, rng, worker)?;
+            let started = worker.clock();
+            let out = random_affine(&tiles, boxes, polygons, &self.params.affine, s, rng, &mut worker.buffers);
+            worker.lap("affine", started);
+            Ok(out)
         } else {
-            self.load(samples, index)?
-        };
-        Ok(random_affine(base, &self.params.affine, s, rng))
+            let image = self.image(samples, index, worker)?;
+            let (boxes, polygons) = pixel_labels(&samples[index], image.width(), image.height());
+            let started = worker.clock();
+            let out = random_affine(&*image, boxes, polygons, &self.params.affine, s, rng, &mut worker.buffers);
+            worker.lap("affine", started);
+            Ok(out)
+        }
     }
 
-    /// The whole pipeline for `samples[index]` on an `s x s` canvas.
-    pub fn transform(&self, samples: &[Sample], index: usize, s: u32, rng: &mut ChaCha8Rng) -> Result<Labeled> {
+    /// The whole pipeline for `samples[index]` on an `s x s` canvas. The image's buffer comes from
+    /// `worker`; hand it back with [`PixelBuffers::recycle`] when done.
+    pub fn transform(
+        &self,
+        samples: &[Sample],
+        index: usize,
+        s: u32,
+        rng: &mut ChaCha8Rng,
+        worker: &mut WorkerState,
+    ) -> Result<Labeled> {
         let p = &self.params;
-        let mut out = self.pre_transform(samples, index, s, rng)?;
+        let mut out = self.pre_transform(samples, index, s, rng, worker)?;
         if p.mixup > 0.0 && rng.gen::<f64>() < p.mixup {
             let j = rng.gen_range(0..samples.len());
-            let other = self.pre_transform(samples, j, s, rng)?;
+            let other = self.pre_transform(samples, j, s, rng, worker)?;
             mixup(&mut out, other, sample_beta(32.0, rng) as f32);
         }
         if p.cutmix > 0.0 && rng.gen::<f64>() < p.cutmix {
             let j = rng.gen_range(0..samples.len());
-            let other = self.pre_transform(samples, j, s, rng)?;
+            let other = self.pre_transform(samples, j, s, rng, worker)?;
             cutmix(&mut out, &other, rng);
+            worker.buffers.recycle(other.image);
         }
+        let started = worker.clock();
         color::random_hsv(&mut out.image, p.hsv, rng);
+        let started = worker.lap("hsv", started);
         if p.flipud > 0.0 && rng.gen::<f64>() < p.flipud {
             flip_vertical(&mut out.image);
             instances::flip_vertical(&mut out.boxes, &mut out.polygons, out.image.height() as f32);
@@ -182,6 +262,7 @@ impl TrainTransform {
             flip_horizontal(&mut out.image);
             instances::flip_horizontal(&mut out.boxes, &mut out.polygons, out.image.width() as f32);
         }
+        worker.lap("flips", started);
         Ok(out)
     }
 }
@@ -191,11 +272,23 @@ impl SampleTransform for TrainTransform {
         // Without the sample list there is nothing to mix with: a one-sample list (its cache slot 0 is
         // not used, as the store is keyed by list position).
         let single = TrainTransform::new(self.params, Arc::new(ImageStore::uncached(self.store.imgsz())));
-        single.apply_at(std::slice::from_ref(sample), 0, imgsz, rng)
+        let mut worker = WorkerState::new(RecentImages::with_capacity(1));
+        single.prepare(std::slice::from_ref(sample), 0, imgsz, (imgsz, imgsz), rng, &mut worker)
     }
 
-    fn apply_at(&self, samples: &[Sample], index: usize, imgsz: u32, rng: &mut ChaCha8Rng) -> Result<Prepared> {
-        let out = self.transform(samples, index, imgsz, rng)?;
+    fn prepare(
+        &self,
+        samples: &[Sample],
+        index: usize,
+        imgsz: u32,
+        canvas: (u32, u32),
+        rng: &mut ChaCha8Rng,
+        worker: &mut WorkerState,
+    ) -> Result<Prepared> {
+        if canvas != (imgsz, imgsz) {
+            anyhow::bail!("training batches are square, not {}x{}", canvas.0, canvas.1);
+        }
+        let out = self.transform(samples, index, imgsz, rng, worker)?;
         let s = imgsz as f32;
         let labels = out
             .boxes
@@ -227,28 +320,34 @@ impl SampleTransform for StoreLetterbox {
         super::loader::LetterboxOnly.apply(sample, imgsz, rng)
     }
 
-    fn apply_at(&self, samples: &[Sample], index: usize, imgsz: u32, rng: &mut ChaCha8Rng) -> Result<Prepared> {
-        self.apply_canvas(samples, index, imgsz, (imgsz, imgsz), rng)
-    }
-
-    fn apply_canvas(
+    fn prepare(
         &self,
         samples: &[Sample],
         index: usize,
         imgsz: u32,
         canvas: (u32, u32),
         _rng: &mut ChaCha8Rng,
+        _worker: &mut WorkerState,
     ) -> Result<Prepared> {
         let image = self.store.load(index, &samples[index])?;
         Ok(super::loader::letterbox_prepared(&samples[index], &image, imgsz, canvas))
     }
 }
 
-/// Warps `input` to an `s x s` canvas with a random matrix, moving, clipping and filtering its labels.
-pub fn random_affine(input: Labeled, p: &AffineParams, s: u32, rng: &mut ChaCha8Rng) -> Labeled {
-    let (m, scale) = random_matrix(p, input.image.dimensions(), (s, s), rng);
-    let image = warp(&input.image, &m, (s, s));
-    let (boxes, polygons) = warp_labels(input.boxes, input.polygons, &m, scale, s);
+/// Warps `src` to an `s x s` canvas with a random matrix, moving, clipping and filtering its labels.
+pub fn random_affine(
+    src: &impl RowSource,
+    boxes: Boxes,
+    polygons: Vec<Polygon>,
+    p: &AffineParams,
+    s: u32,
+    rng: &mut ChaCha8Rng,
+    buffers: &mut PixelBuffers,
+) -> Labeled {
+    let (m, scale) = random_matrix(p, src.dimensions(), (s, s), rng);
+    let mut image = buffers.image(s, s);
+    warp_into(src, &m, &mut image, &mut buffers.warp);
+    let (boxes, polygons) = warp_labels(boxes, polygons, &m, scale, s);
     Labeled { image, boxes, polygons }
 }
 

@@ -140,3 +140,17 @@ pub fn coco8_batch(imgsz: u32, n: usize) -> ember::data::Batch {
 pub fn values<B: burn::tensor::backend::Backend, const D: usize>(t: burn::tensor::Tensor<B, D>) -> Vec<f32> {
     t.cast(burn::tensor::FloatDType::F32).into_data().convert::<f32>().to_vec().unwrap()
 }
+
+/// A `[2, 3, 8, 16]` batch whose pixels run through every byte value.
+pub fn byte_ramp_batch() -> ember::data::Batch {
+    let shape = [2, 3, 8, 16];
+    ember::data::Batch {
+        index: 0,
+        pixels: (0..shape.iter().product::<usize>()).map(|i| (i * 7 % 256) as u8).collect(),
+        shape,
+        labels: vec![vec![]; 2],
+        paths: vec![Default::default(); 2],
+        letterboxes: vec![ember::data::Letterbox::new((16, 8), (16, 8)); 2],
+        failures: vec![],
+    }
+}
