@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod amp_sources;
 pub mod overflow;
 
 use std::path::{Path, PathBuf};
