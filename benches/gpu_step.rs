@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 use ember::config::{AmpMode, OptimizerKind};
 use ember::data::scan::scan_split;
@@ -215,7 +215,7 @@ impl OnAutodiffBackend for Bench {
         );
         if !by_name_steady.is_empty() {
             let mut names: Vec<_> = by_name_steady.into_iter().collect();
-            names.sort_by(|a, b| b.1.cmp(&a.1));
+            names.sort_by_key(|n| std::cmp::Reverse(n.1));
             println!("kernels per step by name (top 25):");
             for (name, n) in names.iter().take(25) {
                 println!("  {:>7.0} {name}", *n as f64 / steady);
@@ -237,7 +237,10 @@ fn main() {
     if log.is_none() {
         println!("(no kernel counts: this build has no cubecl backend, or the runtime was configured already)");
     }
-    let device = ComputeDevice::resolve(Some(&args.device)).expect("--device");
+    let spec = ember::config::Devices::try_from(serde_yaml::Value::String(args.device.clone()))
+        .and_then(|d| d.one().map_err(|e| e.to_string()))
+        .expect("--device");
+    let device = ComputeDevice::resolve(spec).expect("--device");
     println!("device: {device}");
     ember::backend::on_compute_pool(|| device.run_autodiff(Bench { args, log }));
     let _ = std::fs::remove_file(log_path);

@@ -5,60 +5,19 @@ use anyhow::{bail, Result};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::config::foreign::{foreign_keys, is_foreign};
-use crate::config::{closest, key_specs, KeyKind, KeySpec, Overrides, Section};
+use crate::config::{closest, key_specs, KeyKind, KeySpec, Overrides};
 
-/// What the user asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Train,
-    Val,
-    Predict,
-    Export,
-    Check,
-    Info,
-}
+pub use crate::config::Mode;
 
-impl Mode {
-    pub const ALL: [Mode; 6] = [Mode::Train, Mode::Val, Mode::Predict, Mode::Export, Mode::Check, Mode::Info];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Train => "train",
-            Mode::Val => "val",
-            Mode::Predict => "predict",
-            Mode::Export => "export",
-            Mode::Check => "check",
-            Mode::Info => "info",
-        }
-    }
-
-    fn about(self) -> &'static str {
-        match self {
-            Mode::Train => "Train a detector on a dataset YAML (mixed precision on CUDA by default)",
-            Mode::Val => "Validate weights on a dataset split: P, R, mAP50 and mAP50-95 per class",
-            Mode::Predict => "Detect objects in images and save annotated copies",
-            Mode::Export => "Export weights to ONNX, SafeTensors or burnpack",
-            Mode::Check => "Check a dataset: images, labels, backgrounds, corrupt files, instances per class",
-            Mode::Info => "Show a model's layers, parameter count and GFLOPs",
-        }
-    }
-
-    /// Whether a setting is a flag of this subcommand.
-    pub fn takes(self, spec: &KeySpec) -> bool {
-        use Section::*;
-        match self {
-            Mode::Train => !matches!(spec.section, Export) && spec.name != "source",
-            Mode::Val => matches!(spec.section, Common | ValPredict) && !matches!(spec.name, "source"),
-            Mode::Predict => matches!(spec.section, Common | ValPredict) && spec.name != "split",
-            Mode::Export => {
-                let val_keys = matches!(spec.name, "nms" | "end2end" | "max_det" | "conf" | "iou");
-                matches!(spec.section, Common | Export) || val_keys
-            }
-            Mode::Check => matches!(spec.name, "data" | "datasets_dir" | "workers" | "verbose" | "cfg"),
-            Mode::Info => {
-                matches!(spec.name, "model" | "weights" | "imgsz" | "data" | "datasets_dir" | "cfg" | "device")
-            }
-        }
+/// The one-line description of a subcommand in `--help`.
+fn about(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Train => "Train a detector on a dataset YAML (mixed precision on a GPU by default)",
+        Mode::Val => "Validate weights on a dataset split: P, R, mAP50 and mAP50-95 per class",
+        Mode::Predict => "Detect objects in images and save annotated copies",
+        Mode::Export => "Export weights to ONNX, SafeTensors or burnpack",
+        Mode::Check => "Check a dataset: images, labels, backgrounds, corrupt files, instances per class",
+        Mode::Info => "Show a model's layers, parameter count and GFLOPs",
     }
 }
 
@@ -81,7 +40,7 @@ pub fn command() -> Command {
         .subcommand_required(true)
         .arg_required_else_help(true);
     for mode in Mode::ALL {
-        let mut sub = Command::new(mode.name()).about(mode.about());
+        let mut sub = Command::new(mode.name()).about(about(mode));
         for spec in key_specs().iter().filter(|s| mode.takes(s)) {
             sub = sub.arg(flag_for(spec));
             if spec.kind == KeyKind::Bool || spec.name == "amp" {

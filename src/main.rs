@@ -14,9 +14,8 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
-    let explicit_amp = invocation.overrides.get("amp").is_some();
     let result = Settings::resolve(&invocation.overrides)
-        .and_then(|settings| ember::backend::on_compute_pool(|| run(invocation.mode, &settings, explicit_amp)));
+        .and_then(|settings| ember::backend::on_compute_pool(|| run(invocation.mode, &settings)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -26,12 +25,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(mode: Mode, settings: &Settings, explicit_amp: bool) -> anyhow::Result<()> {
+fn run(mode: Mode, settings: &Settings) -> anyhow::Result<()> {
     use ember::commands;
     match mode {
         Mode::Check => commands::check::run(settings),
         Mode::Info => commands::info::run(settings),
-        Mode::Train => commands::train::run(settings, explicit_amp).map(|_| ()),
+        Mode::Train => commands::train::run(settings).map(|_| ()),
         Mode::Val => commands::val::run(settings).map(|_| ()),
         Mode::Export => commands::export::run(settings).map(|_| ()),
         Mode::Predict => commands::predict::run(settings).map(|_| ()),

@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::Result;
 use burn::tensor::backend::Backend;
 
+use crate::config::{Mode, Settings};
 use crate::data::{batch_tensor, BatchLoader};
 use crate::loss::criterion::{targets_of, Criterion};
 use crate::metrics::{ConfusionMatrix, DetectionAccumulator, DetectionMetrics};
@@ -29,9 +30,10 @@ pub struct ValOptions {
 }
 
 impl ValOptions {
-    pub fn for_val(settings: &crate::config::Settings, model_end2end: bool) -> ValOptions {
+    /// `ember val`'s options, which training's validation uses too.
+    pub fn for_val(settings: &Settings, model_end2end: bool) -> ValOptions {
         ValOptions {
-            conf: settings.conf.unwrap_or(0.001) as f32,
+            conf: settings.conf_for(Mode::Val) as f32,
             iou: settings.iou,
             max_det: settings.max_det as usize,
             agnostic: settings.agnostic_nms,

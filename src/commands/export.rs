@@ -1,19 +1,30 @@
 //! `ember export`: write trained weights as ONNX, Ultralytics-keyed SafeTensors or burnpack.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
 use burn::tensor::backend::Backend;
 
-use crate::config::Settings;
+use crate::config::{ExportFormat, Settings};
 use crate::device::{ComputeDevice, OnBackend};
 use crate::export::{self, OnnxOptions};
 use crate::model::locate::locate_weights;
+use crate::model::{load_model, LoadedModel};
+use crate::runs::checkpoint;
 
 pub fn run(settings: &Settings) -> Result<PathBuf> {
-    ComputeDevice::resolve(settings.device.as_deref())?.run(Export { settings })
+    if let ExportFormat::Ultralytics(format) = settings.format {
+        bail!("format={format} is an Ultralytics export format ember does not write: choose onnx, safetensors or burnpack");
+    }
+    if settings.nms == Some(true) {
+        bail!(
+            "nms=true asks for NMS inside the exported graph, which ember does not build: export without it \
+               (the one-to-many output, NMS after the model) or with nms=false (YOLO26's NMS-free output)"
+        );
+    }
+    ComputeDevice::resolve(settings.device.one()?)?.run(Export { settings })
 }
 
 /// Loads the weights on the device and writes them in the asked format.
@@ -28,87 +39,85 @@ impl OnBackend for Export<'_> {
     }
 }
 
+/// A written file: where, its output or key layout, and its format and precision, for the summary line.
+struct Written {
+    path: PathBuf,
+    layout: String,
+    format: String,
+}
+
 fn export_on<B: Backend>(settings: &Settings, device: &B::Device) -> Result<PathBuf> {
     let weights = settings.weights.as_deref().context("no weights given: pass --weights FILE.safetensors|FILE.pt")?;
     let weights = &locate_weights(weights)?;
     let started = Instant::now();
-    let names = class_names(settings)?;
-    let loaded = export::load_model::<B>(weights, &settings.model, names, device)?;
-    let model = &loaded.model;
-    if settings.nms == Some(true) {
-        bail!(
-            "nms=true asks for NMS inside the exported graph, which ember does not build: export without it \
-               (the one-to-many output, NMS after the model) or with nms=false (YOLO26's NMS-free output)"
-        );
+    let mut loaded = load_model::<B>(weights, &settings.model, device)?;
+    if let Some((names, yaml)) = super::dataset_names(settings)? {
+        loaded = loaded.with_names(names, weights, &yaml)?;
     }
-    let format = settings.format.to_ascii_lowercase();
-    let (out, shape, what) = match format.as_str() {
-        "onnx" => {
-            let opts = OnnxOptions {
-                imgsz: [settings.imgsz as usize; 2],
-                batch: 1,
-                half: settings.half,
-                dynamic: settings.dynamic,
-                end2end: settings.nms_free(),
-                max_det: settings.max_det as usize,
-                opset: settings.opset.unwrap_or(17) as i64,
-                names: loaded.names.clone(),
-            };
-            let onnx = export::export_onnx(model, &opts)?;
-            let out = export::output_path(weights, "onnx");
-            std::fs::write(&out, &onnx.bytes).with_context(|| format!("cannot write {}", out.display()))?;
-            let shape = onnx
-                .output_shape
-                .iter()
-                .enumerate()
-                .map(|(i, d)| match d {
-                    Some(v) => v.to_string(),
-                    // The symbolic axes, named as in the graph.
-                    None if i == 0 => "batch".to_string(),
-                    None if opts.end2end => "detections".to_string(),
-                    None => "anchors".to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            let head = if opts.end2end { "end-to-end, no NMS" } else { "needs NMS" };
-            let precision = if opts.half { "FP16" } else { "FP32" };
-            (out, format!("output0 [{shape}] ({head})"), format!("ONNX opset {}, {precision}", opts.opset))
-        }
-        "safetensors" => {
-            let meta = export::export_meta(&loaded, settings.imgsz);
-            let out = export::output_path(weights, "safetensors");
-            export::save_ultralytics_safetensors(model, &out, &meta, settings.half)?;
-            let precision = if settings.half { "FP16" } else { "FP32" };
-            (out, "Ultralytics state_dict keys".to_string(), format!("SafeTensors, {precision}"))
-        }
-        "burnpack" | "bpk" => {
-            if settings.half {
-                bail!("--half is not supported for burnpack export (it stores the f32 weights)");
-            }
-            let meta = export::export_meta(&loaded, settings.imgsz);
-            let out = export::output_path(weights, "bpk");
-            export::save_burnpack(model, &out, &meta)?;
-            (out, "burn module paths".to_string(), "burnpack, FP32".to_string())
-        }
-        other => bail!("unknown export format '{other}': choose onnx, safetensors or burnpack"),
+    let written = match settings.format {
+        ExportFormat::Onnx => write_onnx(&loaded, weights, settings)?,
+        ExportFormat::SafeTensors | ExportFormat::Burnpack => write_weights(&loaded, weights, settings)?,
+        ExportFormat::Ultralytics(_) => unreachable!("refused before loading"),
     };
-    let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(&written.path).map(|m| m.len()).unwrap_or(0);
     println!(
-        "Exported {} ({} classes, {what}) in {:.1}s: {} ({}), {shape}",
-        model.name(),
-        model.nc(),
+        "Exported {} ({} classes, {}) in {:.1}s: {} ({}), {}",
+        loaded.model.name(),
+        loaded.model.nc(),
+        written.format,
         started.elapsed().as_secs_f64(),
-        out.display(),
-        export::human_size(size)
+        written.path.display(),
+        export::human_size(size),
+        written.layout
     );
-    Ok(out)
+    Ok(written.path)
 }
 
-/// Class names from `--data` (only the YAML is read: the images need not be present), if given.
-pub fn class_names(settings: &Settings) -> Result<Option<Vec<String>>> {
-    let Some(data) = settings.data.as_deref() else {
-        return Ok(None);
-    };
-    let dir = settings.datasets_dir.as_ref().map(PathBuf::from);
-    Ok(Some(crate::data::DatasetConfig::load(data.as_ref(), dir.as_deref())?.names))
+fn write_onnx<B: Backend>(loaded: &LoadedModel<B>, weights: &Path, settings: &Settings) -> Result<Written> {
+    let mut opts = OnnxOptions::new(settings.imgsz as usize, loaded.names.clone());
+    opts.half = settings.half;
+    opts.dynamic = settings.dynamic;
+    opts.end2end = settings.nms_free();
+    opts.max_det = settings.max_det as usize;
+    opts.opset = settings.onnx_opset() as i64;
+    let onnx = export::export_onnx(&loaded.model, &opts)?;
+    let path = export::output_path(weights, "onnx");
+    std::fs::write(&path, &onnx.bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    let shape = onnx
+        .output_shape
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match d {
+            Some(v) => v.to_string(),
+            // The symbolic axes, named as in the graph.
+            None if i == 0 => "batch".to_string(),
+            None if opts.end2end => "detections".to_string(),
+            None => "anchors".to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let head = if opts.end2end { "end-to-end, no NMS" } else { "needs NMS" };
+    let precision = if opts.half { "FP16" } else { "FP32" };
+    Ok(Written {
+        path,
+        layout: format!("output0 [{shape}] ({head})"),
+        format: format!("ONNX opset {}, {precision}", opts.opset),
+    })
+}
+
+/// SafeTensors under Ultralytics' keys, or burnpack under burn's module paths, with the checkpoint's header.
+fn write_weights<B: Backend>(loaded: &LoadedModel<B>, weights: &Path, settings: &Settings) -> Result<Written> {
+    let meta = export::export_meta(loaded, checkpoint::read_meta(weights)?, settings.imgsz);
+    if settings.format == ExportFormat::Burnpack {
+        if settings.half {
+            bail!("--half is not supported for burnpack export (it stores the f32 weights)");
+        }
+        let path = export::output_path(weights, "bpk");
+        export::save_burnpack(&loaded.model, &path, &meta)?;
+        return Ok(Written { path, layout: "burn module paths".into(), format: "burnpack, FP32".into() });
+    }
+    let path = export::output_path(weights, "safetensors");
+    export::save_ultralytics_safetensors(&loaded.model, &path, &meta, settings.half)?;
+    let precision = if settings.half { "FP16" } else { "FP32" };
+    Ok(Written { path, layout: "Ultralytics state_dict keys".into(), format: format!("SafeTensors, {precision}") })
 }

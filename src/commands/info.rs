@@ -4,14 +4,14 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::config::Settings;
+use crate::config::{DeviceSpec, Settings};
 use crate::data::DatasetConfig;
 use crate::model::weights_file::model_from_pt;
 use crate::model::Yolo;
 
 pub fn run(settings: &Settings) -> Result<()> {
     // `ember info --device vulkan` lists the adapters `--device vulkan:N` can name.
-    if settings.device.as_deref().is_some_and(|d| d.trim().eq_ignore_ascii_case("vulkan")) {
+    if settings.device.0 == [DeviceSpec::Vulkan(None)] {
         println!("{}", crate::device::vulkan::describe(&crate::device::vulkan::list()?));
         return Ok(());
     }
@@ -26,12 +26,8 @@ pub fn run(settings: &Settings) -> Result<()> {
         }
         None => checkpoint_nc.filter(|&n| n > 0).unwrap_or(80),
     };
-    let imgsz = settings.imgsz as usize;
-    if imgsz == 0 || !imgsz.is_multiple_of(32) {
-        anyhow::bail!("--imgsz must be a positive multiple of 32, got {imgsz}");
-    }
-    // Summarised on the CPU: the layer table needs no accelerator.
+    // Summarised on the CPU: the layer table needs no accelerator. (Settings checked imgsz.)
     let yolo = Yolo::<crate::backend::Cpu>::new(&model, nc, &Default::default())?;
-    println!("{}", yolo.summary(imgsz));
+    println!("{}", yolo.summary(settings.imgsz as usize));
     Ok(())
 }

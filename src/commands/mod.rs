@@ -1,4 +1,5 @@
-//! One file per subcommand: each turns resolved settings into work and console output.
+//! One file per subcommand: each turns resolved settings into work and console output. Commands share the
+//! helpers below and never call one another.
 
 pub mod check;
 pub mod export;
@@ -21,4 +22,15 @@ pub fn load_dataset(settings: &Settings) -> Result<DatasetConfig> {
     let config = DatasetConfig::load(data.as_ref(), dir.as_deref())?;
     download::ensure_present(&config)?;
     Ok(config)
+}
+
+/// The class names of `--data` and the YAML they come from, if given (only the YAML is read: the images need not
+/// be present).
+pub fn dataset_names(settings: &Settings) -> Result<Option<(Vec<String>, PathBuf)>> {
+    let Some(data) = settings.data.as_deref() else {
+        return Ok(None);
+    };
+    let dir = settings.datasets_dir.as_ref().map(PathBuf::from);
+    let config = DatasetConfig::load(data.as_ref(), dir.as_deref())?;
+    Ok(Some((config.names, config.yaml_path)))
 }

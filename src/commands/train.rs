@@ -6,9 +6,9 @@ use anyhow::{bail, Context, Result};
 
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::config::{AmpMode, Settings};
+use crate::config::{AmpMode, AmpRequest, Mode, ResumeTarget, Settings};
 use crate::data::scan::{drop_mixed_polygons, scan_split};
-use crate::data::Split;
+use crate::data::{DatasetConfig, Sample, Split};
 use crate::device::{fp16_unsafe, ComputeDevice, OnAutodiffBackend};
 use crate::model::locate::locate_weights;
 use crate::model::weights_file::model_from_pt;
@@ -18,22 +18,36 @@ use crate::runs::folder::newest_last_checkpoint;
 use crate::train::loss_scale::LossScaler;
 use crate::train::trainer::{train, TrainInputs, TrainOutcome};
 
-pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {
+pub fn run(settings: &Settings) -> Result<TrainOutcome> {
     let (mut settings, resume) = resolve_resume(settings)?;
     if resume.is_none() {
         resolve_starting_weights(&mut settings)?;
     }
-    let compute = ComputeDevice::resolve(settings.device.as_deref())?;
+    let compute = ComputeDevice::resolve(settings.device.one()?)?;
     println!("device: {compute}");
-    // A resumed run's saved `amp` is the mode it resolved to, so it counts as explicit.
-    let precision = resolve_precision(&settings, &compute, explicit_amp || resume.is_some());
-    settings.amp = precision;
+    let (precision, why) = precision_for(settings.amp, &compute);
+    println!("{why}");
+    // args.yaml records the precision the run computes in, which a resumed run keeps.
+    settings.amp = AmpRequest::Forced(precision);
     // As Ultralytics: under AMP on a GPU the per-epoch validation runs the EMA in FP16 too.
     if compute.is_gpu() && precision == AmpMode::Fp16 {
         settings.half = true;
     }
-
     let dataset = super::load_dataset(&settings)?;
+    let (names, train, val) = training_samples(&settings, &dataset)?;
+    let run_dir = match &resume {
+        Some((path, _)) => {
+            path.parent().and_then(Path::parent).map(Path::to_path_buf).context("checkpoint path has no run folder")?
+        }
+        None => make_run_dir(&settings.project_dir(), settings.run_name(Mode::Train), settings.exist_ok)?,
+    };
+    let inputs = TrainInputs { settings, names, train, val, run_dir, resume, precision };
+    compute.run_autodiff(Train(inputs))
+}
+
+/// The class names and the training and validation samples, as the settings select them (`fraction`,
+/// `single_cls`), with polygons kept only where the training augmentation reads them.
+fn training_samples(settings: &Settings, dataset: &DatasetConfig) -> Result<(Vec<String>, Vec<Sample>, Vec<Sample>)> {
     let mut train_scan = scan_split(dataset.split_sources(Split::Train)?, dataset.nc(), Split::Train)?;
     let val_split = if dataset.val.is_empty() { Split::Train } else { Split::Val };
     let val_scan = scan_split(dataset.split_sources(val_split)?, dataset.nc(), Split::Val)?;
@@ -52,33 +66,21 @@ pub fn run(settings: &Settings, explicit_amp: bool) -> Result<TrainOutcome> {
         println!("fraction={}: training on the first {keep} images", settings.fraction);
     }
     let mut names = dataset.names.clone();
-    let (mut train_samples, mut val_samples) = (train_scan.samples, val_scan.samples);
-    if let Some((boxes, polygons)) = drop_mixed_polygons(&mut train_samples) {
+    let (mut train, mut val) = (train_scan.samples, val_scan.samples);
+    if let Some((boxes, polygons)) = drop_mixed_polygons(&mut train) {
         tracing::warn!(
             "train: {polygons} polygons for {boxes} boxes (box-only and polygon label files mixed); as Ultralytics \
              does, only the boxes are used"
         );
     }
-    // Only the training augmentation reads polygons.
-    val_samples.iter_mut().for_each(|s| s.polygons = Vec::new());
+    val.iter_mut().for_each(|s| s.polygons = Vec::new());
     if settings.single_cls {
         names = vec!["item".into()];
-        for s in train_samples.iter_mut().chain(val_samples.iter_mut()) {
+        for s in train.iter_mut().chain(val.iter_mut()) {
             s.labels.iter_mut().for_each(|b| b.class = 0);
         }
     }
-
-    let run_dir = match &resume {
-        Some((path, _)) => {
-            path.parent().and_then(Path::parent).map(Path::to_path_buf).context("checkpoint path has no run folder")?
-        }
-        None => {
-            let project = PathBuf::from(settings.project.as_deref().unwrap_or("runs"));
-            make_run_dir(&project, settings.name.as_deref().unwrap_or("train"), settings.exist_ok)?
-        }
-    };
-    let inputs = TrainInputs { settings, names, train: train_samples, val: val_samples, run_dir, resume, precision };
-    compute.run_autodiff(Train(inputs))
+    Ok((names, train, val))
 }
 
 /// The trainer, on whichever backend the device resolved to.
@@ -108,11 +110,10 @@ fn resolve_starting_weights(settings: &mut Settings) -> Result<()> {
 
 /// `--resume`: the newest run's last checkpoint, or the given one; its saved settings win.
 fn resolve_resume(settings: &Settings) -> Result<(Settings, Option<(PathBuf, checkpoint::CheckpointMeta)>)> {
-    let Some(resume) = settings.resume.as_deref() else { return Ok((settings.clone(), None)) };
-    let path = if resume == "true" {
-        newest_last_checkpoint(Path::new(settings.project.as_deref().unwrap_or("runs")))?
-    } else {
-        PathBuf::from(resume)
+    let path = match &settings.resume {
+        ResumeTarget::No => return Ok((settings.clone(), None)),
+        ResumeTarget::Newest => newest_last_checkpoint(&settings.project_dir())?,
+        ResumeTarget::Checkpoint(path) => path.clone(),
     };
     let meta = checkpoint::read_meta(&path)?
         .with_context(|| format!("{} is not an ember training checkpoint (no ember header)", path.display()))?;
@@ -125,7 +126,7 @@ fn resolve_resume(settings: &Settings) -> Result<(Settings, Option<(PathBuf, che
     }
     let mut saved: Settings = serde_yaml::from_str(&meta.settings)
         .with_context(|| format!("{}: unreadable saved settings", path.display()))?;
-    saved.resume = None;
+    saved.resume = ResumeTarget::No;
     // Where the data lives may differ on this machine.
     if settings.datasets_dir.is_some() {
         saved.datasets_dir = settings.datasets_dir.clone();
@@ -133,39 +134,33 @@ fn resolve_resume(settings: &Settings) -> Result<(Settings, Option<(PathBuf, che
     Ok((saved, Some((path, meta))))
 }
 
-/// The precision the run computes in, stated with the reason. On a GPU (CUDA or Vulkan) `--amp` (the
-/// default) is FP16, except on GPUs known to fail in FP16 and devices without FP16 arithmetic. On CPU the default is FP32: burn-flex computes FP16 convolutions
-/// about 2x slower than FP32 on CPUs without FP16 arithmetic (measured, see BENCHMARKS.md), so `--amp`
-/// only switches FP16 on there when asked for by name or flag.
-pub fn resolve_precision(settings: &Settings, compute: &ComputeDevice, explicit: bool) -> AmpMode {
-    let on_gpu = compute.is_gpu();
-    match (settings.amp, explicit) {
-        (AmpMode::Fp32, _) => {
-            println!("AMP: off, fp32 compute");
-            AmpMode::Fp32
+/// The precision a run computes in under `amp` on `compute`, and the line that says so and why. `amp=true` (the
+/// default, a bare `--amp`) is FP16 on a GPU that computes in FP16 (except GPUs known to fail in FP16) and FP32 on
+/// the CPU, where burn-flex computes FP16 convolutions slower than FP32 on CPUs without FP16 arithmetic
+/// (BENCHMARKS.md); `fp16`, `bf16` and `fp32` are what they say on any device.
+pub fn precision_for(amp: AmpRequest, compute: &ComputeDevice) -> (AmpMode, String) {
+    let fp16_unsafe_gpu = matches!(compute, ComputeDevice::Cuda { name, .. } if fp16_unsafe(name));
+    match amp {
+        AmpRequest::Forced(AmpMode::Fp32) => (AmpMode::Fp32, "AMP: off, fp32 compute".into()),
+        AmpRequest::Forced(AmpMode::Bf16) => {
+            (AmpMode::Bf16, "AMP: bf16 compute, fp32 master weights, no loss scaling (bf16 has fp32's range)".into())
         }
-        (AmpMode::Fp16, _) if matches!(compute, ComputeDevice::Cuda { name, .. } if fp16_unsafe(name)) => {
-            println!("AMP: off, fp32 compute: {compute} is known to give NaN losses or zero mAP in FP16");
-            AmpMode::Fp32
+        _ if fp16_unsafe_gpu => (
+            AmpMode::Fp32,
+            format!("AMP: off, fp32 compute: {compute} is known to give NaN losses or zero mAP in FP16"),
+        ),
+        _ if compute.is_gpu() && !compute.supports_f16() => {
+            (AmpMode::Fp32, format!("AMP: off, fp32 compute: {compute} has no FP16 arithmetic"))
         }
-        (AmpMode::Fp16, _) if on_gpu && !compute.supports_f16() => {
-            println!("AMP: off, fp32 compute: {compute} has no FP16 arithmetic");
-            AmpMode::Fp32
-        }
-        (AmpMode::Fp16, false) if !on_gpu => {
-            println!(
-                "AMP: off on CPU, fp32 compute: burn-flex runs FP16 convolutions about 2x slower than FP32 on CPUs \
-                 without FP16 arithmetic; --amp fp16 forces mixed precision"
-            );
-            AmpMode::Fp32
-        }
-        (AmpMode::Fp16, _) => {
-            println!("AMP: fp16 compute, fp32 master weights, loss scale {}", LossScaler::default().scale);
-            AmpMode::Fp16
-        }
-        (AmpMode::Bf16, _) => {
-            println!("AMP: bf16 compute, fp32 master weights, no loss scaling (bf16 has fp32's range)");
-            AmpMode::Bf16
-        }
+        AmpRequest::Auto if !compute.is_gpu() => (
+            AmpMode::Fp32,
+            "AMP: off on CPU, fp32 compute: burn-flex runs FP16 convolutions slower than FP32 on CPUs without \
+             FP16 arithmetic; --amp fp16 forces mixed precision"
+                .into(),
+        ),
+        AmpRequest::Auto | AmpRequest::Forced(AmpMode::Fp16) => (
+            AmpMode::Fp16,
+            format!("AMP: fp16 compute, fp32 master weights, loss scale {}", LossScaler::default().scale),
+        ),
     }
 }

@@ -1,13 +1,23 @@
-//! The typed settings of one run, resolved from defaults, a `--cfg` file and command-line values.
+//! The typed settings of one run, resolved once from defaults, a `--cfg` file and command-line values (flags
+//! and `key=value` words alike): every value is parsed into its type here, the defaults that depend on the
+//! command are decided here, and which keys were given explicitly is recorded, whatever their source.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_yaml::{Mapping, Value};
 
 use super::foreign::{check_foreign, ignored_line, is_foreign};
-use super::{closest, key_specs, AmpMode, KeyKind, OptimizerChoice, DEFAULT_YAML};
+use super::{
+    closest, key_specs, AmpRequest, Devices, ExportFormat, KeyKind, Mode, OptimizerChoice, ResumeTarget, Split,
+    DEFAULT_YAML,
+};
+
+/// The largest stride of every model ember builds: image sizes are multiples of it, and rectangular batches
+/// (validation) are rounded up to it, as Ultralytics' `max(int(model.stride.max()), 32)`.
+pub const LARGEST_STRIDE: u32 = 32;
 
 /// Where decoded training images are kept between epochs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,8 +66,7 @@ pub struct Settings {
     pub datasets_dir: Option<String>,
     pub imgsz: u32,
     pub batch: u32,
-    #[serde(deserialize_with = "opt_string_from_scalar")]
-    pub device: Option<String>,
+    pub device: Devices,
     pub workers: u32,
     pub project: Option<String>,
     pub name: Option<String>,
@@ -85,15 +94,13 @@ pub struct Settings {
     pub freeze: Option<Vec<String>>,
     #[serde(default)]
     pub multi_scale: f64,
-    /// `false`, `true` (the newest run's last checkpoint) or a checkpoint path.
-    #[serde(deserialize_with = "opt_string_from_scalar")]
-    pub resume: Option<String>,
-    pub amp: AmpMode,
+    pub resume: ResumeTarget,
+    pub amp: AmpRequest,
     pub fraction: f64,
     pub val: bool,
     pub save_batches: bool,
 
-    pub split: String,
+    pub split: Split,
     pub save_json: bool,
     pub conf: Option<f64>,
     pub iou: f64,
@@ -115,7 +122,7 @@ pub struct Settings {
     pub show_conf: bool,
     pub line_width: Option<u32>,
 
-    pub format: String,
+    pub format: ExportFormat,
     pub dynamic: bool,
     pub opset: Option<u32>,
 
@@ -147,6 +154,11 @@ pub struct Settings {
     pub mosaic: f64,
     pub mixup: f64,
     pub cutmix: f64,
+
+    /// The keys given explicitly (in a `--cfg` file, an Ultralytics `args.yaml` given as one, a flag or a
+    /// `key=value` word), as opposed to left at their default.
+    #[serde(skip)]
+    pub given: BTreeSet<String>,
 }
 
 /// Values given on the command line, as `(key, raw text)`, in the order given.
@@ -169,56 +181,33 @@ impl Settings {
 
     /// Defaults, then the `cfg` file (if `cfg` is among the overrides), then the command-line values.
     pub fn resolve(overrides: &Overrides) -> Result<Settings> {
-        let mut map: Mapping = serde_yaml::from_str(DEFAULT_YAML).context("embedded default.yaml")?;
-        let mut ignored: Vec<String> = Vec::new();
+        let mut layers =
+            Layers { map: serde_yaml::from_str(DEFAULT_YAML).context("embedded default.yaml")?, ..Default::default() };
         if let Some(cfg) = overrides.get("cfg").filter(|c| !c.is_empty()) {
-            let path = Path::new(cfg);
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the settings file {}", path.display()))?;
-            let file: Value =
-                serde_yaml::from_str(&text).with_context(|| format!("{} is not valid YAML", path.display()))?;
-            let file = match file {
-                Value::Mapping(m) => m,
-                Value::Null => Mapping::new(),
-                _ => bail!("{}: expected a mapping of `key: value` lines", path.display()),
-            };
-            for (k, v) in file {
-                let key = k.as_str().map(str::to_owned).unwrap_or_else(|| format!("{k:?}"));
-                let line = line_of_key(&text, &key);
-                let at = format!("{}{}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default());
-                if is_foreign(&key) {
-                    check_foreign(&key, &v).with_context(|| at.clone())?;
-                    ignored.push(key);
-                    continue;
-                }
-                check_key(&key).with_context(|| at.clone())?;
-                let v = check_value(&key, v).with_context(|| at.clone())?;
-                map.insert(Value::String(key), v);
-            }
+            layers.add_cfg_file(Path::new(cfg))?;
         }
         for (key, raw) in &overrides.values {
-            if is_foreign(key) {
-                check_foreign(key, &parse_scalar(raw))?;
-                ignored.push(key.clone());
-                continue;
-            }
-            check_key(key)?;
-            let v = check_value(key, parse_scalar(raw))?;
-            map.insert(Value::String(key.clone()), v);
+            layers.add(key, parse_scalar(raw), None)?;
         }
-        let settings: Settings =
-            serde_yaml::from_value(Value::Mapping(map)).context("settings do not fit their types")?;
+        let mut settings: Settings =
+            serde_yaml::from_value(Value::Mapping(layers.map)).context("settings do not fit their types")?;
         settings.validate()?;
-        if !ignored.is_empty() {
-            ignored.dedup();
-            println!("{}", ignored_line(&ignored));
+        settings.given = layers.given;
+        if !layers.ignored.is_empty() {
+            layers.ignored.dedup();
+            println!("{}", ignored_line(&layers.ignored));
         }
         Ok(settings)
     }
 
+    /// Whether `key` was given explicitly rather than left at its default.
+    pub fn is_given(&self, key: &str) -> bool {
+        self.given.contains(key)
+    }
+
     fn validate(&self) -> Result<()> {
-        if self.imgsz < 32 || !self.imgsz.is_multiple_of(32) {
-            bail!("imgsz must be a positive multiple of 32 (the largest stride), got {}", self.imgsz);
+        if self.imgsz < LARGEST_STRIDE || !self.imgsz.is_multiple_of(LARGEST_STRIDE) {
+            bail!("imgsz must be a positive multiple of {LARGEST_STRIDE} (the largest stride), got {}", self.imgsz);
         }
         if self.batch == 0 {
             bail!("batch must be at least 1");
@@ -249,9 +238,89 @@ impl Settings {
         self.nms == Some(false) || self.end2end == Some(true)
     }
 
+    /// The confidence threshold of `mode`: `conf` when given, else 8.4.190's command default (0.25 to predict,
+    /// 0.001 to validate, during training too).
+    pub fn conf_for(&self, mode: Mode) -> f64 {
+        self.conf.unwrap_or(if mode == Mode::Predict { 0.25 } else { 0.001 })
+    }
+
+    /// Images per batch of `mode`: `batch`, except that predict takes one image at a time unless a batch is given
+    /// (8.4.190's predict default), which lets every image keep its own rectangle.
+    pub fn batch_for(&self, mode: Mode) -> usize {
+        if mode == Mode::Predict && !self.is_given("batch") {
+            1
+        } else {
+            self.batch as usize
+        }
+    }
+
+    /// The ONNX opset `export` writes (default 17).
+    pub fn onnx_opset(&self) -> u32 {
+        self.opset.unwrap_or(17)
+    }
+
+    /// The folder that holds the run folders (`project`, default `runs`).
+    pub fn project_dir(&self) -> PathBuf {
+        PathBuf::from(self.project.as_deref().unwrap_or("runs"))
+    }
+
+    /// The run folder's name for `mode` (`name`, default the command's name: `train`, `val`, `predict`).
+    pub fn run_name(&self, mode: Mode) -> &str {
+        self.name.as_deref().unwrap_or(mode.name())
+    }
+
     /// The settings as YAML, for a run's `args.yaml`.
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(self).expect("settings serialise")
+    }
+}
+
+/// The settings map as each source is laid over the defaults.
+#[derive(Default)]
+struct Layers {
+    map: Mapping,
+    /// Ultralytics keys that do not apply to ember, in the order given.
+    ignored: Vec<String>,
+    given: BTreeSet<String>,
+}
+
+impl Layers {
+    /// A `--cfg` file (ember's or Ultralytics' `args.yaml`, or any file of these keys); errors name file and line.
+    fn add_cfg_file(&mut self, path: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the settings file {}", path.display()))?;
+        let file: Value =
+            serde_yaml::from_str(&text).with_context(|| format!("{} is not valid YAML", path.display()))?;
+        let file = match file {
+            Value::Mapping(m) => m,
+            Value::Null => Mapping::new(),
+            _ => bail!("{}: expected a mapping of `key: value` lines", path.display()),
+        };
+        for (k, v) in file {
+            let key = k.as_str().map(str::to_owned).unwrap_or_else(|| format!("{k:?}"));
+            let line = line_of_key(&text, &key);
+            let at = format!("{}{}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default());
+            self.add(&key, v, Some(&at))?;
+        }
+        Ok(())
+    }
+
+    /// One value over the ones before it; `at` names where it was written, for errors.
+    fn add(&mut self, key: &str, value: Value, at: Option<&str>) -> Result<()> {
+        let located = |e: anyhow::Error| match at {
+            Some(at) => e.context(at.to_string()),
+            None => e,
+        };
+        if is_foreign(key) {
+            check_foreign(key, &value).map_err(located)?;
+            self.ignored.push(key.to_string());
+            return Ok(());
+        }
+        check_key(key).map_err(located)?;
+        let value = check_value(key, value).map_err(located)?;
+        self.map.insert(Value::String(key.to_string()), value);
+        self.given.insert(key.to_string());
+        Ok(())
     }
 }
 
@@ -314,17 +383,6 @@ fn line_of_key(text: &str, key: &str) -> Option<usize> {
     text.lines().position(|l| l.trim_start().starts_with(&format!("{key}:"))).map(|i| i + 1)
 }
 
-fn opt_string_from_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Null | Value::Bool(false) => None,
-        Value::Bool(true) => Some("true".into()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) if s.is_empty() || s == "false" => None,
-        Value::String(s) => Some(s),
-        other => return Err(serde::de::Error::custom(format!("expected text, got {other:?}"))),
-    })
-}
-
 fn opt_freeze_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     let bad =
         |v: &Value| serde::de::Error::custom(format!("freeze: expected a layer count or a list of layers, got {v:?}"));
@@ -370,6 +428,7 @@ fn opt_class_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<usize>>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AmpMode;
 
     fn over(pairs: &[(&str, &str)]) -> Overrides {
         Overrides { values: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
@@ -382,9 +441,11 @@ mod tests {
         assert_eq!((s.lr0, s.lrf, s.momentum, s.weight_decay), (0.01, 0.01, 0.937, 0.0005));
         assert_eq!((s.box_gain, s.cls_gain, s.dfl_gain), (7.5, 0.5, 1.5));
         assert_eq!((s.mosaic, s.fliplr, s.translate, s.scale), (1.0, 0.5, 0.1, 0.5));
-        assert_eq!(s.amp, AmpMode::Fp16);
+        assert_eq!(s.amp, AmpRequest::Auto);
         assert_eq!(s.optimizer, OptimizerChoice::Auto);
-        assert_eq!(s.resume, None);
+        assert_eq!(s.resume, ResumeTarget::No);
+        assert_eq!((s.split, s.format, s.device.clone()), (Split::Val, ExportFormat::Onnx, Devices::default()));
+        assert!(s.given.is_empty());
     }
 
     #[test]
@@ -399,13 +460,45 @@ mod tests {
         .unwrap();
         assert_eq!(s.epochs, 5);
         assert_eq!(s.lr0, 0.02);
-        assert_eq!(s.amp, AmpMode::Bf16);
-        assert_eq!(s.device.as_deref(), Some("0"));
+        assert_eq!(s.amp, AmpRequest::Forced(AmpMode::Bf16));
+        assert_eq!(s.device, Devices(vec![crate::config::DeviceSpec::Cuda(0)]));
         assert_eq!(s.classes, Some(vec![0, 2]));
         let s = Settings::resolve(&over(&[("amp", "false"), ("resume", "true"), ("cache", "disk")])).unwrap();
-        assert_eq!(s.amp, AmpMode::Fp32);
-        assert_eq!(s.resume.as_deref(), Some("true"));
+        assert_eq!(s.amp, AmpRequest::Forced(AmpMode::Fp32));
+        assert_eq!(s.resume, ResumeTarget::Newest);
         assert_eq!(s.cache, CacheMode::Disk);
+        let s =
+            Settings::resolve(&over(&[("resume", "runs/train/weights/last.safetensors"), ("split", "test")])).unwrap();
+        assert_eq!(s.resume, ResumeTarget::Checkpoint("runs/train/weights/last.safetensors".into()));
+        assert_eq!((s.split, s.format), (Split::Test, ExportFormat::Onnx));
+        let s = Settings::resolve(&over(&[("format", "SafeTensors"), ("device", "0,1")])).unwrap();
+        assert_eq!(s.format, ExportFormat::SafeTensors);
+        assert_eq!(s.device.0.len(), 2);
+    }
+
+    #[test]
+    fn command_defaults_follow_ultralytics_commands() {
+        let s = Settings::defaults();
+        assert_eq!((s.conf_for(Mode::Predict), s.conf_for(Mode::Val), s.conf_for(Mode::Train)), (0.25, 0.001, 0.001));
+        assert_eq!((s.batch_for(Mode::Predict), s.batch_for(Mode::Val)), (1, 16));
+        assert_eq!(s.onnx_opset(), 17);
+        assert_eq!((s.project_dir(), s.run_name(Mode::Val)), (PathBuf::from("runs"), "val"));
+        let s = Settings::resolve(&over(&[("conf", "0.4"), ("batch", "16"), ("opset", "13")])).unwrap();
+        assert_eq!((s.conf_for(Mode::Predict), s.conf_for(Mode::Val)), (0.4, 0.4));
+        assert_eq!(s.batch_for(Mode::Predict), 16, "a batch given explicitly, even the default, is kept");
+        assert_eq!(s.onnx_opset(), 13);
+    }
+
+    #[test]
+    fn explicit_keys_are_known_from_every_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("cfg.yaml");
+        std::fs::write(&cfg, "batch: 16\nconf: null\ntask: detect\n").unwrap();
+        let s = Settings::resolve(&over(&[("cfg", cfg.to_str().unwrap()), ("epochs", "100")])).unwrap();
+        for key in ["cfg", "batch", "conf", "epochs"] {
+            assert!(s.is_given(key), "{key}");
+        }
+        assert!(!s.is_given("lr0") && !s.is_given("task"));
     }
 
     #[test]
@@ -418,6 +511,12 @@ mod tests {
         assert!(e.contains("multiple of 32"), "{e}");
         let e = format!("{:#}", Settings::resolve(&over(&[("amp", "fp8")])).unwrap_err());
         assert!(e.contains("fp8"), "{e}");
+        let e = format!("{:#}", Settings::resolve(&over(&[("split", "holdout")])).unwrap_err());
+        assert!(e.contains("split") && e.contains("holdout"), "{e}");
+        let e = format!("{:#}", Settings::resolve(&over(&[("device", "mps")])).unwrap_err());
+        assert!(e.contains("mps") && e.contains("vulkan:N"), "{e}");
+        let e = format!("{:#}", Settings::resolve(&over(&[("format", "tensorrt")])).unwrap_err());
+        assert!(e.contains("tensorrt"), "{e}");
         // Refused when settings resolve, before any dataset is read.
         let e = format!("{:#}", Settings::resolve(&over(&[("optimizer", "Adam")])).unwrap_err());
         assert!(e.contains("optimizer") && e.contains("'adam'") && e.contains("AdamW"), "{e}");
@@ -478,9 +577,12 @@ mod tests {
 
     #[test]
     fn args_yaml_round_trips() {
-        let s = Settings::resolve(&over(&[("epochs", "3"), ("amp", "bf16")])).unwrap();
+        let s = Settings::resolve(&over(&[("epochs", "3"), ("amp", "bf16"), ("device", "vulkan:1")])).unwrap();
         let back: Settings = serde_yaml::from_str(&s.to_yaml()).unwrap();
         assert_eq!(back.epochs, 3);
-        assert_eq!(back.amp, AmpMode::Bf16);
+        assert_eq!(back.amp, AmpRequest::Forced(AmpMode::Bf16));
+        assert_eq!(back.device, s.device);
+        let back: Settings = serde_yaml::from_str(&Settings::defaults().to_yaml()).unwrap();
+        assert_eq!((back.amp, back.resume), (AmpRequest::Auto, ResumeTarget::No));
     }
 }

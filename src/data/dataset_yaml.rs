@@ -1,6 +1,5 @@
 //! The dataset YAML: `path`, `train`/`val`/`test`, `names`, optional `nc` and `download`.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -8,38 +7,7 @@ use serde_yaml::Value;
 
 use crate::config::closest;
 
-/// The splits a dataset YAML may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Split {
-    Train,
-    Val,
-    Test,
-}
-
-impl Split {
-    pub fn key(self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Val => "val",
-            Split::Test => "test",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Split> {
-        match s {
-            "train" => Ok(Split::Train),
-            "val" | "valid" | "validation" => Ok(Split::Val),
-            "test" => Ok(Split::Test),
-            other => bail!("unknown split '{other}': expected train, val or test"),
-        }
-    }
-}
-
-impl fmt::Display for Split {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.key())
-    }
-}
+pub use crate::config::Split;
 
 /// A parsed dataset YAML with its paths resolved.
 #[derive(Debug, Clone)]

@@ -63,9 +63,40 @@ pub fn label_path_for(image: &Path) -> PathBuf {
 /// Ultralytics' `verify_image_label` refuses such a file (the image is skipped).
 const MIXED_LINES: &str = "the file mixes box lines (5 values) and polygon lines";
 
+/// What makes two label lines the same, and orders the lines once duplicates are dropped, as 8.4.190's
+/// `verify_image_label` does: a box line by its values as float32 (`np.unique` over the rows, compared as
+/// numbers), a polygon line by the bytes of its float32 class and points (`np.unique` over `tobytes()`).
+#[derive(Debug, Clone, PartialEq)]
+enum LineKey {
+    Box([f32; 5]),
+    Polygon(Vec<u8>),
+}
+
+impl LineKey {
+    fn of(values: &[f64]) -> LineKey {
+        let v: Vec<f32> = values.iter().map(|&x| x as f32).collect();
+        match v.len() {
+            5 => LineKey::Box([v[0], v[1], v[2], v[3], v[4]]),
+            _ => LineKey::Polygon(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        }
+    }
+
+    fn cmp(&self, other: &LineKey) -> std::cmp::Ordering {
+        match (self, other) {
+            (LineKey::Box(a), LineKey::Box(b)) => {
+                a.iter().zip(b).map(|(x, y)| x.total_cmp(y)).find(|o| o.is_ne()).unwrap_or(std::cmp::Ordering::Equal)
+            }
+            (LineKey::Polygon(a), LineKey::Polygon(b)) => a.cmp(b),
+            (LineKey::Box(_), LineKey::Polygon(_)) => std::cmp::Ordering::Less,
+            (LineKey::Polygon(_), LineKey::Box(_)) => std::cmp::Ordering::Greater,
+        }
+    }
+}
+
 /// Parses and checks the text of a label file for a dataset of `nc` classes.
 pub fn parse_labels(text: &str, nc: usize, file: &Path) -> Result<ParsedLabels, LabelIssue> {
     let mut out = ParsedLabels::default();
+    let mut keys: Vec<LineKey> = Vec::new();
     let mut box_lines = false;
     let issue = |line: usize, message: String| LabelIssue { file: file.to_path_buf(), line, message };
     for (i, raw) in text.lines().enumerate() {
@@ -136,32 +167,34 @@ pub fn parse_labels(text: &str, nc: usize, file: &Path) -> Result<ParsedLabels, 
             class,
             xywh: [((x1 + x2) / 2.0) as f32, ((y1 + y2) / 2.0) as f32, (x2 - x1) as f32, (y2 - y1) as f32],
         };
-        match polygon {
-            // Distinct polygons may share a class and a box: a polygon line repeats only with the same points.
-            Some(p) => {
-                if box_lines {
-                    return Err(issue(line_no, MIXED_LINES.into()));
-                }
-                if out.boxes.iter().zip(&out.polygons).any(|(q, qp)| q.class == b.class && *qp == p) {
-                    out.duplicates += 1;
-                } else {
-                    out.boxes.push(b);
-                    out.polygons.push(p);
-                }
-            }
-            None => {
-                if !out.polygons.is_empty() {
-                    return Err(issue(line_no, MIXED_LINES.into()));
-                }
-                if out.boxes.contains(&b) {
-                    out.duplicates += 1;
-                } else {
-                    out.boxes.push(b);
-                }
-            }
+        if (polygon.is_some() && box_lines) || (polygon.is_none() && !out.polygons.is_empty()) {
+            return Err(issue(line_no, MIXED_LINES.into()));
         }
+        // Distinct polygons may share a class and a box: a polygon line repeats only with the same points.
+        let key = LineKey::of(&values);
+        if keys.contains(&key) {
+            out.duplicates += 1;
+            continue;
+        }
+        keys.push(key);
+        out.boxes.push(b);
+        out.polygons.extend(polygon);
+    }
+    if out.duplicates > 0 {
+        sort_as_unique(&mut out, &keys);
     }
     Ok(out)
+}
+
+/// After dropping duplicates 8.4.190 keeps `np.unique`'s order, the lines sorted by their [`LineKey`]; a file
+/// without duplicates keeps its own order.
+fn sort_as_unique(out: &mut ParsedLabels, keys: &[LineKey]) {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by(|&i, &j| keys[i].cmp(&keys[j]));
+    out.boxes = order.iter().map(|&i| out.boxes[i]).collect();
+    if !out.polygons.is_empty() {
+        out.polygons = order.iter().map(|&i| out.polygons[i].clone()).collect();
+    }
 }
 
 #[cfg(test)]
@@ -186,9 +219,29 @@ mod tests {
         assert_eq!(p.boxes.len(), 2, "same box, different polygons: both kept");
         assert_eq!(p.boxes[0], p.boxes[1]);
         assert_eq!(p.duplicates, 1);
+        // Sorted by bytes (np.unique over tobytes()): after four equal floats the triangle's 0.3 (9a 99 99 3e) comes
+        // before the square's 0.1 (cd cc cc 3d).
         assert_eq!(p.polygons[0], vec![[0.1, 0.1], [0.5, 0.1], [0.3, 0.5]]);
         let mixed = parse_labels("0 0.1 0.1 0.5 0.1 0.3 0.5\n0 0.5 0.5 0.2 0.2\n", 1, f).unwrap_err();
         assert_eq!(mixed.line, 2);
         assert_eq!(parse_labels("0 0.5 0.5 0.2 0.2\n", 1, f).unwrap().polygons.len(), 0);
+    }
+
+    /// The orders 8.4.190's `verify_image_label` leaves (checked with its `np.unique` calls): sorted rows once a
+    /// duplicate is dropped, by value for boxes and by bytes for polygons; the file's own order otherwise.
+    #[test]
+    fn duplicates_are_dropped_in_ultralytics_order() {
+        let f = Path::new("d.txt");
+        let text = "2 0.5 0.5 0.2 0.2\n0 0.9 0.1 0.1 0.1\n2 0.5 0.5 0.2 0.2\n0 0.3 0.7 0.1 0.1\n1 0.05 0.5 0.1 0.1\n";
+        let p = parse_labels(text, 3, f).unwrap();
+        assert_eq!(p.duplicates, 1);
+        let rows: Vec<(usize, f32)> = p.boxes.iter().map(|b| (b.class, b.xywh[0])).collect();
+        assert_eq!(rows, [(0, 0.3), (0, 0.9), (1, 0.05), (2, 0.5)]);
+        let p = parse_labels("2 0.5 0.5 0.2 0.2\n0 0.9 0.1 0.1 0.1\n", 3, f).unwrap();
+        assert_eq!(p.boxes.iter().map(|b| b.class).collect::<Vec<_>>(), [2, 0], "no duplicate: the file's order");
+        let text = "0 0.1 0.1 0.5 0.1 0.3 0.5\n0 0.5 0.1 0.9 0.1 0.7 0.5\n0 0.5 0.1 0.9 0.1 0.7 0.5\n";
+        let p = parse_labels(text, 1, f).unwrap();
+        assert_eq!(p.polygons[0][0], [0.5, 0.1], "0.5 (00 00 00 3f) sorts before 0.1 (cd cc cc 3d) as bytes");
+        assert_eq!(p.polygons[1][0], [0.1, 0.1]);
     }
 }

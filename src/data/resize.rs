@@ -1,32 +1,33 @@
-//! Image resizing as OpenCV's `INTER_LINEAR` does it (Ultralytics resizes with it): bilinear with
-//! half-pixel centres, no anti-aliasing, 11-bit fixed-point weights. Matching it keeps ember's inputs, and
-//! so its predictions and metrics, within a grey level of Ultralytics' for the same image.
+//! Image resizing as OpenCV's `INTER_LINEAR` does it on 8-bit images (Ultralytics resizes with it): bilinear with
+//! half-pixel centres, no anti-aliasing, 11-bit fixed-point weights, and OpenCV's vertical pass, which drops the low
+//! 4 bits of each product before summing. Matching it gives ember the same pixels as Ultralytics for the same image,
+//! and so the same predictions (checked against `cv2.resize`: tests/it/resize.rs).
 
 use image::RgbImage;
 
 const BITS: i32 = 11;
 const ONE: i32 = 1 << BITS;
 
-/// Source index and fixed-point weights along one axis.
-fn taps(src: u32, dst: u32) -> Vec<(usize, usize, i32, i32)> {
-    let scale = src as f64 / dst as f64;
+/// Source indices and fixed-point weights along one axis, as OpenCV computes them: the source coordinate in f32, each
+/// weight rounded on its own (their sum may be off 2048 by one). Horizontally (`clamp`) a tap past an edge takes the
+/// edge pixel at full weight; vertically OpenCV keeps the fraction and only clips the rows.
+fn taps(src: u32, dst: u32, clamp: bool) -> Vec<(usize, usize, i32, i32)> {
+    let scale = 1.0 / (dst as f64 / src as f64);
+    let last = src as i64 - 1;
     (0..dst)
         .map(|d| {
-            let f = (d as f64 + 0.5) * scale - 0.5;
+            let f = ((d as f64 + 0.5) * scale - 0.5) as f32;
             let mut s = f.floor() as i64;
-            let mut frac = f - s as f64;
-            if s < 0 {
-                s = 0;
-                frac = 0.0;
+            let mut frac = f - s as f32;
+            if clamp && s < 0 {
+                (s, frac) = (0, 0.0);
             }
-            if s >= src as i64 - 1 {
-                s = src as i64 - 1;
-                frac = 0.0;
+            if clamp && s >= last {
+                (s, frac) = (last, 0.0);
             }
-            let w1 = (frac * ONE as f64).round() as i32;
-            let s0 = s as usize;
-            let s1 = (s0 + 1).min(src as usize - 1);
-            (s0, s1, ONE - w1, w1)
+            let w0 = ((1.0 - frac) * ONE as f32).round_ties_even() as i32;
+            let w1 = (frac * ONE as f32).round_ties_even() as i32;
+            (s.clamp(0, last) as usize, (s + 1).clamp(0, last) as usize, w0, w1)
         })
         .collect()
 }
@@ -37,7 +38,7 @@ pub fn resize_linear(img: &RgbImage, w: u32, h: u32) -> RgbImage {
     if (sw, sh) == (w, h) {
         return img.clone();
     }
-    let (xt, yt) = (taps(sw, w), taps(sh, h));
+    let (xt, yt) = (taps(sw, w, true), taps(sh, h, false));
     let src = img.as_raw();
     let row = |y: usize| -> Vec<i32> {
         let line = &src[y * sw as usize * 3..(y + 1) * sw as usize * 3];
@@ -58,7 +59,7 @@ pub fn resize_linear(img: &RgbImage, w: u32, h: u32) -> RgbImage {
             _ => (row(y0), row(y1)),
         };
         for (a, b) in r0.iter().zip(&r1) {
-            let v = ((*a as i64 * b0 as i64 + *b as i64 * b1 as i64 + (1i64 << (2 * BITS - 1))) >> (2 * BITS)) as i32;
+            let v = (((b0 * (a >> 4)) >> 16) + ((b1 * (b >> 4)) >> 16) + 2) >> 2;
             out.push(v.clamp(0, 255) as u8);
         }
         cache = Some((y0, r0, y1, r1));

@@ -13,6 +13,8 @@ pub mod vulkan;
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
+use crate::config::DeviceSpec;
+
 /// A resolved `--device`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ComputeDevice {
@@ -39,26 +41,20 @@ pub trait OnAutodiffBackend {
 }
 
 impl ComputeDevice {
-    /// Parses `--device` and checks that the device exists (a driver sees the GPU, Vulkan lists the
-    /// adapter), so a machine without one gets a clear error instead of a failure deep inside the backend.
-    pub fn resolve(device: Option<&str>) -> Result<ComputeDevice> {
-        let text = device.unwrap_or("").trim().to_ascii_lowercase();
-        if let Some(rest) = text.strip_prefix("vulkan") {
-            let index = match rest.strip_prefix(':') {
-                None if rest.is_empty() => None,
-                Some(n) => Some(
-                    n.parse::<usize>().map_err(|_| anyhow::anyhow!("device '{text}': expected vulkan or vulkan:N"))?,
-                ),
-                _ => bail!("device '{text}' not understood: use vulkan or vulkan:N"),
-            };
-            return Ok(ComputeDevice::Vulkan(vulkan::find(index)?));
+    /// Checks that the named device exists (a driver sees the GPU, Vulkan lists the adapter), so a machine
+    /// without one gets a clear error instead of a failure deep inside the backend.
+    pub fn resolve(spec: DeviceSpec) -> Result<ComputeDevice> {
+        match spec {
+            DeviceSpec::Cpu => Ok(ComputeDevice::Cpu),
+            DeviceSpec::Vulkan(index) => Ok(ComputeDevice::Vulkan(vulkan::find(index)?)),
+            DeviceSpec::Cuda(index) => {
+                if !cfg!(feature = "cuda") {
+                    bail!("device '{spec}' needs CUDA, and this ember was built without it (cargo build --release --features cuda)");
+                }
+                let name = gpu_name(index)?;
+                Ok(ComputeDevice::Cuda { index, name })
+            }
         }
-        let Some(index) = gpu_index(&text)? else { return Ok(ComputeDevice::Cpu) };
-        if !cfg!(feature = "cuda") {
-            bail!("device '{text}' needs CUDA, and this ember was built without it (cargo build --release --features cuda)");
-        }
-        let name = gpu_name(index)?;
-        Ok(ComputeDevice::Cuda { index, name })
     }
 
     /// A GPU backend (CUDA or Vulkan): FP16 by default under `--amp`, FP16 validation during AMP training.
@@ -117,22 +113,6 @@ impl std::fmt::Display for ComputeDevice {
     }
 }
 
-/// The GPU index `--device` names, or `None` for the CPU.
-fn gpu_index(text: &str) -> Result<Option<usize>> {
-    if text.is_empty() || text == "cpu" {
-        return Ok(None);
-    }
-    if text == "cuda" {
-        return Ok(Some(0));
-    }
-    let digits = text.strip_prefix("cuda:").unwrap_or(text);
-    match digits.parse::<usize>() {
-        Ok(index) => Ok(Some(index)),
-        Err(_) if digits.contains(',') => bail!("device '{text}': ember trains on one GPU; pick one, e.g. --device 0"),
-        Err(_) => bail!("device '{text}' not understood: use cpu, 0, 1, ..., cuda:0, vulkan or vulkan:N"),
-    }
-}
-
 /// The name of GPU `index` from `nvidia-smi`, which ships with every NVIDIA driver.
 fn gpu_name(index: usize) -> Result<String> {
     let out = std::process::Command::new("nvidia-smi")
@@ -162,31 +142,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_ultralytics_device_spellings() {
-        assert_eq!(gpu_index("").unwrap(), None);
-        assert_eq!(gpu_index("cpu").unwrap(), None);
-        assert_eq!(gpu_index("0").unwrap(), Some(0));
-        assert_eq!(gpu_index("cuda:1").unwrap(), Some(1));
-        assert_eq!(gpu_index("cuda").unwrap(), Some(0));
-        assert!(format!("{}", gpu_index("0,1").unwrap_err()).contains("one GPU"));
-        assert!(format!("{}", gpu_index("mps").unwrap_err()).contains("not understood"));
-        assert_eq!(ComputeDevice::resolve(Some("CPU")).unwrap(), ComputeDevice::Cpu);
-        assert_eq!(ComputeDevice::resolve(None).unwrap(), ComputeDevice::Cpu);
-        assert!(format!("{}", ComputeDevice::resolve(Some("vulkan:x")).unwrap_err()).contains("vulkan:N"));
-        assert!(format!("{}", ComputeDevice::resolve(Some("vulkanx")).unwrap_err()).contains("not understood"));
+    fn the_cpu_is_always_there() {
+        assert_eq!(ComputeDevice::resolve(DeviceSpec::Cpu).unwrap(), ComputeDevice::Cpu);
     }
 
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn gpu_in_a_cpu_build_is_a_clear_error() {
-        let text = format!("{:#}", ComputeDevice::resolve(Some("cuda:0")).unwrap_err());
+        let text = format!("{:#}", ComputeDevice::resolve(DeviceSpec::Cuda(0)).unwrap_err());
         assert!(text.contains("--features cuda"), "{text}");
     }
 
     #[cfg(not(feature = "vulkan"))]
     #[test]
     fn vulkan_in_a_build_without_it_is_a_clear_error() {
-        let text = format!("{:#}", ComputeDevice::resolve(Some("vulkan")).unwrap_err());
+        let text = format!("{:#}", ComputeDevice::resolve(DeviceSpec::Vulkan(None)).unwrap_err());
         assert!(text.contains("--features vulkan"), "{text}");
     }
 

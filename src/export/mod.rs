@@ -1,6 +1,6 @@
 //! Export of trained detectors: ONNX (ember's own graph writer, [`onnx`]), SafeTensors under Ultralytics'
-//! `state_dict` keys (what PyTorch's `load_state_dict` accepts), and burn's native burnpack.
-//! Also the weights loading that `export` and `predict` share.
+//! `state_dict` keys (what PyTorch's `load_state_dict` accepts), and burn's native burnpack, which a burn program
+//! reads back with [`load_burnpack`].
 
 pub mod onnx;
 pub mod proto;
@@ -13,70 +13,10 @@ use burn::tensor::backend::Backend;
 use safetensors::Dtype;
 
 use crate::model::weights::named_tensors;
-use crate::model::{StateDict, WeightsFile, Yolo};
-use crate::runs::checkpoint::{self, CheckpointMeta};
+use crate::model::{LoadedModel, Yolo};
+use crate::runs::checkpoint::CheckpointMeta;
 
 pub use onnx::{export_onnx, OnnxModel, OnnxOptions};
-
-/// A model ready for inference, with what its weights file says about it.
-pub struct LoadedModel<B: Backend> {
-    pub model: Yolo<B>,
-    pub names: Vec<String>,
-    /// The ember header of the checkpoint, when it has one.
-    pub meta: Option<CheckpointMeta>,
-}
-
-/// The class count of an Ultralytics-keyed state dict: the rows of the first class-branch output convolution.
-pub fn infer_nc(sd: &StateDict) -> Option<usize> {
-    let mut keys: Vec<&String> =
-        sd.tensors.keys().filter(|k| k.ends_with(".cv3.0.2.weight") && !k.starts_with("train.")).collect();
-    keys.sort();
-    keys.first().map(|k| sd.tensors[*k].0[0])
-}
-
-/// Load inference weights: an ember checkpoint (its EMA weights, class names and model from its header), an
-/// Ultralytics `.pt` (model from its YAML, names from the file), or Ultralytics-keyed tensors without a model
-/// description (SafeTensors or a plain `state_dict` `.pt`: model from `fallback_model`, class count from the
-/// tensors). Class names: `fallback_names` (from `--data`) when given, else the file's, else `class0, ...`.
-pub fn load_model<B: Backend>(
-    path: &Path,
-    fallback_model: &str,
-    fallback_names: Option<Vec<String>>,
-    device: &B::Device,
-) -> Result<LoadedModel<B>> {
-    let meta = checkpoint::read_meta(path)?;
-    let file = WeightsFile::read(path)?;
-    let (architecture, file_names) = (file.architecture()?, file.names());
-    let sd = file.state_dict;
-    let sd = StateDict {
-        tensors: sd.tensors.into_iter().filter(|(k, _)| !k.starts_with("train.")).collect(),
-        int_keys: sd.int_keys,
-    };
-    let (model_name, nc) = match &meta {
-        Some(m) => (m.model.clone(), m.nc),
-        None => {
-            let nc = infer_nc(&sd).with_context(|| {
-                format!("{}: no detection head tensors (model.N.cv3.0.2.weight) found", path.display())
-            })?;
-            (architecture.unwrap_or_else(|| fallback_model.to_string()), nc)
-        }
-    };
-    let names = match (&meta, fallback_names) {
-        (_, Some(n)) if n.len() == nc => n,
-        (_, Some(n)) => {
-            bail!("{}: the weights have {nc} classes but {} class names were given", path.display(), n.len())
-        }
-        (Some(m), None) if m.names.len() == nc => m.names.clone(),
-        (None, None) if file_names.len() == nc => file_names,
-        _ => (0..nc).map(|i| format!("class{i}")).collect(),
-    };
-    let mut model = Yolo::<B>::new(&model_name, nc, device)?;
-    let report = model.load_state_dict(&sd).with_context(|| format!("loading {}", path.display()))?;
-    if !report.skipped_class_head.is_empty() || report.loaded == 0 {
-        bail!("{}: {report}; these weights do not fit {model_name}", path.display());
-    }
-    Ok(LoadedModel { model, names, meta })
-}
 
 /// Write `model` as SafeTensors under Ultralytics' `state_dict` keys (BatchNorm `num_batches_tracked` included,
 /// so a strict `load_state_dict` accepts it), FP16 with `half`. The ember header is kept so ember reads it back.
@@ -155,9 +95,13 @@ pub fn load_burnpack<B: Backend>(path: &Path, model_name: &str, nc: usize, devic
     Ok(model)
 }
 
-/// The header written into exported files: the checkpoint's own, or one made from the model.
-pub fn export_meta<B: Backend>(loaded: &LoadedModel<B>, imgsz: u32) -> CheckpointMeta {
-    let mut meta = loaded.meta.clone().unwrap_or_else(|| CheckpointMeta {
+/// The header written into exported files: the checkpoint's own (`checkpoint`), or one made from the model.
+pub fn export_meta<B: Backend>(
+    loaded: &LoadedModel<B>,
+    checkpoint: Option<CheckpointMeta>,
+    imgsz: u32,
+) -> CheckpointMeta {
+    let mut meta = checkpoint.unwrap_or_else(|| CheckpointMeta {
         ember_version: env!("CARGO_PKG_VERSION").to_string(),
         model: loaded.model.name().to_string(),
         nc: loaded.model.nc(),

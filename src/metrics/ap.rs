@@ -138,97 +138,33 @@ pub(crate) fn ap_per_class_checked(
     pred_cls: &[usize],
     target_cls: &[usize],
 ) -> ApPerClass {
-    let mut order: Vec<usize> = (0..conf.len()).collect();
-    order.sort_by(|&a, &b| conf[b].total_cmp(&conf[a]));
-
-    // unique classes and counts
-    let mut classes: Vec<usize> = target_cls.to_vec();
-    classes.sort_unstable();
-    classes.dedup();
-    let n_labels: Vec<usize> = classes.iter().map(|c| target_cls.iter().filter(|&&t| t == *c).count()).collect();
+    let (classes, n_labels) = class_counts(target_cls);
     let nc = classes.len();
-
     let px = linspace(0.0, 1.0, NPX);
-    let neg_px: Vec<f64> = px.iter().map(|v| -v).collect();
     let mut ap = vec![[0f64; NIOU]; nc];
     let mut p_curve = vec![vec![0f64; NPX]; nc];
     let mut r_curve = vec![vec![0f64; NPX]; nc];
     let mut prec_values = Vec::with_capacity(nc);
-
-    // predictions of each labelled class, in ranked order
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); nc];
-    for &i in &order {
-        if let Ok(ci) = classes.binary_search(&pred_cls[i]) {
-            by_class[ci].push(i);
-        }
-    }
-
-    for (ci, idx) in by_class.iter().enumerate() {
-        let n_l = n_labels[ci];
-        if idx.is_empty() || n_l == 0 {
+    for (ci, ranked) in ranked_by_class(conf, pred_cls, &classes).iter().enumerate() {
+        if ranked.is_empty() || n_labels[ci] == 0 {
             prec_values.push(vec![0f64; NPX]);
             continue;
         }
-        let neg_conf: Vec<f64> = idx.iter().map(|&i| -(conf[i] as f64)).collect();
-        let denom = n_l as f64 + EPS;
-        let mut recall = vec![[0f64; NIOU]; idx.len()];
-        let mut precision = vec![[0f64; NIOU]; idx.len()];
-        for t in 0..NIOU {
-            let (mut tpc, mut fpc) = (0u64, 0u64);
-            for (k, &i) in idx.iter().enumerate() {
-                if tp[i][t] {
-                    tpc += 1;
-                } else {
-                    fpc += 1;
-                }
-                recall[k][t] = tpc as f64 / denom;
-                precision[k][t] = tpc as f64 / (tpc + fpc) as f64;
-            }
-        }
-        let rec0: Vec<f64> = recall.iter().map(|r| r[0]).collect();
-        let pre0: Vec<f64> = precision.iter().map(|p| p[0]).collect();
-        r_curve[ci] = interp_many(&neg_px, &neg_conf, &rec0, Some(0.0), None);
-        p_curve[ci] = interp_many(&neg_px, &neg_conf, &pre0, Some(1.0), None);
-        for t in 0..NIOU {
-            let rt: Vec<f64> = recall.iter().map(|r| r[t]).collect();
-            let pt: Vec<f64> = precision.iter().map(|p| p[t]).collect();
-            let curve = compute_ap(&rt, &pt);
-            ap[ci][t] = curve.ap;
-            if t == 0 {
-                let l = curve.mpre[0];
-                let r = curve.mpre[curve.mpre.len() - 1];
-                prec_values.push(px.iter().map(|&x| interp(x, &curve.mrec, &curve.mpre, l, r)).collect());
-            }
-        }
+        let curves = class_curves(ranked, tp, conf, n_labels[ci], &px);
+        (ap[ci], p_curve[ci], r_curve[ci]) = (curves.ap, curves.p, curves.r);
+        prec_values.push(curves.pr);
     }
-
     let f1_curve: Vec<Vec<f64>> = (0..nc)
         .map(|ci| {
             (0..NPX).map(|k| 2.0 * p_curve[ci][k] * r_curve[ci][k] / (p_curve[ci][k] + r_curve[ci][k] + EPS)).collect()
         })
         .collect();
-
-    let best_index = if nc > 0 {
-        // mean over classes (row-by-row accumulation, as NumPy reduces axis 0)
-        let mut mean = vec![0f64; NPX];
-        for row in &f1_curve {
-            for k in 0..NPX {
-                mean[k] += row[k];
-            }
-        }
-        for v in &mut mean {
-            *v /= nc as f64;
-        }
-        argmax(&smooth(&mean, 0.1))
-    } else {
-        0
-    };
+    let best_index = best_f1_index(&f1_curve);
     let p: Vec<f64> = p_curve.iter().map(|c| c[best_index]).collect();
     let r: Vec<f64> = r_curve.iter().map(|c| c[best_index]).collect();
     let f1: Vec<f64> = f1_curve.iter().map(|c| c[best_index]).collect();
     let tp_out: Vec<f64> = (0..nc).map(|i| (r[i] * n_labels[i] as f64).round_ties_even()).collect();
     let fp_out: Vec<f64> = (0..nc).map(|i| (tp_out[i] / (p[i] + EPS) - tp_out[i]).round_ties_even()).collect();
-
     ApPerClass {
         classes,
         n_labels,
@@ -245,6 +181,105 @@ pub(crate) fn ap_per_class_checked(
         f1_curve,
         prec_values,
     }
+}
+
+/// The labelled classes, ascending, and how many labels each has.
+fn class_counts(target_cls: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let mut classes: Vec<usize> = target_cls.to_vec();
+    classes.sort_unstable();
+    classes.dedup();
+    let n_labels = classes.iter().map(|c| target_cls.iter().filter(|&&t| t == *c).count()).collect();
+    (classes, n_labels)
+}
+
+/// The predictions of each labelled class, ranked by descending confidence (stable).
+fn ranked_by_class(conf: &[f32], pred_cls: &[usize], classes: &[usize]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..conf.len()).collect();
+    order.sort_by(|&a, &b| conf[b].total_cmp(&conf[a]));
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes.len()];
+    for &i in &order {
+        if let Ok(ci) = classes.binary_search(&pred_cls[i]) {
+            by_class[ci].push(i);
+        }
+    }
+    by_class
+}
+
+/// One class's results: AP at every IoU threshold, precision and recall against confidence, and the precision
+/// envelope against recall at IoU 0.5, on the `NPX` grid `px`.
+struct ClassCurves {
+    ap: [f64; NIOU],
+    p: Vec<f64>,
+    r: Vec<f64>,
+    pr: Vec<f64>,
+}
+
+/// [`ClassCurves`] of the class whose predictions are `ranked`, with `n_labels` labels.
+fn class_curves(ranked: &[usize], tp: &[[bool; NIOU]], conf: &[f32], n_labels: usize, px: &[f64]) -> ClassCurves {
+    let (recall, precision) = cumulative_recall_precision(ranked, tp, n_labels);
+    let neg_px: Vec<f64> = px.iter().map(|v| -v).collect();
+    let neg_conf: Vec<f64> = ranked.iter().map(|&i| -(conf[i] as f64)).collect();
+    let rec0: Vec<f64> = recall.iter().map(|r| r[0]).collect();
+    let pre0: Vec<f64> = precision.iter().map(|p| p[0]).collect();
+    let mut out = ClassCurves {
+        ap: [0.0; NIOU],
+        p: interp_many(&neg_px, &neg_conf, &pre0, Some(1.0), None),
+        r: interp_many(&neg_px, &neg_conf, &rec0, Some(0.0), None),
+        pr: Vec::new(),
+    };
+    for t in 0..NIOU {
+        let rt: Vec<f64> = recall.iter().map(|r| r[t]).collect();
+        let pt: Vec<f64> = precision.iter().map(|p| p[t]).collect();
+        let curve = compute_ap(&rt, &pt);
+        out.ap[t] = curve.ap;
+        if t == 0 {
+            let (l, r) = (curve.mpre[0], curve.mpre[curve.mpre.len() - 1]);
+            out.pr = px.iter().map(|&x| interp(x, &curve.mrec, &curve.mpre, l, r)).collect();
+        }
+    }
+    out
+}
+
+/// Recall and precision after each of the `ranked` predictions, at every IoU threshold.
+fn cumulative_recall_precision(
+    ranked: &[usize],
+    tp: &[[bool; NIOU]],
+    n_labels: usize,
+) -> (Vec<[f64; NIOU]>, Vec<[f64; NIOU]>) {
+    let denom = n_labels as f64 + EPS;
+    let mut recall = vec![[0f64; NIOU]; ranked.len()];
+    let mut precision = vec![[0f64; NIOU]; ranked.len()];
+    for t in 0..NIOU {
+        let (mut tpc, mut fpc) = (0u64, 0u64);
+        for (k, &i) in ranked.iter().enumerate() {
+            if tp[i][t] {
+                tpc += 1;
+            } else {
+                fpc += 1;
+            }
+            recall[k][t] = tpc as f64 / denom;
+            precision[k][t] = tpc as f64 / (tpc + fpc) as f64;
+        }
+    }
+    (recall, precision)
+}
+
+/// The confidence index of the best mean F1 over classes (smoothed), where P, R and F1 are reported.
+fn best_f1_index(f1_curve: &[Vec<f64>]) -> usize {
+    if f1_curve.is_empty() {
+        return 0;
+    }
+    // Mean over classes, accumulated row by row as NumPy reduces axis 0.
+    let mut mean = vec![0f64; NPX];
+    for row in f1_curve {
+        for k in 0..NPX {
+            mean[k] += row[k];
+        }
+    }
+    for v in &mut mean {
+        *v /= f1_curve.len() as f64;
+    }
+    argmax(&smooth(&mean, 0.1))
 }
 
 #[cfg(test)]

@@ -97,14 +97,6 @@ impl ConfusionMatrix {
         }
     }
 
-    /// True and false positives per class (diagonal, row sums minus diagonal), background excluded.
-    pub fn tp_fp(&self) -> (Vec<f64>, Vec<f64>) {
-        let n = self.nc + 1;
-        let tp: Vec<f64> = (0..self.nc).map(|i| self.matrix[i * n + i]).collect();
-        let fp: Vec<f64> = (0..self.nc).map(|i| (0..n).map(|j| self.matrix[i * n + j]).sum::<f64>() - tp[i]).collect();
-        (tp, fp)
-    }
-
     /// Column-normalised copy (each true class sums to 1), as in Ultralytics' normalised plot.
     pub fn normalized(&self) -> Vec<f64> {
         let n = self.nc + 1;

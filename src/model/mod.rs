@@ -1,5 +1,6 @@
 //! YOLO detectors built from model YAMLs: the layer graph, its outputs, weights interchange with
-//! Ultralytics checkpoints (SafeTensors, and `.pt` read natively), and summaries.
+//! Ultralytics checkpoints (SafeTensors, and `.pt` read natively; gradients by the same keys with
+//! [`weights::named_grads`]), loading for inference from any weights file ([`load_model`]), and summaries.
 //!
 //! ```no_run
 //! use ember::backend::{Cpu, CpuAutodiff};
@@ -24,6 +25,7 @@
 //! ```
 
 pub mod graph;
+pub mod load;
 pub mod locate;
 pub mod pt;
 pub mod summary;
@@ -41,6 +43,7 @@ pub use crate::nn::anchors::{make_anchors, Anchors};
 pub use crate::nn::head_output::{box_distances, BoxFormat, DetectOutput, HeadOutput};
 pub use crate::nn::Cost;
 pub use graph::{Layer, LayerInfo, ModelSpec};
+pub use load::{load_model, LoadedModel};
 pub use summary::{LayerRow, ModelSummary};
 pub use weights::{LoadReport, StateDict};
 pub use weights_file::WeightsFile;
@@ -71,6 +74,12 @@ impl<B: Backend> Yolo<B> {
     /// On autodiff backends BatchNorm runs in training mode; use `model.valid()` for evaluation.
     pub fn forward(&self, x: Tensor<B, 4>) -> DetectOutput<B> {
         graph::forward(&self.model, &self.spec, x)
+    }
+
+    /// [`Yolo::forward`] in evaluation mode, then the decoding `head` asks for, written into an ONNX graph whose
+    /// input is named `input`; returns the output's name. An `end2end` head needs an end-to-end model.
+    pub fn to_onnx(&self, g: &mut dyn crate::nn::OnnxGraph, input: &str, head: &crate::nn::HeadExport) -> String {
+        graph::to_onnx(&self.model, &self.spec, g, input, head)
     }
 
     /// Check an input shape before [`Yolo::forward`]: `[batch, 3, h, w]` with `h` and `w` positive multiples of

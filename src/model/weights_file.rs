@@ -1,11 +1,12 @@
 //! One way in for weights files of either format: SafeTensors (ember's checkpoints, converted Ultralytics
 //! weights) and PyTorch `.pt` (Ultralytics' own checkpoints, plain `state_dict`s). Both become the same
-//! Ultralytics-keyed [`StateDict`], which `Yolo::load_state_dict` maps into the model.
+//! Ultralytics-keyed [`StateDict`], which `Yolo::load_state_dict` maps into the model, plus what the file says
+//! about its model.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use super::locate::locate_weights;
 use super::pt::{read_pt, PtInfo};
@@ -19,22 +20,40 @@ pub fn is_pytorch(path: &Path) -> bool {
         || path.extension().is_some_and(|e| e == "pt" || e == "pth")
 }
 
+/// The SafeTensors metadata key of ember's checkpoint header (written by `runs::checkpoint`).
+pub const EMBER_HEADER_KEY: &str = "ember";
+
+/// The part of an ember checkpoint's header that describes its model (the rest is the trainer's).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ModelHeader {
+    /// The model as given to the trainer (`yolo26n`, a YAML path), to rebuild it.
+    pub model: String,
+    pub nc: usize,
+    pub names: Vec<String>,
+}
+
 /// A weights file read into Ultralytics-keyed tensors.
 pub struct WeightsFile {
     pub path: PathBuf,
     pub state_dict: StateDict,
     /// What a `.pt` file says about its model; `None` for SafeTensors.
     pub pt: Option<PtInfo>,
+    /// The header of an ember checkpoint (or of weights `ember export` wrote); `None` for other files.
+    pub header: Option<ModelHeader>,
 }
 
 impl WeightsFile {
     pub fn read(path: &Path) -> Result<Self> {
+        let path_buf = path.to_path_buf();
         if is_pytorch(path) {
             let ckpt = read_pt(path)?;
-            Ok(WeightsFile { path: path.to_path_buf(), state_dict: ckpt.state_dict, pt: Some(ckpt.info) })
-        } else {
-            Ok(WeightsFile { path: path.to_path_buf(), state_dict: StateDict::read(path)?, pt: None })
+            return Ok(WeightsFile { path: path_buf, state_dict: ckpt.state_dict, pt: Some(ckpt.info), header: None });
         }
+        let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
+        let state_dict =
+            StateDict::from_bytes(&bytes).with_context(|| format!("parsing SafeTensors file {}", path.display()))?;
+        let header = read_header(&bytes).with_context(|| format!("{}: unreadable ember header", path.display()))?;
+        Ok(WeightsFile { path: path_buf, state_dict, pt: None, header })
     }
 
     /// The built-in architecture a `.pt` model was built from (`yolo26n`), from its `yaml` attribute.
@@ -62,6 +81,14 @@ impl WeightsFile {
     /// Class names recorded in the file (a `.pt` model's `names`), empty when there are none.
     pub fn names(&self) -> Vec<String> {
         self.pt.as_ref().map(|i| i.names.clone()).unwrap_or_default()
+    }
+}
+
+fn read_header(bytes: &[u8]) -> Result<Option<ModelHeader>> {
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{e:?}"))?;
+    match metadata.metadata().as_ref().and_then(|m| m.get(EMBER_HEADER_KEY)) {
+        None => Ok(None),
+        Some(json) => Ok(Some(serde_json::from_str(json)?)),
     }
 }
 
@@ -95,6 +122,7 @@ mod tests {
             path: PathBuf::from("x.pt"),
             state_dict: StateDict { tensors: HashMap::new(), int_keys: Vec::new() },
             pt: Some(info),
+            header: None,
         }
     }
 

@@ -2,6 +2,8 @@
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
+use super::onnx::OnnxGraph;
+
 /// Anchor centres of all levels, level by level, row-major within a level (`y` outer, `x` inner),
 /// matching the order of the head's flattened `[.., h*w]` outputs.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,4 +50,68 @@ pub fn make_anchors(feature_sizes: &[[usize; 2]], strides: &[f32], grid_cell_off
         }
     }
     Anchors { points, strides: out_strides }
+}
+
+/// The anchors in an ONNX graph: points `[1, 2, A]` (all x, then all y) and strides `[1, 1, A]`; constants for
+/// `static_sizes`, else computed from the shapes of the level features `feats`.
+pub fn anchors_onnx(
+    g: &mut dyn OnnxGraph,
+    feats: &[String],
+    strides: &[f32],
+    static_sizes: Option<&[[usize; 2]]>,
+) -> (String, String) {
+    if let Some(sizes) = static_sizes {
+        let grid = make_anchors(sizes, strides, 0.5);
+        let n = grid.len();
+        let xs: Vec<f32> = grid.points.iter().map(|p| p[0]).chain(grid.points.iter().map(|p| p[1])).collect();
+        return (g.weight("anchors", &[1, 2, n], &xs), g.weight("strides", &[1, 1, n], &grid.strides));
+    }
+    let (mut points, mut stride_rows) = (Vec::new(), Vec::new());
+    let constants = GridConstants { zero: g.int_scalar("zero", 0), one: g.int_scalar("one", 1), half: g.scalar(0.5) };
+    for (x, &s) in feats.iter().zip(strides) {
+        let (point_rows, stride_row) = level_anchors_onnx(g, x, s, &constants);
+        points.push(point_rows);
+        stride_rows.push(stride_row);
+    }
+    let pr: Vec<&str> = points.iter().map(String::as_str).collect();
+    let sr: Vec<&str> = stride_rows.iter().map(String::as_str).collect();
+    let p = g.concat(&pr, 1);
+    let s = g.concat(&sr, 1);
+    (g.unsqueeze(&p, &[0]), g.unsqueeze(&s, &[0]))
+}
+
+/// The constants every level's grid uses: int64 0 and 1 (a `Range`), float 0.5 (the cell centre).
+struct GridConstants {
+    zero: String,
+    one: String,
+    half: String,
+}
+
+/// One level's cell centres `[2, h*w]` and its stride row `[1, h*w]`, from the shape of its feature `x`.
+fn level_anchors_onnx(g: &mut dyn OnnxGraph, x: &str, stride: f32, c: &GridConstants) -> (String, String) {
+    let (zero, one, half_px) = (&c.zero, &c.one, &c.half);
+    let shape = g.op("Shape", &[x], vec![]);
+    let h = g.slice1(&shape, 2, 3);
+    let w = g.slice1(&shape, 3, 4);
+    let axis0 = g.ints("axes", &[0]);
+    let hs = g.op("Squeeze", &[&h, &axis0], vec![]);
+    let ws = g.op("Squeeze", &[&w, &axis0], vec![]);
+    let ry = g.op("Range", &[zero, &hs, one], vec![]);
+    let rx = g.op("Range", &[zero, &ws, one], vec![]);
+    let fy = g.cast_to_float(&ry);
+    let fx = g.cast_to_float(&rx);
+    let fy = g.add(&fy, half_px);
+    let fx = g.add(&fx, half_px);
+    let hw = g.concat(&[&h, &w], 0);
+    let gx = g.unsqueeze(&fx, &[0]); // [1, w]
+    let gy = g.unsqueeze(&fy, &[1]); // [h, 1]
+    let gx = g.op("Expand", &[&gx, &hw], vec![]);
+    let gy = g.op("Expand", &[&gy, &hw], vec![]);
+    let gx = g.reshape(&gx, &[1, -1]);
+    let gy = g.reshape(&gy, &[1, -1]);
+    let points = g.concat(&[&gx, &gy], 0);
+    let sc = g.weight("stride", &[1, 1], &[stride]);
+    let zero_f = g.scalar(0.0);
+    let st = g.op("Mul", &[&gx, &zero_f], vec![]);
+    (points, g.add(&st, &sc))
 }

@@ -8,6 +8,7 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use super::conv::{Conv, ConvConfig};
 use super::float::to_f32;
+use super::onnx::{Attr, OnnxGraph, ToOnnx};
 use super::Cost;
 
 /// [`Attention`] configuration: `Attention(dim, num_heads, attn_ratio)`.
@@ -184,5 +185,55 @@ impl<B: Backend> C2psa<B> {
             b.cost(h, w, c);
         }
         c.conv(&self.cv2, h, w);
+    }
+}
+
+impl<B: Backend> ToOnnx for Attention<B> {
+    fn to_onnx(&self, g: &mut dyn OnnxGraph, x: &str) -> String {
+        let (nh, kd, hd) = (self.num_heads, self.key_dim, self.head_dim);
+        let shape = g.op("Shape", &[x], vec![]);
+        let qkv = self.qkv.to_onnx(g, x);
+        let qkv = g.reshape(&qkv, &[0, nh as i64, (2 * kd + hd) as i64, -1]);
+        let parts = g.split(&qkv, &[kd, kd, hd], 2);
+        let (q, k, v) = (&parts[0], &parts[1], &parts[2]);
+        let scale = g.scalar((kd as f64).powf(-0.5) as f32);
+        let q = g.op("Mul", &[q, &scale], vec![]);
+        let qt = g.transpose(&q, &[0, 1, 3, 2]);
+        let logits = g.op("MatMul", &[&qt, k], vec![]);
+        let attn = g.op("Softmax", &[&logits], vec![Attr::Int("axis", 3)]);
+        let attn_t = g.transpose(&attn, &[0, 1, 3, 2]);
+        let y = g.op("MatMul", &[v, &attn_t], vec![]);
+        let y = g.op("Reshape", &[&y, &shape], vec![]);
+        let v_img = g.op("Reshape", &[v, &shape], vec![]);
+        let pe = self.pe.to_onnx(g, &v_img);
+        let y = g.add(&y, &pe);
+        self.proj.to_onnx(g, &y)
+    }
+}
+
+impl<B: Backend> ToOnnx for PsaBlock<B> {
+    fn to_onnx(&self, g: &mut dyn OnnxGraph, x: &str) -> String {
+        let a = self.attn.to_onnx(g, x);
+        let x = if self.add { g.add(x, &a) } else { a };
+        let f = self.ffn.0.to_onnx(g, &x);
+        let f = self.ffn.1.to_onnx(g, &f);
+        if self.add {
+            g.add(&x, &f)
+        } else {
+            f
+        }
+    }
+}
+
+impl<B: Backend> ToOnnx for C2psa<B> {
+    fn to_onnx(&self, g: &mut dyn OnnxGraph, x: &str) -> String {
+        let y = self.cv1.to_onnx(g, x);
+        let parts = g.split(&y, &[self.hidden, self.hidden], 1);
+        let mut b = parts[1].clone();
+        for block in &self.m {
+            b = block.to_onnx(g, &b);
+        }
+        let cat = g.concat(&[&parts[0], &b], 1);
+        self.cv2.to_onnx(g, &cat)
     }
 }

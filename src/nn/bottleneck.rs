@@ -5,6 +5,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::conv::{Conv, ConvConfig};
+use super::onnx::{OnnxGraph, ToOnnx};
 use super::Cost;
 
 /// [`Bottleneck`] configuration: `Bottleneck(c1, c2, shortcut, g, k, e)`.
@@ -57,5 +58,17 @@ impl<B: Backend> Bottleneck<B> {
     pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
         c.conv(&self.cv1, h, w);
         c.conv(&self.cv2, h, w);
+    }
+}
+
+impl<B: Backend> ToOnnx for Bottleneck<B> {
+    fn to_onnx(&self, g: &mut dyn OnnxGraph, x: &str) -> String {
+        let y = self.cv1.to_onnx(g, x);
+        let y = self.cv2.to_onnx(g, &y);
+        if self.add {
+            g.add(x, &y)
+        } else {
+            y
+        }
     }
 }

@@ -8,6 +8,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use super::attention::{PsaBlock, PsaBlockConfig};
 use super::bottleneck::{Bottleneck, BottleneckConfig};
 use super::conv::{Conv, ConvConfig};
+use super::onnx::{OnnxGraph, ToOnnx};
 use super::Cost;
 
 /// [`C3k`] configuration: `C3k(c1, c2, n, shortcut, g, e, k)`, a C3 block with k x k bottlenecks.
@@ -209,5 +210,45 @@ impl<B: Backend> C3k2<B> {
             b.cost(h, w, c);
         }
         c.conv(&self.cv2, h, w);
+    }
+}
+
+impl<B: Backend> ToOnnx for C3k<B> {
+    fn to_onnx(&self, g: &mut dyn OnnxGraph, x: &str) -> String {
+        let mut a = self.cv1.to_onnx(g, x);
+        for b in &self.m {
+            a = b.to_onnx(g, &a);
+        }
+        let b = self.cv2.to_onnx(g, x);
+        let cat = g.concat(&[&a, &b], 1);
+        self.cv3.to_onnx(g, &cat)
+    }
+}
+
+impl<B: Backend> ToOnnx for C3k2Block<B> {
+    fn to_onnx(&self, g: &mut dyn OnnxGraph, x: &str) -> String {
+        match self {
+            C3k2Block::Bottleneck(b) => b.to_onnx(g, x),
+            C3k2Block::C3k(b) => b.to_onnx(g, x),
+            C3k2Block::Attn((b, psa)) => {
+                let y = b.to_onnx(g, x);
+                psa.to_onnx(g, &y)
+            }
+        }
+    }
+}
+
+/// As [`C3k2::forward`]: `cv1`'s output split in two, the blocks chained on the last part, all concatenated.
+impl<B: Backend> ToOnnx for C3k2<B> {
+    fn to_onnx(&self, g: &mut dyn OnnxGraph, x: &str) -> String {
+        let y = self.cv1.to_onnx(g, x);
+        let mut parts = g.split(&y, &[self.hidden, self.hidden], 1);
+        for block in &self.m {
+            let last = parts.last().expect("two halves").clone();
+            parts.push(block.to_onnx(g, &last));
+        }
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let cat = g.concat(&refs, 1);
+        self.cv2.to_onnx(g, &cat)
     }
 }

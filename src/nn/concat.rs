@@ -2,6 +2,14 @@
 
 use burn::tensor::{backend::Backend, Tensor};
 
+use super::onnx::OnnxGraph;
+
 pub fn concat<B: Backend>(inputs: Vec<Tensor<B, 4>>, dim: usize) -> Tensor<B, 4> {
     Tensor::cat(inputs, dim)
+}
+
+/// [`concat`] in an ONNX graph.
+pub fn concat_onnx(g: &mut dyn OnnxGraph, inputs: &[String], dim: usize) -> String {
+    let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    g.concat(&refs, dim as i64)
 }

@@ -8,6 +8,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{backend::Backend, DType, Tensor};
 
 use super::batchnorm::{BatchNorm2d, BatchNorm2dConfig};
+use super::onnx::{values, Attr, OnnxGraph, ToOnnx};
 
 /// The single 2-D convolution of ember. Mixed precision hooks in here: burn never promotes mixed dtypes, so
 /// the weight and bias are brought to the input's dtype (a no-op in f32).
@@ -35,7 +36,7 @@ pub fn conv2d<B: Backend>(
     let reduced = dtype != DType::F32;
     let y = if pointwise {
         // A pointwise convolution as a matrix product: FP32 accumulation on cubecl backends in FP16, and
-        // on flex a backward several times faster than burn's generic convolution backward (BENCHMARKS.md).
+        // on flex a faster backward than burn's generic convolution backward (BENCHMARKS.md).
         let [b, _, h, w] = x.dims();
         weight.reshape([1, co, ci]).matmul(x.reshape([b, ci, h * w])).reshape([b, co, h, w])
     } else if reduced && groups == 1 {
@@ -55,8 +56,8 @@ pub fn conv2d<B: Backend>(
     }
 }
 
-/// `y + bias[c]`, added as a column over `[b * c, h * w]` rows: flex broadcasts a `[n, 1]` column many
-/// times faster than a `[1, c, 1, 1]` tensor (the same trick as BatchNorm's).
+/// `y + bias[c]`, added as a column over `[b * c, h * w]` rows: flex broadcasts a `[n, 1]` column faster than
+/// a `[1, c, 1, 1]` tensor (the same trick as BatchNorm's).
 fn add_channel_bias_column<B: Backend>(y: Tensor<B, 4>, bias: Tensor<B, 1>) -> Tensor<B, 4> {
     let [b, c, h, w] = y.dims();
     let column = bias.reshape([1, c]).repeat_dim(0, b).reshape([b * c, 1]);
@@ -115,6 +116,38 @@ impl Conv2dConfig {
 impl<B: Backend> Conv2d<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), self.stride, self.padding, self.groups)
+    }
+
+    /// The ONNX `Conv` of this convolution, with a per-channel `x * scale + shift` (a BatchNorm in evaluation)
+    /// folded into its weight and bias.
+    pub fn to_onnx_folded(&self, g: &mut dyn OnnxGraph, x: &str, fold: Option<(&[f32], &[f32])>) -> String {
+        let dims = self.weight_dims();
+        let mut w = values(self.weight.val());
+        let mut bias = self.bias.as_ref().map(|b| values(b.val()));
+        if let Some((scale, shift)) = fold {
+            let per = w.len() / dims[0];
+            for (o, chunk) in w.chunks_mut(per).enumerate() {
+                chunk.iter_mut().for_each(|v| *v *= scale[o]);
+            }
+            let b = bias.get_or_insert_with(|| vec![0.0; dims[0]]);
+            for o in 0..dims[0] {
+                b[o] = b[o] * scale[o] + shift[o];
+            }
+        }
+        let mut inputs = vec![x.to_string(), g.weight("w", &dims, &w)];
+        if let Some(b) = bias {
+            inputs.push(g.weight("b", &[dims[0]], &b));
+        }
+        let (p, s) = (self.padding as i64, self.stride as i64);
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let attrs = vec![
+            Attr::Ints("kernel_shape", vec![dims[2] as i64, dims[3] as i64]),
+            Attr::Ints("strides", vec![s, s]),
+            Attr::Ints("pads", vec![p, p, p, p]),
+            Attr::Ints("dilations", vec![1, 1]),
+            Attr::Int("group", self.groups as i64),
+        ];
+        g.op("Conv", &refs, attrs)
     }
 
     /// `[c_out, c_in / groups, k, k]`.
@@ -206,6 +239,26 @@ impl<B: Backend> Conv<B> {
     }
 }
 
+impl<B: Backend> ToOnnx for Conv2d<B> {
+    fn to_onnx(&self, g: &mut dyn OnnxGraph, x: &str) -> String {
+        self.to_onnx_folded(g, x, None)
+    }
+}
+
+/// The BatchNorm folded into the convolution.
+impl<B: Backend> ToOnnx for Conv<B> {
+    fn to_onnx(&self, g: &mut dyn OnnxGraph, x: &str) -> String {
+        let (scale, shift) = self.bn.folded();
+        let (scale, shift) = (values(scale), values(shift));
+        let y = self.conv.to_onnx_folded(g, x, Some((&scale, &shift)));
+        if self.act {
+            g.silu(&y)
+        } else {
+            y
+        }
+    }
+}
+
 pub(crate) fn gcd(a: usize, b: usize) -> usize {
     if b == 0 {
         a
@@ -214,7 +267,8 @@ pub(crate) fn gcd(a: usize, b: usize) -> usize {
     }
 }
 
-/// Records the operand dtypes every convolution sees, so tests can check what mixed precision computes in.
+/// Records the operand dtypes every convolution sees, to check what a mixed-precision setup computes in
+/// ([`probe::conv_dtypes`]).
 pub mod probe {
     use std::cell::RefCell;
 

@@ -6,8 +6,10 @@ use burn::config::Config;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::{backend::Backend, Tensor};
 
+use super::anchors::anchors_onnx;
 use super::conv::{Conv, Conv2d, Conv2dConfig, ConvConfig};
-use super::head_output::{DetectOutput, HeadOutput};
+use super::head_output::{decode_onnx, BoxFormat, DetectOutput, HeadOutput};
+use super::onnx::{Attr, OnnxGraph, ToOnnx};
 use super::Cost;
 
 /// [`Detect`] configuration: `Detect(nc, reg_max, end2end, ch)`.
@@ -227,4 +229,109 @@ impl<B: Backend> Detect<B> {
             k.dfl(self.reg_max, sizes.iter().map(|(h, w)| h * w).sum());
         }
     }
+}
+
+/// What an exported head computes.
+#[derive(Debug, Clone)]
+pub struct HeadExport {
+    /// The input size (h, w) of a static graph, whose anchors are then constants; `None` for a dynamic one.
+    pub imgsz: Option<[usize; 2]>,
+    /// The NMS-free `[b, k, 6]` output of the one-to-one branch instead of the one-to-many `[b, 4 + nc, A]`.
+    pub end2end: bool,
+    /// `k` of the NMS-free output: at most this many detections.
+    pub max_det: usize,
+}
+
+impl<B: Backend> ToOnnx for ClsBranch<B> {
+    fn to_onnx(&self, g: &mut dyn OnnxGraph, x: &str) -> String {
+        let (convs, last): (Vec<&Conv<B>>, &Conv2d<B>) = match self {
+            ClsBranch::Legacy((a, b, last)) => (vec![a, b], last),
+            ClsBranch::Light(((a1, a2), (b1, b2), last)) => (vec![a1, a2, b1, b2], last),
+        };
+        let mut y = x.to_string();
+        for c in convs {
+            y = c.to_onnx(g, &y);
+        }
+        last.to_onnx(g, &y)
+    }
+}
+
+impl<B: Backend> Detect<B> {
+    /// The head in an ONNX graph, on the level features `feats`: decoded boxes (input pixels) and sigmoid scores,
+    /// `[b, 4 + nc, A]` (xywh, for NMS), or with `end2end` the one-to-one branch's top `max_det` as
+    /// `[b, k, 6]` rows `x1, y1, x2, y2, score, class`. The caller checks that `end2end` models have that branch.
+    pub fn to_onnx(&self, g: &mut dyn OnnxGraph, feats: &[String], export: &HeadExport) -> String {
+        let sizes = export
+            .imgsz
+            .map(|[h, w]| self.strides.iter().map(|&s| [h / s as usize, w / s as usize]).collect::<Vec<_>>());
+        let anchors = anchors_onnx(g, feats, &self.strides, sizes.as_deref());
+        let anchors = (anchors.0.as_str(), anchors.1.as_str());
+        match (&self.one2one_cv2, &self.one2one_cv3) {
+            (Some(b), Some(c)) if export.end2end => {
+                let (bx, sc) = self.branch_onnx(g, feats, b, c);
+                let decoded = decode_onnx(g, (&bx, &sc), self.reg_max, anchors, BoxFormat::Xyxy);
+                end2end_topk_onnx(g, &decoded, self.nc, export.max_det)
+            }
+            _ => {
+                let (bx, sc) = self.branch_onnx(g, feats, &self.cv2, &self.cv3);
+                decode_onnx(g, (&bx, &sc), self.reg_max, anchors, BoxFormat::Xywh)
+            }
+        }
+    }
+
+    /// As [`Detect::branch`]: raw `[b, 4 * reg_max, A]` box and `[b, nc, A]` class logits.
+    fn branch_onnx(
+        &self,
+        g: &mut dyn OnnxGraph,
+        feats: &[String],
+        boxes: &[BoxBranch<B>],
+        cls: &[ClsBranch<B>],
+    ) -> (String, String) {
+        let (mut bs, mut ss) = (Vec::new(), Vec::new());
+        for (i, x) in feats.iter().enumerate() {
+            let b = boxes[i].0.to_onnx(g, x);
+            let b = boxes[i].1.to_onnx(g, &b);
+            let b = boxes[i].2.to_onnx(g, &b);
+            bs.push(g.reshape(&b, &[0, 4 * self.reg_max as i64, -1]));
+            let s = cls[i].to_onnx(g, x);
+            ss.push(g.reshape(&s, &[0, self.nc as i64, -1]));
+        }
+        let br: Vec<&str> = bs.iter().map(String::as_str).collect();
+        let sr: Vec<&str> = ss.iter().map(String::as_str).collect();
+        (g.concat(&br, 2), g.concat(&sr, 2))
+    }
+}
+
+/// Ultralytics' end-to-end top-k (`Detect.postprocess`): the `k` anchors with the highest best-class score, then
+/// the `k` highest (anchor, class) scores among them, `k = min(max_det, anchors)`. `preds` is `[b, 4 + nc, A]` with
+/// xyxy boxes; the result `[b, k, 6]` is in descending score order.
+fn end2end_topk_onnx(g: &mut dyn OnnxGraph, preds: &str, nc: usize, max_det: usize) -> String {
+    let p = g.transpose(preds, &[0, 2, 1]); // [b, A, 4 + nc]
+    let parts = g.split(&p, &[4, nc], 2);
+    let (boxes, scores) = (&parts[0], &parts[1]);
+    let best = g.reduce_max(scores, 2); // [b, A]
+    let shape = g.op("Shape", &[&best], vec![]);
+    let anchors = g.slice1(&shape, 1, 2);
+    let md = g.ints("max_det", &[max_det as i64]);
+    let k = g.op("Min", &[&anchors, &md], vec![]);
+    let topk_attrs = || vec![Attr::Int("axis", -1), Attr::Int("largest", 1), Attr::Int("sorted", 1)];
+    let top = g.op_n("TopK", &[&best, &k], 2, topk_attrs());
+    let ori = g.unsqueeze(&top[1], &[2]); // [b, k, 1]
+    let rep_nc = g.ints("repeats", &[1, 1, nc as i64]);
+    let ori_nc = g.op("Tile", &[&ori, &rep_nc], vec![]);
+    let cand = g.op("GatherElements", &[scores, &ori_nc], vec![Attr::Int("axis", 1)]); // [b, k, nc]
+    let flat = g.reshape(&cand, &[0, -1]);
+    let top2 = g.op_n("TopK", &[&flat, &k], 2, topk_attrs());
+    let nc_i = g.ints("nc", &[nc as i64]);
+    let which = g.op("Div", &[&top2[1], &nc_i], vec![]);
+    let class = g.op("Mod", &[&top2[1], &nc_i], vec![]);
+    let idx = g.op("GatherElements", &[&top[1], &which], vec![Attr::Int("axis", 1)]); // [b, k]
+    let idx = g.unsqueeze(&idx, &[2]);
+    let rep4 = g.ints("repeats", &[1, 1, 4]);
+    let idx4 = g.op("Tile", &[&idx, &rep4], vec![]);
+    let sel = g.op("GatherElements", &[boxes, &idx4], vec![Attr::Int("axis", 1)]); // [b, k, 4]
+    let score = g.unsqueeze(&top2[0], &[2]);
+    let class = g.cast_to_float(&class);
+    let class = g.unsqueeze(&class, &[2]);
+    g.concat(&[&sel, &score, &class], 2)
 }

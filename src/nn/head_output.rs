@@ -5,6 +5,7 @@ use burn::tensor::{backend::Backend, Int, Tensor};
 
 use super::anchors::make_anchors;
 use super::float::to_f32;
+use super::onnx::{Attr, OnnxGraph};
 
 /// Raw, undecoded outputs of one detection branch.
 #[derive(Debug, Clone)]
@@ -102,12 +103,45 @@ impl<B: Backend> DetectOutput<B> {
         self.one2one.as_ref().map(|h| h.decode(&self.feature_sizes, &self.strides, self.reg_max, format))
     }
 
-    /// The branch inference uses: one-to-one when present (NMS-free, top-k downstream), else one-to-many.
-    pub fn inference_branch(&self) -> &HeadOutput<B> {
-        self.one2one.as_ref().unwrap_or(&self.one2many)
-    }
-
     pub fn num_anchors(&self) -> usize {
         self.feature_sizes.iter().map(|[h, w]| h * w).sum()
     }
+}
+
+/// [`HeadOutput::decode`] in an ONNX graph: `[b, 4 + nc, A]` from a branch's raw `boxes` and `scores`, with the
+/// anchor points and strides of `anchors_onnx`.
+pub fn decode_onnx(
+    g: &mut dyn OnnxGraph,
+    (boxes, scores): (&str, &str),
+    reg_max: usize,
+    (anchors, strides): (&str, &str),
+    format: BoxFormat,
+) -> String {
+    let dist = if reg_max > 1 {
+        let p = g.reshape(boxes, &[0, 4, reg_max as i64, -1]);
+        let p = g.op("Softmax", &[&p], vec![Attr::Int("axis", 2)]);
+        let bins: Vec<f32> = (0..reg_max).map(|i| i as f32).collect();
+        let bins = g.weight("bins", &[1, 1, reg_max, 1], &bins);
+        let p = g.op("Mul", &[&p, &bins], vec![]);
+        let axes = g.ints("axes", &[2]);
+        g.op("ReduceSum", &[&p, &axes], vec![Attr::Int("keepdims", 0)])
+    } else {
+        boxes.to_string()
+    };
+    let parts = g.split(&dist, &[2, 2], 1);
+    let x1y1 = g.op("Sub", &[anchors, &parts[0]], vec![]);
+    let x2y2 = g.op("Add", &[anchors, &parts[1]], vec![]);
+    let b = match format {
+        BoxFormat::Xyxy => g.concat(&[&x1y1, &x2y2], 1),
+        BoxFormat::Xywh => {
+            let sum = g.add(&x1y1, &x2y2);
+            let two = g.scalar(2.0);
+            let c = g.op("Div", &[&sum, &two], vec![]);
+            let wh = g.op("Sub", &[&x2y2, &x1y1], vec![]);
+            g.concat(&[&c, &wh], 1)
+        }
+    };
+    let b = g.op("Mul", &[&b, strides], vec![]);
+    let s = g.op("Sigmoid", &[scores], vec![]);
+    g.concat(&[&b, &s], 1)
 }

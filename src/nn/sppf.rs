@@ -7,6 +7,7 @@ use burn::tensor::module::max_pool2d;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::conv::{Conv, ConvConfig};
+use super::onnx::{Attr, OnnxGraph, ToOnnx};
 use super::Cost;
 
 /// [`Sppf`] configuration: `SPPF(c1, c2, k, n, shortcut)`.
@@ -70,5 +71,29 @@ impl<B: Backend> Sppf<B> {
     pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
         c.conv(&self.cv1, h, w);
         c.conv(&self.cv2, h, w);
+    }
+}
+
+impl<B: Backend> ToOnnx for Sppf<B> {
+    fn to_onnx(&self, g: &mut dyn OnnxGraph, x: &str) -> String {
+        let (k, p) = (self.kernel as i64, (self.kernel / 2) as i64);
+        let mut ys = vec![self.cv1.to_onnx(g, x)];
+        for _ in 0..self.n {
+            let last = ys.last().expect("cv1 output").clone();
+            let attrs = vec![
+                Attr::Ints("kernel_shape", vec![k, k]),
+                Attr::Ints("strides", vec![1, 1]),
+                Attr::Ints("pads", vec![p, p, p, p]),
+            ];
+            ys.push(g.op("MaxPool", &[&last], attrs));
+        }
+        let refs: Vec<&str> = ys.iter().map(String::as_str).collect();
+        let cat = g.concat(&refs, 1);
+        let y = self.cv2.to_onnx(g, &cat);
+        if self.add {
+            g.add(&y, x)
+        } else {
+            y
+        }
     }
 }

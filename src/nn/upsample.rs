@@ -5,6 +5,8 @@
 
 use burn::tensor::{backend::Backend, Tensor};
 
+use super::onnx::{Attr, OnnxGraph};
+
 pub fn upsample_nearest<B: Backend>(x: Tensor<B, 4>, scale: usize) -> Tensor<B, 4> {
     if scale == 1 {
         return x;
@@ -14,6 +16,17 @@ pub fn upsample_nearest<B: Backend>(x: Tensor<B, 4>, scale: usize) -> Tensor<B, 
     }
     let [b, c, h, w] = x.dims();
     x.reshape([b, c, h, 1, w, 1]).repeat_dim(3, scale).repeat_dim(5, scale).reshape([b, c, h * scale, w * scale])
+}
+
+/// [`upsample_nearest`] in an ONNX graph: `Resize` in nearest mode, flooring the asymmetric source coordinate.
+pub fn upsample_nearest_onnx(g: &mut dyn OnnxGraph, x: &str, scale: usize) -> String {
+    let scales = g.f32_constant("scales", &[4], &[1.0, 1.0, scale as f32, scale as f32]);
+    let attrs = vec![
+        Attr::Str("mode", "nearest"),
+        Attr::Str("coordinate_transformation_mode", "asymmetric"),
+        Attr::Str("nearest_mode", "floor"),
+    ];
+    g.op("Resize", &[x, "", &scales], attrs)
 }
 
 #[cfg(test)]

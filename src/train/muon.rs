@@ -75,6 +75,8 @@ impl MatrixBuckets {
 
 /// Muon's step direction for every matrix of the flat `update` (the momentum look-ahead), orthogonalised and
 /// scaled; zero at every other element.
+// burn slices a 1-D tensor with a one-range array, which clippy takes for a mistaken `vec![a..b]`.
+#[allow(clippy::single_range_in_vec_init)]
 pub fn muon_direction<B: Backend>(update: Tensor<B, 1>, buckets: &MatrixBuckets) -> Tensor<B, 1> {
     let mut direction = update.zeros_like();
     for (rows, cols, scale, offsets) in &buckets.0 {

@@ -14,28 +14,30 @@ pub struct EpochRow {
     /// Precision, recall, mAP50, mAP50-95.
     pub metrics: [f64; 4],
     pub val_loss: [f64; 3],
-    pub lr: [f64; 3],
+    /// The `lr/pg*` columns (`schedule::results_lr_columns`).
+    pub lr: Vec<f64>,
     pub loss_scale: f64,
 }
 
 pub struct ResultsCsv {
     path: PathBuf,
     third_loss: &'static str,
+    lr_columns: usize,
 }
 
 impl ResultsCsv {
-    /// `third_loss` is `dfl_loss` or `l1_loss`, depending on the head.
-    pub fn create(path: &Path, third_loss: &'static str, append: bool) -> Result<Self> {
-        let csv = ResultsCsv { path: path.to_path_buf(), third_loss };
+    /// `third_loss` is `dfl_loss` or `l1_loss`, depending on the head; `lr_columns` is 3, or 8 under MuSGD.
+    pub fn create(path: &Path, third_loss: &'static str, lr_columns: usize, append: bool) -> Result<Self> {
+        let csv = ResultsCsv { path: path.to_path_buf(), third_loss, lr_columns };
         if !(append && path.exists()) {
             std::fs::write(path, csv.header() + "\n").with_context(|| format!("cannot write {}", path.display()))?;
         }
         Ok(csv)
     }
 
-    pub fn header(&self) -> String {
+    fn header(&self) -> String {
         let l = self.third_loss;
-        [
+        let mut columns = vec![
             "epoch".to_string(),
             "time".into(),
             "train/box_loss".into(),
@@ -48,12 +50,10 @@ impl ResultsCsv {
             "val/box_loss".into(),
             "val/cls_loss".into(),
             format!("val/{l}"),
-            "lr/pg0".into(),
-            "lr/pg1".into(),
-            "lr/pg2".into(),
-            "loss_scale".into(),
-        ]
-        .join(",")
+        ];
+        columns.extend((0..self.lr_columns).map(|i| format!("lr/pg{i}")));
+        columns.push("loss_scale".into());
+        columns.join(",")
     }
 
     pub fn append(&self, row: &EpochRow) -> Result<()> {

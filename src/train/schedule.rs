@@ -55,9 +55,25 @@ pub struct StepPlan {
     pub accumulate: usize,
 }
 
-/// The `lr/pg0..2` columns of results.csv in Ultralytics' group order: decayed weights, norm weights, biases.
-pub fn results_lr_columns(groups: &[GroupSettings; 3]) -> [f64; 3] {
-    [ParamGroup::Weight, ParamGroup::Norm, ParamGroup::Bias].map(|g| groups[g as usize].lr)
+/// The `lr/pg*` columns of results.csv, in the order of 8.4.190's `build_optimizer` groups: decayed weights, norm
+/// weights, biases; MuSGD splits each of those and its Muon group (matrices and filters, at the weights' lr) into
+/// the head's classification branches (at `MUSGD_HEAD_CLS_LR_GAIN` x lr) and the rest, eight columns.
+pub fn results_lr_columns(kind: OptimizerKind, groups: &[GroupSettings; 3]) -> Vec<f64> {
+    let order = [ParamGroup::Weight, ParamGroup::Norm, ParamGroup::Bias];
+    if kind != OptimizerKind::MuSGD {
+        return order.iter().map(|&g| groups[g as usize].lr).collect();
+    }
+    let muon = ParamGroup::Weight;
+    order.iter().chain([&muon]).flat_map(|&g| [groups[g as usize].head_cls_lr, groups[g as usize].lr]).collect()
+}
+
+/// How many `lr/pg*` columns results.csv has under `kind` (see [`results_lr_columns`]).
+pub fn results_lr_column_count(kind: OptimizerKind) -> usize {
+    if kind == OptimizerKind::MuSGD {
+        8
+    } else {
+        3
+    }
 }
 
 /// The settings of the recipe that the schedule needs.
@@ -83,6 +99,20 @@ pub struct Schedule {
     pub iterations: usize,
     /// Whether `optimizer=auto` picked the optimizer, lr0 and momentum.
     pub auto: bool,
+}
+
+impl Schedule {
+    /// The settings a run records in its `args.yaml`: as 8.4.190, an `optimizer=auto` pick is written back as the
+    /// optimizer and lr0 it chose, with `warmup_bias_lr: 0.0` (the momentum stays the setting's).
+    pub fn recorded_settings(&self, s: &Settings) -> Settings {
+        let mut recorded = s.clone();
+        if self.auto {
+            recorded.optimizer = OptimizerChoice::Fixed(self.kind);
+            recorded.lr0 = self.lr0;
+            recorded.warmup_bias_lr = 0.0;
+        }
+        recorded
+    }
 }
 
 impl Schedule {

@@ -20,7 +20,7 @@ use super::multi_scale;
 use super::optimizer::{DetectorOptimizer, ParamGroups};
 use super::precision::{amp_self_check, to_compute};
 use super::results::{EpochRow, ResultsCsv};
-use super::schedule::{epochs_for_time, results_lr_columns, Schedule};
+use super::schedule::{epochs_for_time, results_lr_column_count, results_lr_columns, Schedule};
 use super::step::optimizer_step;
 use crate::config::{AmpMode, OptimizerKind, Settings};
 use crate::data::augment::pipeline::{epoch_report, maybe_save_batch, TrainPipeline};
@@ -205,8 +205,9 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
     let weights_dir = run_dir.join("weights");
     std::fs::create_dir_all(&weights_dir).with_context(|| format!("cannot create {}", weights_dir.display()))?;
     let (last, best) = (weights_dir.join("last.safetensors"), weights_dir.join("best.safetensors"));
-    let results = ResultsCsv::create(&run_dir.join("results.csv"), criterion.names()[2], resume.is_some())?;
-    std::fs::write(run_dir.join("args.yaml"), s.to_yaml())
+    let lr_columns = results_lr_column_count(schedule.kind);
+    let results = ResultsCsv::create(&run_dir.join("results.csv"), criterion.names()[2], lr_columns, resume.is_some())?;
+    std::fs::write(run_dir.join("args.yaml"), schedule.recorded_settings(&s).to_yaml())
         .with_context(|| format!("cannot write {}", run_dir.join("args.yaml").display()))?;
     println!("Logging results to {}", run_dir.display());
     match s.time {
@@ -418,7 +419,7 @@ fn end_epoch<AB: AutodiffBackend>(
         train_loss: losses.mean,
         metrics: metrics_row,
         val_loss,
-        lr: results_lr_columns(&p.optimizer.groups),
+        lr: results_lr_columns(run.schedule.kind, &p.optimizer.groups),
         loss_scale: p.scaler.map_or(1.0, |s| s.scale),
     })?;
     if s.plots {

@@ -1,5 +1,5 @@
-//! Mixed precision on CPU with FP16 forced: overflow handling, FP16 vs FP32 forward and gradients,
-//! and a short FP16 training run next to an FP32 one.
+//! Mixed precision on CPU: the `amp` setting from every source, and with FP16 forced overflow handling, FP16 vs
+//! FP32 forward and gradients, and a short FP16 training run next to an FP32 one.
 
 use crate::common;
 
@@ -14,6 +14,26 @@ use ember::data::synthetic::{generate, SyntheticConfig};
 use ember::data::{BatchLoader, LoaderConfig, Split};
 use ember::loss::criterion::{targets_of, Criterion};
 use ember::model::Yolo;
+
+/// README: `--amp` alone (and `amp: true` anywhere) trains in FP32 on CPU and says so; `fp16` forces FP16 from
+/// whichever source it comes; `false` / `fp32` is FP32.
+#[test]
+fn amp_from_every_setting_source_on_cpu() {
+    use common::amp_sources::{every_source, AUTO, FP16};
+    use ember::commands::train::precision_for;
+    use ember::config::AmpMode;
+    let dir = tempfile::tempdir().unwrap();
+    for (what, s, asked) in every_source(dir.path()) {
+        let (precision, line) = precision_for(s.amp, &ember::device::ComputeDevice::Cpu);
+        let want = if asked == FP16 { AmpMode::Fp16 } else { AmpMode::Fp32 };
+        assert_eq!(precision, want, "{what}: {line}");
+        match asked {
+            AUTO => assert!(line.starts_with("AMP: off on CPU") && line.contains("--amp fp16"), "{what}: {line}"),
+            FP16 => assert!(line.starts_with("AMP: fp16 compute"), "{what}: {line}"),
+            _ => assert_eq!(line, "AMP: off, fp32 compute", "{what}"),
+        }
+    }
+}
 
 #[test]
 fn an_injected_inf_gradient_changes_nothing_but_the_scale() {
@@ -194,7 +214,7 @@ fn train_rows(
     values.extend([("val".to_string(), "false".to_string()), ("amp".to_string(), amp.to_string())]);
     values.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let settings = Settings::resolve(&Overrides { values }).unwrap();
-    let out = ember::commands::train::run(&settings, true).unwrap();
+    let out = ember::commands::train::run(&settings).unwrap();
     let csv = std::fs::read_to_string(out.run_dir.join("results.csv")).unwrap();
     (csv.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect(), out.last)
 }

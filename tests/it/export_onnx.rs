@@ -86,8 +86,8 @@ fn dump(tag: &str, model: &Yolo<Cpu>, onnx: &[u8], x: &[f32], reference: &[f32])
     std::fs::write(dir.join(format!("{tag}.onnx")), onnx).unwrap();
     std::fs::write(dir.join(format!("{tag}.input.f32")), raw(x)).unwrap();
     std::fs::write(dir.join(format!("{tag}.ember.f32")), raw(reference)).unwrap();
-    let loaded = export::LoadedModel { model: model.clone(), names: names(model.nc()), meta: None };
-    let meta = export::export_meta(&loaded, IMGSZ as u32);
+    let loaded = ember::model::LoadedModel { model: model.clone(), names: names(model.nc()) };
+    let meta = export::export_meta(&loaded, None, IMGSZ as u32);
     export::save_ultralytics_safetensors(model, &dir.join(format!("{tag}.safetensors")), &meta, false).unwrap();
 }
 
@@ -250,9 +250,9 @@ fn safetensors_and_burnpack_round_trip() {
     let weights = dir.path().join("w.safetensors");
     model.save_safetensors(&weights).unwrap();
     let device = Default::default();
-    let loaded = export::load_model::<Cpu>(&weights, "yolov8n", None, &device).unwrap();
+    let loaded = ember::model::load_model::<Cpu>(&weights, "yolov8n", &device).unwrap();
     assert_eq!(loaded.names, vec!["class0", "class1", "class2"]);
-    let meta = export::export_meta(&loaded, 160);
+    let meta = export::export_meta(&loaded, None, 160);
     let out = export::output_path(&weights, "safetensors");
     assert_eq!(out, dir.path().join("w-export.safetensors"));
     export::save_ultralytics_safetensors(&loaded.model, &out, &meta, false).unwrap();
@@ -265,7 +265,7 @@ fn safetensors_and_burnpack_round_trip() {
     }
     assert!(b.int_keys.iter().any(|k| k == "model.0.bn.num_batches_tracked"));
     assert!(a.tensors.contains_key("model.22.dfl.conv.weight"));
-    let back = export::load_model::<Cpu>(&out, "yolo26n", None, &device).unwrap();
+    let back = ember::model::load_model::<Cpu>(&out, "yolo26n", &device).unwrap();
     assert_eq!(back.model.name(), "yolov8n", "the model name comes from the exported header");
     let (_, x) = photo();
     let y0 = model.forward(ember_input(&x)).decode_one2many().into_data().to_vec::<f32>().unwrap();
@@ -291,7 +291,7 @@ fn safetensors_and_burnpack_round_trip() {
     // A file that is not SafeTensors is a clear error.
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"not a tensor file").unwrap();
-    let err = export::load_model::<Cpu>(&junk, "yolov8n", None, &device).err().expect("junk is refused");
+    let err = ember::model::load_model::<Cpu>(&junk, "yolov8n", &device).err().expect("junk is refused");
     assert!(format!("{err:#}").contains("junk.safetensors"), "{err:#}");
 }
 
@@ -307,7 +307,8 @@ fn export_command_writes_each_format() {
         args.extend_from_slice(extra);
         let inv = ember::cli::parse(args.iter().map(|s| s.to_string()).collect())
             .unwrap_or_else(|_| panic!("args {extra:?}"));
-        let settings = ember::config::Settings::resolve(&inv.overrides).unwrap();
+        // An unknown format is refused when the settings resolve, before any weights are read.
+        let settings = ember::config::Settings::resolve(&inv.overrides)?;
         ember::commands::export::run(&settings)
     };
     let onnx = run(&["--format", "onnx", "--end2end", "--data", coco8.to_str().unwrap()]).unwrap();

@@ -262,6 +262,6 @@ fn generated_polygon_dataset_augments_and_trains() {
     let settings =
         Settings::resolve(&Overrides { values: recipe.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() })
             .unwrap();
-    let run = ember::commands::train::run(&settings, false).unwrap();
+    let run = ember::commands::train::run(&settings).unwrap();
     assert_eq!(run.epochs_completed, 1);
 }

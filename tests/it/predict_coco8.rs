@@ -1,4 +1,4 @@
-//! `ember predict` on the coco8 photos: the same boxes as validation's post-processing, annotated images the size
+//! `ember predict` on real photos: the same predictions as Ultralytics 8.4.190's predictor, annotated images the size
 //! of their sources, YOLO-format labels, every kind of `--source`, and unreadable images skipped.
 
 use crate::common;
@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use ember::cli;
 use ember::commands::predict::{self, collect_sources, PredictOptions};
 use ember::config::Settings;
-use ember::data::image_io::probe;
-use ember::data::{BatchLoader, LoaderConfig, Sample};
-use ember::validate::{validate, ValOptions};
+use ember::validate::ValOptions;
 
 const IMGSZ: u32 = 160;
 
@@ -26,58 +24,76 @@ fn val_images() -> Vec<PathBuf> {
     v
 }
 
+/// Ultralytics 8.4.190's own predictions (tools/reference/predict_fixture.py): yolo26n trained on coco8, at 320,
+/// one photo at a time (each its own stride rectangle), two at a time (a rectangle for two photos of one shape, the
+/// square for two of different shapes) and NMS-free. Bound: the same network input shapes, the same detections in
+/// the same order and classes, every score within 1e-5 and every box edge within 1e-3 px of Ultralytics'.
 #[test]
-fn predict_finds_the_same_boxes_as_val() {
+fn predictions_equal_ultralytics_on_the_same_weights_and_photos() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/predict/yolo26n_coco8_320.json");
+    let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(fixture["ultralytics"], "8.4.190");
+    let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(fixture["weights"].as_str().unwrap());
+    let model =
+        ember::model::load_model::<ember::backend::Cpu>(&weights, "yolo26n", &Default::default()).unwrap().model;
+    let (mut worst_score, mut worst_edge, mut compared) = (0f32, 0f32, 0);
+    for run in fixture["runs"].as_array().unwrap() {
+        let name = run["name"].as_str().unwrap();
+        let opts = PredictOptions {
+            imgsz: fixture["imgsz"].as_u64().unwrap() as u32,
+            batch: run["batch"].as_u64().unwrap() as usize,
+            conf: fixture["conf"].as_f64().unwrap() as f32,
+            iou: 0.7,
+            max_det: 300,
+            agnostic: false,
+            classes: None,
+            end2end: !run["nms"].as_bool().unwrap(),
+            half: false,
+        };
+        let images = run["images"].as_array().unwrap();
+        let paths: Vec<PathBuf> =
+            images.iter().map(|i| common::shared_datasets().join(i["path"].as_str().unwrap())).collect();
+        let results = predict::predict_images(&model, &paths, &opts, false, |_, _| {}).unwrap();
+        for (image, result) in images.iter().zip(&results) {
+            let (r, at) = (result.as_ref().unwrap(), format!("{name}: {}", image["path"]));
+            let input = image["input"].as_array().unwrap();
+            let input = (input[1].as_u64().unwrap() as u32, input[0].as_u64().unwrap() as u32);
+            assert_eq!(r.input_size, input, "{at}: network input (w, h)");
+            let want = image["detections"].as_array().unwrap();
+            assert_eq!(r.detections.len(), want.len(), "{at}: detections");
+            for (d, w) in r.detections.iter().zip(want) {
+                let w: Vec<f32> = w.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+                assert_eq!(d.class, w[5] as usize, "{at}: class of {w:?}, ember {d:?}");
+                worst_score = worst_score.max((d.score - w[4]).abs());
+                worst_edge = (0..4).fold(worst_edge, |m, k| m.max((d.xyxy[k] - w[k]).abs()));
+                compared += 1;
+            }
+        }
+    }
+    println!("{compared} detections: largest score difference {worst_score:.2e}, box edge {worst_edge:.2e} px");
+    assert!(compared > 100, "{compared} detections compared");
+    assert!(worst_score <= 1e-5, "scores differ by up to {worst_score:e}");
+    assert!(worst_edge <= 1e-3, "box edges differ by up to {worst_edge} px");
+}
+
+/// The class filter keeps exactly the detections of the named classes (NMS runs per class).
+#[test]
+fn the_class_filter_keeps_only_the_named_classes() {
     let model = common::seeded_model("yolo26n", 80, 11, (-3.0, 0.0));
     let images = val_images();
-    let samples: Vec<Sample> = images
-        .iter()
-        .map(|p| Sample { image: p.clone(), size: probe(p).unwrap(), labels: vec![], polygons: vec![] })
-        .collect();
-    let loader = BatchLoader::new(
-        samples,
-        LoaderConfig { imgsz: IMGSZ, batch: 4, workers: 2, shuffle: false, seed: 0, prefetch: 1 },
-    )
-    .unwrap();
-    // A low threshold so that the untrained model yields many boxes.
-    let conf = 0.05;
-    let val = validate(
-        &model,
-        &loader,
-        &ValOptions { conf, iou: 0.7, max_det: 300, agnostic: false, end2end: true, half: false },
-        None,
-    )
-    .unwrap();
     let opts = PredictOptions {
         imgsz: IMGSZ,
-        batch: 3,
-        conf,
+        batch: 1,
+        conf: 0.05,
         iou: 0.7,
         max_det: 300,
         agnostic: false,
         classes: None,
-        end2end: true,
+        end2end: false,
         half: false,
     };
-    let results = predict::predict_images(&model, &images, &opts, false, |_, _| {}).unwrap();
-    assert_eq!(results.len(), 4);
-    let mut total = 0;
-    for (r, (path, dets)) in results.iter().zip(&val.detections) {
-        let r = r.as_ref().unwrap();
-        assert_eq!(&r.path, path);
-        assert_eq!(r.detections.len(), dets.len(), "{}", path.display());
-        for (a, b) in r.detections.iter().zip(dets) {
-            assert_eq!(a.class, b.class);
-            assert!((a.score - b.score).abs() <= 1e-5 * b.score.max(1e-3), "{} vs {}", a.score, b.score);
-            for k in 0..4 {
-                assert!((a.xyxy[k] - b.xyxy[k]).abs() < 1e-3, "{:?} vs {:?}", a.xyxy, b.xyxy);
-            }
-        }
-        total += dets.len();
-    }
-    assert!(total > 0, "the seeded model should produce detections at conf {conf}");
-    // The class filter keeps only the named classes.
-    let keep = results.iter().flatten().flat_map(|r| r.detections.iter().map(|d| d.class)).next().unwrap();
+    let all = predict::predict_images(&model, &images, &opts, false, |_, _| {}).unwrap();
+    let keep = all.iter().flatten().flat_map(|r| r.detections.iter().map(|d| d.class)).next().expect("detections");
     let filtered = predict::predict_images(
         &model,
         &images,
@@ -86,8 +102,10 @@ fn predict_finds_the_same_boxes_as_val() {
         |_, _| {},
     )
     .unwrap();
-    let classes: Vec<usize> = filtered.iter().flatten().flat_map(|r| r.detections.iter().map(|d| d.class)).collect();
-    assert!(!classes.is_empty() && classes.iter().all(|&c| c == keep));
+    for (a, f) in all.iter().flatten().zip(filtered.iter().flatten()) {
+        let kept: Vec<_> = a.detections.iter().filter(|d| d.class == keep).collect();
+        assert_eq!(f.detections.iter().collect::<Vec<_>>(), kept, "{}", a.path.display());
+    }
 }
 
 fn settings(args: &[&str]) -> Settings {

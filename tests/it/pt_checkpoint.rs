@@ -211,7 +211,7 @@ fn fine_tunes_from_a_pt_with_another_class_count() {
     let mut pairs = common::recipe(&yaml, &dir.path().join("runs"), "tune", 1);
     pairs.retain(|(k, _)| *k != "model");
     pairs.push(("model", fixture("pt/yolo26n_nc1_last.pt").display().to_string()));
-    let outcome = ember::commands::train::run(&settings(&pairs), false).unwrap();
+    let outcome = ember::commands::train::run(&settings(&pairs)).unwrap();
     assert_eq!(outcome.epochs_completed, 1);
     let meta = ember::runs::checkpoint::read_meta(&outcome.last).unwrap().unwrap();
     assert_eq!(meta.model, "yolo26n", "the architecture came from the checkpoint");
@@ -221,7 +221,7 @@ fn fine_tunes_from_a_pt_with_another_class_count() {
     let mut pairs = common::recipe(&yaml, &dir.path().join("runs"), "sd", 1);
     pairs.retain(|(k, _)| *k != "model");
     pairs.push(("model", fixture("pt/yolo26n_state_dict.pt").display().to_string()));
-    let err = format!("{:#}", ember::commands::train::run(&settings(&pairs), false).unwrap_err());
+    let err = format!("{:#}", ember::commands::train::run(&settings(&pairs)).unwrap_err());
     assert!(err.contains("yolo26n_state_dict.pt") && err.contains("--model"), "{err}");
 }
 

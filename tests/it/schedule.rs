@@ -2,10 +2,10 @@
 //! lr, momentum and weight decay, the accumulation and whether an optimizer step is taken, plus the `lr/pg*`
 //! columns of results.csv. Fixture: tools/reference/schedule_fixture.py.
 
-use ember::config::OptimizerKind;
+use ember::config::{OptimizerChoice, OptimizerKind};
 use ember::config::{Overrides, Settings};
 use ember::train::optimizer::ParamGroup;
-use ember::train::schedule::{results_lr_columns, Schedule};
+use ember::train::schedule::{results_lr_column_count, results_lr_columns, Schedule};
 use serde_json::Value;
 
 fn fixture() -> Value {
@@ -49,6 +49,13 @@ fn schedule_reproduces_ultralytics_trainer() {
         };
         assert_eq!(schedule.kind, picked, "{name}: optimizer");
         assert_eq!(schedule.lr0, f(&recipe["picked_lr0"]), "{name}: lr0");
+        // args.yaml records the pick as 8.4.190 writes it back (optimizer, lr0, and a zero bias warmup for auto).
+        let recorded = schedule.recorded_settings(&s);
+        assert_eq!(recorded.optimizer, OptimizerChoice::Fixed(picked), "{name}: args.yaml optimizer");
+        assert_eq!(recorded.lr0, f(&recipe["picked_lr0"]), "{name}: args.yaml lr0");
+        let bias_lr = if s.optimizer == OptimizerChoice::Auto { 0.0 } else { s.warmup_bias_lr };
+        assert_eq!(recorded.warmup_bias_lr, bias_lr, "{name}: args.yaml warmup_bias_lr");
+        assert_eq!(recorded.momentum, s.momentum, "{name}: args.yaml momentum stays the setting's");
 
         let mut last_opt_step: i64 = -1;
         let mut last_groups = None;
@@ -57,7 +64,7 @@ fn schedule_reproduces_ultralytics_trainer() {
             let (epoch, ni) = (it["epoch"].as_u64().unwrap() as usize, it["ni"].as_u64().unwrap() as usize);
             // results.csv keeps the lr of each epoch's last batch.
             if let Some(groups) = last_groups.filter(|_| epoch_lrs.len() < epoch) {
-                epoch_lrs.push(results_lr_columns(&groups));
+                epoch_lrs.push(results_lr_columns(schedule.kind, &groups));
             }
             let plan = schedule.plan(ni, epoch);
             assert_eq!(plan.accumulate as u64, it["accumulate"].as_u64().unwrap(), "{name}: accumulate at batch {ni}");
@@ -92,21 +99,16 @@ fn schedule_reproduces_ultralytics_trainer() {
             }
             last_groups = Some(plan.groups);
         }
-        epoch_lrs.push(results_lr_columns(&last_groups.unwrap()));
+        epoch_lrs.push(results_lr_columns(schedule.kind, &last_groups.unwrap()));
 
-        // results.csv keeps 6 significant digits (`%.6g`). ember writes the weight, bn and bias groups' lr;
-        // MuSGD's 3x groups (columns of their own in Ultralytics) are left out.
+        // Every `lr/pg*` column of results.csv (MuSGD's eight included), which keeps 6 significant digits (`%.6g`).
         let csv = recipe["results_lr"].as_array().unwrap();
-        let last_groups_of_run = recipe["iterations"].as_array().unwrap().last().unwrap()["groups"].clone();
-        let plain: Vec<usize> = (0..csv[0].as_array().unwrap().len())
-            .filter(|&c| !last_groups_of_run[c]["boosted"].as_bool().unwrap())
-            .take(3)
-            .collect();
-        let names: Vec<&str> = plain.iter().map(|&c| last_groups_of_run[c]["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["weight", "bn", "bias"], "{name}: Ultralytics' lr/pg columns");
+        let columns = recipe["lr_columns"].as_array().unwrap().len();
+        assert_eq!(results_lr_column_count(schedule.kind), columns, "{name}: lr/pg columns");
         assert_eq!(csv.len(), epoch_lrs.len(), "{name}: epochs in results.csv");
         for (e, (row, ours)) in csv.iter().zip(&epoch_lrs).enumerate() {
-            let row: Vec<f64> = plain.iter().map(|&c| f(&row[c])).collect();
+            let row: Vec<f64> = row.as_array().unwrap().iter().map(f).collect();
+            assert_eq!(row.len(), ours.len(), "{name}: lr/pg columns");
             for (w, g) in row.iter().zip(ours) {
                 let epoch = e + 1;
                 let close = (w - g).abs() <= 5e-6 * w.abs().max(1e-12);

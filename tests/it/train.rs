@@ -49,7 +49,7 @@ fn learns_synthetic_shapes_to_a_high_map50() {
     let yaml = shapes(&dir.path().join("data"), 64, 32);
     let mut pairs = recipe(&yaml, &dir.path().join("runs"), "learn", 25);
     pairs.push(("val", "false".into()));
-    let outcome = ember::commands::train::run(&settings(&pairs), false).unwrap();
+    let outcome = ember::commands::train::run(&settings(&pairs)).unwrap();
     let metrics = outcome.final_metrics.expect("the final epoch is validated");
     assert!(metrics.map50 >= 0.8, "mAP50 {:.3} on held-out shapes", metrics.map50);
 
@@ -108,7 +108,7 @@ fn musgd_learns_synthetic_shapes() {
     let mut pairs = recipe(&yaml, &dir.path().join("runs"), "musgd", 25);
     pairs.retain(|(k, _)| !matches!(*k, "optimizer" | "lr0"));
     pairs.extend([("optimizer", "MuSGD".into()), ("lr0", "0.01".into()), ("val", "false".into())]);
-    let outcome = ember::commands::train::run(&settings(&pairs), false).unwrap();
+    let outcome = ember::commands::train::run(&settings(&pairs)).unwrap();
     let metrics = outcome.final_metrics.expect("the final epoch is validated");
     // Measured: mAP50 0.974 with 8.4.190's schedule (issue 14; 0.878 before it). AdamW with the shared recipe: 0.96.
     assert!(metrics.map50 >= 0.6, "mAP50 {:.3} on held-out shapes", metrics.map50);
@@ -121,16 +121,16 @@ fn two_epochs_plus_resume_equals_three_straight() {
     let runs = dir.path().join("runs");
     let mut straight = recipe(&yaml, &runs, "straight", 3);
     straight.push(("save_period", "1".into()));
-    let a = ember::commands::train::run(&settings(&straight), false).unwrap();
+    let a = ember::commands::train::run(&settings(&straight)).unwrap();
 
     // The checkpoint after epoch 2, as if the run had stopped there.
     let resumed_dir = runs.join("resumed/weights");
     std::fs::create_dir_all(&resumed_dir).unwrap();
     std::fs::copy(a.run_dir.join("weights/epoch2.safetensors"), resumed_dir.join("last.safetensors")).unwrap();
-    let b = ember::commands::train::run(
-        &settings(&[("resume", resumed_dir.join("last.safetensors").display().to_string())]),
-        false,
-    )
+    let b = ember::commands::train::run(&settings(&[(
+        "resume",
+        resumed_dir.join("last.safetensors").display().to_string(),
+    )]))
     .unwrap();
     assert_eq!(b.epochs_completed, 3);
     for prefix in ["train.model.", "model.", "train.optim."] {
@@ -228,7 +228,7 @@ fn bad_checkpoints_and_splits_get_clear_errors() {
     assert!(err.contains("bogus.safetensors"), "{err}");
     let err = format!(
         "{:#}",
-        ember::commands::train::run(&settings(&[("resume", bogus.display().to_string())]), false).unwrap_err()
+        ember::commands::train::run(&settings(&[("resume", bogus.display().to_string())])).unwrap_err()
     );
     assert!(err.contains("bogus.safetensors"), "{err}");
     let err = format!("{:#}", ember::commands::val::run(&val(&dir.path().join("missing.safetensors"))).unwrap_err());
@@ -237,7 +237,7 @@ fn bad_checkpoints_and_splits_get_clear_errors() {
     // A checkpoint trained for 3 classes on a dataset of 80.
     let mut short = recipe(&yaml, &dir.path().join("runs"), "short", 1);
     short.push(("val", "false".into()));
-    let run = ember::commands::train::run(&settings(&short), false).unwrap();
+    let run = ember::commands::train::run(&settings(&short)).unwrap();
     let coco8 = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/coco8.yaml");
     let shared = common::shared_datasets().display().to_string();
     let other = settings(&[
@@ -298,7 +298,7 @@ fn frozen_layers_end_training_bit_unchanged() {
     model.save_safetensors(&init).unwrap();
     let mut pairs = recipe(&yaml, &dir.path().join("runs"), "freeze", 2);
     pairs.extend([("weights", init.display().to_string()), ("freeze", "3".into()), ("val", "false".into())]);
-    let outcome = ember::commands::train::run(&settings(&pairs), false).unwrap();
+    let outcome = ember::commands::train::run(&settings(&pairs)).unwrap();
 
     let trained: std::collections::HashMap<String, Vec<f32>> =
         tensors(&outcome.last, "train.model.").into_iter().map(|(k, v)| (k["train.".len()..].to_string(), v)).collect();
@@ -329,7 +329,7 @@ fn final_metrics_are_those_of_best() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = shapes(&dir.path().join("data"), 32, 16);
     let pairs = recipe(&yaml, &dir.path().join("runs"), "best", 10);
-    let outcome = ember::commands::train::run(&settings(&pairs), false).unwrap();
+    let outcome = ember::commands::train::run(&settings(&pairs)).unwrap();
     let last = outcome.final_metrics.expect("best is validated at the end");
     let val = settings(&[
         ("data", yaml.display().to_string()),
@@ -359,7 +359,7 @@ fn multi_scale_training_runs_and_repeats() {
     let run = |name: &str| {
         let mut pairs = recipe(&yaml, &dir.path().join("runs"), name, 2);
         pairs.extend([("multi_scale", "0.5".to_string()), ("val", "false".into()), ("plots", "false".into())]);
-        ember::commands::train::run(&settings(&pairs), false).unwrap();
+        ember::commands::train::run(&settings(&pairs)).unwrap();
         let csv = std::fs::read_to_string(dir.path().join("runs").join(name).join("results.csv")).unwrap();
         let losses: Vec<f64> =
             csv.lines().skip(1).flat_map(|l| l.split(',').skip(2).take(3).map(|v| v.parse::<f64>().unwrap())).collect();
@@ -378,7 +378,7 @@ fn a_time_limit_re_estimates_the_epochs_and_stops() {
     let mut pairs = recipe(&yaml, &dir.path().join("runs"), "timed", 1000);
     pairs.push(("time", "0.004".into())); // 14.4 s: several one-batch epochs, far fewer than 1000
     pairs.push(("val", "false".into()));
-    let outcome = ember::commands::train::run(&settings(&pairs), false).unwrap();
+    let outcome = ember::commands::train::run(&settings(&pairs)).unwrap();
     let done = outcome.epochs_completed;
     assert!((2..1000).contains(&done), "{done} epochs completed");
     let meta = ember::runs::read_meta(&outcome.last).unwrap().unwrap();

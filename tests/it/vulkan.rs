@@ -247,6 +247,27 @@ fn flat_optimizer_steps_on_vulkan_equal_the_per_tensor_definition() {
     }
 }
 
+/// On a GPU `amp: true` (the default, a bare `--amp`, from any source) is FP16 when the device computes in FP16,
+/// as is `fp16`; `false` / `fp32` is FP32.
+#[test]
+fn amp_from_every_setting_source_on_vulkan() {
+    use common::amp_sources::{every_source, FP32};
+    use ember::config::{AmpMode, DeviceSpec};
+    use ember::device::ComputeDevice;
+    let Some((_turn, _device)) = vulkan() else { return };
+    let compute = ComputeDevice::resolve(DeviceSpec::Vulkan(None)).unwrap();
+    let reduced = if compute.supports_f16() { AmpMode::Fp16 } else { AmpMode::Fp32 };
+    let dir = tempfile::tempdir().unwrap();
+    for (what, s, asked) in every_source(dir.path()) {
+        let (precision, line) = ember::commands::train::precision_for(s.amp, &compute);
+        let want = if asked == FP32 { AmpMode::Fp32 } else { reduced };
+        assert_eq!(precision, want, "{what} on {compute}: {line}");
+        if want == AmpMode::Fp16 {
+            assert!(line.starts_with("AMP: fp16 compute"), "{what}: {line}");
+        }
+    }
+}
+
 fn settings(pairs: &[(&str, String)]) -> Settings {
     Settings::resolve(&Overrides { values: pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() }).unwrap()
 }
@@ -271,7 +292,7 @@ fn fp16_amp_training_on_vulkan_learns_and_half_val_agrees() {
         ("plots", "false".into()),
     ]);
     let started = std::time::Instant::now();
-    let outcome = ember::commands::train::run(&settings(&pairs), false).unwrap();
+    let outcome = ember::commands::train::run(&settings(&pairs)).unwrap();
     let args: Settings =
         serde_yaml::from_str(&std::fs::read_to_string(outcome.run_dir.join("args.yaml")).unwrap()).unwrap();
     let metrics = outcome.final_metrics.expect("the final epoch is validated");
@@ -282,7 +303,8 @@ fn fp16_amp_training_on_vulkan_learns_and_half_val_agrees() {
         metrics.map50_95,
         outcome.batch_reads
     );
-    assert_eq!(args.amp, ember::config::AmpMode::Fp16, "--amp on a Vulkan device with FP16 is FP16");
+    let fp16 = ember::config::AmpRequest::Forced(ember::config::AmpMode::Fp16);
+    assert_eq!(args.amp, fp16, "amp=true on a Vulkan device with FP16 is FP16, recorded in args.yaml");
     // Measured on lavapipe: mAP50 0.724 and 0.552 in two runs (its reductions do not fix their summation
     // order), flex FP32 with the same recipe 0.588; a run that learns nothing stays near 0.002.
     assert!(metrics.map50 >= 0.3, "mAP50 {:.3} on held-out shapes", metrics.map50);

@@ -371,6 +371,17 @@ impl<'a> Reader<'a> {
         self.pos += n + 1;
         std::str::from_utf8(&rest[..n]).context("text line is not UTF-8")
     }
+    /// The length prefix of a sized text or bytes opcode (1, 4 or 8 bytes, little-endian).
+    fn sized(&mut self, op: OpCode) -> Result<usize> {
+        use OpCode::*;
+        let n = match op {
+            ShortBinUnicode | ShortBinBytes | ShortBinString => self.u8()? as u64,
+            BinUnicode | BinBytes | BinString => self.u32()? as u64,
+            _ => self.u64()?,
+        };
+        self.len(n)
+    }
+
     fn utf8(&mut self, n: usize) -> Result<Value> {
         Ok(Value::Str(String::from_utf8(self.take(n)?.to_vec()).context("string is not UTF-8")?))
     }
@@ -390,236 +401,406 @@ fn long_value(bytes: &[u8]) -> Result<Value> {
     Ok(Value::Int(i64::from_le_bytes(buf)))
 }
 
-/// Unpickle `bytes`. Persistent ids must be torch storages.
-pub fn unpickle(bytes: &[u8]) -> Result<Value> {
-    let mut r = Reader { bytes, pos: 0 };
-    let mut stack: Vec<Value> = Vec::new();
-    let mut marks: Vec<usize> = Vec::new();
-    let mut memo: HashMap<u32, Value> = HashMap::new();
-    // Pops everything above the last MARK.
-    fn pop_mark(stack: &mut Vec<Value>, marks: &mut Vec<usize>) -> Result<Vec<Value>> {
-        let m = marks.pop().ok_or_else(|| anyhow!("no MARK on the stack"))?;
-        if m > stack.len() {
+/// The pickle opcodes ember reads, named as in CPython's `pickletools` (protocols 0 to 5; `EXT1..4`, `INST`, `OBJ`,
+/// `PERSID` text ids and out-of-band buffers are refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpCode {
+    Proto,
+    Frame,
+    Stop,
+    Mark,
+    Pop,
+    PopMark,
+    Dup,
+    None,
+    NewTrue,
+    NewFalse,
+    Int,
+    Long,
+    BinInt,
+    BinInt1,
+    BinInt2,
+    Long1,
+    Long4,
+    Float,
+    BinFloat,
+    BinUnicode,
+    ShortBinUnicode,
+    BinUnicode8,
+    Unicode,
+    BinBytes,
+    BinString,
+    ShortBinBytes,
+    ShortBinString,
+    BinBytes8,
+    ByteArray8,
+    String,
+    EmptyTuple,
+    Tuple,
+    Tuple1,
+    Tuple2,
+    Tuple3,
+    EmptyList,
+    List,
+    Append,
+    Appends,
+    EmptyDict,
+    Dict,
+    SetItem,
+    SetItems,
+    EmptySet,
+    AddItems,
+    FrozenSet,
+    Global,
+    StackGlobal,
+    Reduce,
+    NewObj,
+    NewObjEx,
+    Build,
+    Put,
+    BinPut,
+    LongBinPut,
+    Memoize,
+    Get,
+    BinGet,
+    LongBinGet,
+    BinPersId,
+    PersId,
+}
+
+impl OpCode {
+    fn from_byte(b: u8) -> Option<OpCode> {
+        use OpCode::*;
+        Some(match b {
+            0x80 => Proto,
+            0x95 => Frame,
+            b'.' => Stop,
+            b'(' => Mark,
+            b'0' => Pop,
+            b'1' => PopMark,
+            b'2' => Dup,
+            b'N' => None,
+            0x88 => NewTrue,
+            0x89 => NewFalse,
+            b'I' => Int,
+            b'L' => Long,
+            b'J' => BinInt,
+            b'K' => BinInt1,
+            b'M' => BinInt2,
+            0x8a => Long1,
+            0x8b => Long4,
+            b'F' => Float,
+            b'G' => BinFloat,
+            b'X' => BinUnicode,
+            0x8c => ShortBinUnicode,
+            0x8d => BinUnicode8,
+            b'V' => Unicode,
+            b'B' => BinBytes,
+            b'T' => BinString,
+            b'C' => ShortBinBytes,
+            b'U' => ShortBinString,
+            0x8e => BinBytes8,
+            0x96 => ByteArray8,
+            b'S' => String,
+            b')' => EmptyTuple,
+            b't' => Tuple,
+            0x85 => Tuple1,
+            0x86 => Tuple2,
+            0x87 => Tuple3,
+            b']' => EmptyList,
+            b'l' => List,
+            b'a' => Append,
+            b'e' => Appends,
+            b'}' => EmptyDict,
+            b'd' => Dict,
+            b's' => SetItem,
+            b'u' => SetItems,
+            0x8f => EmptySet,
+            0x90 => AddItems,
+            0x91 => FrozenSet,
+            b'c' => Global,
+            0x93 => StackGlobal,
+            b'R' => Reduce,
+            0x81 => NewObj,
+            0x92 => NewObjEx,
+            b'b' => Build,
+            b'p' => Put,
+            b'q' => BinPut,
+            b'r' => LongBinPut,
+            0x94 => Memoize,
+            b'g' => Get,
+            b'h' => BinGet,
+            b'j' => LongBinGet,
+            b'Q' => BinPersId,
+            b'P' => PersId,
+            _ => return Option::None,
+        })
+    }
+}
+
+/// The unpickling machine: the input, the stack with its marks, and the memo.
+struct Machine<'a> {
+    r: Reader<'a>,
+    stack: Vec<Value>,
+    marks: Vec<usize>,
+    memo: HashMap<u32, Value>,
+}
+
+impl Machine<'_> {
+    fn pop(&mut self) -> Result<Value> {
+        self.stack.pop().ok_or_else(|| anyhow!("pickle stack underflow"))
+    }
+
+    /// Everything above the last MARK.
+    fn pop_mark(&mut self) -> Result<Vec<Value>> {
+        let m = self.marks.pop().ok_or_else(|| anyhow!("no MARK on the stack"))?;
+        if m > self.stack.len() {
             bail!("MARK above the stack top");
         }
-        Ok(stack.split_off(m))
+        Ok(self.stack.split_off(m))
     }
-    fn pop(stack: &mut Vec<Value>) -> Result<Value> {
-        stack.pop().ok_or_else(|| anyhow!("pickle stack underflow"))
+
+    fn top(&self, op: OpCode) -> Result<&Value> {
+        self.stack.last().ok_or_else(|| anyhow!("{op:?} on an empty stack"))
     }
-    fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>> {
-        if !items.len().is_multiple_of(2) {
-            bail!("odd number of items for a dict");
-        }
-        let mut it = items.into_iter();
-        let mut out = Vec::new();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            out.push((k, v));
-        }
-        Ok(out)
-    }
-    loop {
-        let at = r.pos;
-        let op = r.u8()?;
+
+    /// Runs one opcode; `Some` is the unpickled value, at `STOP`.
+    fn step(&mut self, op: OpCode) -> Result<Option<Value>> {
+        use OpCode::*;
         match op {
-            0x80 => {
-                let proto = r.u8()?;
+            Proto => {
+                let proto = self.r.u8()?;
                 if proto > 5 {
                     bail!("pickle protocol {proto} is not supported");
                 }
             }
-            0x95 => {
-                r.u64()?; // FRAME: a length hint only
+            Frame => {
+                self.r.u64()?; // a length hint only
             }
-            b'.' => return pop(&mut stack).context("STOP with an empty stack"),
-            b'(' => marks.push(stack.len()),
-            b'0' => {
-                pop(&mut stack)?;
+            Stop => return self.pop().context("STOP with an empty stack").map(Some),
+            Mark => self.marks.push(self.stack.len()),
+            Pop => {
+                self.pop()?;
             }
-            b'1' => {
-                pop_mark(&mut stack, &mut marks)?;
+            PopMark => {
+                self.pop_mark()?;
             }
-            b'2' => {
-                let top = stack.last().cloned().ok_or_else(|| anyhow!("DUP on an empty stack"))?;
-                stack.push(top);
+            Dup => {
+                let top = self.top(op)?.clone();
+                self.stack.push(top);
             }
-            b'N' => stack.push(Value::None),
-            0x88 => stack.push(Value::Bool(true)),
-            0x89 => stack.push(Value::Bool(false)),
-            b'I' => {
+            EmptyTuple | Tuple | Tuple1 | Tuple2 | Tuple3 => self.tuple(op)?,
+            EmptyList | List | Append | Appends | EmptySet | AddItems | FrozenSet => self.sequence(op)?,
+            EmptyDict | Dict | SetItem | SetItems => self.dict(op)?,
+            Global | StackGlobal | Reduce | NewObj | NewObjEx | Build | BinPersId | PersId => self.object(op)?,
+            Put | BinPut | LongBinPut | Memoize | Get | BinGet | LongBinGet => self.memo_op(op)?,
+            _ => {
+                let v = self.scalar(op)?;
+                self.stack.push(v);
+            }
+        }
+        Ok(Option::None)
+    }
+
+    /// The opcodes that push one value read from the input: none, booleans, numbers, text and bytes.
+    fn scalar(&mut self, op: OpCode) -> Result<Value> {
+        use OpCode::*;
+        let r = &mut self.r;
+        Ok(match op {
+            None => Value::None,
+            NewTrue => Value::Bool(true),
+            NewFalse => Value::Bool(false),
+            Int => match r.line()? {
+                "01" => Value::Bool(true),
+                "00" => Value::Bool(false),
+                line => Value::Int(line.parse().with_context(|| format!("INT {line:?}"))?),
+            },
+            Long => {
                 let line = r.line()?;
-                stack.push(match line {
-                    "01" => Value::Bool(true),
-                    "00" => Value::Bool(false),
-                    _ => Value::Int(line.parse().with_context(|| format!("INT {line:?}"))?),
-                });
+                Value::Int(line.trim_end_matches('L').parse().with_context(|| format!("LONG {line:?}"))?)
             }
-            b'L' => {
-                let line = r.line()?;
-                stack.push(Value::Int(line.trim_end_matches('L').parse().with_context(|| format!("LONG {line:?}"))?));
-            }
-            b'J' => stack.push(Value::Int(r.u32()? as i32 as i64)),
-            b'K' => stack.push(Value::Int(r.u8()? as i64)),
-            b'M' => stack.push(Value::Int(r.u16()? as i64)),
-            0x8a => {
+            BinInt => Value::Int(r.u32()? as i32 as i64),
+            BinInt1 => Value::Int(r.u8()? as i64),
+            BinInt2 => Value::Int(r.u16()? as i64),
+            Long1 => {
                 let n = r.u8()? as usize;
-                stack.push(long_value(r.take(n)?)?);
+                long_value(r.take(n)?)?
             }
-            0x8b => {
+            Long4 => {
                 let n = r.u32()? as u64;
                 let n = r.len(n)?;
-                stack.push(long_value(r.take(n)?)?);
+                long_value(r.take(n)?)?
             }
-            b'F' => {
+            Float => {
                 let line = r.line()?;
-                stack.push(Value::Float(line.parse().with_context(|| format!("FLOAT {line:?}"))?));
+                Value::Float(line.parse().with_context(|| format!("FLOAT {line:?}"))?)
             }
-            b'G' => stack.push(Value::Float(f64::from_be_bytes(r.take(8)?.try_into()?))),
-            b'X' => {
-                let n = r.u32()? as u64;
-                let n = r.len(n)?;
-                stack.push(r.utf8(n)?);
+            BinFloat => Value::Float(f64::from_be_bytes(r.take(8)?.try_into()?)),
+            BinUnicode | ShortBinUnicode | BinUnicode8 => {
+                let n = r.sized(op)?;
+                r.utf8(n)?
             }
-            0x8c => {
-                let n = r.u8()? as usize;
-                stack.push(r.utf8(n)?);
+            Unicode => Value::Str(r.line()?.to_string()),
+            String => Value::Str(r.line()?.trim_matches(|c| c == '\'' || c == '"').to_string()),
+            BinBytes | BinString | ShortBinBytes | ShortBinString | BinBytes8 | ByteArray8 => {
+                let n = r.sized(op)?;
+                Value::Bytes(r.take(n)?.to_vec())
             }
-            0x8d => {
-                let n = r.u64()?;
-                let n = r.len(n)?;
-                stack.push(r.utf8(n)?);
-            }
-            b'V' => stack.push(Value::Str(r.line()?.to_string())),
-            b'B' | b'T' => {
-                let n = r.u32()? as u64;
-                let n = r.len(n)?;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
-            }
-            b'C' | b'U' => {
-                let n = r.u8()? as usize;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
-            }
-            0x8e | 0x96 => {
-                let n = r.u64()?;
-                let n = r.len(n)?;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
-            }
-            b'S' => stack.push(Value::Str(r.line()?.trim_matches(|c| c == '\'' || c == '"').to_string())),
-            b')' => stack.push(Value::Tuple(Rc::new(Vec::new()))),
-            b't' => {
-                let items = pop_mark(&mut stack, &mut marks)?;
-                stack.push(Value::Tuple(Rc::new(items)));
-            }
-            0x85..=0x87 => {
-                let n = (op - 0x84) as usize;
-                if stack.len() < n {
+            other => bail!("{other:?} is not a value opcode"),
+        })
+    }
+
+    fn tuple(&mut self, op: OpCode) -> Result<()> {
+        let items = match op {
+            OpCode::EmptyTuple => Vec::new(),
+            OpCode::Tuple => self.pop_mark()?,
+            _ => {
+                let n = [OpCode::Tuple1, OpCode::Tuple2, OpCode::Tuple3].iter().position(|&t| t == op).unwrap_or(0) + 1;
+                if self.stack.len() < n {
                     bail!("pickle stack underflow");
                 }
-                let items = stack.split_off(stack.len() - n);
-                stack.push(Value::Tuple(Rc::new(items)));
+                self.stack.split_off(self.stack.len() - n)
             }
-            b']' => stack.push(Value::List(Default::default())),
-            b'l' => {
-                let items = pop_mark(&mut stack, &mut marks)?;
-                stack.push(Value::List(Rc::new(RefCell::new(items))));
+        };
+        self.stack.push(Value::Tuple(Rc::new(items)));
+        Ok(())
+    }
+
+    /// Lists and sets, and what adds to them.
+    fn sequence(&mut self, op: OpCode) -> Result<()> {
+        use OpCode::*;
+        match op {
+            EmptyList => self.stack.push(Value::List(Default::default())),
+            List => {
+                let items = self.pop_mark()?;
+                self.stack.push(Value::List(Rc::new(RefCell::new(items))));
             }
-            b'a' => {
-                let v = pop(&mut stack)?;
-                append_items(stack.last().ok_or_else(|| anyhow!("APPEND on an empty stack"))?, vec![v])?;
+            Append => {
+                let v = self.pop()?;
+                append_items(self.top(op)?, vec![v])?;
             }
-            b'e' => {
-                let items = pop_mark(&mut stack, &mut marks)?;
-                append_items(stack.last().ok_or_else(|| anyhow!("APPENDS on an empty stack"))?, items)?;
+            Appends | AddItems => {
+                let items = self.pop_mark()?;
+                append_items(self.top(op)?, items)?;
             }
-            b'}' => stack.push(Value::Dict(Default::default())),
-            b'd' => {
-                let items = pairs(pop_mark(&mut stack, &mut marks)?)?;
-                stack.push(Value::Dict(Rc::new(RefCell::new(items))));
+            EmptySet => self.stack.push(Value::Set(Default::default())),
+            FrozenSet => {
+                let items = self.pop_mark()?;
+                self.stack.push(Value::Set(Rc::new(RefCell::new(items))));
             }
-            b's' => {
-                let v = pop(&mut stack)?;
-                let k = pop(&mut stack)?;
-                set_items(stack.last().ok_or_else(|| anyhow!("SETITEM on an empty stack"))?, vec![(k, v)])?;
+            other => bail!("{other:?} is not a sequence opcode"),
+        }
+        Ok(())
+    }
+
+    fn dict(&mut self, op: OpCode) -> Result<()> {
+        match op {
+            OpCode::EmptyDict => self.stack.push(Value::Dict(Default::default())),
+            OpCode::Dict => {
+                let items = pairs(self.pop_mark()?)?;
+                self.stack.push(Value::Dict(Rc::new(RefCell::new(items))));
             }
-            b'u' => {
-                let items = pairs(pop_mark(&mut stack, &mut marks)?)?;
-                set_items(stack.last().ok_or_else(|| anyhow!("SETITEMS on an empty stack"))?, items)?;
+            OpCode::SetItem => {
+                let v = self.pop()?;
+                let k = self.pop()?;
+                set_items(self.top(op)?, vec![(k, v)])?;
             }
-            0x8f => stack.push(Value::Set(Default::default())),
-            0x90 => {
-                let items = pop_mark(&mut stack, &mut marks)?;
-                append_items(stack.last().ok_or_else(|| anyhow!("ADDITEMS on an empty stack"))?, items)?;
+            _ => {
+                let items = pairs(self.pop_mark()?)?;
+                set_items(self.top(op)?, items)?;
             }
-            0x91 => {
-                let items = pop_mark(&mut stack, &mut marks)?;
-                stack.push(Value::Set(Rc::new(RefCell::new(items))));
-            }
-            b'c' => {
-                let module = r.line()?;
+        }
+        Ok(())
+    }
+
+    /// Globals, calls, object state and persistent ids: nothing is executed (see the module doc).
+    fn object(&mut self, op: OpCode) -> Result<()> {
+        use OpCode::*;
+        let value = match op {
+            Global => {
+                let module = self.r.line()?;
                 // Protocol 2 names Python 3's `builtins` as Python 2's `__builtin__`.
                 let module = if module == "__builtin__" { "builtins" } else { module };
-                let name = r.line()?;
-                stack.push(Value::Global(format!("{module}.{name}")));
+                let name = self.r.line()?;
+                Value::Global(format!("{module}.{name}"))
             }
-            0x93 => {
-                let name = pop(&mut stack)?;
-                let module = pop(&mut stack)?;
-                match (module, name) {
-                    (Value::Str(m), Value::Str(n)) => stack.push(Value::Global(format!("{m}.{n}"))),
-                    _ => bail!("STACK_GLOBAL without two strings"),
-                }
-            }
-            b'R' => {
-                let args = pop(&mut stack)?;
-                let callable = pop(&mut stack)?;
+            StackGlobal => match (self.pop()?, self.pop()?) {
+                (Value::Str(n), Value::Str(m)) => Value::Global(format!("{m}.{n}")),
+                _ => bail!("STACK_GLOBAL without two strings"),
+            },
+            Reduce => {
+                let args = self.pop()?;
+                let callable = self.pop()?;
                 let Value::Global(class) = &callable else { bail!("REDUCE on a {}", callable.kind()) };
-                stack.push(call(class, tuple_items(&args)?).with_context(|| format!("calling {class}"))?);
+                call(class, tuple_items(&args)?).with_context(|| format!("calling {class}"))?
             }
-            0x81 => {
-                let args = pop(&mut stack)?;
-                let cls = pop(&mut stack)?;
-                let Value::Global(class) = &cls else { bail!("NEWOBJ on a {}", cls.kind()) };
+            NewObj | NewObjEx => {
+                if op == NewObjEx {
+                    let _kwargs = self.pop()?;
+                }
+                let args = self.pop()?;
+                let cls = self.pop()?;
+                let Value::Global(class) = &cls else { bail!("{op:?} on a {}", cls.kind()) };
                 let object = Object { class: class.clone(), args: tuple_items(&args)?, ..Default::default() };
-                stack.push(Value::Object(Rc::new(RefCell::new(object))));
+                Value::Object(Rc::new(RefCell::new(object)))
             }
-            0x92 => {
-                let _kwargs = pop(&mut stack)?;
-                let args = pop(&mut stack)?;
-                let cls = pop(&mut stack)?;
-                let Value::Global(class) = &cls else { bail!("NEWOBJ_EX on a {}", cls.kind()) };
-                let object = Object { class: class.clone(), args: tuple_items(&args)?, ..Default::default() };
-                stack.push(Value::Object(Rc::new(RefCell::new(object))));
+            Build => {
+                let state = self.pop()?;
+                return build(self.top(op)?, state);
             }
-            b'b' => {
-                let state = pop(&mut stack)?;
-                build(stack.last().ok_or_else(|| anyhow!("BUILD on an empty stack"))?, state)?;
+            BinPersId => {
+                let pid = self.pop()?;
+                persistent_load(pid)?
             }
-            b'p' => {
-                let i: u32 = r.line()?.parse().context("PUT index")?;
-                memo.insert(i, stack.last().cloned().ok_or_else(|| anyhow!("PUT on an empty stack"))?);
-            }
-            b'q' | b'r' => {
-                let i = if op == b'q' { r.u8()? as u32 } else { r.u32()? };
-                memo.insert(i, stack.last().cloned().ok_or_else(|| anyhow!("PUT on an empty stack"))?);
-            }
-            0x94 => {
-                let i = memo.len() as u32;
-                memo.insert(i, stack.last().cloned().ok_or_else(|| anyhow!("MEMOIZE on an empty stack"))?);
-            }
-            b'g' | b'h' | b'j' => {
-                let i = match op {
-                    b'g' => r.line()?.parse().context("GET index")?,
-                    b'h' => r.u8()? as u32,
-                    _ => r.u32()?,
-                };
-                stack.push(memo.get(&i).cloned().ok_or_else(|| anyhow!("GET of memo {i}, never stored"))?);
-            }
-            b'Q' => {
-                let pid = pop(&mut stack)?;
-                stack.push(persistent_load(pid)?);
-            }
-            b'P' => bail!("text persistent ids (protocol 0) are not supported"),
-            _ => bail!("unsupported pickle opcode 0x{op:02x} at offset {at}"),
+            _ => bail!("text persistent ids (protocol 0) are not supported"),
+        };
+        self.stack.push(value);
+        Ok(())
+    }
+
+    fn memo_op(&mut self, op: OpCode) -> Result<()> {
+        use OpCode::*;
+        let index = match op {
+            Put | Get => self.r.line()?.parse().with_context(|| format!("{op:?} index"))?,
+            BinPut | BinGet => self.r.u8()? as u32,
+            LongBinPut | LongBinGet => self.r.u32()?,
+            _ => self.memo.len() as u32, // MEMOIZE
+        };
+        if matches!(op, Get | BinGet | LongBinGet) {
+            let v = self.memo.get(&index).cloned().ok_or_else(|| anyhow!("GET of memo {index}, never stored"))?;
+            self.stack.push(v);
+        } else {
+            let top = self.top(op)?.clone();
+            self.memo.insert(index, top);
+        }
+        Ok(())
+    }
+}
+
+/// Pairs of a flat `key, value, key, value, ...` list.
+fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>> {
+    if !items.len().is_multiple_of(2) {
+        bail!("odd number of items for a dict");
+    }
+    let mut it = items.into_iter();
+    let mut out = Vec::new();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+/// Unpickle `bytes`. Persistent ids must be torch storages.
+pub fn unpickle(bytes: &[u8]) -> Result<Value> {
+    let mut machine =
+        Machine { r: Reader { bytes, pos: 0 }, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() };
+    loop {
+        let at = machine.r.pos;
+        let byte = machine.r.u8()?;
+        let op =
+            OpCode::from_byte(byte).ok_or_else(|| anyhow!("unsupported pickle opcode 0x{byte:02x} at offset {at}"))?;
+        if let Some(value) = machine.step(op)? {
+            return Ok(value);
         }
     }
 }

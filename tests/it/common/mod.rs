@@ -3,6 +3,7 @@
 
 pub mod flat_step;
 pub mod loss_fixture;
+pub mod amp_sources;
 pub mod overflow;
 pub mod reference_optimizer;
 
