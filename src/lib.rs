@@ -4,10 +4,12 @@
 //! (`tests/it/layering.rs` checks every `crate::` path). Data flows one way:
 //! `data` -> `nn`/`model` -> `loss` -> `train`, and `model` -> `postprocess` -> `metrics`.
 
-// Foundations: the backend types, host-read accounting, settings.
+// Foundations: the backend types, host-read accounting, settings, collectives.
 pub mod backend;
 pub mod readback;
 pub mod config;
+// Collectives between the processes of a data-parallel run (MPI), and how such a run is launched.
+pub mod dist;
 // Kernels written for one backend (flex), reached through one dispatch.
 pub mod kernels;
 // Dataset YAML, labels, images, augmentation, the batch loader.

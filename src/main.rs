@@ -30,7 +30,10 @@ fn run(mode: Mode, settings: &Settings) -> anyhow::Result<()> {
     match mode {
         Mode::Check => commands::check::run(settings),
         Mode::Info => commands::info::run(settings),
-        Mode::Train => commands::train::run(settings).map(|_| ()),
+        Mode::Train => match commands::train::processes_to_launch(settings) {
+            Some(processes) => ember::dist::launch::relaunch(processes),
+            None => commands::train::run(settings).map(|_| ()),
+        },
         Mode::Val => commands::val::run(settings).map(|_| ()),
         Mode::Export => commands::export::run(settings).map(|_| ()),
         Mode::Predict => commands::predict::run(settings).map(|_| ()),

@@ -1,6 +1,8 @@
-//! `ember train`: resolve the run (new or resumed), check the data, then hand over to the trainer.
+//! `ember train`: resolve the run (new or resumed), check the data, then hand over to the trainer. Under an MPI
+//! launcher every process runs this, each on its device; rank 0 makes the run folder and prints.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::{bail, Context, Result};
 
@@ -10,6 +12,8 @@ use crate::config::{AmpMode, AmpRequest, Mode, ResumeTarget, Settings};
 use crate::data::scan::{drop_mixed_polygons, scan_split};
 use crate::data::{DatasetConfig, Sample, Split};
 use crate::device::{fp16_unsafe, ComputeDevice, OnAutodiffBackend};
+use crate::dist::launch::launched_world_size;
+use crate::dist::Group;
 use crate::model::locate::locate_weights;
 use crate::model::weights_file::model_from_pt;
 use crate::runs::checkpoint;
@@ -18,12 +22,41 @@ use crate::runs::folder::newest_last_checkpoint;
 use crate::train::loss_scale::LossScaler;
 use crate::train::trainer::{train, TrainInputs, TrainOutcome};
 
+/// How many processes `ember train` should relaunch itself as under `mpirun`: one per listed device, when it was
+/// not started by a launcher already (as Ultralytics relaunches under `torch.distributed.run`).
+pub fn processes_to_launch(settings: &Settings) -> Option<usize> {
+    let devices = settings.device.0.len();
+    (devices > 1 && launched_world_size().is_none()).then_some(devices)
+}
+
 pub fn run(settings: &Settings) -> Result<TrainOutcome> {
+    let group = Rc::new(Group::from_launcher()?);
+    if !group.is_distributed() && settings.device.0.len() > 1 {
+        bail!(
+            "--device {} trains on {} devices, one process each: start it with `ember train` (which relaunches \
+             under mpirun) or with mpirun -np {}",
+            settings.device,
+            settings.device.0.len(),
+            settings.device.0.len()
+        );
+    }
+    if !group.is_main() {
+        silence_stdout(); // as Ultralytics: rank 0 alone reports the run; warnings still reach stderr
+    }
+    let result = run_in_group(settings, group.clone());
+    if let (Err(e), true) = (&result, group.is_distributed()) {
+        eprintln!("error: rank {} of {}: {e:#}", group.rank(), group.world_size());
+        group.abort(1);
+    }
+    result
+}
+
+fn run_in_group(settings: &Settings, group: Rc<Group>) -> Result<TrainOutcome> {
     let (mut settings, resume) = resolve_resume(settings)?;
     if resume.is_none() {
         resolve_starting_weights(&mut settings)?;
     }
-    let compute = ComputeDevice::resolve(settings.device.one()?)?;
+    let compute = ComputeDevice::resolve(settings.device.for_local_rank(group.local_rank())?)?;
     println!("device: {compute}");
     let (precision, why) = precision_for(settings.amp, &compute);
     println!("{why}");
@@ -39,9 +72,15 @@ pub fn run(settings: &Settings) -> Result<TrainOutcome> {
         Some((path, _)) => {
             path.parent().and_then(Path::parent).map(Path::to_path_buf).context("checkpoint path has no run folder")?
         }
-        None => make_run_dir(&settings.project_dir(), settings.run_name(Mode::Train), settings.exist_ok)?,
+        // One folder for the run, made by rank 0 and named to the others.
+        None if group.is_main() => group.broadcast_value(make_run_dir(
+            &settings.project_dir(),
+            settings.run_name(Mode::Train),
+            settings.exist_ok,
+        )?)?,
+        None => group.broadcast_value(PathBuf::new())?,
     };
-    let inputs = TrainInputs { settings, names, train, val, run_dir, resume, precision };
+    let inputs = TrainInputs { settings, names, train, val, run_dir, resume, precision, group };
     compute.run_autodiff(Train(inputs))
 }
 
@@ -162,5 +201,17 @@ pub fn precision_for(amp: AmpRequest, compute: &ComputeDevice) -> (AmpMode, Stri
             AmpMode::Fp16,
             format!("AMP: fp16 compute, fp32 master weights, loss scale {}", LossScaler::default().scale),
         ),
+    }
+}
+
+/// Sends this process's standard output to /dev/null.
+fn silence_stdout() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let _ = std::io::stdout().flush();
+        // SAFETY: both descriptors are open; dup2 makes descriptor 1 another name for /dev/null.
+        unsafe { libc::dup2(null.as_raw_fd(), libc::STDOUT_FILENO) };
     }
 }

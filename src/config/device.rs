@@ -1,7 +1,8 @@
 //! The `device` setting: a list of compute devices in Ultralytics' spellings (`cpu`, `0`, `0,1`, `cuda:0`,
 //! `[0, 1]` in YAML) plus ember's `vulkan` (the best adapter) and `vulkan:N` (the N-th, as
-//! `ember info --device vulkan` lists them). Several devices parse, for multi-device training to come; the
-//! commands that run on one device ask for it with [`Devices::one`].
+//! `ember info --device vulkan` lists them). Several devices train data-parallel, one process each
+//! ([`Devices::for_local_rank`]); `cpu,cpu` runs two CPU processes. The commands that run on one device ask for it
+//! with [`Devices::one`].
 
 use std::fmt;
 
@@ -74,6 +75,20 @@ impl Devices {
         }
     }
 
+    /// The device of the process with `local_rank` on its machine in a data-parallel run: the `local_rank`-th of
+    /// the list, or the one device every process shares when one (or none) is named.
+    pub fn for_local_rank(&self, local_rank: usize) -> anyhow::Result<DeviceSpec> {
+        match self.0.len() {
+            0 | 1 => self.one(),
+            n => self.0.get(local_rank).copied().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "process {local_rank} on this machine has no device: --device {self} names {n}, and the launcher \
+                     started more processes here (start one per device, e.g. mpirun -np {n})"
+                )
+            }),
+        }
+    }
+
     fn parse_list(text: &str) -> Result<Devices, String> {
         let inner = text.trim().trim_start_matches('[').trim_end_matches(']');
         let specs = inner
@@ -86,11 +101,13 @@ impl Devices {
     }
 
     fn checked(specs: Vec<DeviceSpec>) -> Result<Devices, String> {
-        if specs.len() > 1 && specs.contains(&DeviceSpec::Cpu) {
+        // `cpu,cpu`: several CPU processes (one machine's cores shared), for data-parallel runs without a GPU.
+        let all_cpu = specs.iter().all(|d| *d == DeviceSpec::Cpu);
+        if specs.len() > 1 && specs.contains(&DeviceSpec::Cpu) && !all_cpu {
             return Err("device: cpu cannot be listed with other devices".into());
         }
         for (i, d) in specs.iter().enumerate() {
-            if specs[..i].contains(d) {
+            if !all_cpu && specs[..i].contains(d) {
                 return Err(format!("device: {d} is listed twice"));
             }
         }
@@ -164,6 +181,17 @@ mod tests {
         assert!(parse("vulkanx").unwrap_err().contains("not understood"));
         assert!(parse("cpu,0").unwrap_err().contains("cpu cannot be listed"));
         assert!(parse("0,0").unwrap_err().contains("twice"));
+        assert_eq!(parse("cpu,cpu").unwrap(), Devices(vec![Cpu, Cpu]));
+    }
+
+    #[test]
+    fn each_local_rank_takes_its_device() {
+        let two = parse("0,1").unwrap();
+        assert_eq!(two.for_local_rank(1).unwrap(), DeviceSpec::Cuda(1));
+        let e = two.for_local_rank(2).unwrap_err().to_string();
+        assert!(e.contains("process 2") && e.contains("names 2"), "{e}");
+        assert_eq!(parse("vulkan").unwrap().for_local_rank(3).unwrap(), DeviceSpec::Vulkan(None));
+        assert_eq!(parse("~").unwrap().for_local_rank(1).unwrap(), DeviceSpec::Cpu);
     }
 
     #[test]

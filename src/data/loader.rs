@@ -201,6 +201,43 @@ pub struct BatchLoader {
     recent: Arc<Mutex<Vec<RecentImages>>>,
     /// Rectangular batches: the fixed order (by aspect ratio) and each batch's canvas (w, h).
     rect: Option<RectOrder>,
+    /// This process's share of each epoch in a data-parallel run.
+    shard: Shard,
+}
+
+/// One process's share of the samples in a data-parallel run, as PyTorch's `DistributedSampler` deals them:
+/// every process draws the same epoch order, padded by its own start to a multiple of `count`, and takes every
+/// `count`-th sample from `rank` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub count: usize,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { rank: 0, count: 1 }
+    }
+}
+
+impl Shard {
+    /// Samples per process per epoch.
+    pub fn len(&self, samples: usize) -> usize {
+        samples.div_ceil(self.count.max(1))
+    }
+
+    pub fn is_empty(&self, samples: usize) -> bool {
+        self.len(samples) == 0
+    }
+
+    /// This shard of an epoch's `order`.
+    pub fn take(&self, order: Vec<usize>) -> Vec<usize> {
+        if self.count <= 1 || order.is_empty() {
+            return order;
+        }
+        let total = self.len(order.len()) * self.count;
+        (self.rank..total).step_by(self.count).map(|i| order[i % order.len()]).collect()
+    }
 }
 
 /// The sample order of rectangular batches and each batch's canvas `(w, h)`.
@@ -223,7 +260,14 @@ impl BatchLoader {
             transform,
             recent: Arc::new(Mutex::new(Vec::new())),
             rect: None,
+            shard: Shard::default(),
         })
+    }
+
+    /// Only `shard`'s share of every epoch (data-parallel training).
+    pub fn sharded(mut self, shard: Shard) -> BatchLoader {
+        self.shard = shard;
+        self
     }
 
     pub fn samples(&self) -> &[Sample] {
@@ -275,19 +319,20 @@ impl BatchLoader {
     }
 
     pub fn num_batches(&self) -> usize {
-        self.samples.len().div_ceil(self.config.batch.max(1))
+        let samples = if self.rect.is_some() { self.samples.len() } else { self.shard.len(self.samples.len()) };
+        samples.div_ceil(self.config.batch.max(1))
     }
 
-    /// The sample order of an epoch: a seeded shuffle, or the scan order.
+    /// The sample order of an epoch (this shard's part of it): a seeded shuffle, or the scan order.
     pub fn order(&self, epoch: usize) -> Vec<usize> {
         if let Some((order, _)) = &self.rect {
-            return order.clone();
+            return order.clone(); // rectangular (validation) batches are never sharded: their canvases are per batch
         }
         let mut order: Vec<usize> = (0..self.samples.len()).collect();
         if self.config.shuffle {
             order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(self.config.seed, epoch as u64, u64::MAX)));
         }
-        order
+        self.shard.take(order)
     }
 
     /// Iterates over one epoch's batches; loading runs ahead on the worker threads.

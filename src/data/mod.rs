@@ -21,5 +21,5 @@ pub mod worker;
 pub use dataset_yaml::{DatasetConfig, Split};
 pub use labels::{BoxLabel, LabelIssue, ParsedLabels};
 pub use letterbox::Letterbox;
-pub use loader::{batch_tensor, Batch, BatchLoader, LoaderConfig, WaitClock};
+pub use loader::{batch_tensor, Batch, BatchLoader, LoaderConfig, Shard, WaitClock};
 pub use scan::{Sample, SplitScan};

@@ -29,9 +29,11 @@ pub fn row(epoch: usize, epochs: usize, losses: [f64; 3], instances: usize, size
     )
 }
 
-/// A bar over one epoch's batches; drawn only on a terminal (logs get the final line instead).
-pub fn epoch_bar(batches: usize) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
+/// A bar over one epoch's batches; drawn only on a terminal (logs get the final line instead), and only by the
+/// process that reports the run (rank 0 of a data-parallel run).
+pub fn epoch_bar(batches: usize, visible: bool) -> ProgressBar {
+    let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+    let bar = ProgressBar::with_draw_target(Some(batches as u64), target);
     bar.set_style(
         ProgressStyle::with_template("{msg} {percent:>3}% {bar:20} {pos}/{len} [{elapsed}<{eta}]")
             .expect("valid template"),

@@ -188,6 +188,17 @@ impl<B: Backend> DetectorOptimizer<B> {
         self.params.layout.scatter_trainable(model, &self.weights)
     }
 
+    /// Replaces the master copy by `weights` (in the layout) and returns `model` with its parameters as views of
+    /// it: the ranks of a data-parallel run start from rank 0's weights.
+    pub fn replace_weights<AB, M>(&mut self, model: M, weights: Tensor<B, 1>) -> M
+    where
+        AB: AutodiffBackend<InnerBackend = B>,
+        M: AutodiffModule<AB>,
+    {
+        self.weights = weights;
+        self.params.layout.scatter_trainable(model, &self.weights)
+    }
+
     /// The trainable tensors' layout.
     pub fn layout(&self) -> &FlatLayout {
         &self.params.layout

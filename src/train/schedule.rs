@@ -119,8 +119,16 @@ impl Schedule {
     /// The schedule of a run of `s` over `train_images` images of `nc` classes, set up as Ultralytics'
     /// `_build_train_pipeline` and `build_optimizer` do.
     pub fn for_run(s: &Settings, train_images: usize, nc: usize) -> Schedule {
+        Schedule::for_world(s, train_images, nc, 1)
+    }
+
+    /// The schedule of one of `world` processes training together: as 8.4.190 under DDP, each takes `batch /
+    /// world` images a batch from its share of the epoch, and the recipe (accumulation, decay, iterations) follows
+    /// the total batch.
+    pub fn for_world(s: &Settings, train_images: usize, nc: usize, world: usize) -> Schedule {
         let (epochs, batch, nbs) = (s.epochs as usize, s.batch as usize, s.nbs as usize);
-        let batches_per_epoch = train_images.div_ceil(batch);
+        let world = world.max(1);
+        let batches_per_epoch = train_images.div_ceil(world).div_ceil((batch / world).max(1));
         let nominal = nominal_accumulate(nbs, batch);
         let weight_decay = s.weight_decay * (batch * nominal) as f64 / nbs as f64;
         // A time-limited run re-estimates its epochs as it goes, so Ultralytics does not cap it.

@@ -1,8 +1,13 @@
 //! The training loop in its stages: [`setup`] (model, criterion, schedule, optimizer, loaders), [`train_epoch`]
 //! (batches -> model -> loss -> accumulated gradients -> clipped optimizer step -> EMA) and [`end_epoch`]
 //! (validate the EMA, recover from divergence, write checkpoints and `results.csv`), then [`finish`].
+//!
+//! In a data-parallel run every rank trains its share of each batch, the accumulated gradients are summed over
+//! the ranks before each optimizer step, and rank 0 alone validates, writes the run's files and decides the end
+//! of each epoch (stop, repeat), which it sends to the others (Ultralytics 8.4.190's DDP rules).
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -24,7 +29,8 @@ use super::schedule::{epochs_for_time, results_lr_column_count, results_lr_colum
 use super::step::optimizer_step;
 use crate::config::{AmpMode, OptimizerKind, Settings};
 use crate::data::augment::pipeline::{epoch_report, maybe_save_batch, TrainPipeline};
-use crate::data::{batch_tensor, BatchLoader, Sample};
+use crate::data::{batch_tensor, BatchLoader, Sample, Shard};
+use crate::dist::Group;
 use crate::loss::criterion::{targets_of, Criterion};
 use crate::metrics::DetectionMetrics;
 use crate::model::Yolo;
@@ -43,6 +49,8 @@ pub struct TrainInputs {
     pub resume: Option<(PathBuf, CheckpointMeta)>,
     /// The resolved compute precision (`Fp16` means FP16 compute with loss scaling).
     pub precision: AmpMode,
+    /// The processes training together (a group of one for a single-process run).
+    pub group: Rc<Group>,
 }
 
 /// What a finished run leaves.
@@ -71,12 +79,14 @@ struct Run {
     weights_dir: PathBuf,
     last: PathBuf,
     best: PathBuf,
-    results: ResultsCsv,
+    /// `results.csv`, written by rank 0 only.
+    results: Option<ResultsCsv>,
     val_loader: BatchLoader,
     val_options: ValOptions,
     /// The largest stride, which multi-scale sizes are multiples of.
     stride: usize,
     started: Instant,
+    group: Rc<Group>,
 }
 
 /// What changes as training goes (the model itself is passed by value, as optimizer steps consume it).
@@ -109,6 +119,7 @@ struct EpochLosses {
 }
 
 /// What the end of an epoch decides.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 enum Next {
     Epoch,
     /// The run diverged and went back to its last checkpoint: the same epoch again.
@@ -124,7 +135,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
         let losses;
         (model, losses) = train_epoch(&run, &mut progress, model, epoch, device)?;
         match end_epoch(&run, &mut progress, &mut model, epoch, losses)? {
-            Next::Epoch if replan_for_time(&mut run, epoch) => break,
+            Next::Epoch if replan_for_time(&mut run, epoch)? => break,
             Next::Epoch => epoch += 1,
             Next::Repeat => {}
             Next::Stop => break,
@@ -136,23 +147,37 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
 /// `time=H`: after each epoch the run's length is re-estimated from its mean epoch time, and the lr curve,
 /// warmup and YOLO26's branch weights follow (Ultralytics 8.4.190 `_do_train`). Returns whether to stop
 /// (the epoch just finished is at or past the new count).
-fn replan_for_time(run: &mut Run, epoch: usize) -> bool {
-    let Some(hours) = run.s.time else { return false };
+fn replan_for_time(run: &mut Run, epoch: usize) -> Result<bool> {
+    let Some(hours) = run.s.time else { return Ok(false) };
     let epochs = epochs_for_time(hours, run.started.elapsed().as_secs_f64(), epoch + 1 - run.start_epoch);
+    // Rank 0's clock decides for every rank.
+    let epochs = run.group.broadcast_value(epochs)?;
     run.epochs = epochs;
     run.schedule.set_epochs(epochs, run.s.warmup_epochs);
     run.criterion.set_epochs(epochs);
-    epoch >= epochs
+    Ok(epoch >= epochs)
 }
 
 /// Builds the model (weights, freezing), the criterion, the schedule and optimizer, restores a resumed
 /// run, starts the loaders and checks reduced precision; creates the run folder's files.
 fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Result<(Run, Progress<AB>, Yolo<AB>)> {
-    let TrainInputs { settings: s, names, train, val, run_dir, resume, precision } = inputs;
+    let TrainInputs { settings: s, names, train, val, run_dir, resume, precision, group } = inputs;
     let nc = names.len();
     let epochs = s.epochs as usize;
     if train.is_empty() {
         bail!("the training split has no usable images");
+    }
+    let (world, main) = (group.world_size(), group.is_main());
+    if (s.batch as usize) < world {
+        bail!("batch={} is smaller than the {world} training processes: each needs at least one image", s.batch);
+    }
+    if world > 1 && !(s.batch as usize).is_multiple_of(world) {
+        tracing::warn!(
+            "batch={} is not a multiple of the {world} processes: each takes {} images, {} in all",
+            s.batch,
+            s.batch as usize / world,
+            s.batch as usize / world * world
+        );
     }
 
     AB::seed(device, s.seed);
@@ -170,7 +195,7 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
     let criterion = Criterion::new(nc, model.reg_max(), model.end2end(), gains, epochs);
 
     // Ultralytics' recipe (accumulation, decay scaling, the optimizer pick, warmup): src/train/schedule.rs.
-    let schedule = Schedule::for_run(&s, train.len(), nc);
+    let schedule = Schedule::for_world(&s, train.len(), nc, world);
     let (kind, lr0, momentum, weight_decay) = (schedule.kind, schedule.lr0, schedule.momentum, schedule.weight_decay);
     if schedule.auto {
         let (ignored_lr0, ignored_momentum, iterations) = (s.lr0, s.momentum, schedule.iterations);
@@ -184,6 +209,11 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
     // Parameter groups are decided once, here, from the model's structure.
     let groups = ParamGroups::new(&model, &model.head().class_branch_params());
     let (mut optimizer, mut model) = DetectorOptimizer::new(kind, (lr0, momentum, weight_decay), model, groups);
+    if group.is_distributed() {
+        // As DDP: every rank starts from rank 0's weights, whatever its own initialisation drew.
+        let weights = group.broadcast(optimizer.weights().clone());
+        model = optimizer.replace_weights(model, weights);
+    }
     let mut ema = ModelEma::new(model.valid().deep_clone()?);
     let (mut start_epoch, mut best_fitness) = (0usize, f64::NEG_INFINITY);
     if let Some((path, meta)) = &resume {
@@ -193,22 +223,36 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
     }
 
     // Input pipeline (augmentation, cache, mosaic closing): src/data/augment/pipeline.rs.
-    let (pipeline, train_loader, val_loader) = TrainPipeline::loaders(&s, train, val, s.batch as usize)?;
+    let (pipeline, train_loader, val_loader) = TrainPipeline::loaders(&s, train, val, s.batch as usize / world)?;
+    let train_loader = train_loader.sharded(Shard { rank: group.rank(), count: world });
     let precision = match precision {
         AmpMode::Fp32 => AmpMode::Fp32,
-        reduced => amp_self_check(&model, &val_loader, reduced)?,
+        // Rank 0's check decides for all: the ranks must compute alike.
+        reduced => match group.broadcast_value(amp_self_check(&model, &val_loader, reduced)? == reduced)? {
+            true => reduced,
+            false => AmpMode::Fp32,
+        },
     };
     let mut scaler = (precision == AmpMode::Fp16).then(LossScaler::default);
     if let (Some(scaler), Some((_, meta))) = (scaler.as_mut(), &resume) {
         restore_scale(scaler, meta);
     }
     let weights_dir = run_dir.join("weights");
-    std::fs::create_dir_all(&weights_dir).with_context(|| format!("cannot create {}", weights_dir.display()))?;
     let (last, best) = (weights_dir.join("last.safetensors"), weights_dir.join("best.safetensors"));
-    let lr_columns = results_lr_column_count(schedule.kind);
-    let results = ResultsCsv::create(&run_dir.join("results.csv"), criterion.names()[2], lr_columns, resume.is_some())?;
-    std::fs::write(run_dir.join("args.yaml"), schedule.recorded_settings(&s).to_yaml())
-        .with_context(|| format!("cannot write {}", run_dir.join("args.yaml").display()))?;
+    let results = if main {
+        std::fs::create_dir_all(&weights_dir).with_context(|| format!("cannot create {}", weights_dir.display()))?;
+        let lr_columns = results_lr_column_count(schedule.kind);
+        let csv = run_dir.join("results.csv");
+        let results = ResultsCsv::create(&csv, criterion.names()[2], lr_columns, resume.is_some())?;
+        std::fs::write(run_dir.join("args.yaml"), schedule.recorded_settings(&s).to_yaml())
+            .with_context(|| format!("cannot write {}", run_dir.join("args.yaml").display()))?;
+        Some(results)
+    } else {
+        None
+    };
+    if world > 1 {
+        println!("DDP: {world} processes, {} images each a batch, {} in all", s.batch as usize / world, s.batch);
+    }
     println!("Logging results to {}", run_dir.display());
     match s.time {
         Some(hours) => println!("Starting training for {hours} hours..."),
@@ -249,6 +293,7 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
         results,
         val_loader,
         started: Instant::now(),
+        group,
     };
     Ok((run, progress, model))
 }
@@ -264,7 +309,7 @@ fn train_epoch<AB: AutodiffBackend>(
 ) -> Result<(Yolo<AB>, EpochLosses)> {
     let (s, epochs, nb) = (&run.s, run.epochs, run.schedule.batches_per_epoch);
     println!("\n{}", console::header(run.criterion.names()));
-    let bar = console::epoch_bar(nb);
+    let bar = console::epoch_bar(nb, run.group.is_main());
     let (mut mean_loss, mut seen, mut skipped) = ([0f64; 3], 0usize, 0usize);
     let mut last_finite = true;
     let mut size = s.imgsz as usize;
@@ -313,9 +358,11 @@ fn train_epoch<AB: AutodiffBackend>(
             None => grads,
         });
         let components = if ni as i64 - p.last_opt_step >= plan.accumulate as i64 {
+            // The gradient of the whole batch: every rank's share summed (the identity for one process).
+            let summed = run.group.all_reduce(p.pending.take().expect("accumulated above"));
             let (stepped, report) = optimizer_step(
                 model,
-                p.pending.take().expect("accumulated above"),
+                summed,
                 &mut p.optimizer,
                 &mut p.ema,
                 p.scaler.as_mut(),
@@ -340,7 +387,8 @@ fn train_epoch<AB: AutodiffBackend>(
                 }
             }
             p.last_opt_step = ni as i64;
-            if out_of_time(run) {
+            // Rank 0's clock decides for every rank (a broadcast only in time-limited runs).
+            if run.s.time.is_some() && run.group.broadcast_value(out_of_time(run))? {
                 break; // as Ultralytics: a time limit stops training after the step that reaches it
             }
             [report.read_along[0], report.read_along[1], report.read_along[2]]
@@ -373,9 +421,31 @@ fn train_epoch<AB: AutodiffBackend>(
     Ok((model, EpochLosses { mean: mean_loss, last_finite }))
 }
 
+/// After an epoch, rank 0 validates and decides what comes next ([`review_epoch`]); the other ranks of a
+/// data-parallel run wait for its decision and follow it.
+fn end_epoch<AB: AutodiffBackend>(
+    run: &Run,
+    p: &mut Progress<AB>,
+    model: &mut Yolo<AB>,
+    epoch: usize,
+    losses: EpochLosses,
+) -> Result<Next> {
+    if run.group.is_main() {
+        let next = review_epoch(run, p, model, epoch, losses)?;
+        return run.group.broadcast_value(next);
+    }
+    let next = run.group.broadcast_value(Next::Epoch)?;
+    if next == Next::Repeat {
+        reload_last(run, p, model, epoch)?;
+    } else {
+        (p.recoveries, p.epochs_completed) = (0, epoch + 1);
+    }
+    Ok(next)
+}
+
 /// After an epoch: validate the EMA, go back to the last checkpoint if the run diverged, write the
 /// checkpoints and the results row, and decide whether to stop (patience, time limit).
-fn end_epoch<AB: AutodiffBackend>(
+fn review_epoch<AB: AutodiffBackend>(
     run: &Run,
     p: &mut Progress<AB>,
     model: &mut Yolo<AB>,
@@ -413,7 +483,8 @@ fn end_epoch<AB: AutodiffBackend>(
     if s.save {
         save_checkpoints(run, p, model, fitness, improved)?;
     }
-    run.results.append(&EpochRow {
+    let results = run.results.as_ref().context("rank 0 writes results.csv")?;
+    results.append(&EpochRow {
         epoch: p.epochs_completed,
         time: run.started.elapsed().as_secs_f64(),
         train_loss: losses.mean,
@@ -481,7 +552,7 @@ fn recover<AB: AutodiffBackend>(
     if p.recoveries > MAX_RECOVERIES {
         bail!("training diverged: {reason} persisted through {MAX_RECOVERIES} reloads of {}; try a lower lr0 or --amp=false", last.display());
     }
-    let meta = checkpoint::read_meta(last)?.with_context(|| {
+    checkpoint::read_meta(last)?.with_context(|| {
         format!(
             "{reason} in epoch {} and {} is not an ember training checkpoint to recover from",
             epoch + 1,
@@ -494,14 +565,22 @@ fn recover<AB: AutodiffBackend>(
         p.recoveries,
         last.display()
     );
-    restore(last, &meta, model, &mut p.optimizer, &mut p.ema)?;
+    reload_last(run, p, model, epoch)?;
+    Ok(true)
+}
+
+/// Puts the run back to its last checkpoint, to repeat `epoch`.
+fn reload_last<AB: AutodiffBackend>(run: &Run, p: &mut Progress<AB>, model: &mut Yolo<AB>, epoch: usize) -> Result<()> {
+    let meta = checkpoint::read_meta(&run.last)?
+        .with_context(|| format!("{} is not an ember training checkpoint to recover from", run.last.display()))?;
+    restore(&run.last, &meta, model, &mut p.optimizer, &mut p.ema)?;
     if let Some(scaler) = p.scaler.as_mut() {
         restore_scale(scaler, &meta);
     }
     p.best_fitness = meta.best_fitness;
     p.pending = None;
     p.last_opt_step = (run.schedule.batches_per_epoch * epoch) as i64 - 1;
-    Ok(true)
+    Ok(())
 }
 
 /// Writes `last` (EMA, raw weights and optimizer state), `best` when the fitness is the best so far, and
@@ -550,7 +629,7 @@ fn finish<AB: AutodiffBackend>(run: Run, p: Progress<AB>) -> Result<TrainOutcome
     let hours = run.started.elapsed().as_secs_f64() / 3600.0;
     println!("\n{} epochs completed in {hours:.3} hours.", p.epochs_completed - run.start_epoch);
     let mut final_metrics = p.final_metrics;
-    if run.s.save && run.best.is_file() {
+    if run.s.save && run.group.is_main() && run.best.is_file() {
         println!("\nValidating {}...", run.best.display());
         final_metrics = Some(validate_checkpoint(&run.best, &p.ema.module(), &run.val_loader, &run.val_options)?);
     }

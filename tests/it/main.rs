@@ -22,6 +22,8 @@ mod model_blocks;
 mod model_params;
 mod model_parity;
 mod model_weights;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod optimizer;
 mod pipeline_loader;
 mod polygon;
