@@ -4,7 +4,7 @@
 //! (`tests/it/layering.rs` checks every `crate::` path). Data flows one way:
 //! `data` -> `nn`/`model` -> `loss` -> `train`, and `model` -> `postprocess` -> `metrics`.
 
-// Foundations: the backend types, host-read accounting, settings, collectives.
+// Foundations: the backend types, host-read accounting, settings.
 pub mod backend;
 pub mod readback;
 pub mod config;

@@ -221,13 +221,9 @@ impl Default for Shard {
 }
 
 impl Shard {
-    /// Samples per process per epoch.
-    pub fn len(&self, samples: usize) -> usize {
+    /// Samples per process per epoch, out of `samples`.
+    pub fn share(&self, samples: usize) -> usize {
         samples.div_ceil(self.count.max(1))
-    }
-
-    pub fn is_empty(&self, samples: usize) -> bool {
-        self.len(samples) == 0
     }
 
     /// This shard of an epoch's `order`.
@@ -235,7 +231,7 @@ impl Shard {
         if self.count <= 1 || order.is_empty() {
             return order;
         }
-        let total = self.len(order.len()) * self.count;
+        let total = self.share(order.len()) * self.count;
         (self.rank..total).step_by(self.count).map(|i| order[i % order.len()]).collect()
     }
 }
@@ -319,7 +315,7 @@ impl BatchLoader {
     }
 
     pub fn num_batches(&self) -> usize {
-        let samples = if self.rect.is_some() { self.samples.len() } else { self.shard.len(self.samples.len()) };
+        let samples = if self.rect.is_some() { self.samples.len() } else { self.shard.share(self.samples.len()) };
         samples.div_ceil(self.config.batch.max(1))
     }
 
@@ -554,5 +550,19 @@ impl Drop for EpochBatches {
         for h in self.producers.drain(..) {
             let _ = h.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shard;
+
+    #[test]
+    fn shards_deal_one_order_padded_from_its_start() {
+        let order = vec![7, 3, 5, 0, 1];
+        let deal = |rank| Shard { rank, count: 2 }.take(order.clone());
+        assert_eq!(deal(0), [7, 5, 1]);
+        assert_eq!(deal(1), [3, 0, 7]); // padded with the order's first sample, as DistributedSampler
+        assert_eq!(Shard::default().take(order.clone()), order);
     }
 }

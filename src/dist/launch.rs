@@ -14,6 +14,10 @@ pub fn launched_world_size() -> Option<usize> {
         .find_map(|var| std::env::var(var).ok()?.trim().parse().ok())
 }
 
+/// What to do about a build without the `mpi` feature.
+pub const NO_MPI_BUILT_IN: &str = "this ember was built without MPI: install OpenMPI (apt-get install openmpi-bin \
+     libopenmpi-dev libclang-dev) and build with `cargo build --release --features mpi`";
+
 /// The launcher program: `EMBER_MPIRUN` when set (a site's wrapper), else `mpirun` from the PATH.
 fn launcher() -> String {
     std::env::var("EMBER_MPIRUN").unwrap_or_else(|_| "mpirun".into())
@@ -23,11 +27,7 @@ fn launcher() -> String {
 /// the job. Each process finds its device in `--device` by its local rank.
 pub fn relaunch(processes: usize) -> Result<()> {
     if !cfg!(feature = "mpi") {
-        bail!(
-            "training on {processes} devices runs {processes} processes under MPI, and this ember was built without \
-             it: install OpenMPI (apt-get install openmpi-bin libopenmpi-dev libclang-dev) and build with \
-             `cargo build --release --features mpi`"
-        );
+        bail!("training on {processes} devices runs {processes} processes under MPI, and {NO_MPI_BUILT_IN}");
     }
     let exe = std::env::current_exe().context("cannot find ember's own executable to relaunch")?;
     let launcher = launcher();

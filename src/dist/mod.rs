@@ -42,12 +42,6 @@ pub struct Group {
     transport: Box<dyn Collective>,
 }
 
-impl Default for Group {
-    fn default() -> Self {
-        Group::single()
-    }
-}
-
 impl Group {
     /// A group of this process alone: every operation is the identity.
     pub fn single() -> Group {
@@ -64,11 +58,7 @@ impl Group {
             return Ok(Group { transport: Box::new(mpi::MpiWorld::init()?) });
         }
         if let Some(n) = launched.filter(|&n| n > 1) {
-            anyhow::bail!(
-                "started by an MPI launcher with {n} processes, but this ember was built without MPI: install \
-                 OpenMPI (apt-get install openmpi-bin libopenmpi-dev libclang-dev) and build with \
-                 `cargo build --release --features mpi`"
-            );
+            anyhow::bail!("started by an MPI launcher with {n} processes, but {}", launch::NO_MPI_BUILT_IN);
         }
         Ok(Group::single())
     }
@@ -97,24 +87,26 @@ impl Group {
     /// `flat` summed over every rank: one read from the device, one all-reduce, one write back. A group of one
     /// returns it untouched (no read).
     pub fn all_reduce<B: Backend>(&self, flat: Tensor<B, 1>) -> Tensor<B, 1> {
-        if !self.is_distributed() {
-            return flat;
-        }
-        let device = flat.device();
-        let mut values = read_f32(flat, Purpose::Other);
-        self.transport.all_reduce_sum(&mut values);
-        let n = values.len();
-        Tensor::from_data(TensorData::new(values, [n]), &device)
+        self.through_host(flat, |t, values| t.all_reduce_sum(values))
     }
 
     /// Rank 0's `flat` on every rank (one read and one write on each, none in a group of one).
     pub fn broadcast<B: Backend>(&self, flat: Tensor<B, 1>) -> Tensor<B, 1> {
+        self.through_host(flat, |t, values| t.broadcast(values))
+    }
+
+    /// `flat` read to the host, passed through `collective`, and written back to its device.
+    fn through_host<B: Backend>(
+        &self,
+        flat: Tensor<B, 1>,
+        collective: impl FnOnce(&dyn Collective, &mut [f32]),
+    ) -> Tensor<B, 1> {
         if !self.is_distributed() {
             return flat;
         }
         let device = flat.device();
         let mut values = read_f32(flat, Purpose::Other);
-        self.transport.broadcast(&mut values);
+        collective(self.transport.as_ref(), &mut values);
         let n = values.len();
         Tensor::from_data(TensorData::new(values, [n]), &device)
     }
@@ -138,13 +130,6 @@ impl Group {
     /// Ends the whole job: a rank that fails must not leave the others waiting in a collective.
     pub fn abort(&self, code: i32) -> ! {
         self.transport.abort(code)
-    }
-
-    /// Host values summed over every rank (test and benchmark code measure the transport with it).
-    pub fn all_reduce_host(&self, values: &mut [f32]) {
-        if self.is_distributed() {
-            self.transport.all_reduce_sum(values);
-        }
     }
 }
 

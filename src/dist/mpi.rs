@@ -51,6 +51,7 @@ impl Collective for MpiWorld {
     }
 
     fn all_reduce_sum(&self, values: &mut [f32]) {
+        // rsmpi has no in-place all-reduce: the sum is received into `values` from a copy of it.
         let send = values.to_vec();
         self.world.all_reduce_into(&send[..], values, SystemOperation::sum());
     }

@@ -552,20 +552,13 @@ fn recover<AB: AutodiffBackend>(
     if p.recoveries > MAX_RECOVERIES {
         bail!("training diverged: {reason} persisted through {MAX_RECOVERIES} reloads of {}; try a lower lr0 or --amp=false", last.display());
     }
-    checkpoint::read_meta(last)?.with_context(|| {
-        format!(
-            "{reason} in epoch {} and {} is not an ember training checkpoint to recover from",
-            epoch + 1,
-            last.display()
-        )
-    })?;
     println!(
         "{reason} detected in epoch {} (attempt {}/{MAX_RECOVERIES}): reloading {} and repeating the epoch",
         epoch + 1,
         p.recoveries,
         last.display()
     );
-    reload_last(run, p, model, epoch)?;
+    reload_last(run, p, model, epoch).with_context(|| format!("{reason} in epoch {}", epoch + 1))?;
     Ok(true)
 }
 
