@@ -33,5 +33,6 @@ mod pt_checkpoint;
 mod resize;
 mod schedule;
 mod train;
+mod train_console;
 mod val_parity;
 mod vulkan;
