@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use ember::cli::{self, CliError, Mode};
+use ember::config::foreign::ignored_line;
 use ember::config::Settings;
 
 fn main() -> ExitCode {
@@ -14,8 +15,12 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
-    let result = Settings::resolve(&invocation.overrides)
-        .and_then(|settings| ember::backend::on_compute_pool(|| run(invocation.mode, &settings)));
+    let result = Settings::resolve(&invocation.overrides).and_then(|settings| {
+        if !settings.ignored.is_empty() {
+            println!("{}", ignored_line(&settings.ignored));
+        }
+        ember::backend::on_compute_pool(|| run(invocation.mode, &settings))
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_yaml::{Mapping, Value};
 
-use super::foreign::{check_foreign, ignored_line, is_foreign};
+use super::foreign::{check_foreign, is_foreign};
 use super::{
     closest, key_specs, AmpRequest, Devices, ExportFormat, KeyKind, Mode, OptimizerChoice, ResumeTarget, Split,
     DEFAULT_YAML,
@@ -159,6 +159,9 @@ pub struct Settings {
     /// `key=value` word), as opposed to left at their default.
     #[serde(skip)]
     pub given: BTreeSet<String>,
+    /// Ultralytics keys that were given but do not apply to ember, in the order given (the command layer says so).
+    #[serde(skip)]
+    pub ignored: Vec<String>,
 }
 
 /// Values given on the command line, as `(key, raw text)`, in the order given.
@@ -193,10 +196,8 @@ impl Settings {
             serde_yaml::from_value(Value::Mapping(layers.map)).context("settings do not fit their types")?;
         settings.validate()?;
         settings.given = layers.given;
-        if !layers.ignored.is_empty() {
-            layers.ignored.dedup();
-            println!("{}", ignored_line(&layers.ignored));
-        }
+        layers.ignored.dedup();
+        settings.ignored = layers.ignored;
         Ok(settings)
     }
 

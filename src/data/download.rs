@@ -41,7 +41,7 @@ fn first_line(s: &str) -> &str {
 /// stack of its own: the HTTPS client every machine already has is the dependable choice.
 pub(crate) fn fetch(url: &str, dest: &Path) -> Result<()> {
     let tmp = dest.with_extension("part");
-    eprintln!("Downloading {url} to {}", dest.display());
+    tracing::info!("Downloading {url} to {}", dest.display());
     let status = std::process::Command::new("curl")
         .args(["--fail", "--location", "--progress-bar", "--retry", "2", "--connect-timeout", "20", "--output"])
         .arg(&tmp)

@@ -1,7 +1,8 @@
 //! Training: the recipe around the model and the loss.
 
-pub mod console;
+pub mod early_stop;
 pub mod ema;
+pub mod events;
 pub mod fault;
 pub mod flat;
 pub mod freeze;

@@ -6,6 +6,7 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{FloatDType, Tensor};
 
+use super::events::AmpCheck;
 use crate::config::AmpMode;
 use crate::data::{batch_tensor, BatchLoader};
 use crate::model::Yolo;
@@ -24,13 +25,14 @@ pub fn to_compute<B: Backend>(x: Tensor<B, 4>, precision: AmpMode) -> Tensor<B, 
 
 /// Before training in reduced precision, compares FP32 and reduced-precision forward passes of the
 /// user's own model on a real batch (offline: no reference weights are downloaded). A mismatch beyond
-/// tolerance means this device or model is not safe in that precision: warn and train in FP32.
+/// tolerance means this device or model is not safe in that precision: the run trains in FP32. `None` when
+/// the loader has no images to check on.
 pub fn amp_self_check<AB: AutodiffBackend>(
     model: &Yolo<AB>,
     loader: &BatchLoader,
     precision: AmpMode,
-) -> Result<AmpMode> {
-    let Some(batch) = loader.epoch(0).find(|b| !b.is_empty()) else { return Ok(precision) };
+) -> Result<Option<AmpCheck>> {
+    let Some(batch) = loader.epoch(0).find(|b| !b.is_empty()) else { return Ok(None) };
     // A fresh model's BatchNorm statistics are the identity, which leaves little for rounding to act on:
     // a copy first sees the batch in training mode, so the comparison runs at realistic activations.
     let calibrated = model.deep_clone()?;
@@ -48,15 +50,8 @@ pub fn amp_self_check<AB: AutodiffBackend>(
             .iter()
             .zip(&reduced)
             .fold(0f32, |m, (a, b)| if b.is_finite() { m.max((a - b).abs()) } else { f32::INFINITY });
-    let rel = max_diff / max_ref;
     // Leaves an order of magnitude above what FP16 rounding costs a healthy model (BENCHMARKS.md);
     // BF16 keeps 3 fewer mantissa bits than FP16.
     let tolerance = if precision == AmpMode::Bf16 { 5e-2 } else { 1e-2 };
-    if rel <= tolerance {
-        println!("AMP checks passed: {precision} forward within {rel:.1e} of FP32 on a real batch");
-        Ok(precision)
-    } else {
-        println!("AMP check failed: {precision} forward differs from FP32 by {rel:.1e} (tolerance {tolerance:.0e}); training in FP32");
-        Ok(AmpMode::Fp32)
-    }
+    Ok(Some(AmpCheck { precision, relative_error: max_diff / max_ref, tolerance }))
 }

@@ -6,6 +6,7 @@
 //! the ranks before each optimizer step, and rank 0 alone validates, writes the run's files and decides the end
 //! of each epoch (stop, repeat), which it sends to the others (Ultralytics 8.4.190's DDP rules).
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
@@ -17,8 +18,9 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 use rand::SeedableRng;
 
-use super::console;
+use super::early_stop::EarlyStopping;
 use super::ema::ModelEma;
+use super::events::{ProgressRow, RunLength, StopReason, Throughput, TrainEvent, TrainReporter};
 use super::fault::{poison_weights, Fault};
 use super::loss_scale::{LossScaler, ScaleEvent};
 use super::multi_scale;
@@ -27,8 +29,8 @@ use super::precision::{amp_self_check, to_compute};
 use super::results::{EpochRow, ResultsCsv};
 use super::schedule::{epochs_for_time, results_lr_column_count, results_lr_columns, Schedule};
 use super::step::optimizer_step;
-use crate::config::{AmpMode, OptimizerKind, Settings};
-use crate::data::augment::pipeline::{epoch_report, maybe_save_batch, TrainPipeline};
+use crate::config::{AmpMode, Settings};
+use crate::data::augment::pipeline::{maybe_save_batch, TrainPipeline};
 use crate::data::{batch_tensor, BatchLoader, Sample, Shard};
 use crate::dist::Group;
 use crate::loss::criterion::{targets_of, Criterion};
@@ -51,6 +53,8 @@ pub struct TrainInputs {
     pub precision: AmpMode,
     /// The processes training together (a group of one for a single-process run).
     pub group: Rc<Group>,
+    /// Where the run's events go (the console's reporter, or `Box::new(())` for none).
+    pub reporter: Box<dyn TrainReporter>,
 }
 
 /// What a finished run leaves.
@@ -87,6 +91,13 @@ struct Run {
     stride: usize,
     started: Instant,
     group: Rc<Group>,
+    reporter: RefCell<Box<dyn TrainReporter>>,
+}
+
+impl Run {
+    fn emit(&self, event: TrainEvent<'_>) {
+        self.reporter.borrow_mut().report(&event);
+    }
 }
 
 /// What changes as training goes (the model itself is passed by value, as optimizer steps consume it).
@@ -100,8 +111,7 @@ struct Progress<AB: AutodiffBackend> {
     train_loader: BatchLoader,
     /// Global batch index of the last optimizer step.
     last_opt_step: i64,
-    best_fitness: f64,
-    epochs_without_improvement: usize,
+    stopping: EarlyStopping,
     epochs_completed: usize,
     recoveries: usize,
     final_metrics: Option<DetectionMetrics>,
@@ -161,7 +171,7 @@ fn replan_for_time(run: &mut Run, epoch: usize) -> Result<bool> {
 /// Builds the model (weights, freezing), the criterion, the schedule and optimizer, restores a resumed
 /// run, starts the loaders and checks reduced precision; creates the run folder's files.
 fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Result<(Run, Progress<AB>, Yolo<AB>)> {
-    let TrainInputs { settings: s, names, train, val, run_dir, resume, precision, group } = inputs;
+    let TrainInputs { settings: s, names, train, val, run_dir, resume, precision, group, mut reporter } = inputs;
     let nc = names.len();
     let epochs = s.epochs as usize;
     if train.is_empty() {
@@ -184,12 +194,12 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
     let mut model = Yolo::<AB>::new(&s.model, nc, device)?;
     if let (Some(weights), None, true) = (&s.weights, &resume, s.pretrained) {
         let report = model.load_weights(weights)?;
-        println!("Transferred weights from {weights}: {report}");
+        reporter.report(&TrainEvent::WeightsTransferred { from: weights, report: &report.to_string() });
     }
     if let Some(layers) = &s.freeze {
         let (frozen, keys) = super::freeze::freeze(model, layers)?;
         model = frozen;
-        println!("freeze: {} parameter tensors of layers {layers:?} (and the DFL) stay fixed", keys.len());
+        reporter.report(&TrainEvent::Frozen { tensors: keys.len(), layers });
     }
     let gains = [s.box_gain as f32, s.cls_gain as f32, s.dfl_gain as f32];
     let criterion = Criterion::new(nc, model.reg_max(), model.end2end(), gains, epochs);
@@ -199,13 +209,9 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
     let (kind, lr0, momentum, weight_decay) = (schedule.kind, schedule.lr0, schedule.momentum, schedule.weight_decay);
     if schedule.auto {
         let (ignored_lr0, ignored_momentum, iterations) = (s.lr0, s.momentum, schedule.iterations);
-        println!(
-            "optimizer: 'optimizer=auto' found, ignoring lr0={ignored_lr0} and momentum={ignored_momentum}; \
-                  picked {kind:?}(lr={lr0}) for {iterations} iterations"
-        );
+        reporter.report(&TrainEvent::OptimizerChosen { kind, lr: lr0, ignored_lr0, ignored_momentum, iterations });
     }
-    let decayed = if kind == OptimizerKind::MuSGD { "conv and matrix weights (Muon + SGD)" } else { "conv weights" };
-    println!("optimizer: {kind:?}(lr={lr0}, momentum={momentum}) with weight decay {weight_decay} on {decayed}, none on biases and norms");
+    reporter.report(&TrainEvent::Optimizer { kind, lr: lr0, momentum, weight_decay });
     // Parameter groups are decided once, here, from the model's structure.
     let groups = ParamGroups::new(&model, &model.head().class_branch_params());
     let (mut optimizer, mut model) = DetectorOptimizer::new(kind, (lr0, momentum, weight_decay), model, groups);
@@ -219,19 +225,28 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
     if let Some((path, meta)) = &resume {
         restore(path, meta, &mut model, &mut optimizer, &mut ema)?;
         (start_epoch, best_fitness) = (meta.epoch, meta.best_fitness);
-        println!("Resuming training from {} at epoch {} of {epochs}", path.display(), start_epoch + 1);
+        reporter.report(&TrainEvent::Resumed { from: path, epoch: start_epoch, epochs });
     }
 
     // Input pipeline (augmentation, cache, mosaic closing): src/data/augment/pipeline.rs.
     let (pipeline, train_loader, val_loader) = TrainPipeline::loaders(&s, train, val, s.batch as usize / world)?;
     let train_loader = train_loader.sharded(Shard { rank: group.rank(), count: world });
+    if s.rect {
+        reporter.report(&TrainEvent::RectIgnored);
+    }
     let precision = match precision {
         AmpMode::Fp32 => AmpMode::Fp32,
-        // Rank 0's check decides for all: the ranks must compute alike.
-        reduced => match group.broadcast_value(amp_self_check(&model, &val_loader, reduced)? == reduced)? {
-            true => reduced,
-            false => AmpMode::Fp32,
-        },
+        reduced => {
+            let check = amp_self_check(&model, &val_loader, reduced)?;
+            if let Some(check) = check {
+                reporter.report(&TrainEvent::AmpChecked(check));
+            }
+            // Rank 0's check decides for all: the ranks must compute alike.
+            match group.broadcast_value(check.is_none_or(|c| c.passed()))? {
+                true => reduced,
+                false => AmpMode::Fp32,
+            }
+        }
     };
     let mut scaler = (precision == AmpMode::Fp16).then(LossScaler::default);
     if let (Some(scaler), Some((_, meta))) = (scaler.as_mut(), &resume) {
@@ -251,13 +266,11 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
         None
     };
     if world > 1 {
-        println!("DDP: {world} processes, {} images each a batch, {} in all", s.batch as usize / world, s.batch);
+        let (per_process, batch) = (s.batch as usize / world, s.batch as usize);
+        reporter.report(&TrainEvent::DataParallel { processes: world, per_process, batch });
     }
-    println!("Logging results to {}", run_dir.display());
-    match s.time {
-        Some(hours) => println!("Starting training for {hours} hours..."),
-        None => println!("Starting training for {epochs} epochs..."),
-    }
+    let length = s.time.map_or(RunLength::Epochs(epochs), RunLength::Hours);
+    reporter.report(&TrainEvent::Started { run_dir: &run_dir, length });
 
     let progress = Progress {
         optimizer,
@@ -267,8 +280,7 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
         pipeline,
         train_loader,
         last_opt_step: (schedule.batches_per_epoch * start_epoch) as i64 - 1,
-        best_fitness,
-        epochs_without_improvement: 0,
+        stopping: EarlyStopping::new(s.patience as usize, best_fitness),
         epochs_completed: start_epoch,
         recoveries: 0,
         final_metrics: None,
@@ -294,12 +306,13 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
         val_loader,
         started: Instant::now(),
         group,
+        reporter: RefCell::new(reporter),
     };
     Ok((run, progress, model))
 }
 
 /// One pass over the training set: forward, loss, backward, and an optimizer step whenever enough
-/// batches have accumulated; prints the progress bar and the epoch's mean losses.
+/// batches have accumulated; reports each batch's running losses and the epoch's means.
 fn train_epoch<AB: AutodiffBackend>(
     run: &Run,
     p: &mut Progress<AB>,
@@ -308,13 +321,14 @@ fn train_epoch<AB: AutodiffBackend>(
     device: &AB::Device,
 ) -> Result<(Yolo<AB>, EpochLosses)> {
     let (s, epochs, nb) = (&run.s, run.epochs, run.schedule.batches_per_epoch);
-    println!("\n{}", console::header(run.criterion.names()));
-    let bar = console::epoch_bar(nb, run.group.is_main());
+    run.emit(TrainEvent::EpochStarted { loss_names: run.criterion.names(), batches: nb });
     let (mut mean_loss, mut seen, mut skipped) = ([0f64; 3], 0usize, 0usize);
     let mut last_finite = true;
     let mut size = s.imgsz as usize;
     let mut last_instances = 0;
-    p.pipeline.begin_epoch(&mut p.train_loader, epoch, epochs, s.close_mosaic as usize);
+    if p.pipeline.begin_epoch(&mut p.train_loader, epoch, epochs, s.close_mosaic as usize) {
+        run.emit(TrainEvent::MosaicClosed);
+    }
     let (epoch_started, mut epoch_images) = (Instant::now(), 0usize);
     let batches = p.train_loader.epoch(epoch);
     let data_wait = batches.wait_clock();
@@ -330,7 +344,7 @@ fn train_epoch<AB: AutodiffBackend>(
         if p.fault.is_some_and(|f| (f.epoch, f.batch) == (epoch, i)) {
             p.fault = None;
             model = poison_weights(model);
-            println!("EMBER_FAULT: weights set to NaN before epoch {} batch {i}", epoch + 1);
+            run.emit(TrainEvent::FaultInjected { epoch, batch: i });
         }
         let ni = i + nb * epoch;
         let plan = run.schedule.plan(ni, epoch);
@@ -376,15 +390,12 @@ fn train_epoch<AB: AutodiffBackend>(
                 }
             }
             if let (Some(s), Some(event)) = (p.scaler.as_ref(), report.scale_event) {
-                match event {
-                    ScaleEvent::Backoff => {
-                        println!("AMP: gradient overflow, step skipped; loss scale {} -> {}", s.scale * 2.0, s.scale)
-                    }
-                    ScaleEvent::Growth => {
-                        println!("AMP: {} clean steps, loss scale {} -> {}", s.growth_interval, s.scale / 2.0, s.scale)
-                    }
-                    ScaleEvent::Unchanged => {}
-                }
+                let from = match event {
+                    ScaleEvent::Backoff => s.scale * 2.0,
+                    ScaleEvent::Growth => s.scale / 2.0,
+                    ScaleEvent::Unchanged => s.scale,
+                };
+                run.emit(TrainEvent::LossScale { event, from, to: s.scale, growth_interval: s.growth_interval });
             }
             p.last_opt_step = ni as i64;
             // Rank 0's clock decides for every rank (a broadcast only in time-limited runs).
@@ -407,17 +418,21 @@ fn train_epoch<AB: AutodiffBackend>(
         for k in 0..3 {
             mean_loss[k] += (components[k] as f64 - mean_loss[k]) / seen as f64;
         }
-        bar.set_message(console::row(epoch, epochs, mean_loss, batch.instances(), size));
-        bar.inc(1);
+        run.emit(TrainEvent::Batch(ProgressRow {
+            epoch,
+            epochs,
+            losses: mean_loss,
+            instances: batch.instances(),
+            size,
+        }));
     }
-    bar.finish_and_clear();
-    println!("{}", console::row(epoch, epochs, mean_loss, last_instances, size).trim_end());
-    if skipped > 0 {
-        println!("{skipped} steps skipped this epoch (non-finite loss or gradient overflow)");
-    }
-    if s.verbose {
-        println!("{}", epoch_report(epoch_images, epoch_started.elapsed(), data_wait.total()));
-    }
+    let row = ProgressRow { epoch, epochs, losses: mean_loss, instances: last_instances, size };
+    let throughput = Throughput {
+        images: epoch_images,
+        seconds: epoch_started.elapsed().as_secs_f64(),
+        waiting: data_wait.total().as_secs_f64(),
+    };
+    run.emit(TrainEvent::EpochEnded { row, skipped_steps: skipped, throughput });
     Ok((model, EpochLosses { mean: mean_loss, last_finite }))
 }
 
@@ -457,13 +472,7 @@ fn review_epoch<AB: AutodiffBackend>(
     let final_epoch = epoch + 1 >= run.epochs || timed_out;
     let outcome = if s.val || final_epoch { Some(validate_epoch(run, p, epoch)?) } else { None };
     let (metrics_row, val_loss, fitness) = match &outcome {
-        Some(o) => {
-            print!(
-                "{}",
-                o.metrics.format_table(&run.names).lines().take(2).map(|l| format!("{l}\n")).collect::<String>()
-            );
-            (o.metrics.mean_results(), o.loss.unwrap_or_default(), o.metrics.fitness)
-        }
+        Some(o) => (o.metrics.mean_results(), o.loss.unwrap_or_default(), o.metrics.fitness),
         None => ([0.0; 4], [0.0; 3], 0.0),
     };
     if (!losses.last_finite || !fitness.is_finite()) && recover(run, p, model, epoch, losses.last_finite)? {
@@ -471,17 +480,9 @@ fn review_epoch<AB: AutodiffBackend>(
     }
     p.recoveries = 0;
     p.epochs_completed = epoch + 1;
-    // Ultralytics 8.4.190: best.pt is rewritten when the fitness equals the best so far (ties go to the later
-    // epoch); its EarlyStopping counts from the last strictly better epoch, or from any while the best is 0.
-    let improved = fitness >= p.best_fitness;
-    if fitness > p.best_fitness || p.best_fitness == 0.0 {
-        p.epochs_without_improvement = 0;
-    } else {
-        p.epochs_without_improvement += 1;
-    }
-    p.best_fitness = p.best_fitness.max(fitness);
+    let verdict = p.stopping.update(fitness);
     if s.save {
-        save_checkpoints(run, p, model, fitness, improved)?;
+        save_checkpoints(run, p, model, fitness, verdict.improved)?;
     }
     let results = run.results.as_ref().context("rank 0 writes results.csv")?;
     results.append(&EpochRow {
@@ -500,15 +501,13 @@ fn review_epoch<AB: AutodiffBackend>(
         }
     }
     p.final_metrics = outcome.map(|o| o.metrics);
-    if p.epochs_without_improvement >= s.patience as usize && s.patience > 0 {
-        println!(
-            "Stopping early: no improvement in the last {} epochs (best fitness {:.5})",
-            s.patience, p.best_fitness
-        );
+    if verdict.stop {
+        let (patience, best_fitness) = (p.stopping.patience, p.stopping.best_fitness);
+        run.emit(TrainEvent::Stopped(StopReason::Patience { patience, best_fitness }));
         return Ok(Next::Stop);
     }
     if timed_out {
-        println!("Stopping: the time limit of {} hours is reached", s.time.unwrap_or_default());
+        run.emit(TrainEvent::Stopped(StopReason::TimeLimit { hours: s.time.unwrap_or_default() }));
         return Ok(Next::Stop);
     }
     Ok(Next::Epoch)
@@ -523,10 +522,9 @@ fn out_of_time(run: &Run) -> bool {
 fn validate_epoch<AB: AutodiffBackend>(run: &Run, p: &Progress<AB>, epoch: usize) -> Result<ValOutcome> {
     let started = Instant::now();
     let outcome = validate(&p.ema.module(), &run.val_loader, &run.val_options, Some((&run.criterion, epoch)))?;
-    if run.s.verbose {
-        let (n, secs) = (run.val_loader.samples().len(), started.elapsed().as_secs_f64());
-        println!("val: {n} images in {secs:.1}s ({:.2} images/s)", n as f64 / secs.max(1e-9));
-    }
+    let (images, seconds) = (run.val_loader.samples().len(), started.elapsed().as_secs_f64());
+    let throughput = Throughput { images, seconds, waiting: 0.0 };
+    run.emit(TrainEvent::Validated { metrics: &outcome.metrics, names: &run.names, throughput });
     Ok(outcome)
 }
 
@@ -552,12 +550,7 @@ fn recover<AB: AutodiffBackend>(
     if p.recoveries > MAX_RECOVERIES {
         bail!("training diverged: {reason} persisted through {MAX_RECOVERIES} reloads of {}; try a lower lr0 or --amp=false", last.display());
     }
-    println!(
-        "{reason} detected in epoch {} (attempt {}/{MAX_RECOVERIES}): reloading {} and repeating the epoch",
-        epoch + 1,
-        p.recoveries,
-        last.display()
-    );
+    run.emit(TrainEvent::Diverged { reason, epoch, attempt: p.recoveries, attempts: MAX_RECOVERIES, reload: last });
     reload_last(run, p, model, epoch).with_context(|| format!("{reason} in epoch {}", epoch + 1))?;
     Ok(true)
 }
@@ -570,7 +563,7 @@ fn reload_last<AB: AutodiffBackend>(run: &Run, p: &mut Progress<AB>, model: &mut
     if let Some(scaler) = p.scaler.as_mut() {
         restore_scale(scaler, &meta);
     }
-    p.best_fitness = meta.best_fitness;
+    p.stopping.best_fitness = meta.best_fitness;
     p.pending = None;
     p.last_opt_step = (run.schedule.batches_per_epoch * epoch) as i64 - 1;
     Ok(())
@@ -595,7 +588,7 @@ fn save_checkpoints<AB: AutodiffBackend>(
         epoch: p.epochs_completed,
         epochs: run.epochs,
         fitness,
-        best_fitness: p.best_fitness,
+        best_fitness: p.stopping.best_fitness,
         ema_updates: p.ema.updates,
         optimizer: Some(run.schedule.kind),
         optimizer_steps: p.optimizer.steps,
@@ -620,23 +613,23 @@ fn save_checkpoints<AB: AutodiffBackend>(
 /// validated again, not the last epoch's.
 fn finish<AB: AutodiffBackend>(run: Run, p: Progress<AB>) -> Result<TrainOutcome> {
     let hours = run.started.elapsed().as_secs_f64() / 3600.0;
-    println!("\n{} epochs completed in {hours:.3} hours.", p.epochs_completed - run.start_epoch);
+    run.emit(TrainEvent::Finished { epochs: p.epochs_completed - run.start_epoch, hours });
     let mut final_metrics = p.final_metrics;
     if run.s.save && run.group.is_main() && run.best.is_file() {
-        println!("\nValidating {}...", run.best.display());
+        run.emit(TrainEvent::FinalValidation { weights: &run.best });
         final_metrics = Some(validate_checkpoint(&run.best, &p.ema.module(), &run.val_loader, &run.val_options)?);
     }
-    if let Some(m) = &final_metrics {
-        println!("{}", m.format_table(&run.names));
+    if let Some(metrics) = &final_metrics {
+        run.emit(TrainEvent::FinalMetrics { metrics, names: &run.names });
     }
-    println!("Results saved to {}", run.run_dir.display());
+    run.emit(TrainEvent::Saved { run_dir: &run.run_dir });
     Ok(TrainOutcome {
         run_dir: run.run_dir,
         last: run.last,
         best: run.best,
         epochs_completed: p.epochs_completed,
         final_metrics,
-        best_fitness: p.best_fitness,
+        best_fitness: p.stopping.best_fitness,
         batch_reads: p.most_reads,
     })
 }

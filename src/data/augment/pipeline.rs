@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
 
@@ -51,24 +50,21 @@ impl TrainPipeline {
         // Validation always uses rectangular batches, as Ultralytics' validator does (less padding, same
         // numbers); the models' largest stride is 32.
         let val_loader = val_loader.with_rect(32);
-        if s.rect {
-            println!("rect: rectangular training batches are not implemented; training batches stay square (mosaic needs them)");
-        }
         Ok((TrainPipeline { transform, closed: false }, train_loader, val_loader))
     }
 
     /// Before each epoch: turns mosaic (with MixUp and CutMix) off for the last `close_mosaic` epochs,
-    /// as Ultralytics does (also when a resumed run starts inside them).
-    pub fn begin_epoch(&mut self, loader: &mut BatchLoader, epoch: usize, epochs: usize, close_mosaic: usize) {
+    /// as Ultralytics does (also when a resumed run starts inside them). Returns whether mosaic was on and
+    /// is now closed (Ultralytics then prints "Closing dataloader mosaic").
+    pub fn begin_epoch(&mut self, loader: &mut BatchLoader, epoch: usize, epochs: usize, close_mosaic: usize) -> bool {
         // Ultralytics 8.4.190: `epoch >= epochs - close_mosaic` in Python ints, so a run of no more than
         // close_mosaic epochs has no mosaic at all (its fixture run printed "Closing dataloader mosaic" first).
         if !self.closed && close_mosaic > 0 && epoch + close_mosaic >= epochs {
             self.closed = true;
-            if self.transform.params.mosaic > 0.0 {
-                println!("Closing dataloader mosaic");
-            }
             loader.set_transform(Arc::new(self.transform.with_params(self.transform.params.without_mosaic())));
+            return self.transform.params.mosaic > 0.0;
         }
+        false
     }
 }
 
@@ -80,15 +76,4 @@ pub fn maybe_save_batch(s: &Settings, run_dir: &Path, first_epoch: bool, index: 
             tracing::warn!("{e:#}");
         }
     }
-}
-
-/// The `--verbose` line after an epoch: throughput and how long the model waited on data.
-pub fn epoch_report(images: usize, elapsed: Duration, waited: Duration) -> String {
-    let secs = elapsed.as_secs_f64().max(1e-9);
-    format!(
-        "train: {images} images in {secs:.1}s ({:.2} images/s); waited {:.2}s for data ({:.1}% of the epoch)",
-        images as f64 / secs,
-        waited.as_secs_f64(),
-        100.0 * waited.as_secs_f64() / secs
-    )
 }

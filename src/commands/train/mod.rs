@@ -1,6 +1,8 @@
 //! `ember train`: resolve the run (new or resumed), check the data, then hand over to the trainer. Under an MPI
 //! launcher every process runs this, each on its device; rank 0 makes the run folder and prints.
 
+mod console;
+
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -21,6 +23,7 @@ use crate::runs::folder::make_run_dir;
 use crate::runs::folder::newest_last_checkpoint;
 use crate::train::loss_scale::LossScaler;
 use crate::train::trainer::{train, TrainInputs, TrainOutcome};
+use console::ConsoleReporter;
 
 /// How many processes `ember train` should relaunch itself as under `mpirun`: one per listed device, when it was
 /// not started by a launcher already (as Ultralytics relaunches under `torch.distributed.run`).
@@ -80,7 +83,8 @@ fn run_in_group(settings: &Settings, group: Rc<Group>) -> Result<TrainOutcome> {
         )?)?,
         None => group.broadcast_value(PathBuf::new())?,
     };
-    let inputs = TrainInputs { settings, names, train, val, run_dir, resume, precision, group };
+    let reporter = Box::new(ConsoleReporter::stdout(settings.verbose, group.is_main()));
+    let inputs = TrainInputs { settings, names, train, val, run_dir, resume, precision, group, reporter };
     compute.run_autodiff(Train(inputs))
 }
 
