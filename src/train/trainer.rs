@@ -191,16 +191,7 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
     }
 
     AB::seed(device, s.seed);
-    let mut model = Yolo::<AB>::new(&s.model, nc, device)?;
-    if let (Some(weights), None, true) = (&s.weights, &resume, s.pretrained) {
-        let report = model.load_weights(weights)?;
-        reporter.report(&TrainEvent::WeightsTransferred { from: weights, report: &report.to_string() });
-    }
-    if let Some(layers) = &s.freeze {
-        let (frozen, keys) = super::freeze::freeze(model, layers)?;
-        model = frozen;
-        reporter.report(&TrainEvent::Frozen { tensors: keys.len(), layers });
-    }
+    let model = build_model::<AB>(&s, nc, resume.is_none(), reporter.as_mut(), device)?;
     let gains = [s.box_gain as f32, s.cls_gain as f32, s.dfl_gain as f32];
     let criterion = Criterion::new(nc, model.reg_max(), model.end2end(), gains, epochs);
 
@@ -234,36 +225,16 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
     if s.rect {
         reporter.report(&TrainEvent::RectIgnored);
     }
-    let precision = match precision {
-        AmpMode::Fp32 => AmpMode::Fp32,
-        reduced => {
-            let check = amp_self_check(&model, &val_loader, reduced)?;
-            if let Some(check) = check {
-                reporter.report(&TrainEvent::AmpChecked(check));
-            }
-            // Rank 0's check decides for all: the ranks must compute alike.
-            match group.broadcast_value(check.is_none_or(|c| c.passed()))? {
-                true => reduced,
-                false => AmpMode::Fp32,
-            }
-        }
-    };
+    let precision = checked_precision(precision, &model, &val_loader, &group, reporter.as_mut())?;
     let mut scaler = (precision == AmpMode::Fp16).then(LossScaler::default);
     if let (Some(scaler), Some((_, meta))) = (scaler.as_mut(), &resume) {
         restore_scale(scaler, meta);
     }
     let weights_dir = run_dir.join("weights");
     let (last, best) = (weights_dir.join("last.safetensors"), weights_dir.join("best.safetensors"));
-    let results = if main {
-        std::fs::create_dir_all(&weights_dir).with_context(|| format!("cannot create {}", weights_dir.display()))?;
-        let lr_columns = results_lr_column_count(schedule.kind);
-        let csv = run_dir.join("results.csv");
-        let results = ResultsCsv::create(&csv, criterion.names()[2], lr_columns, resume.is_some())?;
-        std::fs::write(run_dir.join("args.yaml"), schedule.recorded_settings(&s).to_yaml())
-            .with_context(|| format!("cannot write {}", run_dir.join("args.yaml").display()))?;
-        Some(results)
-    } else {
-        None
+    let results = match main {
+        true => Some(create_run_files(&run_dir, &s, &schedule, criterion.names()[2], resume.is_some())?),
+        false => None,
     };
     if world > 1 {
         let (per_process, batch) = (s.batch as usize / world, s.batch as usize);
@@ -311,6 +282,68 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
     Ok((run, progress, model))
 }
 
+/// The model of the settings, with its starting weights (unless `fresh` is false: a resumed run restores its own)
+/// and its frozen layers.
+fn build_model<AB: AutodiffBackend>(
+    s: &Settings,
+    nc: usize,
+    fresh: bool,
+    reporter: &mut dyn TrainReporter,
+    device: &AB::Device,
+) -> Result<Yolo<AB>> {
+    let mut model = Yolo::<AB>::new(&s.model, nc, device)?;
+    if let (Some(weights), true, true) = (&s.weights, fresh, s.pretrained) {
+        let report = model.load_weights(weights)?;
+        reporter.report(&TrainEvent::WeightsTransferred { from: weights, report: &report.to_string() });
+    }
+    if let Some(layers) = &s.freeze {
+        let (frozen, keys) = super::freeze::freeze(model, layers)?;
+        model = frozen;
+        reporter.report(&TrainEvent::Frozen { tensors: keys.len(), layers });
+    }
+    Ok(model)
+}
+
+/// The precision the run computes in: a reduced one only if the model's forward in it passes the self-check.
+fn checked_precision<AB: AutodiffBackend>(
+    asked: AmpMode,
+    model: &Yolo<AB>,
+    val_loader: &BatchLoader,
+    group: &Group,
+    reporter: &mut dyn TrainReporter,
+) -> Result<AmpMode> {
+    if asked == AmpMode::Fp32 {
+        return Ok(AmpMode::Fp32);
+    }
+    let check = amp_self_check(model, val_loader, asked)?;
+    if let Some(check) = check {
+        reporter.report(&TrainEvent::AmpChecked(check));
+    }
+    // Rank 0's check decides for all: the ranks must compute alike.
+    Ok(match group.broadcast_value(check.is_none_or(|c| c.passed()))? {
+        true => asked,
+        false => AmpMode::Fp32,
+    })
+}
+
+/// The run folder's `weights/`, `results.csv` (its header, unless a resumed run's is there) and `args.yaml`.
+fn create_run_files(
+    run_dir: &Path,
+    s: &Settings,
+    schedule: &Schedule,
+    third_loss: &'static str,
+    resumed: bool,
+) -> Result<ResultsCsv> {
+    let weights_dir = run_dir.join("weights");
+    std::fs::create_dir_all(&weights_dir).with_context(|| format!("cannot create {}", weights_dir.display()))?;
+    let lr_columns = results_lr_column_count(schedule.kind);
+    let results = ResultsCsv::create(&run_dir.join("results.csv"), third_loss, lr_columns, resumed)?;
+    let args = run_dir.join("args.yaml");
+    std::fs::write(&args, schedule.recorded_settings(s).to_yaml())
+        .with_context(|| format!("cannot write {}", args.display()))?;
+    Ok(results)
+}
+
 /// One pass over the training set: forward, loss, backward, and an optimizer step whenever enough
 /// batches have accumulated; reports each batch's running losses and the epoch's means.
 fn train_epoch<AB: AutodiffBackend>(
@@ -349,17 +382,10 @@ fn train_epoch<AB: AutodiffBackend>(
         let ni = i + nb * epoch;
         let plan = run.schedule.plan(ni, epoch);
         p.optimizer.groups = plan.groups;
-        size = batch.shape[3];
         last_instances = batch.instances();
         let reads_before = readback::count();
-        let (mut x, mut input_hw) = (batch_tensor::<AB>(&batch, device), [batch.shape[2], batch.shape[3]]);
-        if s.multi_scale > 0.0 {
-            let drawn = multi_scale::draw_size(s.imgsz as usize, s.multi_scale, run.stride, &mut p.scale_rng);
-            if let Some(hw) = multi_scale::rescaled(input_hw, drawn, run.stride) {
-                (x, input_hw) = (multi_scale::resize(x, hw), hw);
-                size = hw[1];
-            }
-        }
+        let (x, input_hw) = model_input::<AB>(run, p, &batch, device);
+        size = input_hw[1];
         let out = model.forward(to_compute(x, run.precision));
         let loss = run.criterion.compute(out, &targets_of(&batch.labels, input_hw), epoch);
         let scale = p.scaler.map_or(1.0, |s| s.scale);
@@ -389,14 +415,7 @@ fn train_epoch<AB: AutodiffBackend>(
                     tracing::warn!("non-finite gradients at epoch {} batch {i}: step skipped", epoch + 1);
                 }
             }
-            if let (Some(s), Some(event)) = (p.scaler.as_ref(), report.scale_event) {
-                let from = match event {
-                    ScaleEvent::Backoff => s.scale * 2.0,
-                    ScaleEvent::Growth => s.scale / 2.0,
-                    ScaleEvent::Unchanged => s.scale,
-                };
-                run.emit(TrainEvent::LossScale { event, from, to: s.scale, growth_interval: s.growth_interval });
-            }
+            report_scale(run, p.scaler.as_ref(), report.scale_event);
             p.last_opt_step = ni as i64;
             // Rank 0's clock decides for every rank (a broadcast only in time-limited runs).
             if run.s.time.is_some() && run.group.broadcast_value(out_of_time(run))? {
@@ -434,6 +453,35 @@ fn train_epoch<AB: AutodiffBackend>(
     };
     run.emit(TrainEvent::EpochEnded { row, skipped_steps: skipped, throughput });
     Ok((model, EpochLosses { mean: mean_loss, last_finite }))
+}
+
+/// A batch as the model's input, at a size drawn for it when `multi_scale` is on, and that size.
+fn model_input<AB: AutodiffBackend>(
+    run: &Run,
+    p: &mut Progress<AB>,
+    batch: &crate::data::Batch,
+    device: &AB::Device,
+) -> (Tensor<AB, 4>, [usize; 2]) {
+    let (x, input_hw) = (batch_tensor::<AB>(batch, device), [batch.shape[2], batch.shape[3]]);
+    if run.s.multi_scale > 0.0 {
+        let (imgsz, stride) = (run.s.imgsz as usize, run.stride);
+        let drawn = multi_scale::draw_size(imgsz, run.s.multi_scale, stride, &mut p.scale_rng);
+        if let Some(hw) = multi_scale::rescaled(input_hw, drawn, stride) {
+            return (multi_scale::resize(x, hw), hw);
+        }
+    }
+    (x, input_hw)
+}
+
+/// Reports a change of the loss scale that a step made.
+fn report_scale(run: &Run, scaler: Option<&LossScaler>, event: Option<ScaleEvent>) {
+    let (Some(s), Some(event)) = (scaler, event) else { return };
+    let from = match event {
+        ScaleEvent::Backoff => s.scale * 2.0,
+        ScaleEvent::Growth => s.scale / 2.0,
+        ScaleEvent::Unchanged => return,
+    };
+    run.emit(TrainEvent::LossScale { event, from, to: s.scale, growth_interval: s.growth_interval });
 }
 
 /// After an epoch, rank 0 validates and decides what comes next ([`review_epoch`]); the other ranks of a

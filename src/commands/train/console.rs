@@ -48,51 +48,6 @@ impl ConsoleReporter {
 impl TrainReporter for ConsoleReporter {
     fn report(&mut self, event: &TrainEvent<'_>) {
         match *event {
-            TrainEvent::WeightsTransferred { from, report } => {
-                self.line(format!("Transferred weights from {from}: {report}"))
-            }
-            TrainEvent::Frozen { tensors, layers } => {
-                self.line(format!("freeze: {tensors} parameter tensors of layers {layers:?} (and the DFL) stay fixed"))
-            }
-            TrainEvent::OptimizerChosen { kind, lr, ignored_lr0, ignored_momentum, iterations } => self.line(format!(
-                "optimizer: 'optimizer=auto' found, ignoring lr0={ignored_lr0} and momentum={ignored_momentum}; \
-                 picked {kind:?}(lr={lr}) for {iterations} iterations"
-            )),
-            TrainEvent::Optimizer { kind, lr, momentum, weight_decay } => {
-                let decayed = match kind {
-                    crate::config::OptimizerKind::MuSGD => "conv and matrix weights (Muon + SGD)",
-                    _ => "conv weights",
-                };
-                self.line(format!(
-                    "optimizer: {kind:?}(lr={lr}, momentum={momentum}) with weight decay {weight_decay} on {decayed}, \
-                     none on biases and norms"
-                ))
-            }
-            TrainEvent::Resumed { from, epoch, epochs } => {
-                self.line(format!("Resuming training from {} at epoch {} of {epochs}", from.display(), epoch + 1))
-            }
-            TrainEvent::RectIgnored => self.line(
-                "rect: rectangular training batches are not implemented; training batches stay square (mosaic needs \
-                 them)",
-            ),
-            TrainEvent::AmpChecked(check) if check.passed() => self.line(format!(
-                "AMP checks passed: {} forward within {:.1e} of FP32 on a real batch",
-                check.precision, check.relative_error
-            )),
-            TrainEvent::AmpChecked(check) => self.line(format!(
-                "AMP check failed: {} forward differs from FP32 by {:.1e} (tolerance {:.0e}); training in FP32",
-                check.precision, check.relative_error, check.tolerance
-            )),
-            TrainEvent::DataParallel { processes, per_process, batch } => {
-                self.line(format!("DDP: {processes} processes, {per_process} images each a batch, {batch} in all"))
-            }
-            TrainEvent::Started { run_dir, length } => {
-                self.line(format!("Logging results to {}", run_dir.display()));
-                match length {
-                    RunLength::Hours(hours) => self.line(format!("Starting training for {hours} hours...")),
-                    RunLength::Epochs(epochs) => self.line(format!("Starting training for {epochs} epochs...")),
-                }
-            }
             TrainEvent::EpochStarted { loss_names, batches } => {
                 self.line(format!(
                     "\n{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}",
@@ -100,17 +55,6 @@ impl TrainReporter for ConsoleReporter {
                 ));
                 self.bar = Some(epoch_bar(batches, self.bars));
             }
-            TrainEvent::MosaicClosed => self.line("Closing dataloader mosaic"),
-            TrainEvent::FaultInjected { epoch, batch } => {
-                self.line(format!("EMBER_FAULT: weights set to NaN before epoch {} batch {batch}", epoch + 1))
-            }
-            TrainEvent::LossScale { event: ScaleEvent::Backoff, from, to, .. } => {
-                self.line(format!("AMP: gradient overflow, step skipped; loss scale {from} -> {to}"))
-            }
-            TrainEvent::LossScale { event: ScaleEvent::Growth, from, to, growth_interval } => {
-                self.line(format!("AMP: {growth_interval} clean steps, loss scale {from} -> {to}"))
-            }
-            TrainEvent::LossScale { event: ScaleEvent::Unchanged, .. } => {}
             TrainEvent::Batch(ref row) => {
                 if let Some(bar) = &self.bar {
                     bar.set_message(self.row(row));
@@ -147,24 +91,92 @@ impl TrainReporter for ConsoleReporter {
                     self.line(line);
                 }
             }
-            TrainEvent::Diverged { reason, epoch, attempt, attempts, reload } => self.line(format!(
-                "{reason} detected in epoch {} (attempt {attempt}/{attempts}): reloading {} and repeating the epoch",
-                epoch + 1,
-                reload.display()
-            )),
-            TrainEvent::Stopped(StopReason::Patience { patience, best_fitness }) => self.line(format!(
-                "Stopping early: no improvement in the last {patience} epochs (best fitness {best_fitness:.5})"
-            )),
-            TrainEvent::Stopped(StopReason::TimeLimit { hours }) => {
-                self.line(format!("Stopping: the time limit of {hours} hours is reached"))
+            ref other => {
+                if let Some(text) = line_of(other) {
+                    self.line(text);
+                }
             }
-            TrainEvent::Finished { epochs, hours } => {
-                self.line(format!("\n{epochs} epochs completed in {hours:.3} hours."))
-            }
-            TrainEvent::FinalValidation { weights } => self.line(format!("\nValidating {}...", weights.display())),
-            TrainEvent::FinalMetrics { metrics, names } => self.line(metrics.format_table(names)),
-            TrainEvent::Saved { run_dir } => self.line(format!("Results saved to {}", run_dir.display())),
         }
+    }
+}
+
+/// The line (or lines) of an event that leaves the progress bar alone, if it prints any.
+fn line_of(event: &TrainEvent<'_>) -> Option<String> {
+    match *event {
+        TrainEvent::WeightsTransferred { from, report } => Some(format!("Transferred weights from {from}: {report}")),
+        TrainEvent::Frozen { tensors, layers } => {
+            Some(format!("freeze: {tensors} parameter tensors of layers {layers:?} (and the DFL) stay fixed"))
+        }
+        TrainEvent::OptimizerChosen { kind, lr, ignored_lr0, ignored_momentum, iterations } => Some(format!(
+            "optimizer: 'optimizer=auto' found, ignoring lr0={ignored_lr0} and momentum={ignored_momentum}; \
+                 picked {kind:?}(lr={lr}) for {iterations} iterations"
+        )),
+        TrainEvent::Optimizer { kind, lr, momentum, weight_decay } => {
+            let decayed = match kind {
+                crate::config::OptimizerKind::MuSGD => "conv and matrix weights (Muon + SGD)",
+                _ => "conv weights",
+            };
+            Some(format!(
+                "optimizer: {kind:?}(lr={lr}, momentum={momentum}) with weight decay {weight_decay} on {decayed}, \
+                     none on biases and norms"
+            ))
+        }
+        TrainEvent::Resumed { from, epoch, epochs } => {
+            Some(format!("Resuming training from {} at epoch {} of {epochs}", from.display(), epoch + 1))
+        }
+        TrainEvent::RectIgnored => Some(
+            "rect: rectangular training batches are not implemented; training batches stay square (mosaic needs \
+                 them)"
+                .into(),
+        ),
+        TrainEvent::AmpChecked(check) if check.passed() => Some(format!(
+            "AMP checks passed: {} forward within {:.1e} of FP32 on a real batch",
+            check.precision, check.relative_error
+        )),
+        TrainEvent::AmpChecked(check) => Some(format!(
+            "AMP check failed: {} forward differs from FP32 by {:.1e} (tolerance {:.0e}); training in FP32",
+            check.precision, check.relative_error, check.tolerance
+        )),
+        TrainEvent::DataParallel { processes, per_process, batch } => {
+            Some(format!("DDP: {processes} processes, {per_process} images each a batch, {batch} in all"))
+        }
+        TrainEvent::Started { run_dir, length } => {
+            let length = match length {
+                RunLength::Hours(hours) => format!("{hours} hours"),
+                RunLength::Epochs(epochs) => format!("{epochs} epochs"),
+            };
+            Some(format!("Logging results to {}\nStarting training for {length}...", run_dir.display()))
+        }
+        TrainEvent::MosaicClosed => Some("Closing dataloader mosaic".into()),
+        TrainEvent::FaultInjected { epoch, batch } => {
+            Some(format!("EMBER_FAULT: weights set to NaN before epoch {} batch {batch}", epoch + 1))
+        }
+        TrainEvent::LossScale { event: ScaleEvent::Backoff, from, to, .. } => {
+            Some(format!("AMP: gradient overflow, step skipped; loss scale {from} -> {to}"))
+        }
+        TrainEvent::LossScale { event: ScaleEvent::Growth, from, to, growth_interval } => {
+            Some(format!("AMP: {growth_interval} clean steps, loss scale {from} -> {to}"))
+        }
+        TrainEvent::LossScale { event: ScaleEvent::Unchanged, .. } => None,
+        TrainEvent::Diverged { reason, epoch, attempt, attempts, reload } => Some(format!(
+            "{reason} detected in epoch {} (attempt {attempt}/{attempts}): reloading {} and repeating the epoch",
+            epoch + 1,
+            reload.display()
+        )),
+        TrainEvent::Stopped(StopReason::Patience { patience, best_fitness }) => Some(format!(
+            "Stopping early: no improvement in the last {patience} epochs (best fitness {best_fitness:.5})"
+        )),
+        TrainEvent::Stopped(StopReason::TimeLimit { hours }) => {
+            Some(format!("Stopping: the time limit of {hours} hours is reached"))
+        }
+        TrainEvent::Finished { epochs, hours } => Some(format!("\n{epochs} epochs completed in {hours:.3} hours.")),
+        TrainEvent::FinalValidation { weights } => Some(format!("\nValidating {}...", weights.display())),
+        TrainEvent::FinalMetrics { metrics, names } => Some(metrics.format_table(names)),
+        TrainEvent::Saved { run_dir } => Some(format!("Results saved to {}", run_dir.display())),
+        TrainEvent::EpochStarted { .. }
+        | TrainEvent::Batch(_)
+        | TrainEvent::EpochEnded { .. }
+        | TrainEvent::Validated { .. } => None,
     }
 }
 
