@@ -24,7 +24,10 @@ fn about(mode: Mode) -> &'static str {
 /// A parsed command line.
 #[derive(Debug, Clone)]
 pub struct Invocation {
+    /// The subcommand.
     pub mode: Mode,
+    /// The settings given on the command line (flags, `key=value` words and `--no-KEY` as `false`);
+    /// [`crate::config::Settings::resolve`] lays them over the defaults and `--cfg`.
     pub overrides: Overrides,
 }
 
@@ -145,6 +148,7 @@ fn collect_overrides(mode: Mode, m: &ArgMatches) -> Overrides {
 pub enum CliError {
     /// clap's own error (also `--help` and `--version`, which clap reports this way).
     Clap(clap::Error),
+    /// A `key=value` word with an unknown key (the error suggests the closest one).
     Setting(anyhow::Error),
 }
 

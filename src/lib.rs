@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! ember: train, validate, export and run YOLO-style object detectors on burn.
 //!
 //! The modules are declared in layer order: each may use the ones above it and none below it

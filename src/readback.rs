@@ -19,7 +19,9 @@ pub enum Purpose {
 /// Reads counted on this thread since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadCount {
+    /// Reads made for [`Purpose::Assigner`].
     pub assigner: u64,
+    /// Reads made for [`Purpose::Other`].
     pub other: u64,
 }
 

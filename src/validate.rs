@@ -19,9 +19,13 @@ use crate::readback::{read_f32, Purpose};
 /// Post-processing settings of a validation run.
 #[derive(Debug, Clone)]
 pub struct ValOptions {
+    /// Score threshold, 0-1 (Ultralytics conf; 0.001 for val unless given); also the confusion matrix's.
     pub conf: f32,
+    /// NMS IoU threshold, 0-1 (Ultralytics iou, 0.7).
     pub iou: f64,
+    /// Maximum detections per image (Ultralytics max_det, 300).
     pub max_det: usize,
+    /// Class-agnostic NMS or top-k (Ultralytics agnostic_nms).
     pub agnostic: bool,
     /// Use the one-to-one branch without NMS (end-to-end models only).
     pub end2end: bool,
@@ -47,7 +51,9 @@ impl ValOptions {
 /// What a validation run found.
 #[derive(Debug, Clone)]
 pub struct ValOutcome {
+    /// Precision, recall and mAP over the split, per class and overall.
     pub metrics: DetectionMetrics,
+    /// Confusion matrix at `conf` and IoU 0.45, as Ultralytics' validator builds it ([`validate`] always fills it).
     pub confusion: Option<ConfusionMatrix>,
     /// Mean loss components over the batches, when a criterion was given.
     pub loss: Option<[f64; 3]>,
@@ -55,6 +61,7 @@ pub struct ValOutcome {
     pub speed_ms: [f64; 3],
     /// Detections per image, in original-image pixels.
     pub detections: Vec<(PathBuf, Vec<Detection>)>,
+    /// Images the loader could not load, with the error; they are left out of the metrics.
     pub failures: Vec<(PathBuf, String)>,
 }
 

@@ -16,6 +16,7 @@ pub fn run(settings: &Settings) -> Result<()> {
     Ok(())
 }
 
+/// Scans the train, val and test splits the dataset names, in that order, skipping those it leaves empty.
 pub fn scan_all(dataset: &DatasetConfig) -> Result<Vec<SplitScan>> {
     let mut scans = Vec::new();
     for split in [Split::Train, Split::Val, Split::Test] {

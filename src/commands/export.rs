@@ -14,6 +14,8 @@ use crate::model::locate::locate_weights;
 use crate::model::{load_model, LoadedModel};
 use crate::runs::checkpoint;
 
+/// Exports `weights` as `format` on the chosen device, prints a summary line and returns the written file's path.
+/// Fails for Ultralytics-only formats and for `nms=true` (NMS inside the graph), which ember does not write.
 pub fn run(settings: &Settings) -> Result<PathBuf> {
     if let ExportFormat::Ultralytics(format) = settings.format {
         bail!("format={format} is an Ultralytics export format ember does not write: choose onnx, safetensors or burnpack");

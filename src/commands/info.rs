@@ -9,6 +9,8 @@ use crate::data::DatasetConfig;
 use crate::model::weights_file::model_from_pt;
 use crate::model::Yolo;
 
+/// Prints the layer table of `model` at `imgsz`, built on the CPU, for the dataset's class count (else the
+/// checkpoint's, else 80); with `--device vulkan` and no index, lists the Vulkan adapters instead.
 pub fn run(settings: &Settings) -> Result<()> {
     // `ember info --device vulkan` lists the adapters `--device vulkan:N` can name.
     if settings.device.0 == [DeviceSpec::Vulkan(None)] {

@@ -20,6 +20,8 @@ use crate::model::locate::locate_weights;
 use crate::runs::folder::make_run_dir;
 use crate::validate::{validate, ValOptions, ValOutcome};
 
+/// Scores `weights` on the dataset's `split` in rectangular batches, prints the metrics table and speed, writes
+/// COCO JSON (`save_json`) and plots (`plots`) to a run folder, and returns the metrics.
 pub fn run(settings: &Settings) -> Result<DetectionMetrics> {
     let compute = ComputeDevice::resolve(settings.device.one()?)?;
     let weights = settings.weights.as_deref().context("no weights given: pass --weights FILE.safetensors|FILE.pt")?;

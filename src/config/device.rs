@@ -12,6 +12,7 @@ use serde_yaml::Value;
 /// One compute device, as named (whether it exists is checked when a command resolves it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceSpec {
+    /// The CPU (`cpu`); listed more than once (`cpu,cpu`), one CPU process per entry in a data-parallel run.
     Cpu,
     /// A CUDA GPU by the driver's index.
     Cuda(usize),

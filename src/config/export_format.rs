@@ -35,6 +35,7 @@ const ULTRALYTICS_FORMATS: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(into = "String")]
 pub enum ExportFormat {
+    /// An ONNX graph (the default), as Ultralytics' `format=onnx`.
     Onnx,
     /// Ultralytics-keyed SafeTensors.
     SafeTensors,

@@ -5,15 +5,22 @@ use super::{KeySpec, Section};
 /// What the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// `ember train`: train a detector on a dataset YAML.
     Train,
+    /// `ember val`: validate weights on a dataset split.
     Val,
+    /// `ember predict`: detect objects in images and save annotated copies.
     Predict,
+    /// `ember export`: write weights as ONNX, SafeTensors or burnpack.
     Export,
+    /// `ember check`: check a dataset's images and labels (ember's own command).
     Check,
+    /// `ember info`: show a model's layers, parameter count and GFLOPs (ember's own command).
     Info,
 }
 
 impl Mode {
+    /// Every subcommand, in the order the CLI lists them.
     pub const ALL: [Mode; 6] = [Mode::Train, Mode::Val, Mode::Predict, Mode::Export, Mode::Check, Mode::Info];
 
     /// The subcommand's name, also the default run folder name of the commands that write one.

@@ -5,7 +5,9 @@ use std::fmt;
 /// An optimizer ember implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OptimizerKind {
+    /// PyTorch's SGD with Nesterov momentum, as Ultralytics' `SGD`.
     Sgd,
+    /// AdamW with decoupled weight decay, beta1 `momentum` and beta2 0.999, as Ultralytics' `AdamW`.
     AdamW,
     /// Nesterov SGD on every parameter, plus a Muon step on 2-D and 4-D weights.
     MuSGD,
@@ -23,7 +25,10 @@ impl OptimizerKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "serde_yaml::Value", into = "String")]
 pub enum OptimizerChoice {
+    /// `auto`: the optimizer, lr0 and momentum are picked from the training length and class count, as
+    /// Ultralytics does (warmup_bias_lr is then 0).
     Auto,
+    /// A named optimizer (`SGD`, `AdamW`, `MuSGD`), run with the `lr0` and `momentum` settings.
     Fixed(OptimizerKind),
 }
 

@@ -23,8 +23,11 @@ pub const LARGEST_STRIDE: u32 = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "Value", into = "String")]
 pub enum CacheMode {
+    /// Decoded each time a sample is read (`cache: false`, the default).
     Off,
+    /// Kept in memory (`cache: ram` or `true`).
     Ram,
+    /// Kept as raw RGB files under `$EMBER_CACHE_DIR`, else `~/.cache/ember/images` (`cache: disk`).
     Disk,
 }
 
@@ -60,51 +63,103 @@ impl From<CacheMode> for String {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// The architecture: a name such as `yolo26n` or `yolov8s`, a model YAML, or an Ultralytics `.pt` checkpoint
+    /// (train builds its architecture and, unless `weights` is given, starts from its weights).
     pub model: String,
+    /// Weights to train from, evaluate or export: an ember checkpoint or Ultralytics SafeTensors; `None` trains
+    /// from scratch (unless `model` is a checkpoint).
     pub weights: Option<String>,
+    /// The dataset YAML (e.g. `coco8.yaml`); `None` where a command needs no dataset.
     pub data: Option<String>,
+    /// Where datasets live and are downloaded to; `None`: `$EMBER_DATASETS`, else the dataset YAML's folder.
     pub datasets_dir: Option<String>,
+    /// Input size in pixels: the side of the square training image, the long side elsewhere; a multiple of
+    /// [`LARGEST_STRIDE`] (Ultralytics `imgsz`).
     pub imgsz: u32,
+    /// Images per batch, all processes of a data-parallel run together (each takes `batch / world`); predict
+    /// takes 1 unless given ([`Settings::batch_for`]).
     pub batch: u32,
+    /// The compute devices (`cpu`, `0`, `cuda:0`, `vulkan:N`, or a list for data-parallel training); empty is
+    /// the CPU.
     pub device: Devices,
+    /// Image-decoding threads (at most the CPU count).
     pub workers: u32,
+    /// The folder that holds the run folders; `None`: `runs` ([`Settings::project_dir`]).
     pub project: Option<String>,
+    /// The run folder's name; `None`: the command's name ([`Settings::run_name`]). A taken name gets 2, 3, ...
+    /// appended unless `exist_ok`.
     pub name: Option<String>,
+    /// Reuse an existing run folder of that name instead of making `name2`, `name3`, ...
     pub exist_ok: bool,
+    /// Random seed of the initial weights, the data order and the augmentation: the same seed gives the same
+    /// run.
     pub seed: u64,
+    /// Print details such as data-loading waits.
     pub verbose: bool,
+    /// FP16 inference for val, predict and export (train sets it for its per-epoch validation when it computes
+    /// in FP16 on a GPU, as Ultralytics does).
     pub half: bool,
+    /// A YAML file of settings laid over the defaults (ember's, or an Ultralytics `args.yaml`); command-line
+    /// values override it in turn.
     pub cfg: Option<String>,
 
+    /// Epochs to train (re-estimated after each epoch when `time` is given).
     pub epochs: u32,
+    /// Hours to train for: the epoch count is re-estimated after every epoch from the mean epoch time (the lr
+    /// curve follows), as Ultralytics does; `None` trains `epochs`.
     pub time: Option<f64>,
+    /// Stop early after this many epochs without a better fitness; 0 never stops early.
     pub patience: u32,
+    /// Write the checkpoints `weights/last.safetensors` (every epoch) and `weights/best.safetensors`.
     pub save: bool,
+    /// Also keep a copy of the checkpoint as `weights/epochN.safetensors` every N epochs; off when < 1.
     pub save_period: i64,
+    /// Where decoded training (and validation) images are kept between epochs.
     pub cache: CacheMode,
+    /// Load `weights` into a new training run; false trains from scratch even when `weights` is given.
     pub pretrained: bool,
+    /// The optimizer, or `auto`: picked with its lr0 and momentum from the dataset size, as Ultralytics does.
     pub optimizer: OptimizerChoice,
+    /// Train every class as one class.
     pub single_cls: bool,
+    /// Rectangular training batches: accepted for Ultralytics recipes but not implemented (training stays
+    /// square and says so); validation is always rectangular.
     pub rect: bool,
+    /// Cosine learning-rate decay from lr0 to `lr0 * lrf` instead of linear (Ultralytics cos_lr).
     pub cos_lr: bool,
+    /// Turn mosaic off for the last N epochs (Ultralytics close_mosaic).
     pub close_mosaic: u32,
     /// Layers whose parameters stay fixed: the first N (`freeze: N`) or those listed (`[0, 3, "23.cv2"]`),
     /// as `model.<item>.` name prefixes.
     #[serde(default, deserialize_with = "opt_freeze_list")]
     pub freeze: Option<Vec<String>>,
+    /// Multi-scale training: each batch is resized to a stride multiple drawn within
+    /// `imgsz * (1 +- multi_scale)`; 0 is off, and it must be below 1.
     #[serde(default)]
     pub multi_scale: f64,
+    /// Continue an interrupted run: the newest run's last checkpoint, or the checkpoint named.
     pub resume: ResumeTarget,
+    /// Training precision: mixed precision where the device computes faster in it, or a forced precision.
     pub amp: AmpRequest,
+    /// Fraction of the training images used, in (0, 1]: the first `round(n * fraction)` (at least one).
     pub fraction: f64,
+    /// Validate after every epoch; false validates after the final epoch only.
     pub val: bool,
+    /// Write the first few training batches of the first epoch as JPEGs with their boxes drawn.
     pub save_batches: bool,
 
+    /// The dataset split `ember val` evaluates.
     pub split: Split,
+    /// Write COCO-format JSON results (val: predictions and ground truth; predict: predictions).
     pub save_json: bool,
+    /// Confidence threshold, 0-1; `None`: 0.001 to validate (during training too), 0.25 to predict
+    /// ([`Settings::conf_for`]).
     pub conf: Option<f64>,
+    /// IoU threshold of NMS, in [0, 1]: a box overlapping a better one by more is suppressed.
     pub iou: f64,
+    /// The most detections kept per image.
     pub max_det: u32,
+    /// Save plots: train's `results.png`, val's curves and confusion matrix.
     pub plots: bool,
     /// Ultralytics 8.4.190's choice of head: unset or true, the one-to-many branch with NMS; false, the
     /// NMS-free one-to-one branch. (On export, true would embed NMS in the graph, which ember refuses.)
@@ -112,47 +167,85 @@ pub struct Settings {
     pub nms: Option<bool>,
     /// ember's older name for `nms=false`: true uses the NMS-free one-to-one branch.
     pub end2end: Option<bool>,
+    /// Class-agnostic NMS: boxes of different classes suppress each other too.
     pub agnostic_nms: bool,
+    /// Images to predict on: a file, folder, glob or `.txt` list of paths.
     pub source: Option<String>,
+    /// Predict keeps only detections of these class ids (`0` or `[0, 2, 3]`); `None` keeps every class.
     #[serde(deserialize_with = "opt_class_list")]
     pub classes: Option<Vec<usize>>,
+    /// Save predictions as YOLO-format `.txt` label files, one per image with detections.
     pub save_txt: bool,
+    /// Append each detection's confidence to its `.txt` line (with `save_txt`).
     pub save_conf: bool,
+    /// Draw class names on predicted images.
     pub show_labels: bool,
+    /// Draw confidences on predicted images.
     pub show_conf: bool,
+    /// Box line width in pixels on predicted images; `None` scales it to the image size.
     pub line_width: Option<u32>,
 
+    /// What `ember export` writes (ONNX by default).
     pub format: ExportFormat,
+    /// ONNX with a symbolic batch and image size instead of fixed ones.
     pub dynamic: bool,
+    /// The ONNX opset version; `None` is 17 ([`Settings::onnx_opset`]).
     pub opset: Option<u32>,
 
+    /// Initial learning rate (Ultralytics lr0; SGD 1e-2, AdamW 1e-3); `optimizer: auto` picks its own.
     pub lr0: f64,
+    /// Final learning rate as a fraction of lr0 (Ultralytics lrf).
     pub lrf: f64,
+    /// SGD momentum, or AdamW's beta1 (Ultralytics momentum).
     pub momentum: f64,
+    /// Weight decay at the nominal batch size, scaled by `batch * accumulate / nbs` (Ultralytics weight_decay).
     pub weight_decay: f64,
+    /// Warmup length in epochs, fractions allowed, at most `epochs - 1` (Ultralytics warmup_epochs): the lr
+    /// ramps up from 0 (biases: down from warmup_bias_lr) and SGD momentum from warmup_momentum.
     pub warmup_epochs: f64,
+    /// SGD momentum at the start of warmup, ramped to `momentum` (Ultralytics warmup_momentum).
     pub warmup_momentum: f64,
+    /// Bias learning rate at the start of warmup, ramped to the scheduled lr (Ultralytics warmup_bias_lr;
+    /// 0 when `optimizer: auto` picks).
     pub warmup_bias_lr: f64,
+    /// Gain of the box-regression (CIoU) loss (Ultralytics `box`).
     #[serde(rename = "box")]
     pub box_gain: f64,
+    /// Gain of the classification loss (Ultralytics `cls`).
     #[serde(rename = "cls")]
     pub cls_gain: f64,
+    /// Gain of the distribution focal loss (Ultralytics `dfl`).
     #[serde(rename = "dfl")]
     pub dfl_gain: f64,
+    /// Nominal batch size (Ultralytics nbs): gradients of `round(nbs / batch)` batches are summed per
+    /// optimizer step, and weight decay is scaled to it.
     pub nbs: u32,
 
+    /// Hue jitter: a random shift within `[-hsv_h, hsv_h]` of the hue circle (Ultralytics hsv_h).
     pub hsv_h: f64,
+    /// Saturation jitter: saturation scaled by `1 + [-hsv_s, hsv_s]` (Ultralytics hsv_s).
     pub hsv_s: f64,
+    /// Value (brightness) jitter: value scaled by `1 + [-hsv_v, hsv_v]` (Ultralytics hsv_v).
     pub hsv_v: f64,
+    /// Random rotation range, +/- degrees (Ultralytics degrees).
     pub degrees: f64,
+    /// Random translation range, +/- fraction of the image size (Ultralytics translate).
     pub translate: f64,
+    /// Random scale gain: the scale is drawn from `[1 - scale, 1 + scale]` (Ultralytics scale).
     pub scale: f64,
+    /// Random shear range, +/- degrees (Ultralytics shear).
     pub shear: f64,
+    /// Random perspective range, +/- fraction, 0-0.001 (Ultralytics perspective).
     pub perspective: f64,
+    /// Probability of a top-bottom flip (Ultralytics flipud).
     pub flipud: f64,
+    /// Probability of a left-right flip (Ultralytics fliplr).
     pub fliplr: f64,
+    /// Probability that a sample is a 4-image mosaic (Ultralytics mosaic; off for the last `close_mosaic` epochs).
     pub mosaic: f64,
+    /// Probability of blending in a second augmented sample (Ultralytics mixup).
     pub mixup: f64,
+    /// Probability of pasting a region of a second sample, with its boxes (Ultralytics cutmix).
     pub cutmix: f64,
 
     /// The keys given explicitly (in a `--cfg` file, an Ultralytics `args.yaml` given as one, a flag or a
@@ -167,10 +260,12 @@ pub struct Settings {
 /// Values given on the command line, as `(key, raw text)`, in the order given.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// `(key, raw text)` pairs; a later pair of the same key wins.
     pub values: Vec<(String, String)>,
 }
 
 impl Overrides {
+    /// The value last given for `key`, as raw text.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.values.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }

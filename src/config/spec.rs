@@ -9,30 +9,47 @@ pub const DEFAULT_YAML: &str = include_str!("../../configs/default.yaml");
 /// The value type a key takes, from the `(type)` tag of its comment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
+    /// `(bool)`: true or false; a bare flag means true.
     Bool,
+    /// `(int)`: an integer.
     Int,
+    /// `(float)`: a number.
     Float,
+    /// `(str)`, or no tag: any value, parsed by the setting's own type (lists and paths included).
     Str,
 }
 
 /// Which part of the defaults file a key is written in; decides which subcommands take it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
+    /// `# Common ---`: model, data, device and run-folder keys, taken by most subcommands.
     Common,
+    /// `# Train ---`: keys of `ember train` only.
     Train,
+    /// `# Val and predict ---`: thresholds and outputs of val and predict (train takes them too, for its
+    /// validation).
     ValPredict,
+    /// `# Export ---`: keys of `ember export` only.
     Export,
+    /// `# Hyper-parameters ---`: learning-rate schedule, optimizer and loss gains (train only).
     Hyper,
+    /// `# Augmentation ---`: training augmentation (train only).
     Augment,
 }
 
+/// One key of `configs/default.yaml`: its name, type, section, default and help text, from which the CLI
+/// builds its flags and the settings check the values given.
 #[derive(Debug, Clone)]
 pub struct KeySpec {
+    /// The key as written in the YAML (`weight_decay`); also the `key=value` spelling.
     pub name: &'static str,
+    /// The value type, from the `(type)` tag of the key's comment.
     pub kind: KeyKind,
+    /// The section the key is written in.
     pub section: Section,
     /// The default as written in the YAML (empty when the key has none).
     pub default: &'static str,
+    /// The help text after the `(type)` tag; the CLI shows it (capitalised) in `--help`.
     pub help: &'static str,
 }
 

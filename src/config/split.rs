@@ -8,8 +8,11 @@ use serde_yaml::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "Value", into = "String")]
 pub enum Split {
+    /// The `train` images.
     Train,
+    /// The `val` images (also spelt `valid` or `validation`); the default split of `ember val`.
     Val,
+    /// The `test` images.
     Test,
 }
 

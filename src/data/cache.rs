@@ -50,14 +50,17 @@ impl ImageStore {
         ImageStore { imgsz, mode, ram, disk_dir: disk_dir.unwrap_or_else(default_disk_dir) }
     }
 
+    /// A store that caches nothing: every [`load`](Self::load) decodes and resizes the file again.
     pub fn uncached(imgsz: u32) -> ImageStore {
         ImageStore::new(0, imgsz, CacheMode::Off, None)
     }
 
+    /// The long side, in pixels, that images are resized to.
     pub fn imgsz(&self) -> u32 {
         self.imgsz
     }
 
+    /// Where images are kept between epochs (`--cache`: off, ram or disk).
     pub fn mode(&self) -> CacheMode {
         self.mode
     }

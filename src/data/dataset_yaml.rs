@@ -18,7 +18,9 @@ pub struct DatasetConfig {
     pub root: PathBuf,
     /// Per split: folders, `.txt` lists or image files, resolved against `root`. Empty when absent.
     pub train: Vec<PathBuf>,
+    /// The `val` split's sources, as `train`.
     pub val: Vec<PathBuf>,
+    /// The `test` split's sources, as `train`.
     pub test: Vec<PathBuf>,
     /// Class names by id.
     pub names: Vec<String>,
@@ -33,10 +35,13 @@ const KNOWN_KEYS: &[&str] = &["path", "train", "val", "test", "names", "nc", "do
 const OTHER_TASK_KEYS: &[&str] = &["kpt_shape", "flip_idx", "channels", "minival", "kpt_names", "yaml_file"];
 
 impl DatasetConfig {
+    /// The number of classes: the length of `names` (a YAML `nc` must agree with it).
     pub fn nc(&self) -> usize {
         self.names.len()
     }
 
+    /// The sources listed for `split`, resolved but not checked to exist ([`split_sources`](Self::split_sources)
+    /// checks); empty when the YAML does not name it.
     pub fn split(&self, split: Split) -> &[PathBuf] {
         match split {
             Split::Train => &self.train,

@@ -9,6 +9,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 /// File extensions that are treated as images.
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
 
+/// Whether `path` has one of [`IMAGE_EXTENSIONS`] (any case); the file itself is not read.
 pub fn is_image_path(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())

@@ -18,8 +18,11 @@ use mozjpeg_sys::{
 
 /// An 8-bit RGB image: width, height, row-major pixels.
 pub struct RgbPixels {
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
+    /// `width * height * 3` bytes: rows top to bottom, each pixel R, G, B.
     pub data: Vec<u8>,
 }
 

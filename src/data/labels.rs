@@ -10,13 +10,17 @@ use super::polygon::Polygon;
 /// One box: class id and normalised centre-x, centre-y, width, height.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BoxLabel {
+    /// Class id, below the dataset's `nc`.
     pub class: usize,
+    /// Centre x, centre y, width, height, as fractions (0-1) of the image's width and height.
     pub xywh: [f32; 4],
 }
 
 /// The boxes of one label file, with the repairs that were made.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ParsedLabels {
+    /// One per distinct line (polygon lines give their extent), clipped to [0, 1]; in file order, or sorted
+    /// as Ultralytics' `np.unique` when duplicates were dropped.
     pub boxes: Vec<BoxLabel>,
     /// The polygon of each box, as written (unclipped), when the file holds polygon lines; else empty.
     pub polygons: Vec<Polygon>,
@@ -29,9 +33,11 @@ pub struct ParsedLabels {
 /// Why a label file cannot be used; the image is then skipped.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelIssue {
+    /// The label file.
     pub file: PathBuf,
     /// 1-based line number.
     pub line: usize,
+    /// What is wrong with that line, for the user.
     pub message: String,
 }
 

@@ -27,11 +27,13 @@ use super::{BoxLabel, Letterbox, Sample};
 pub struct LoaderConfig {
     /// Square canvas size in pixels.
     pub imgsz: u32,
+    /// Images per batch (the last batch of an epoch may have fewer).
     pub batch: usize,
     /// Decoding threads.
     pub workers: usize,
     /// Shuffle the order each epoch (training) or keep the scan order (validation).
     pub shuffle: bool,
+    /// Seeds the epoch order and each sample's augmentation (with the epoch and sample index).
     pub seed: u64,
     /// Batches made ahead of the one being consumed.
     pub prefetch: usize,
@@ -46,9 +48,11 @@ impl Default for LoaderConfig {
 /// One image made ready for the model.
 #[derive(Debug, Clone)]
 pub struct Prepared {
+    /// The canvas: `imgsz` square, or a rectangular batch's (w, h).
     pub image: RgbImage,
     /// Boxes normalised to the prepared image (centre x, centre y, width, height).
     pub labels: Vec<BoxLabel>,
+    /// How the original image maps to the canvas, for mapping predictions back (validation).
     pub letterbox: Letterbox,
 }
 
@@ -160,24 +164,30 @@ impl SampleTransform for LetterboxOnly {
 pub struct Batch {
     /// Position of this batch in the epoch.
     pub index: usize,
+    /// The images, u8 0-255, laid out as `shape` (planar RGB, image after image).
     pub pixels: Vec<u8>,
     /// `[batch, 3, height, width]`.
     pub shape: [usize; 4],
     /// Per image, boxes normalised to the canvas.
     pub labels: Vec<Vec<BoxLabel>>,
+    /// Per image, its file.
     pub paths: Vec<PathBuf>,
+    /// Per image, how its original pixels map to the canvas (to bring predictions back to the original).
     pub letterboxes: Vec<Letterbox>,
     /// Images that failed to load and were left out, with the reason.
     pub failures: Vec<(PathBuf, String)>,
 }
 
 impl Batch {
+    /// Images in the batch (failed ones left out), so it may be below the configured batch size.
     pub fn len(&self) -> usize {
         self.shape[0]
     }
+    /// Whether every image of the batch failed to load (or it had none).
     pub fn is_empty(&self) -> bool {
         self.shape[0] == 0
     }
+    /// Boxes in the batch, all images together.
     pub fn instances(&self) -> usize {
         self.labels.iter().map(Vec::len).sum()
     }
@@ -210,7 +220,9 @@ pub struct BatchLoader {
 /// `count`-th sample from `rank` on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
+    /// This process's index, `0..count`.
     pub rank: usize,
+    /// The number of processes (the world size); 1 when not distributed.
     pub count: usize,
 }
 
@@ -240,10 +252,12 @@ impl Shard {
 type RectOrder = (Vec<usize>, Vec<(u32, u32)>);
 
 impl BatchLoader {
+    /// A loader that letterboxes each image, no augmentation ([`LetterboxOnly`]): for validation.
     pub fn new(samples: Vec<Sample>, config: LoaderConfig) -> Result<BatchLoader> {
         Self::with_transform(samples, config, Arc::new(LetterboxOnly))
     }
 
+    /// A loader that prepares each sample with `transform` (e.g. the augmenting `TrainTransform`).
     pub fn with_transform(
         samples: Vec<Sample>,
         config: LoaderConfig,
@@ -266,6 +280,7 @@ impl BatchLoader {
         self
     }
 
+    /// All the split's samples in scan order (not sharded); [`order`](Self::order) indexes into it.
     pub fn samples(&self) -> &[Sample] {
         &self.samples
     }
@@ -310,10 +325,12 @@ impl BatchLoader {
         self.config.workers.clamp(1, self.num_batches().max(1))
     }
 
+    /// The configuration, with `workers` already capped by [`worker_count`].
     pub fn config(&self) -> &LoaderConfig {
         &self.config
     }
 
+    /// Batches per epoch (this shard's share; the last batch may be short).
     pub fn num_batches(&self) -> usize {
         let samples = if self.rect.is_some() { self.samples.len() } else { self.shard.share(self.samples.len()) };
         samples.div_ceil(self.config.batch.max(1))
@@ -470,6 +487,7 @@ fn mix(seed: u64, epoch: u64, item: u64) -> u64 {
 pub struct WaitClock(Arc<AtomicU64>);
 
 impl WaitClock {
+    /// The time blocked so far, summed over all `next()` calls.
     pub fn total(&self) -> Duration {
         Duration::from_nanos(self.0.load(Ordering::Relaxed))
     }

@@ -22,6 +22,8 @@ impl RecentImages {
         RecentImages::with_capacity(samples.min(8 * batch).min(1000))
     }
 
+    /// An empty buffer of Ultralytics' `max_buffer_length` `capacity` (which holds one image fewer once full, and
+    /// at least one); 0 keeps nothing.
     pub fn with_capacity(capacity: usize) -> RecentImages {
         RecentImages { capacity, entries: VecDeque::with_capacity(capacity) }
     }
@@ -42,10 +44,12 @@ impl RecentImages {
         }
     }
 
+    /// Images held now.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether no image is held (mosaic then draws its partners from the whole split).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

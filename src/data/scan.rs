@@ -15,9 +15,11 @@ use super::Split;
 /// A usable image with its boxes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sample {
+    /// The image file.
     pub image: PathBuf,
     /// Width and height after EXIF orientation.
     pub size: (u32, u32),
+    /// Its boxes, normalised xywh; empty for a background image (no label file, or an empty one).
     pub labels: Vec<BoxLabel>,
     /// The polygon of each label (normalised, unclipped) when its file held polygon lines; else empty.
     pub polygons: Vec<Polygon>,
@@ -26,16 +28,22 @@ pub struct Sample {
 /// An image that was skipped, and why.
 #[derive(Debug, Clone)]
 pub struct CorruptImage {
+    /// The image file.
     pub image: PathBuf,
+    /// The image or label problem, for the user (a label problem names its file and line).
     pub reason: String,
 }
 
 /// What a split holds, after checks.
 #[derive(Debug, Clone)]
 pub struct SplitScan {
+    /// Which split this is.
     pub split: Split,
+    /// The dataset's number of classes; label class ids were checked against it.
     pub nc: usize,
+    /// The usable images, in the sorted order of [`collect_images`].
     pub samples: Vec<Sample>,
+    /// The images left out, with why.
     pub corrupt: Vec<CorruptImage>,
     /// Boxes clipped to the image.
     pub clipped: usize,
@@ -48,15 +56,19 @@ impl SplitScan {
     pub fn images(&self) -> usize {
         self.samples.len() + self.corrupt.len()
     }
+    /// Usable images with at least one box.
     pub fn labelled(&self) -> usize {
         self.samples.iter().filter(|s| !s.labels.is_empty()).count()
     }
+    /// Usable images with no boxes (no label file, or an empty one).
     pub fn backgrounds(&self) -> usize {
         self.samples.iter().filter(|s| s.labels.is_empty()).count()
     }
+    /// Boxes over all usable images.
     pub fn instances(&self) -> usize {
         self.samples.iter().map(|s| s.labels.len()).sum()
     }
+    /// Boxes per class id, `nc` entries.
     pub fn instances_per_class(&self) -> Vec<usize> {
         let mut counts = vec![0; self.nc];
         for b in self.samples.iter().flat_map(|s| &s.labels) {

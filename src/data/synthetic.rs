@@ -14,7 +14,9 @@ pub const SHAPE_NAMES: [&str; 3] = ["square", "disc", "triangle"];
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct SyntheticConfig {
+    /// Images written to `images/train` (with their labels).
     pub train_images: usize,
+    /// Images written to `images/val`.
     pub val_images: usize,
     /// Square image side in pixels.
     pub size: u32,
@@ -22,6 +24,7 @@ pub struct SyntheticConfig {
     pub objects: (usize, usize),
     /// Object side range in pixels.
     pub object_size: (u32, u32),
+    /// Seeds the whole dataset: the same config writes the same files.
     pub seed: u64,
 }
 

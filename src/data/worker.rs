@@ -9,15 +9,21 @@ use image::RgbImage;
 use super::augment::geometry::WarpBuffers;
 use super::recent::RecentImages;
 
+/// One worker thread's state, owned by that thread and passed to every [`SampleTransform::prepare`] it runs.
+///
+/// [`SampleTransform::prepare`]: super::loader::SampleTransform::prepare
 #[derive(Debug, Default)]
 pub struct WorkerState {
+    /// The images this worker loaded last (mosaic partners), handed on from epoch to epoch by the loader.
     pub recent: RecentImages,
+    /// Buffers reused from image to image.
     pub buffers: PixelBuffers,
     /// Time per stage, when a profile asks for it (`benches/input_pipeline.rs`).
     pub stages: Option<StageTimes>,
 }
 
 impl WorkerState {
+    /// A worker starting from `recent` (empty at the first epoch), with no spare buffers and no profiling.
     pub fn new(recent: RecentImages) -> WorkerState {
         WorkerState { recent, buffers: PixelBuffers::default(), stages: None }
     }
@@ -44,10 +50,12 @@ impl WorkerState {
 #[derive(Debug, Clone)]
 pub struct StageTimes {
     clock: fn() -> Duration,
+    /// `(stage, total time)`, stages named as in [`WorkerState::lap`] (`decode`, `resize`, `mosaic`, ...).
     pub totals: Vec<(&'static str, Duration)>,
 }
 
 impl StageTimes {
+    /// No stage timed yet, timed with `clock` (a time since any fixed start).
     pub fn new(clock: fn() -> Duration) -> StageTimes {
         StageTimes { clock, totals: Vec::new() }
     }
@@ -57,6 +65,7 @@ impl StageTimes {
 #[derive(Debug, Default)]
 pub struct PixelBuffers {
     spare: Vec<Vec<u8>>,
+    /// The random affine warp's row buffers.
     pub warp: WarpBuffers,
 }
 

@@ -18,10 +18,13 @@ use crate::config::DeviceSpec;
 /// A resolved `--device`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ComputeDevice {
+    /// The CPU, through burn-flex (always built in).
     Cpu,
     /// GPU `index` as the driver numbers it, with the name the driver reports.
     Cuda {
+        /// The GPU's index as the driver numbers it (`cuda:N`).
         index: usize,
+        /// The GPU's name as `nvidia-smi` reports it.
         name: String,
     },
     /// A Vulkan adapter: its position in the adapter list, its name and kind as the driver reports them.
@@ -30,13 +33,17 @@ pub enum ComputeDevice {
 
 /// Work generic over burn backends, run by [`ComputeDevice::run`] on the one the device resolved to.
 pub trait OnBackend {
+    /// What the work returns.
     type Output;
+    /// Does the work on backend `B`, on `device`.
     fn run<B: Backend>(self, device: &B::Device) -> Self::Output;
 }
 
 /// Work that needs gradients (training), run by [`ComputeDevice::run_autodiff`].
 pub trait OnAutodiffBackend {
+    /// What the work returns.
     type Output;
+    /// Does the work on the autodiff backend `B`, on `device`.
     fn run<B: AutodiffBackend>(self, device: &B::Device) -> Self::Output;
 }
 

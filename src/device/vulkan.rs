@@ -12,11 +12,15 @@ use anyhow::Result;
 /// The kind of a Vulkan adapter, as the driver reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AdapterKind {
+    /// A GPU of its own; plain `vulkan` prefers it over every other kind (the variants are in that order).
     DiscreteGpu,
+    /// A GPU built into the CPU or chipset, sharing system memory.
     IntegratedGpu,
+    /// A virtual GPU, as a hypervisor or a remote host presents it.
     VirtualGpu,
     /// A software rasteriser such as Mesa's lavapipe.
     Cpu,
+    /// A kind the driver does not name; picked last.
     Other,
 }
 
@@ -37,7 +41,9 @@ impl std::fmt::Display for AdapterKind {
 pub struct Adapter {
     /// Position in the adapter list: what `vulkan:N` names.
     pub index: usize,
+    /// The device name the driver reports, e.g. "NVIDIA GeForce RTX 4090" or "llvmpipe (LLVM 15.0.6, 256 bits)".
     pub name: String,
+    /// What sort of device it is, which decides the best adapter and burn's per-kind numbering (`rank`).
     pub kind: AdapterKind,
     /// Driver name and version, e.g. "llvmpipe, Mesa 22.3.6 (LLVM 15.0.6)".
     pub driver: String,

@@ -22,6 +22,7 @@ use crate::readback::{read_f32, Purpose};
 pub trait Collective {
     /// This process's place among all of them, 0-based; rank 0 writes the run's files.
     fn rank(&self) -> usize;
+    /// How many processes train together (1 without a launcher).
     fn world_size(&self) -> usize;
     /// This process's place among those on the same machine, which picks its device.
     fn local_rank(&self) -> usize;
@@ -63,14 +64,18 @@ impl Group {
         Ok(Group::single())
     }
 
+    /// This process's place in the group, 0-based; rank 0 writes the run's files.
     pub fn rank(&self) -> usize {
         self.transport.rank()
     }
 
+    /// How many processes train together; 1 for a group of one.
     pub fn world_size(&self) -> usize {
         self.transport.world_size()
     }
 
+    /// This process's place among the group's processes on the same machine, which picks its device
+    /// ([`Devices::for_local_rank`](crate::config::Devices::for_local_rank)).
     pub fn local_rank(&self) -> usize {
         self.transport.local_rank()
     }
@@ -80,6 +85,7 @@ impl Group {
         self.rank() == 0
     }
 
+    /// Whether more than one process trains (else every collective is skipped).
     pub fn is_distributed(&self) -> bool {
         self.world_size() > 1
     }
@@ -121,6 +127,7 @@ impl Group {
         Ok(serde_json::from_slice(&bytes)?)
     }
 
+    /// Waits until every rank is here; returns at once in a group of one.
     pub fn barrier(&self) {
         if self.is_distributed() {
             self.transport.barrier();

@@ -15,6 +15,7 @@ const PALETTE: [u32; 20] = [
     0x00C2FF, 0x344593, 0x6473FF, 0x0018EC, 0x8438FF, 0x520085, 0xCB38FF, 0xFF95C8, 0xFF37C7,
 ];
 
+/// The colour of a class's boxes and label backgrounds: Ultralytics' palette entry `class % 20`.
 pub fn class_colour(class: usize) -> Rgb<u8> {
     let c = PALETTE[class % PALETTE.len()];
     Rgb([(c >> 16) as u8, (c >> 8) as u8, c as u8])
@@ -28,8 +29,11 @@ pub fn default_line_width(width: u32, height: u32) -> u32 {
 /// What to draw and how.
 #[derive(Debug, Clone)]
 pub struct DrawStyle {
+    /// Box outline thickness in pixels (Ultralytics line_width); None: [`default_line_width`] of the image.
     pub line_width: Option<u32>,
+    /// Put the class name in each label (Ultralytics show_labels).
     pub show_labels: bool,
+    /// Put the score, two decimals, in each label (Ultralytics show_conf); with `show_labels` off too, no label.
     pub show_conf: bool,
 }
 

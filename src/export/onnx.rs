@@ -30,12 +30,17 @@ pub struct OnnxOptions {
     pub dynamic: bool,
     /// NMS-free `[batch, k, 6]` output from the one-to-one head (end-to-end models only).
     pub end2end: bool,
+    /// With `end2end`, the most detections per image the graph returns (its `k` is `min(max_det, anchors)`);
+    /// unused otherwise (Ultralytics max_det, default 300).
     pub max_det: usize,
+    /// ONNX default-domain opset to declare; must lie in [`OPSETS`].
     pub opset: i64,
+    /// Class names, index = class id, one per model class; written to the `names` metadata.
     pub names: Vec<String>,
 }
 
 impl OnnxOptions {
+    /// Square `imgsz` x `imgsz` input, batch 1, FP32, static shapes, NMS output, `max_det` 300, opset 17.
     pub fn new(imgsz: usize, names: Vec<String>) -> Self {
         OnnxOptions {
             imgsz: [imgsz, imgsz],
@@ -52,7 +57,9 @@ impl OnnxOptions {
 
 /// The exported graph: its bytes and the output shape (`None` for symbolic axes).
 pub struct OnnxModel {
+    /// The serialised `ModelProto`, ready to write as a `.onnx` file.
     pub bytes: Vec<u8>,
+    /// Shape of `output0`: `[batch, 4 + nc, anchors]`, or `[batch, k, 6]` with `end2end`.
     pub output_shape: Vec<Option<usize>>,
 }
 

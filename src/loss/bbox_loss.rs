@@ -16,8 +16,11 @@ use crate::nn::anchors::Anchors;
 /// Anchor centres (grid units of their level) and strides on the device, each `[1, 1, A]`.
 #[derive(Debug, Clone)]
 pub struct AnchorGrid<B: Backend> {
+    /// Anchor centre x in grid units of its level (cell index + 0.5).
     pub x: Tensor<B, 3>,
+    /// Anchor centre y in grid units of its level (cell index + 0.5).
     pub y: Tensor<B, 3>,
+    /// Stride of each anchor's level: input pixels per grid unit.
     pub stride: Tensor<B, 3>,
 }
 
@@ -69,10 +72,12 @@ pub struct BoxTargets<B: Backend> {
 /// CIoU + DFL/L1 box loss (Ultralytics `BboxLoss`).
 #[derive(Debug, Clone)]
 pub struct BboxLoss {
+    /// DFL bins per box side (16 for YOLOv8/11); 1 means no DFL and the L1 loss instead (YOLO26).
     pub reg_max: usize,
 }
 
 impl BboxLoss {
+    /// The box loss for `reg_max` bins per side; panics when `reg_max` is 0.
     pub fn new(reg_max: usize) -> Self {
         assert!(reg_max >= 1);
         Self { reg_max }

@@ -7,13 +7,18 @@ use super::{DetectionLoss, DetectionLossConfig, E2eLoss, ImageTargets, LossOutpu
 use crate::data::BoxLabel;
 use crate::nn::DetectOutput;
 
+/// The training loss of a model, chosen by its head.
 #[derive(Debug, Clone)]
 pub enum Criterion {
+    /// Ultralytics' `v8DetectionLoss` on the one-to-many branch (heads without a one-to-one branch).
     Plain(DetectionLoss),
+    /// Ultralytics' `E2ELoss` (YOLO26): both branches, weighted by the epoch's o2m schedule.
     EndToEnd(E2eLoss),
 }
 
 impl Criterion {
+    /// The loss for `nc` classes and `reg_max` DFL bins; `end2end`: the head has a one-to-one branch; `gains`:
+    /// `[box, cls, dfl]` (Ultralytics box, cls, dfl); `epochs`: the run's length, which sets YOLO26's o2m schedule.
     pub fn new(nc: usize, reg_max: usize, end2end: bool, gains: [f32; 3], epochs: usize) -> Criterion {
         let base = DetectionLossConfig::new(nc, reg_max).with_gains(gains[0], gains[1], gains[2]);
         if end2end {

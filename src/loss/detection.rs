@@ -30,17 +30,23 @@ use super::targets::TargetBatch;
 /// Settings of [`DetectionLoss`]; defaults are Ultralytics' for detection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectionLossConfig {
+    /// Number of classes (`nc`): the channels of the class logits.
     pub num_classes: usize,
+    /// DFL bins per box side (16 for YOLOv8/11); 1 for YOLO26, which then has the L1 loss instead of DFL.
     pub reg_max: usize,
     /// Assigner top-k (10; 7 for YOLO26's one-to-one branch).
     pub topk: usize,
     /// Second top-k of the assigner (`Some(1)` for YOLO26's one-to-one branch).
     pub topk2: Option<usize>,
+    /// Exponent of the class score in the assigner's alignment metric (0.5).
     pub alpha: f32,
+    /// Exponent of the CIoU in the assigner's alignment metric (6.0).
     pub beta: f32,
-    /// Gains (`box`, `cls`, `dfl` hyperparameters).
+    /// Gain of the CIoU box loss (Ultralytics `box` hyperparameter, 7.5).
     pub box_gain: f32,
+    /// Gain of the BCE class loss (Ultralytics `cls`, 0.5).
     pub cls_gain: f32,
+    /// Gain of the DFL loss, or of the L1 loss when `reg_max == 1` (Ultralytics `dfl`, 1.5).
     pub dfl_gain: f32,
     /// Per-class weights of the class loss (Ultralytics `cls_pw > 0`, see [`class_weights_from_counts`]);
     /// `None`: all 1.
@@ -48,6 +54,8 @@ pub struct DetectionLossConfig {
 }
 
 impl DetectionLossConfig {
+    /// Ultralytics' defaults (top-k 10, alpha 0.5, beta 6, gains 7.5 / 0.5 / 1.5, no class weights) for
+    /// `num_classes` classes and `reg_max` bins.
     pub fn new(num_classes: usize, reg_max: usize) -> Self {
         Self {
             num_classes,
@@ -63,6 +71,7 @@ impl DetectionLossConfig {
         }
     }
 
+    /// Sets the per-class weights of the class loss (one per class, else panics); `None`: all 1.
     pub fn with_class_weights(mut self, weights: Option<Vec<f32>>) -> Self {
         if let Some(w) = &weights {
             assert_eq!(w.len(), self.num_classes, "one class weight per class");
@@ -71,12 +80,14 @@ impl DetectionLossConfig {
         self
     }
 
+    /// Sets the assigner's top-k and second top-k (see [`AssignerConfig`]).
     pub fn with_topk(mut self, topk: usize, topk2: Option<usize>) -> Self {
         self.topk = topk;
         self.topk2 = topk2;
         self
     }
 
+    /// Sets the box, class and DFL/L1 gains (Ultralytics `box`, `cls`, `dfl`).
     pub fn with_gains(mut self, box_gain: f32, cls_gain: f32, dfl_gain: f32) -> Self {
         self.box_gain = box_gain;
         self.cls_gain = cls_gain;
@@ -157,7 +168,9 @@ impl<B: Backend> LossOutput<B> {
 /// One branch's loss as a differentiable `[3]` tensor (gain-scaled, no batch factor) plus diagnostics.
 #[derive(Debug, Clone)]
 pub struct BranchLoss<B: Backend> {
+    /// Gain-scaled `(box, cls, dfl|l1)` components `[3]`, differentiable, without the batch factor.
     pub parts: Tensor<B, 1>,
+    /// Images in the batch: the factor the summed `parts` are multiplied by for the loss to differentiate.
     pub batch_size: usize,
     /// Foreground anchors `[1]` (detached).
     pub num_fg: Tensor<B, 1>,
@@ -168,14 +181,17 @@ pub struct BranchLoss<B: Backend> {
 /// The detection loss of one head branch.
 #[derive(Debug, Clone)]
 pub struct DetectionLoss {
+    /// Classes, bins, assigner top-k and gains of this branch.
     pub config: DetectionLossConfig,
 }
 
 impl DetectionLoss {
+    /// The loss of one branch with these settings.
     pub fn new(config: DetectionLossConfig) -> Self {
         Self { config }
     }
 
+    /// Column names of the three components ([`loss_names`] of this `reg_max`).
     pub fn names(&self) -> [&'static str; 3] {
         loss_names(self.config.reg_max)
     }

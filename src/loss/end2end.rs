@@ -16,12 +16,16 @@ use crate::readback::{read_f32, Purpose};
 /// The o2m weight schedule.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct O2mSchedule {
+    /// Epochs of the run: o2m reaches `final_` at the last one.
     pub epochs: usize,
+    /// o2m during the first epoch (0.8).
     pub initial: f64,
+    /// o2m from the last epoch on (0.1); the underscore because `final` is a reserved word.
     pub final_: f64,
 }
 
 impl O2mSchedule {
+    /// Ultralytics' schedule over a run of `epochs` epochs: o2m from 0.8 down to 0.1.
     pub fn new(epochs: usize) -> Self {
         Self { epochs, initial: 0.8, final_: 0.1 }
     }
@@ -46,13 +50,17 @@ pub struct E2eLossOutput<B: Backend> {
     pub total: Tensor<B, 1>,
     /// One-to-one components `[3]` (gain-scaled, no batch factor, detached): what Ultralytics prints.
     pub parts: Tensor<B, 1>,
+    /// Column names of the components (see [`loss_names`]).
     pub names: [&'static str; 3],
     /// One-to-many components `[3]` (detached), for diagnostics.
     pub one2many_parts: Tensor<B, 1>,
+    /// Weight the one-to-many branch's loss had in `total`.
     pub o2m: f32,
+    /// Weight the one-to-one branch's loss had in `total`.
     pub o2o: f32,
-    /// Foreground anchors of each branch `[1]`, on the device (diagnostics).
+    /// Foreground anchors of the one-to-many branch `[1]`, on the device (diagnostics).
     pub num_fg_one2many: Tensor<B, 1>,
+    /// Foreground anchors of the one-to-one branch `[1]`, on the device (diagnostics).
     pub num_fg_one2one: Tensor<B, 1>,
     /// `max(sum of target scores, 1)` of the one-to-one branch `[1]`, on the device.
     pub target_scores_sum_one2one: Tensor<B, 1>,
@@ -75,8 +83,11 @@ impl<B: Backend> E2eLossOutput<B> {
 /// End-to-end loss over the two branches.
 #[derive(Debug, Clone)]
 pub struct E2eLoss {
+    /// The one-to-many branch's loss (assigner top-k 10), weighted o2m.
     pub one2many: DetectionLoss,
+    /// The one-to-one branch's loss (top-k 7, second top-k 1), weighted o2o; its components are the printed ones.
     pub one2one: DetectionLoss,
+    /// The branch weights by epoch.
     pub schedule: O2mSchedule,
 }
 

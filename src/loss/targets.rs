@@ -8,11 +8,14 @@ use crate::postprocess::xywh_to_xyxy;
 /// of the network input (after letterboxing/augmentation).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImageTargets {
+    /// Class id of each box, `0..nc`.
     pub classes: Vec<usize>,
+    /// Each box as normalised `(cx, cy, w, h)`, in the order of `classes`.
     pub boxes: Vec<[f32; 4]>,
 }
 
 impl ImageTargets {
+    /// The boxes of one image; panics unless there is one class per box.
     pub fn new(classes: Vec<usize>, boxes: Vec<[f32; 4]>) -> Self {
         assert_eq!(classes.len(), boxes.len(), "one class per box");
         Self { classes, boxes }
@@ -23,10 +26,12 @@ impl ImageTargets {
         Self::default()
     }
 
+    /// Number of labelled boxes.
     pub fn len(&self) -> usize {
         self.classes.len()
     }
 
+    /// Whether the image has no labelled box (background).
     pub fn is_empty(&self) -> bool {
         self.classes.is_empty()
     }
@@ -35,6 +40,7 @@ impl ImageTargets {
 /// The targets of a batch: one [`ImageTargets`] per image (in batch order) and the network input size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetBatch {
+    /// One entry per image of the batch, in batch order.
     pub images: Vec<ImageTargets>,
     /// Network input size `(h, w)` in pixels.
     pub input_size: [usize; 2],
@@ -44,15 +50,20 @@ pub struct TargetBatch {
 /// Rows `b * max_boxes + m`; padding rows have class 0, a zero box and `mask == false`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PaddedTargets {
+    /// Images in the batch (`b`).
     pub batch_size: usize,
+    /// `M`: the largest box count of one image; every image is padded to it (0: no labels in the batch).
     pub max_boxes: usize,
+    /// Class id of each row (0 for padding).
     pub classes: Vec<usize>,
     /// `x1, y1, x2, y2` in input pixels.
     pub boxes_xyxy: Vec<[f32; 4]>,
+    /// True for a real box, false for a padding row.
     pub mask: Vec<bool>,
 }
 
 impl TargetBatch {
+    /// A batch from its per-image targets and the network input size `(h, w)` in pixels.
     pub fn new(images: Vec<ImageTargets>, input_size: [usize; 2]) -> Self {
         Self { images, input_size }
     }
@@ -77,6 +88,7 @@ impl TargetBatch {
         Self { images, input_size }
     }
 
+    /// Number of images in the batch, background images included.
     pub fn batch_size(&self) -> usize {
         self.images.len()
     }
@@ -86,6 +98,7 @@ impl TargetBatch {
         self.images.iter().map(|im| im.len()).max().unwrap_or(0)
     }
 
+    /// Number of labelled boxes over all images.
     pub fn num_boxes(&self) -> usize {
         self.images.iter().map(|im| im.len()).sum()
     }
@@ -121,6 +134,7 @@ impl TargetBatch {
 }
 
 impl PaddedTargets {
+    /// As device tensors: classes `[b, M, 1]`, pixel xyxy boxes `[b, M, 4]` and the mask `[b, M, 1]` (M: `max_boxes`).
     pub fn to_tensors<B: Backend>(&self, device: &B::Device) -> (Tensor<B, 3, Int>, Tensor<B, 3>, Tensor<B, 3, Bool>) {
         let (b, m) = (self.batch_size, self.max_boxes);
         let cls: Vec<i64> = self.classes.iter().map(|&c| c as i64).collect();

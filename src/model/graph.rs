@@ -15,15 +15,19 @@ use crate::nn::{
 /// One built layer. The enum level does not appear in tensor names (`model.<i>.<field>...`).
 #[derive(Module, Debug)]
 pub enum Layer<B: Backend> {
+    /// Conv + BatchNorm + SiLU (also YAML `DWConv`, built with depthwise groups).
     Conv(Conv<B>),
     /// C3k2, and C2f (built as a C3k2 with full-width bottlenecks).
     C3k2(C3k2<B>),
+    /// Spatial pyramid pooling, fast (YAML `SPPF`).
     Sppf(Sppf<B>),
+    /// C2 block with position-sensitive attention (YAML `C2PSA`).
     C2psa(C2psa<B>),
     /// Nearest upsampling by this factor.
     Upsample(usize),
     /// Concatenation along this dimension (the YAML's argument; the builder accepts channels, 1, only).
     Concat(usize),
+    /// The detection head; always the last layer.
     Detect(Detect<B>),
 }
 
@@ -40,6 +44,7 @@ pub struct LayerInfo {
     pub module: String,
     /// Resolved constructor arguments, for display.
     pub args: String,
+    /// Output channels after width scaling (0 for `Detect`, whose outputs are not a feature map).
     pub c_out: usize,
     /// Total downsampling of this layer's output relative to the input.
     pub stride: usize,
@@ -48,11 +53,17 @@ pub struct LayerInfo {
 /// Static description of a built model.
 #[derive(Debug, Clone)]
 pub struct ModelSpec {
+    /// Display name with scale, e.g. `yolo26n` (from [`ModelConfig::name`]).
     pub name: String,
+    /// Number of classes the head was built for (the dataset's, not the YAML's).
     pub nc: usize,
+    /// DFL bins per box side (Ultralytics `reg_max`): 16 for YOLOv8/YOLO11, 1 (direct ltrb regression) for YOLO26.
     pub reg_max: usize,
+    /// Whether the head has the one-to-one (NMS-free) branch next to the one-to-many one (YOLO26).
     pub end2end: bool,
+    /// Detection-level strides in input pixels, one per head input, e.g. `[8, 16, 32]`.
     pub strides: Vec<f32>,
+    /// Per-layer description, indexed like [`super::Yolo::model`].
     pub layers: Vec<LayerInfo>,
     /// Layers whose outputs later layers read (besides the previous one).
     pub saved: Vec<bool>,

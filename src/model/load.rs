@@ -12,6 +12,7 @@ use super::{StateDict, WeightsFile, Yolo};
 
 /// A model ready for inference and its class names.
 pub struct LoadedModel<B: Backend> {
+    /// The detector with the file's inference weights loaded (an ember checkpoint's EMA weights).
     pub model: Yolo<B>,
     /// The file's names (`class0`, `class1`, ... when it has none), or those [`LoadedModel::with_names`] gave.
     pub names: Vec<String>,

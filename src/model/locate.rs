@@ -24,6 +24,7 @@ pub struct Lookup {
 }
 
 impl Lookup {
+    /// Read `$EMBER_WEIGHTS` (extra folder) and `$EMBER_OFFLINE` (any value disables downloads) from the process.
     pub fn from_env() -> Lookup {
         Lookup {
             extra_dir: std::env::var_os("EMBER_WEIGHTS").map(PathBuf::from),

@@ -54,6 +54,7 @@ pub use yaml::ModelConfig;
 pub struct Yolo<B: Backend> {
     /// The layers, indexed like the YAML rows (`model.<i>...`).
     pub model: Vec<Layer<B>>,
+    /// Static description (name, classes, strides, per-layer wiring); not a module, so not in the weights.
     #[module(skip)]
     pub spec: ModelSpec,
 }
@@ -65,6 +66,8 @@ impl<B: Backend> Yolo<B> {
         Self::from_config(&cfg, nc, device)
     }
 
+    /// Build from an already resolved [`ModelConfig`] for `nc` classes (the YAML's own `nc` is ignored), freshly
+    /// initialised.
     pub fn from_config(cfg: &ModelConfig, nc: usize, device: &B::Device) -> Result<Self> {
         let (model, spec) = graph::build(cfg, nc, device).with_context(|| format!("building {}", cfg.name))?;
         Ok(Yolo { model, spec })
@@ -114,18 +117,23 @@ impl<B: Backend> Yolo<B> {
         }
     }
 
+    /// Number of classes the head predicts.
     pub fn nc(&self) -> usize {
         self.spec.nc
     }
+    /// DFL bins per box side (Ultralytics `reg_max`; 1 means direct ltrb regression, as in YOLO26).
     pub fn reg_max(&self) -> usize {
         self.spec.reg_max
     }
+    /// Whether the model has the one-to-one (NMS-free) head branch, i.e. is an end-to-end model like YOLO26.
     pub fn end2end(&self) -> bool {
         self.spec.end2end
     }
+    /// Detection-level strides in input pixels, one per head level (e.g. `[8, 16, 32]`).
     pub fn strides(&self) -> &[f32] {
         &self.spec.strides
     }
+    /// Display name with scale, e.g. `yolo26n`.
     pub fn name(&self) -> &str {
         &self.spec.name
     }
@@ -147,6 +155,8 @@ impl<B: Backend> Yolo<B> {
         self.load_state_dict(&file.state_dict).with_context(|| format!("loading {}", path.display()))
     }
 
+    /// Load tensors by Ultralytics key from an in-memory state dict, under the same rules as
+    /// [`Yolo::load_safetensors`] (other class count: class outputs kept; on error the model is unchanged).
     pub fn load_state_dict(&mut self, sd: &StateDict) -> Result<LoadReport> {
         let (loaded, report) = weights::load_state_dict::<B, _>(self.clone(), sd)?;
         *self = loaded;

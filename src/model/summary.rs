@@ -7,20 +7,30 @@
 /// One row of the layer table.
 #[derive(Debug, Clone)]
 pub struct LayerRow {
+    /// Row index in the YAML, the `<i>` of the layer's `model.<i>.` tensor keys.
     pub index: usize,
+    /// Input layers as written in the YAML (`-1`, `[-1, 6]`).
     pub from: String,
+    /// Repeats after depth scaling.
     pub repeats: usize,
+    /// Parameters of this layer (BatchNorm running statistics excluded).
     pub params: usize,
+    /// Module name as in the YAML (`Conv`, `C3k2`, `nn.Upsample`, ...).
     pub module: String,
+    /// Resolved constructor arguments (channels after width scaling), as displayed.
     pub args: String,
 }
 
 /// What `ember info` prints.
 #[derive(Debug, Clone)]
 pub struct ModelSummary {
+    /// Display name with scale, e.g. `yolo26n`.
     pub name: String,
+    /// Number of classes the model was built for.
     pub nc: usize,
+    /// Side in pixels of the square input the GFLOPs are counted at.
     pub imgsz: usize,
+    /// The layer table, one row per YAML row.
     pub layers: Vec<LayerRow>,
     /// All parameters (BatchNorm running statistics excluded, as PyTorch's `parameters()`).
     pub params: usize,

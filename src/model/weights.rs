@@ -32,9 +32,13 @@ impl PathStack {
 
 /// One named tensor of a module, as f32 values.
 pub struct NamedTensor {
+    /// Ultralytics `state_dict` key, e.g. `model.0.conv.weight`.
     pub key: String,
+    /// Tensor dimensions, outermost first (PyTorch's layout: conv weights `[out, in / groups, kh, kw]`).
     pub shape: Vec<usize>,
+    /// False for BatchNorm running statistics and the frozen DFL projection (`dfl.conv.weight`).
     pub trainable: bool,
+    /// The values converted to f32; `None` unless [`named_tensors`] was asked for data.
     pub data: Option<TensorData>,
 }
 
@@ -106,6 +110,7 @@ impl std::fmt::Display for LoadReport {
 
 /// Tensors read from a file, as f32.
 pub struct StateDict {
+    /// Float tensors by Ultralytics key: (shape, values in row-major order, converted to f32).
     pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
     /// Keys of integer tensors (e.g. `num_batches_tracked`), ignored.
     pub int_keys: Vec<String>,
@@ -136,11 +141,14 @@ impl StateDict {
         Ok(StateDict { tensors, int_keys: Vec::new() })
     }
 
+    /// Read a SafeTensors file (f32, f16, bf16, f64 or f8 e4m3 floats; integer tensors only listed). Errors
+    /// name the file. For `.pt` files use [`super::WeightsFile::read`].
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("reading weights {}", path.display()))?;
         Self::from_bytes(&bytes).with_context(|| format!("parsing SafeTensors file {}", path.display()))
     }
 
+    /// [`StateDict::read`] on SafeTensors bytes already in memory.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{e:?}"))?;
         let mut tensors = HashMap::new();

@@ -28,13 +28,17 @@ pub const EMBER_HEADER_KEY: &str = "ember";
 pub struct ModelHeader {
     /// The model as given to the trainer (`yolo26n`, a YAML path), to rebuild it.
     pub model: String,
+    /// Number of classes the model was trained for.
     pub nc: usize,
+    /// Class names by index (those of the dataset it was trained on).
     pub names: Vec<String>,
 }
 
 /// A weights file read into Ultralytics-keyed tensors.
 pub struct WeightsFile {
+    /// The file read, as given (no lookup in `weights/`).
     pub path: PathBuf,
+    /// Its float tensors under Ultralytics keys.
     pub state_dict: StateDict,
     /// What a `.pt` file says about its model; `None` for SafeTensors.
     pub pt: Option<PtInfo>,
@@ -43,6 +47,8 @@ pub struct WeightsFile {
 }
 
 impl WeightsFile {
+    /// Read `path` as a PyTorch `.pt` (a zip by its first bytes, or a `.pt` / `.pth` name) or else as SafeTensors,
+    /// with the ember header when it has one. Errors name the file.
     pub fn read(path: &Path) -> Result<Self> {
         let path_buf = path.to_path_buf();
         if is_pytorch(path) {

@@ -19,11 +19,14 @@ pub const BUILTIN: [(&str, &str); 3] = [
 /// Where a layer takes its input from: `-1` is the previous layer, other negatives count back.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inputs {
+    /// A single input, e.g. `-1`.
     One(i64),
+    /// Several inputs (for `Concat` and `Detect`), e.g. `[-1, 6]`.
     Many(Vec<i64>),
 }
 
 impl Inputs {
+    /// The indices as written (relative negatives not yet resolved).
     pub fn indices(&self) -> Vec<i64> {
         match self {
             Inputs::One(i) => vec![*i],
@@ -44,9 +47,13 @@ impl std::fmt::Display for Inputs {
 /// One `[from, repeats, module, args]` row.
 #[derive(Debug, Clone)]
 pub struct LayerSpec {
+    /// Where the layer's inputs come from.
     pub from: Inputs,
+    /// Repeats as written, before depth scaling.
     pub repeats: usize,
+    /// Module name as written (`Conv`, `C3k2`, `nn.Upsample`, ...).
     pub module: String,
+    /// Constructor arguments as written (channels before width scaling; bare words like `nc`, `None` are strings).
     pub args: Vec<Value>,
 }
 
@@ -59,11 +66,17 @@ pub struct ModelConfig {
     pub scale: Option<String>,
     /// Classes in the YAML (the dataset's count replaces it when building).
     pub nc: usize,
+    /// Multiplier on repeats (the scale's first value, or `depth_multiple`; 1.0 when absent).
     pub depth: f64,
+    /// Multiplier on channels (the scale's second value, or `width_multiple`; 1.0 when absent).
     pub width: f64,
+    /// Cap on a layer's channels before width scaling (the scale's third value; `usize::MAX` without `scales`).
     pub max_channels: usize,
+    /// The YAML's `end2end`: build the one-to-one (NMS-free) head branch too (false when absent).
     pub end2end: bool,
+    /// DFL bins per box side (the YAML's `reg_max`, 16 when absent; YOLO26 sets 1).
     pub reg_max: usize,
+    /// The `backbone` rows followed by the `head` rows.
     pub layers: Vec<LayerSpec>,
 }
 

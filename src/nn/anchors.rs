@@ -15,10 +15,12 @@ pub struct Anchors {
 }
 
 impl Anchors {
+    /// Number of anchors `A` over all levels.
     pub fn len(&self) -> usize {
         self.points.len()
     }
 
+    /// Whether there are no anchors (no levels, or only empty feature maps).
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()
     }

@@ -14,6 +14,7 @@ use super::Cost;
 /// [`Attention`] configuration: `Attention(dim, num_heads, attn_ratio)`.
 #[derive(Config, Debug)]
 pub struct AttentionConfig {
+    /// Input and output channels, divided evenly among the heads.
     pub dim: usize,
     /// Default: 8.
     #[config(default = 8)]
@@ -26,15 +27,24 @@ pub struct AttentionConfig {
 /// Multi-head self-attention over all pixels, with a depth-wise 3x3 positional encoding of the values.
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
+    /// 1x1 projection (no activation) to `dim + 2 * key_dim * num_heads` channels: per head, queries
+    /// (`key_dim`), keys (`key_dim`) and values (`head_dim`), in that order.
     pub qkv: Conv<B>,
+    /// 1x1 output projection (no activation), `dim -> dim`.
     pub proj: Conv<B>,
+    /// Positional encoding: a depth-wise 3x3 convolution (no activation) of the values, added to the
+    /// attention output.
     pub pe: Conv<B>,
+    /// Number of attention heads.
     pub num_heads: usize,
+    /// Query and key channels per head: `int(head_dim * attn_ratio)`.
     pub key_dim: usize,
+    /// Value channels per head: `dim / num_heads`.
     pub head_dim: usize,
 }
 
 impl AttentionConfig {
+    /// A new [`Attention`] on `device`, with freshly initialised weights.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Attention<B> {
         let head_dim = self.dim / self.num_heads;
         let key_dim = (head_dim as f64 * self.attn_ratio) as usize;
@@ -51,6 +61,8 @@ impl AttentionConfig {
 }
 
 impl<B: Backend> Attention<B> {
+    /// Self-attention over all `h * w` positions of `x` `[b, dim, h, w]`, same shape out. The softmax runs in FP32
+    /// whatever the input dtype.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, c, h, w] = x.dims();
         let n = h * w;
@@ -69,6 +81,7 @@ impl<B: Backend> Attention<B> {
         self.proj.forward(y)
     }
 
+    /// Adds the cost at an `h x w` input to `c`: the three convolutions and the two attention matrix products.
     pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
         c.conv(&self.qkv, h, w);
         let n = (h * w) as u64;
@@ -82,6 +95,7 @@ impl<B: Backend> Attention<B> {
 /// [`PsaBlock`] configuration: `PSABlock(c, attn_ratio, num_heads, shortcut)`.
 #[derive(Config, Debug)]
 pub struct PsaBlockConfig {
+    /// Input and output channels (Ultralytics' `c`).
     pub channels: usize,
     /// Default: 0.5.
     #[config(default = 0.5)]
@@ -97,13 +111,16 @@ pub struct PsaBlockConfig {
 /// Attention then a two-layer 1x1 feed-forward, each with a residual.
 #[derive(Module, Debug)]
 pub struct PsaBlock<B: Backend> {
+    /// Multi-head self-attention, the first sub-block.
     pub attn: Attention<B>,
     /// `nn.Sequential(Conv(c, 2c), Conv(2c, c, act=False))`.
     pub ffn: (Conv<B>, Conv<B>),
+    /// Residuals around both the attention and the feed-forward (Ultralytics' `shortcut`).
     pub add: bool,
 }
 
 impl PsaBlockConfig {
+    /// A new [`PsaBlock`] on `device`, with freshly initialised weights.
     pub fn init<B: Backend>(&self, device: &B::Device) -> PsaBlock<B> {
         let c = self.channels;
         PsaBlock {
@@ -115,6 +132,8 @@ impl PsaBlockConfig {
 }
 
 impl<B: Backend> PsaBlock<B> {
+    /// `x` `[b, channels, h, w]` through the attention then the feed-forward, each with its residual when `add`;
+    /// same shape out.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let a = self.attn.forward(x.clone());
         let x = if self.add { super::residual::residual(x, a) } else { a };
@@ -126,6 +145,7 @@ impl<B: Backend> PsaBlock<B> {
         }
     }
 
+    /// Adds the cost at an `h x w` input to `c`.
     pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
         self.attn.cost(h, w, c);
         c.conv(&self.ffn.0, h, w);
@@ -136,6 +156,7 @@ impl<B: Backend> PsaBlock<B> {
 /// [`C2psa`] configuration: `C2PSA(c1, c2, n, e)` (input and output channels must be equal).
 #[derive(Config, Debug)]
 pub struct C2psaConfig {
+    /// Input and output channels (Ultralytics' `c1`, which must equal `c2`).
     pub channels: usize,
     /// Default: 1.
     #[config(default = 1)]
@@ -148,13 +169,18 @@ pub struct C2psaConfig {
 /// CSP stage whose second half goes through `n` PSA blocks.
 #[derive(Module, Debug)]
 pub struct C2psa<B: Backend> {
+    /// 1x1 conv `channels -> 2 * hidden`, whose output is split into two halves.
     pub cv1: Conv<B>,
+    /// 1x1 conv `2 * hidden -> channels` over the first half and the processed second half, concatenated.
     pub cv2: Conv<B>,
+    /// The PSA blocks chained on the second half, `max(hidden / 64, 1)` heads each.
     pub m: Vec<PsaBlock<B>>,
+    /// Channels of each half: `int(channels * expansion)` (Ultralytics' `self.c`).
     pub hidden: usize,
 }
 
 impl C2psaConfig {
+    /// A new [`C2psa`] on `device`, with freshly initialised weights.
     pub fn init<B: Backend>(&self, device: &B::Device) -> C2psa<B> {
         let c = (self.channels as f64 * self.expansion) as usize;
         C2psa {
@@ -169,6 +195,8 @@ impl C2psaConfig {
 }
 
 impl<B: Backend> C2psa<B> {
+    /// `x` `[b, channels, h, w]` to the same shape: `cv1`, split, the second half through `m`, concatenate,
+    /// `cv2`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut parts = self.cv1.forward(x).split(self.hidden, 1);
         let mut b = parts.pop().expect("two halves");
@@ -179,6 +207,7 @@ impl<B: Backend> C2psa<B> {
         self.cv2.forward(Tensor::cat(vec![a, b], 1))
     }
 
+    /// Adds the cost at an `h x w` input to `c`.
     pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
         c.conv(&self.cv1, h, w);
         for b in &self.m {

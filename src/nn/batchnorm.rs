@@ -29,15 +29,24 @@ pub struct BatchNorm2dConfig {
 /// (running statistics) otherwise: burn's convention, so `model.valid()` gives the evaluation model.
 #[derive(Module, Debug)]
 pub struct BatchNorm2d<B: Backend> {
+    /// Per-channel scale (gamma) `[c]`, initialised to 1.
     pub weight: Param<Tensor<B, 1>>,
+    /// Per-channel shift (beta) `[c]`, initialised to 0.
     pub bias: Param<Tensor<B, 1>>,
+    /// Running mean `[c]`, used in evaluation and updated by every training-mode forward.
     pub running_mean: RunningState<Tensor<B, 1>>,
+    /// Running variance `[c]` (unbiased, as PyTorch keeps it), used in evaluation and updated by every
+    /// training-mode forward.
     pub running_var: RunningState<Tensor<B, 1>>,
+    /// Added to the variance before the square root (Ultralytics: 1e-3).
     pub eps: f64,
+    /// Weight of the batch statistics in the running update:
+    /// `running = (1 - momentum) * running + momentum * batch`.
     pub momentum: f64,
 }
 
 impl BatchNorm2dConfig {
+    /// A new [`BatchNorm2d`] on `device`: weight 1, bias 0, running mean 0, running variance 1.
     pub fn init<B: Backend>(&self, device: &B::Device) -> BatchNorm2d<B> {
         let n = self.num_features;
         BatchNorm2d {
@@ -52,10 +61,13 @@ impl BatchNorm2dConfig {
 }
 
 impl<B: Backend> BatchNorm2d<B> {
+    /// Number of channels `c`.
     pub fn num_features(&self) -> usize {
         self.weight.dims()[0]
     }
 
+    /// Normalises `x` `[b, c, h, w]`, same shape out: with the batch statistics (updating the running ones) on
+    /// autodiff backends unless frozen, else with the running statistics.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         self.forward_then(x, false)
     }

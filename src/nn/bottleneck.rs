@@ -11,7 +11,9 @@ use super::Cost;
 /// [`Bottleneck`] configuration: `Bottleneck(c1, c2, shortcut, g, k, e)`.
 #[derive(Config, Debug)]
 pub struct BottleneckConfig {
+    /// Input channels (Ultralytics' `c1`).
     pub c_in: usize,
+    /// Output channels (Ultralytics' `c2`).
     pub c_out: usize,
     /// Residual when `c_in == c_out`. Default: true.
     #[config(default = true)]
@@ -27,14 +29,19 @@ pub struct BottleneckConfig {
     pub expansion: f64,
 }
 
+/// Ultralytics' `Bottleneck`: `cv2(cv1(x))`, plus `x` when `add`.
 #[derive(Module, Debug)]
 pub struct Bottleneck<B: Backend> {
+    /// First convolution, `c_in -> hidden`, kernel `kernels.0`.
     pub cv1: Conv<B>,
+    /// Second convolution, `hidden -> c_out`, kernel `kernels.1`, `groups` groups.
     pub cv2: Conv<B>,
+    /// Residual: `shortcut` was asked for and `c_in == c_out`.
     pub add: bool,
 }
 
 impl BottleneckConfig {
+    /// A new [`Bottleneck`] on `device`, with freshly initialised weights.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Bottleneck<B> {
         let hidden = (self.c_out as f64 * self.expansion) as usize;
         Bottleneck {
@@ -46,6 +53,7 @@ impl BottleneckConfig {
 }
 
 impl<B: Backend> Bottleneck<B> {
+    /// `x` `[b, c_in, h, w]` to `[b, c_out, h, w]` (both convolutions have stride 1).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let y = self.cv2.forward(self.cv1.forward(x.clone()));
         if self.add {
@@ -55,6 +63,7 @@ impl<B: Backend> Bottleneck<B> {
         }
     }
 
+    /// Adds both convolutions' cost at an `h x w` input to `c`.
     pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
         c.conv(&self.cv1, h, w);
         c.conv(&self.cv2, h, w);

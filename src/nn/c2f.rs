@@ -10,7 +10,9 @@ use super::c3k2::{C3k2, C3k2Config};
 /// [`C2f`](self) configuration: `C2f(c1, c2, n, shortcut, g, e)`.
 #[derive(Config, Debug)]
 pub struct C2fConfig {
+    /// Input channels (Ultralytics' `c1`).
     pub c_in: usize,
+    /// Output channels (Ultralytics' `c2`).
     pub c_out: usize,
     /// Number of bottlenecks. Default: 1.
     #[config(default = 1)]
@@ -27,6 +29,8 @@ pub struct C2fConfig {
 }
 
 impl C2fConfig {
+    /// A new C2f on `device`, with freshly initialised weights: a [`C3k2`] of plain bottlenecks at full hidden
+    /// width, whose tensor names are C2f's.
     pub fn init<B: Backend>(&self, device: &B::Device) -> C3k2<B> {
         C3k2Config::new(self.c_in, self.c_out)
             .with_n(self.n)

@@ -14,7 +14,9 @@ use super::Cost;
 /// [`C3k`] configuration: `C3k(c1, c2, n, shortcut, g, e, k)`, a C3 block with k x k bottlenecks.
 #[derive(Config, Debug)]
 pub struct C3kConfig {
+    /// Input channels (Ultralytics' `c1`).
     pub c_in: usize,
+    /// Output channels (Ultralytics' `c2`).
     pub c_out: usize,
     /// Default: 1.
     #[config(default = 1)]
@@ -33,15 +35,21 @@ pub struct C3kConfig {
     pub kernel: usize,
 }
 
+/// Ultralytics' `C3k`: `cv3(cat(m(cv1(x)), cv2(x)))`, `m` being `n` chained `kernel x kernel` bottlenecks.
 #[derive(Module, Debug)]
 pub struct C3k<B: Backend> {
+    /// 1x1 conv `c_in -> hidden` feeding the bottlenecks; `hidden = int(c_out * expansion)`.
     pub cv1: Conv<B>,
+    /// 1x1 conv `c_in -> hidden`, the branch that bypasses the bottlenecks.
     pub cv2: Conv<B>,
+    /// 1x1 conv `2 * hidden -> c_out` over both branches, concatenated.
     pub cv3: Conv<B>,
+    /// The bottlenecks, `hidden -> hidden` at full width (`e=1.0`).
     pub m: Vec<Bottleneck<B>>,
 }
 
 impl C3kConfig {
+    /// A new [`C3k`] on `device`, with freshly initialised weights.
     pub fn init<B: Backend>(&self, device: &B::Device) -> C3k<B> {
         let c = (self.c_out as f64 * self.expansion) as usize;
         C3k {
@@ -63,6 +71,7 @@ impl C3kConfig {
 }
 
 impl<B: Backend> C3k<B> {
+    /// `x` `[b, c_in, h, w]` to `[b, c_out, h, w]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut a = self.cv1.forward(x.clone());
         for b in &self.m {
@@ -72,6 +81,7 @@ impl<B: Backend> C3k<B> {
         self.cv3.forward(Tensor::cat(vec![a, b], 1))
     }
 
+    /// Adds the cost at an `h x w` input to `c`.
     pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
         c.conv(&self.cv1, h, w);
         c.conv(&self.cv2, h, w);
@@ -85,7 +95,9 @@ impl<B: Backend> C3k<B> {
 /// [`C3k2`] configuration: `C3k2(c1, c2, n, c3k, e, attn, g, shortcut)`.
 #[derive(Config, Debug)]
 pub struct C3k2Config {
+    /// Input channels (Ultralytics' `c1`).
     pub c_in: usize,
+    /// Output channels (Ultralytics' `c2`).
     pub c_out: usize,
     /// Default: 1.
     #[config(default = 1)]
@@ -115,21 +127,30 @@ pub struct C3k2Config {
 #[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum C3k2Block<B: Backend> {
+    /// A plain [`Bottleneck`] (neither `c3k` nor `attn`).
     Bottleneck(Bottleneck<B>),
+    /// A [`C3k`] of two bottlenecks (`c3k`).
     C3k(C3k<B>),
     /// `nn.Sequential(Bottleneck, PSABlock)`: tensor names `m.i.0.*` and `m.i.1.*`.
     Attn((Bottleneck<B>, PsaBlock<B>)),
 }
 
+/// Ultralytics' `C3k2` (and `C2f`): `cv1`'s output split in two, the blocks chained on the last part, and
+/// every part concatenated into `cv2`.
 #[derive(Module, Debug)]
 pub struct C3k2<B: Backend> {
+    /// 1x1 conv `c_in -> 2 * hidden`.
     pub cv1: Conv<B>,
+    /// 1x1 conv `(2 + n) * hidden -> c_out` over the two halves and every block's output.
     pub cv2: Conv<B>,
+    /// The `n` inner blocks, `hidden -> hidden` each.
     pub m: Vec<C3k2Block<B>>,
+    /// Channels of each part: `int(c_out * expansion)` (Ultralytics' `self.c`).
     pub hidden: usize,
 }
 
 impl C3k2Config {
+    /// A new [`C3k2`] on `device`, with freshly initialised weights.
     pub fn init<B: Backend>(&self, device: &B::Device) -> C3k2<B> {
         let c = (self.c_out as f64 * self.expansion) as usize;
         let block = || {
@@ -161,6 +182,7 @@ impl C3k2Config {
 }
 
 impl<B: Backend> C3k2Block<B> {
+    /// The block applied to `x` `[b, hidden, h, w]`; same shape out.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         match self {
             C3k2Block::Bottleneck(b) => b.forward(x),
@@ -169,6 +191,7 @@ impl<B: Backend> C3k2Block<B> {
         }
     }
 
+    /// Adds the block's cost at an `h x w` input to `c`.
     pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
         match self {
             C3k2Block::Bottleneck(b) => b.cost(h, w, c),
@@ -198,12 +221,14 @@ fn split_chain<B: Backend>(
 }
 
 impl<B: Backend> C3k2<B> {
+    /// `x` `[b, c_in, h, w]` to `[b, c_out, h, w]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let y = self.cv1.forward(x);
         let cat = split_chain(y, self.hidden, self.m.len(), |i, t| self.m[i].forward(t));
         self.cv2.forward(cat)
     }
 
+    /// Adds the cost at an `h x w` input to `c`.
     pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
         c.conv(&self.cv1, h, w);
         for b in &self.m {

@@ -4,6 +4,8 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use super::onnx::OnnxGraph;
 
+/// Concatenates `inputs` along `dim` (1 for channels, as the model's `Concat` layers use it); every other
+/// dimension must match.
 pub fn concat<B: Backend>(inputs: Vec<Tensor<B, 4>>, dim: usize) -> Tensor<B, 4> {
     Tensor::cat(inputs, dim)
 }

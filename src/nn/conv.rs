@@ -67,7 +67,9 @@ fn add_channel_bias_column<B: Backend>(y: Tensor<B, 4>, bias: Tensor<B, 1>) -> T
 /// [`Conv2d`] configuration (PyTorch `nn.Conv2d` with square kernels, "same" padding by default).
 #[derive(Config, Debug)]
 pub struct Conv2dConfig {
+    /// Input channels (`in_channels`).
     pub c_in: usize,
+    /// Output channels (`out_channels`).
     pub c_out: usize,
     /// Kernel size. Default: 1.
     #[config(default = 1)]
@@ -89,14 +91,21 @@ pub struct Conv2dConfig {
 /// A plain convolution with optional bias, tensors named like `nn.Conv2d` (`weight`, `bias`).
 #[derive(Module, Debug)]
 pub struct Conv2d<B: Backend> {
+    /// Kernel `[c_out, c_in / groups, k, k]`.
     pub weight: Param<Tensor<B, 4>>,
+    /// Per-output-channel bias `[c_out]`; `None` for a convolution without one (as before a BatchNorm).
     pub bias: Option<Param<Tensor<B, 1>>>,
+    /// Stride along both axes.
     pub stride: usize,
+    /// Zero padding on each side, along both axes.
     pub padding: usize,
+    /// Convolution groups; `c_in` and `c_out` are multiples of it.
     pub groups: usize,
 }
 
 impl Conv2dConfig {
+    /// A new [`Conv2d`] on `device`, weight and bias drawn from `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` as
+    /// PyTorch initialises them.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Conv2d<B> {
         let fan_in = self.c_in / self.groups * self.kernel * self.kernel;
         // PyTorch's default (kaiming_uniform with a = sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both.
@@ -114,6 +123,7 @@ impl Conv2dConfig {
 }
 
 impl<B: Backend> Conv2d<B> {
+    /// `x` `[b, c_in, h, w]` to `[b, c_out, h_out, w_out]` (see [`Conv2d::out_size`]), through [`conv2d`].
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), self.stride, self.padding, self.groups)
     }
@@ -155,10 +165,12 @@ impl<B: Backend> Conv2d<B> {
         self.weight.dims()
     }
 
+    /// Input channels: the weight's second dimension times `groups`.
     pub fn c_in(&self) -> usize {
         self.weight_dims()[1] * self.groups
     }
 
+    /// Output channels.
     pub fn c_out(&self) -> usize {
         self.weight_dims()[0]
     }
@@ -180,7 +192,9 @@ impl<B: Backend> Conv2d<B> {
 /// [`Conv`] configuration: Ultralytics' `Conv(c1, c2, k, s, p, g, act)`.
 #[derive(Config, Debug)]
 pub struct ConvConfig {
+    /// Input channels (Ultralytics' `c1`).
     pub c_in: usize,
+    /// Output channels (Ultralytics' `c2`).
     pub c_out: usize,
     /// Default: 1.
     #[config(default = 1)]
@@ -202,6 +216,8 @@ impl ConvConfig {
         ConvConfig::new(c_in, c_out).with_kernel(kernel).with_stride(stride).with_groups(gcd(c_in, c_out))
     }
 
+    /// A new [`Conv`] on `device`, with freshly initialised weights: a bias-free convolution with "same"
+    /// padding (`kernel / 2`, Ultralytics' `autopad`) and a BatchNorm with Ultralytics' defaults.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Conv<B> {
         Conv {
             conv: Conv2dConfig::new(self.c_in, self.c_out)
@@ -219,12 +235,16 @@ impl ConvConfig {
 /// Convolution without bias, BatchNorm (eps 1e-3, momentum 0.03), optional SiLU.
 #[derive(Module, Debug)]
 pub struct Conv<B: Backend> {
+    /// The convolution, without bias (the BatchNorm's shift takes its place).
     pub conv: Conv2d<B>,
+    /// BatchNorm over the convolution's output channels.
     pub bn: BatchNorm2d<B>,
+    /// SiLU after the BatchNorm (Ultralytics' default activation); `false`: none.
     pub act: bool,
 }
 
 impl<B: Backend> Conv<B> {
+    /// `x` `[b, c_in, h, w]` through the convolution, the BatchNorm and, when `act`, SiLU.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let y = self.conv.forward(x);
         if self.act {
@@ -234,6 +254,7 @@ impl<B: Backend> Conv<B> {
         }
     }
 
+    /// Output channels.
     pub fn c_out(&self) -> usize {
         self.conv.c_out()
     }

@@ -17,7 +17,10 @@ pub struct Cost {
     pub fused_params: u64,
     /// The share of the above that belongs to the one-to-many branch of the head.
     pub o2m_conv_macs: u64,
+    /// BatchNorm operations of the one-to-many branch (part of `norm_ops`).
     pub o2m_norm_ops: u64,
+    /// Fused parameters of the one-to-many branch (part of `fused_params`), which an end-to-end model's fused
+    /// summary leaves out: that branch is unused at inference there.
     pub o2m_fused_params: u64,
     in_o2m: bool,
 }
@@ -51,10 +54,12 @@ impl Cost {
         self.conv_macs += (bins * 4 * anchors) as u64;
     }
 
+    /// Counts what follows into the one-to-many shares (`o2m_*`) as well, until [`Cost::end_one2many`].
     pub fn begin_one2many(&mut self) {
         self.in_o2m = true;
     }
 
+    /// Stops counting into the one-to-many shares.
     pub fn end_one2many(&mut self) {
         self.in_o2m = false;
     }

@@ -54,22 +54,37 @@ pub enum ClsBranch<B: Backend> {
 /// (`dfl.conv.weight`); decoding computes the same expectation directly.
 #[derive(Module, Debug)]
 pub struct Dfl<B: Backend> {
+    /// 1x1 convolution `reg_max -> 1` without bias, its weight `[1, reg_max, 1, 1]` holding
+    /// `0, 1, .., reg_max - 1`, not trained.
     pub conv: Conv2d<B>,
 }
 
+/// Ultralytics' `Detect` head: per level a box branch and a class branch on the neck features, and for
+/// end-to-end models a second, one-to-one pair. Its outputs are raw; [`DetectOutput`] decodes them.
 #[derive(Module, Debug)]
 pub struct Detect<B: Backend> {
+    /// One-to-many box branch of each level: `4 * reg_max` channels.
     pub cv2: Vec<BoxBranch<B>>,
+    /// One-to-many class branch of each level: `nc` logits.
     pub cv3: Vec<ClsBranch<B>>,
+    /// DFL projection; `None` when `reg_max == 1` (direct ltrb regression, YOLO26).
     pub dfl: Option<Dfl<B>>,
+    /// One-to-one (NMS-free) box branches, fed detached features; `None` unless end-to-end.
     pub one2one_cv2: Option<Vec<BoxBranch<B>>>,
+    /// One-to-one class branches, fed detached features; `None` unless end-to-end.
     pub one2one_cv3: Option<Vec<ClsBranch<B>>>,
+    /// Number of classes.
     pub nc: usize,
+    /// DFL bins per box side; 1 means direct ltrb regression.
     pub reg_max: usize,
+    /// Stride (input pixels per grid cell) of each level, in level order.
     pub strides: Vec<f32>,
 }
 
 impl DetectConfig {
+    /// A new [`Detect`] on `device` with Ultralytics' widths (`c2 = max(16, ch[0] / 4, 4 * reg_max)` box,
+    /// `c3 = max(ch[0], min(nc, 100))` class channels) and bias priors (`bias_init`: 2.0 for boxes,
+    /// `ln(5 / nc / (640 / stride)^2)` for classes).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Detect<B> {
         let (nc, r) = (self.nc, self.reg_max);
         let c2 = 16.max(self.channels[0] / 4).max(4 * r);
@@ -124,6 +139,7 @@ impl DetectConfig {
 }
 
 impl<B: Backend> ClsBranch<B> {
+    /// Class logits `[b, nc, h, w]` of one level's features `[b, c, h, w]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         match self {
             ClsBranch::Legacy((a, b, c)) => c.forward(b.forward(a.forward(x))),
@@ -131,6 +147,7 @@ impl<B: Backend> ClsBranch<B> {
         }
     }
 
+    /// Adds the branch's cost at an `h x w` level to `k`.
     pub fn cost(&self, h: usize, w: usize, k: &mut Cost) {
         match self {
             ClsBranch::Legacy((a, b, c)) => {
@@ -175,6 +192,7 @@ impl<B: Backend> Detect<B> {
         ids.0
     }
 
+    /// Whether the head has the one-to-one (NMS-free) branch.
     pub fn end2end(&self) -> bool {
         self.one2one_cv2.is_some()
     }
@@ -210,6 +228,8 @@ impl<B: Backend> Detect<B> {
         DetectOutput { one2many, one2one, feature_sizes, strides: self.strides.clone(), reg_max: self.reg_max }
     }
 
+    /// Adds the head's cost to `k` for level feature maps of `sizes` (`(h, w)` per level, in grid cells), the
+    /// one-to-many branch also counted into `k`'s `o2m_*` shares.
     pub fn cost(&self, sizes: &[(usize, usize)], k: &mut Cost) {
         let branch = |boxes: &[BoxBranch<B>], cls: &[ClsBranch<B>], k: &mut Cost| {
             for (i, &(h, w)) in sizes.iter().enumerate() {

@@ -16,14 +16,19 @@ pub struct HeadOutput<B: Backend> {
     pub scores: Tensor<B, 3>,
 }
 
+/// Everything [`Detect::forward`](super::Detect::forward) returns: the raw outputs of both branches and what
+/// decoding them needs.
 #[derive(Debug, Clone)]
 pub struct DetectOutput<B: Backend> {
+    /// The one-to-many branch, present in every model (the predictions NMS filters).
     pub one2many: HeadOutput<B>,
     /// Present for end-to-end (NMS-free) models such as YOLO26.
     pub one2one: Option<HeadOutput<B>>,
     /// Feature-map size (h, w) of each level, in stride order.
     pub feature_sizes: Vec<[usize; 2]>,
+    /// Stride (input pixels per grid cell) of each level, in stride order.
     pub strides: Vec<f32>,
+    /// DFL bins per box side (1: direct ltrb regression), as in [`HeadOutput::boxes`].
     pub reg_max: usize,
 }
 
@@ -103,6 +108,7 @@ impl<B: Backend> DetectOutput<B> {
         self.one2one.as_ref().map(|h| h.decode(&self.feature_sizes, &self.strides, self.reg_max, format))
     }
 
+    /// Total anchors `A` over all levels: the sum of `h * w`.
     pub fn num_anchors(&self) -> usize {
         self.feature_sizes.iter().map(|[h, w]| h * w).sum()
     }

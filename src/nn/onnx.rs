@@ -7,8 +7,11 @@ use burn::tensor::{backend::Backend, Tensor};
 /// A node attribute.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attr {
+    /// An `INT` attribute: name, value.
     Int(&'static str, i64),
+    /// An `INTS` attribute: name, values.
     Ints(&'static str, Vec<i64>),
+    /// A `STRING` attribute: name, value.
     Str(&'static str, &'static str),
 }
 
@@ -30,42 +33,51 @@ pub trait OnnxGraph {
     /// The opset the graph is written for.
     fn opset(&self) -> i64;
 
+    /// Adds a single-output node and returns its output's name.
     fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<Attr>) -> String {
         self.op_n(op, inputs, 1, attrs).remove(0)
     }
 
+    /// SiLU as `x * Sigmoid(x)`.
     fn silu(&mut self, x: &str) -> String {
         let s = self.op("Sigmoid", &[x], vec![]);
         self.op("Mul", &[x, &s], vec![])
     }
 
+    /// `a + b`, with ONNX's broadcasting.
     fn add(&mut self, a: &str, b: &str) -> String {
         self.op("Add", &[a, b], vec![])
     }
 
+    /// `xs` concatenated along `axis`.
     fn concat(&mut self, xs: &[&str], axis: i64) -> String {
         self.op("Concat", xs, vec![Attr::Int("axis", axis)])
     }
 
+    /// `x` split along `axis` into parts of `sizes` (the sizes as an input, as from opset 13).
     fn split(&mut self, x: &str, sizes: &[usize], axis: i64) -> Vec<String> {
         let s = self.ints("split", &sizes.iter().map(|&v| v as i64).collect::<Vec<_>>());
         self.op_n("Split", &[x, &s], sizes.len(), vec![Attr::Int("axis", axis)])
     }
 
+    /// `x` reshaped to `shape` (ONNX's rules: 0 keeps that input dimension, -1 is inferred).
     fn reshape(&mut self, x: &str, shape: &[i64]) -> String {
         let s = self.ints("shape", shape);
         self.op("Reshape", &[x, &s], vec![])
     }
 
+    /// `x` with size-1 dimensions inserted at `axes` (the axes as an input, as from opset 13).
     fn unsqueeze(&mut self, x: &str, axes: &[i64]) -> String {
         let a = self.ints("axes", axes);
         self.op("Unsqueeze", &[x, &a], vec![])
     }
 
+    /// `x` with its dimensions permuted by `perm`.
     fn transpose(&mut self, x: &str, perm: &[i64]) -> String {
         self.op("Transpose", &[x], vec![Attr::Ints("perm", perm.to_vec())])
     }
 
+    /// A 0-D float constant, in the graph's float type.
     fn scalar(&mut self, v: f32) -> String {
         self.weight("const", &[], &[v])
     }

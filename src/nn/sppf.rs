@@ -13,7 +13,9 @@ use super::Cost;
 /// [`Sppf`] configuration: `SPPF(c1, c2, k, n, shortcut)`.
 #[derive(Config, Debug)]
 pub struct SppfConfig {
+    /// Input channels (Ultralytics' `c1`).
     pub c_in: usize,
+    /// Output channels (Ultralytics' `c2`).
     pub c_out: usize,
     /// Pooling kernel. Default: 5.
     #[config(default = 5)]
@@ -30,16 +32,24 @@ pub struct SppfConfig {
     pub cv1_act: bool,
 }
 
+/// Ultralytics' `SPPF`: `cv1`, then `n` chained `kernel x kernel` stride-1 max pools, all `n + 1` maps
+/// concatenated into `cv2`, plus `x` when `add`.
 #[derive(Module, Debug)]
 pub struct Sppf<B: Backend> {
+    /// 1x1 conv `c_in -> c_in / 2`, SiLU unless `cv1_act` was false.
     pub cv1: Conv<B>,
+    /// 1x1 conv `(n + 1) * (c_in / 2) -> c_out` over the concatenated maps.
     pub cv2: Conv<B>,
+    /// Max-pool kernel side; padding `kernel / 2` and stride 1 keep the size.
     pub kernel: usize,
+    /// Number of chained max pools.
     pub n: usize,
+    /// Residual: `shortcut` was asked for and `c_in == c_out`.
     pub add: bool,
 }
 
 impl SppfConfig {
+    /// A new [`Sppf`] on `device`, with freshly initialised weights.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Sppf<B> {
         let hidden = self.c_in / 2;
         Sppf {
@@ -53,6 +63,7 @@ impl SppfConfig {
 }
 
 impl<B: Backend> Sppf<B> {
+    /// `x` `[b, c_in, h, w]` to `[b, c_out, h, w]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let k = self.kernel;
         let mut ys = vec![self.cv1.forward(x.clone())];
@@ -68,6 +79,7 @@ impl<B: Backend> Sppf<B> {
         }
     }
 
+    /// Adds both convolutions' cost at an `h x w` input to `c` (the max pools are not counted).
     pub fn cost(&self, h: usize, w: usize, c: &mut Cost) {
         c.conv(&self.cv1, h, w);
         c.conv(&self.cv2, h, w);

@@ -7,6 +7,8 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use super::onnx::{Attr, OnnxGraph};
 
+/// Nearest-neighbour upsampling of `x` `[b, c, h, w]` by `scale` on both axes: `[b, c, h * scale, w * scale]`,
+/// each value repeated over a `scale x scale` block.
 pub fn upsample_nearest<B: Backend>(x: Tensor<B, 4>, scale: usize) -> Tensor<B, 4> {
     if scale == 1 {
         return x;

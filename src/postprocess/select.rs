@@ -11,19 +11,26 @@ use super::nms::{non_max_suppression, NmsOptions};
 /// its predictor keeps the best class per box and takes the top `max(max_det, 300)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Caller {
+    /// `val`: multi-label NMS, or the head's top `max_det` on the one-to-one branch.
     Val,
+    /// `predict`: best class per box in NMS, or the head's top `max(max_det, 300)` on the one-to-one branch.
     Predict,
 }
 
 /// The thresholds of one `val` or `predict` run.
 #[derive(Debug, Clone)]
 pub struct SelectOptions {
+    /// Whose Ultralytics settings (validator or predictor) fill in what is not set here.
     pub caller: Caller,
     /// The one-to-one branch and top-k, rather than the one-to-many branch and NMS.
     pub end2end: bool,
+    /// Keep detections whose score is strictly greater than this, 0-1 (Ultralytics conf).
     pub conf: f32,
+    /// NMS IoU threshold, 0-1 (Ultralytics iou); unused on the end-to-end branch.
     pub iou: f64,
+    /// Maximum number of detections per image (Ultralytics max_det).
     pub max_det: usize,
+    /// Class-agnostic: NMS across classes, or top-k with one class per anchor (Ultralytics agnostic_nms).
     pub agnostic: bool,
     /// Keep only these classes (None: all).
     pub classes: Option<Vec<usize>>,

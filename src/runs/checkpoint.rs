@@ -27,19 +27,31 @@ use crate::model::{StateDict, Yolo};
 /// The JSON header of a checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CheckpointMeta {
+    /// The ember version that wrote the file (for people reading the header; nothing checks it).
     pub ember_version: String,
     /// The model as given (`yolo26n`, a YAML path), to rebuild it.
     pub model: String,
+    /// Number of classes the model detects.
     pub nc: usize,
+    /// Class names, indexed by class id (`nc` of them).
     pub names: Vec<String>,
+    /// The training image size in pixels (the `imgsz` setting).
     pub imgsz: u32,
     /// Epochs completed.
     pub epoch: usize,
+    /// Epochs the run is to train (re-estimated as it goes under `time`); `epoch >= epochs` is a finished run,
+    /// which `resume` refuses.
     pub epochs: usize,
+    /// Fitness (mAP50-95, as Ultralytics) of the validation after the epoch that wrote the file.
     pub fitness: f64,
+    /// The best fitness so far, which early stopping and `best.safetensors` compare against.
     pub best_fitness: f64,
+    /// Updates the EMA has taken, which set its decay ramp (Ultralytics `updates`); restored on resume.
     pub ema_updates: u64,
+    /// The optimizer the run trained with (`auto` resolved); `None` in a header made on export from plain
+    /// weights.
     pub optimizer: Option<OptimizerKind>,
+    /// Optimizer steps taken so far; restored on resume.
     pub optimizer_steps: u64,
     /// Dynamic loss scale of FP16 training, when it was on.
     pub loss_scale: Option<f64>,
@@ -56,7 +68,9 @@ pub type OptimizerMoments = Vec<(ParamId, Vec<f32>, Option<Vec<f32>>)>;
 
 /// Training state to store besides the EMA weights.
 pub struct TrainState<'a, B: Backend> {
+    /// The raw (non-EMA) training weights, stored as `train.model.*`.
     pub model: &'a Yolo<B>,
+    /// The optimizer's moment buffers, stored as `train.optim.<i>.m` / `.v`.
     pub optimizer: OptimizerMoments,
 }
 

@@ -5,6 +5,7 @@
 /// The best fitness so far and how long ago it was reached.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EarlyStopping {
+    /// Best validation fitness so far (mAP50-95); `-inf` at the start of a new run.
     pub best_fitness: f64,
     /// Epochs without improvement after which the run stops; 0 never stops.
     pub patience: usize,

@@ -13,6 +13,7 @@ use burn::tensor::Tensor;
 
 use super::flat::FlatLayout;
 
+/// The moving average of a module's float tensors (Ultralytics `ModelEMA`).
 #[derive(Debug, Clone)]
 pub struct ModelEma<B: Backend, M> {
     /// The architecture the averaged module is made in.
@@ -20,8 +21,11 @@ pub struct ModelEma<B: Backend, M> {
     /// Every float tensor, in module order (ids of the template).
     layout: FlatLayout,
     values: Tensor<B, 1>,
+    /// Updates made so far (one per applied optimizer step); saved in checkpoints so a resumed run keeps its ramp.
     pub updates: u64,
+    /// Decay the ramp tends to (Ultralytics 0.9999).
     pub decay: f64,
+    /// Ramp time constant in updates (Ultralytics 2000).
     pub tau: f64,
 }
 
@@ -34,6 +38,7 @@ impl<B: Backend, M: Module<B> + Clone> ModelEma<B, M> {
         ModelEma { template: module, layout, values, updates: 0, decay: 0.9999, tau: 2000.0 }
     }
 
+    /// `decay * (1 - exp(-updates / tau))` at the current count: the weight the latest update gave the old average.
     pub fn current_decay(&self) -> f64 {
         self.decay * (1.0 - (-(self.updates as f64) / self.tau).exp())
     }

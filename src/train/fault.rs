@@ -11,7 +11,9 @@ use burn::tensor::Tensor;
 /// A planned fault: poison the weights at (epoch index, batch index), both 0-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fault {
+    /// Epoch index, 0-based (`EMBER_FAULT` gives it 1-based).
     pub epoch: usize,
+    /// Batch index within the epoch, 0-based.
     pub batch: usize,
 }
 
@@ -26,6 +28,7 @@ impl Fault {
         parsed
     }
 
+    /// Parses `nan-weights@E:B` (E 1-based, B 0-based); `None` for anything else, or E = 0.
     pub fn parse(value: &str) -> Option<Fault> {
         let (epoch, batch) = value.strip_prefix("nan-weights@")?.split_once(':')?;
         let epoch: usize = epoch.trim().parse().ok()?;

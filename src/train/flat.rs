@@ -23,20 +23,26 @@ pub const ALIGN: usize = 64;
 /// Where one tensor lives in a flat buffer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Slot {
+    /// The tensor's parameter id in the module the layout was made from (not stable across processes).
     pub id: ParamId,
+    /// The tensor's shape.
     pub shape: Vec<usize>,
+    /// Index of the tensor's first element in the buffer, a multiple of [`ALIGN`].
     pub offset: usize,
 }
 
 impl Slot {
+    /// Number of elements of the tensor (padding excluded).
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
 
+    /// Whether the tensor has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The tensor's elements in the buffer: `offset..offset + len`.
     pub fn range(&self) -> Range<usize> {
         self.offset..self.offset + self.len()
     }
@@ -45,6 +51,7 @@ impl Slot {
 /// Tensors of a module laid out in one flat buffer, in module order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlatLayout {
+    /// One slot per tensor, in module order, at increasing offsets.
     pub slots: Vec<Slot>,
     /// Length of a buffer (the last tensor's end, rounded up to [`ALIGN`]).
     pub len: usize,
@@ -93,6 +100,7 @@ impl FlatLayout {
         FlatLayout { slots, len: offset }
     }
 
+    /// The parameter ids of every slot.
     pub fn ids(&self) -> HashSet<ParamId> {
         self.slots.iter().map(|s| s.id).collect()
     }

@@ -4,19 +4,25 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The loss-scale state of an FP16 run (PyTorch's `GradScaler` rules); checkpoints keep `scale` and `clean_steps`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LossScaler {
+    /// Factor the loss is multiplied by before `backward`, and the gradients divided by before the step.
     pub scale: f64,
     /// Clean steps since the scale last changed.
     pub clean_steps: u64,
+    /// Clean steps in a row after which the scale doubles (2000).
     pub growth_interval: u64,
+    /// Floor of the scale under repeated overflows (1).
     pub min_scale: f64,
+    /// Ceiling of the scale (2^24).
     pub max_scale: f64,
 }
 
 /// What one update did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScaleEvent {
+    /// A clean step that did not complete a growth interval, or growth capped at `max_scale`.
     Unchanged,
     /// Overflow: the step was skipped and the scale halved.
     Backoff,

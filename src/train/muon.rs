@@ -68,6 +68,7 @@ impl MatrixBuckets {
         self.0.len()
     }
 
+    /// Whether there is no matrix (no bucket): the Muon update is then zero everywhere.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -36,6 +36,7 @@ pub enum ParamGroup {
 /// Per-group hyper-parameters, set by the schedule before each step.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GroupSettings {
+    /// The group's learning rate for this step (warmup ramp or scheduled `lr0 * lambda(epoch)`).
     pub lr: f64,
     /// MuSGD's lr for the head's classification branches: Ultralytics gives them their own groups at
     /// `MUSGD_HEAD_CLS_LR_GAIN` x lr0, which warmup ramps from the same start as the others (so during a bias
@@ -44,6 +45,7 @@ pub struct GroupSettings {
     pub head_cls_lr: f64,
     /// SGD momentum or Adam beta1.
     pub momentum: f64,
+    /// L2 weight decay (SGD, MuSGD) or decoupled decay (AdamW); non-zero only for the `Weight` group.
     pub weight_decay: f64,
 }
 
@@ -119,8 +121,11 @@ struct Coefficients<B: Backend> {
 /// Optimizer state: the master weights, the moment buffers, the step count and the group settings.
 #[derive(Debug, Clone)]
 pub struct DetectorOptimizer<B: Backend> {
+    /// The update rule: SGD (Nesterov), AdamW or MuSGD.
     pub kind: OptimizerKind,
+    /// Settings of the three groups, indexed by [`ParamGroup`] as `usize`; the schedule writes them before a step.
     pub groups: [GroupSettings; 3],
+    /// Updates applied so far (Adam's bias-correction step count; 0: no moment state to save yet).
     pub steps: u64,
     params: ParamGroups,
     /// FP32 master copy of the trainable tensors; the model's parameters are views of it.

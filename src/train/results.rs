@@ -5,20 +5,26 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+/// One epoch's row of `results.csv`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EpochRow {
+    /// The epoch, 1-based (epochs completed), as Ultralytics writes it.
     pub epoch: usize,
     /// Seconds since training started.
     pub time: f64,
+    /// Mean training loss components `(box, cls, dfl|l1)`, gain-scaled, over the epoch's batches with a finite loss.
     pub train_loss: [f64; 3],
     /// Precision, recall, mAP50, mAP50-95.
     pub metrics: [f64; 4],
+    /// Mean validation loss components `(box, cls, dfl|l1)`; zeros when the epoch was not validated.
     pub val_loss: [f64; 3],
     /// The `lr/pg*` columns (`schedule::results_lr_columns`).
     pub lr: Vec<f64>,
+    /// The FP16 loss scale at the end of the epoch (ember's own column); 1 without a scaler.
     pub loss_scale: f64,
 }
 
+/// The run's `results.csv`, written one row at a time so that an interrupted run keeps its finished epochs.
 pub struct ResultsCsv {
     path: PathBuf,
     third_loss: &'static str,
@@ -56,6 +62,7 @@ impl ResultsCsv {
         columns.join(",")
     }
 
+    /// Appends `row` to the file (opened and closed per row).
     pub fn append(&self, row: &EpochRow) -> Result<()> {
         let mut values = vec![format!("{}", row.epoch), format!("{:.3}", row.time)];
         values.extend(row.train_loss.iter().chain(&row.metrics).chain(&row.val_loss).map(|v| format!("{v:.5}")));

@@ -50,6 +50,7 @@ fn interp(x: f64, x1: f64, y0: f64, y1: f64) -> f64 {
 /// What a schedule sets before one batch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepPlan {
+    /// Settings of the three parameter groups, indexed by [`ParamGroup`] as `usize`.
     pub groups: [GroupSettings; 3],
     /// Batches whose gradients are summed before an optimizer step.
     pub accumulate: usize,
@@ -79,17 +80,26 @@ pub fn results_lr_column_count(kind: OptimizerKind) -> usize {
 /// The settings of the recipe that the schedule needs.
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {
+    /// The optimizer: the `optimizer` setting, or what `optimizer=auto` picked.
     pub kind: OptimizerKind,
+    /// Initial learning rate (Ultralytics lr0), or `optimizer=auto`'s pick.
     pub lr0: f64,
+    /// Final learning rate as a fraction of lr0 (Ultralytics lrf).
     pub lrf: f64,
+    /// SGD momentum or Adam beta1 (Ultralytics momentum, or `optimizer=auto`'s pick); warmup ramps SGD's to it.
     pub momentum: f64,
     /// Already scaled by batch * nominal accumulate / nbs.
     pub weight_decay: f64,
+    /// SGD/MuSGD momentum at the start of warmup, ramped linearly to `momentum` (Ultralytics warmup_momentum).
     pub warmup_momentum: f64,
+    /// Bias group's lr at the start of warmup, ramped to the scheduled lr; the other groups start at 0
+    /// (Ultralytics warmup_bias_lr; 0 when `optimizer=auto` picked).
     pub warmup_bias_lr: f64,
     /// Warmup length in batches (0: none).
     pub warmup: usize,
+    /// Epochs of the run, which the lr curve spans (`time=` re-estimates it, see [`Schedule::set_epochs`]).
     pub epochs: usize,
+    /// Cosine lr curve from 1 to `lrf` instead of the linear one (Ultralytics cos_lr).
     pub cosine: bool,
     /// The accumulation after warmup (the nominal one, capped by the run's batch count); warmup ramps up to it.
     pub accumulate: usize,

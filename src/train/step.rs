@@ -19,9 +19,11 @@ pub const MAX_GRAD_NORM: f64 = 10.0;
 /// What a step did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepReport {
+    /// The gradients were finite and the optimizer and EMA moved; false: the step was skipped.
     pub applied: bool,
     /// Norm of the unscaled gradients (before clipping), when finite.
     pub grad_norm: Option<f64>,
+    /// What the loss scaler did after this step; `None` without a scaler (no AMP).
     pub scale_event: Option<ScaleEvent>,
     /// The values of `read_along`, read with the gradient statistics.
     pub read_along: Vec<f32>,

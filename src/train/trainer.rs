@@ -29,6 +29,7 @@ use super::precision::{amp_self_check, to_compute};
 use super::results::{EpochRow, ResultsCsv};
 use super::schedule::{epochs_for_time, results_lr_column_count, results_lr_columns, Schedule};
 use super::step::optimizer_step;
+use crate::backend::device_memory;
 use crate::config::{AmpMode, Settings};
 use crate::data::augment::pipeline::{maybe_save_batch, TrainPipeline};
 use crate::data::{batch_tensor, BatchLoader, Sample, Shard};
@@ -42,10 +43,15 @@ use crate::validate::{validate, ValOptions, ValOutcome};
 
 /// Everything a training run starts from.
 pub struct TrainInputs {
+    /// The run's settings, resolved (a resumed run's are its checkpoint's).
     pub settings: Settings,
+    /// Class names, indexed by class id.
     pub names: Vec<String>,
+    /// The training split's usable samples.
     pub train: Vec<Sample>,
+    /// The validation split's usable samples.
     pub val: Vec<Sample>,
+    /// The run folder, which exists (rank 0 writes args.yaml, results.csv and weights/ in it).
     pub run_dir: PathBuf,
     /// A checkpoint to continue from, with its header.
     pub resume: Option<(PathBuf, CheckpointMeta)>,
@@ -60,11 +66,17 @@ pub struct TrainInputs {
 /// What a finished run leaves.
 #[derive(Debug)]
 pub struct TrainOutcome {
+    /// The run folder.
     pub run_dir: PathBuf,
+    /// The last checkpoint (EMA weights, raw weights and optimizer state).
     pub last: PathBuf,
+    /// The best epoch's EMA weights (written only when `save=true`).
     pub best: PathBuf,
+    /// Epochs completed, counted from the run's start (a resumed run's include those before it resumed).
     pub epochs_completed: usize,
+    /// The final validation's metrics (best's weights when saved, else the last epoch's).
     pub final_metrics: Option<DetectionMetrics>,
+    /// The best fitness reached (0.9 mAP50-95 + 0.1 mAP50).
     pub best_fitness: f64,
     /// The most device-to-host reads of ember's own that one training batch made.
     pub batch_reads: ReadCount,
@@ -359,6 +371,7 @@ fn train_epoch<AB: AutodiffBackend>(
     let mut last_finite = true;
     let mut size = s.imgsz as usize;
     let mut last_instances = 0;
+    let mut peak_device_memory = None;
     if p.pipeline.begin_epoch(&mut p.train_loader, epoch, epochs, s.close_mosaic as usize) {
         run.emit(TrainEvent::MosaicClosed);
     }
@@ -437,21 +450,19 @@ fn train_epoch<AB: AutodiffBackend>(
         for k in 0..3 {
             mean_loss[k] += (components[k] as f64 - mean_loss[k]) / seen as f64;
         }
-        run.emit(TrainEvent::Batch(ProgressRow {
-            epoch,
-            epochs,
-            losses: mean_loss,
-            instances: batch.instances(),
-            size,
-        }));
+        let device_memory = device_memory::<AB>(device).map(|m| m.reserved);
+        peak_device_memory = peak_device_memory.max(device_memory);
+        let instances = batch.instances();
+        run.emit(TrainEvent::Batch(ProgressRow { epoch, epochs, losses: mean_loss, instances, size, device_memory }));
     }
-    let row = ProgressRow { epoch, epochs, losses: mean_loss, instances: last_instances, size };
+    let device_memory = device_memory::<AB>(device).map(|m| m.reserved);
+    let row = ProgressRow { epoch, epochs, losses: mean_loss, instances: last_instances, size, device_memory };
     let throughput = Throughput {
         images: epoch_images,
         seconds: epoch_started.elapsed().as_secs_f64(),
         waiting: data_wait.total().as_secs_f64(),
     };
-    run.emit(TrainEvent::EpochEnded { row, skipped_steps: skipped, throughput });
+    run.emit(TrainEvent::EpochEnded { row, skipped_steps: skipped, throughput, peak_device_memory });
     Ok((model, EpochLosses { mean: mean_loss, last_finite }))
 }
 

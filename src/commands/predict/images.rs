@@ -19,13 +19,19 @@ use crate::readback::{read_f32, Purpose};
 /// Inference settings.
 #[derive(Debug, Clone)]
 pub struct PredictOptions {
+    /// Side of the letterbox square in pixels (Ultralytics imgsz); a same-shape batch pads less, to the stride.
     pub imgsz: u32,
     /// Images per batch; a batch of images of one shape gets the smallest rectangle, a mixed one the square.
     pub batch: usize,
+    /// Score threshold, 0-1 (Ultralytics conf; 0.25 for predict unless given).
     pub conf: f32,
+    /// NMS IoU threshold, 0-1 (Ultralytics iou, 0.7).
     pub iou: f64,
+    /// Maximum detections per image (Ultralytics max_det, 300).
     pub max_det: usize,
+    /// Class-agnostic NMS or top-k (Ultralytics agnostic_nms).
     pub agnostic: bool,
+    /// Keep only these class ids (Ultralytics classes); `None`: all.
     pub classes: Option<Vec<usize>>,
     /// Use the one-to-one (NMS-free) head when the model has one.
     pub end2end: bool,
@@ -34,6 +40,7 @@ pub struct PredictOptions {
 }
 
 impl PredictOptions {
+    /// `ember predict`'s options from the resolved settings (predict's own conf and batch defaults).
     pub fn from_settings(settings: &Settings) -> PredictOptions {
         PredictOptions {
             imgsz: settings.imgsz,
@@ -65,6 +72,7 @@ impl PredictOptions {
 /// One image's outcome.
 #[derive(Debug, Clone)]
 pub struct ImageResult {
+    /// The image file.
     pub path: PathBuf,
     /// Original width and height.
     pub size: (u32, u32),
@@ -74,7 +82,9 @@ pub struct ImageResult {
     pub detections: Vec<Detection>,
     /// Inference time per image of its batch, milliseconds.
     pub inference_ms: f64,
+    /// Decoding and letterboxing time per image of its batch, milliseconds.
     pub preprocess_ms: f64,
+    /// Detection selection (NMS or top-k) time per image of its batch, milliseconds.
     pub postprocess_ms: f64,
     /// The decoded image (kept for drawing).
     pub image: Option<RgbImage>,

@@ -57,11 +57,17 @@ pub fn label_lines(r: &ImageResult, save_conf: bool) -> String {
 
 /// What `ember predict` did.
 pub struct PredictSummary {
+    /// The run folder the annotated images, labels and JSON went to: `<project>/<name>` (default `runs/predict`,
+    /// then `predict2`, ...).
     pub run_dir: PathBuf,
+    /// Each readable image's result, in source order, without its decoded image.
     pub results: Vec<ImageResult>,
+    /// Images that could not be read, with why.
     pub skipped: Vec<(PathBuf, String)>,
 }
 
+/// Predicts on every image of `source`, printing each image's detections and saving what the settings ask for
+/// (annotated copies, `save_txt` labels, `save_json`); fails when no image could be read.
 pub fn run(settings: &Settings) -> Result<PredictSummary> {
     let weights = settings.weights.as_deref().context("no weights given: pass --weights FILE.safetensors|FILE.pt")?;
     let source = settings.source.as_deref().context("no images given: pass --source IMAGE|FOLDER|GLOB|LIST.txt")?;

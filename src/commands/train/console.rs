@@ -15,15 +15,17 @@ pub struct ConsoleReporter {
     verbose: bool,
     /// Whether this process draws progress bars (rank 0 of a data-parallel run does; logs get the rows instead).
     bars: bool,
+    /// Training on a GPU: the memory column is the device's (`GPU_mem`), not the process's (`mem`).
+    gpu: bool,
     bar: Option<ProgressBar>,
-    /// The `mem` column's figure in GiB.
+    /// The `mem` column's figure in GiB on the CPU.
     memory: fn() -> f64,
 }
 
 impl ConsoleReporter {
     /// The console on standard output.
-    pub fn stdout(verbose: bool, bars: bool) -> Self {
-        ConsoleReporter { out: Box::new(std::io::stdout()), verbose, bars, bar: None, memory: resident_gib }
+    pub fn stdout(verbose: bool, bars: bool, gpu: bool) -> Self {
+        ConsoleReporter { out: Box::new(std::io::stdout()), verbose, bars, gpu, bar: None, memory: resident_gib }
     }
 
     fn line(&mut self, text: impl std::fmt::Display) {
@@ -35,7 +37,7 @@ impl ConsoleReporter {
         format!(
             "{:>11}{:>11}{:>11.4}{:>11.4}{:>11.4}{:>11}{:>11}",
             format!("{}/{}", r.epoch + 1, r.epochs),
-            format!("{:.3}G", (self.memory)()),
+            format!("{:.3}G", r.device_memory.map_or_else(self.memory, gib)),
             r.losses[0],
             r.losses[1],
             r.losses[2],
@@ -51,7 +53,13 @@ impl TrainReporter for ConsoleReporter {
             TrainEvent::EpochStarted { loss_names, batches } => {
                 self.line(format!(
                     "\n{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}",
-                    "Epoch", "mem", loss_names[0], loss_names[1], loss_names[2], "Instances", "Size"
+                    "Epoch",
+                    if self.gpu { "GPU_mem" } else { "mem" },
+                    loss_names[0],
+                    loss_names[1],
+                    loss_names[2],
+                    "Instances",
+                    "Size"
                 ));
                 self.bar = Some(epoch_bar(batches, self.bars));
             }
@@ -61,7 +69,7 @@ impl TrainReporter for ConsoleReporter {
                     bar.inc(1);
                 }
             }
-            TrainEvent::EpochEnded { ref row, skipped_steps, throughput } => {
+            TrainEvent::EpochEnded { ref row, skipped_steps, throughput, peak_device_memory } => {
                 if let Some(bar) = self.bar.take() {
                     bar.finish_and_clear();
                 }
@@ -73,7 +81,8 @@ impl TrainReporter for ConsoleReporter {
                     ));
                 }
                 if self.verbose {
-                    self.line(train_throughput(throughput));
+                    let peak = peak_device_memory.map(|b| format!("; peak GPU_mem {:.3}G", gib(b))).unwrap_or_default();
+                    self.line(format!("{}{peak}", train_throughput(throughput)));
                 }
             }
             TrainEvent::Validated { metrics, names, throughput } => {
@@ -192,6 +201,10 @@ fn train_throughput(t: Throughput) -> String {
     )
 }
 
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
 /// Resident memory of this process in GiB (what the `mem` column shows on CPU).
 fn resident_gib() -> f64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -234,10 +247,10 @@ mod tests {
         }
     }
 
-    fn printed(verbose: bool, events: &[TrainEvent<'_>]) -> String {
+    fn printed(verbose: bool, gpu: bool, events: &[TrainEvent<'_>]) -> String {
         let captured = Captured::default();
         let mut reporter =
-            ConsoleReporter { out: Box::new(captured.clone()), verbose, bars: false, bar: None, memory: || 1.25 };
+            ConsoleReporter { out: Box::new(captured.clone()), verbose, bars: false, gpu, bar: None, memory: || 1.25 };
         for e in events {
             reporter.report(e);
         }
@@ -250,6 +263,7 @@ mod tests {
         let layers = ["0".to_string(), "1".to_string()];
         let text = printed(
             true,
+            false,
             &[
                 TrainEvent::WeightsTransferred { from: "yolo26n.pt", report: "loaded 594 tensors" },
                 TrainEvent::Frozen { tensors: 6, layers: &layers },
@@ -285,10 +299,18 @@ mod tests {
 
     #[test]
     fn an_epoch_prints_its_header_row_and_validation_in_ultralytics_columns() {
-        let row = ProgressRow { epoch: 0, epochs: 3, losses: [3.20641, 5.39062, 0.12864], instances: 13, size: 64 };
+        let row = ProgressRow {
+            epoch: 0,
+            epochs: 3,
+            losses: [3.20641, 5.39062, 0.12864],
+            instances: 13,
+            size: 64,
+            device_memory: None,
+        };
         let throughput = Throughput { images: 4, seconds: 0.3047, waiting: 0.004 };
         let text = printed(
             true,
+            false,
             &[
                 TrainEvent::EpochStarted { loss_names: ["box_loss", "cls_loss", "dfl_loss"], batches: 1 },
                 TrainEvent::MosaicClosed,
@@ -296,7 +318,7 @@ mod tests {
                 TrainEvent::LossScale { event: ScaleEvent::Unchanged, from: 1.0, to: 1.0, growth_interval: 2000 },
                 TrainEvent::LossScale { event: ScaleEvent::Growth, from: 32768.0, to: 65536.0, growth_interval: 2000 },
                 TrainEvent::Batch(row),
-                TrainEvent::EpochEnded { row, skipped_steps: 1, throughput },
+                TrainEvent::EpochEnded { row, skipped_steps: 1, throughput, peak_device_memory: None },
                 TrainEvent::Stopped(StopReason::Patience { patience: 5, best_fitness: 0.123456 }),
                 TrainEvent::Stopped(StopReason::TimeLimit { hours: 0.25 }),
                 TrainEvent::Finished { epochs: 3, hours: 0.0123 },
@@ -317,13 +339,45 @@ mod tests {
              \n3 epochs completed in 0.012 hours.\n\
              Results saved to runs/train\n"
         );
-        let quiet = printed(false, &[TrainEvent::EpochEnded { row, skipped_steps: 0, throughput }]);
+        let quiet = printed(
+            false,
+            false,
+            &[TrainEvent::EpochEnded { row, skipped_steps: 0, throughput, peak_device_memory: None }],
+        );
         assert_eq!(quiet.lines().count(), 1, "verbose=false leaves out the throughput line: {quiet}");
+    }
+
+    #[test]
+    fn on_a_gpu_the_memory_column_is_the_devices() {
+        let row = ProgressRow {
+            epoch: 4,
+            epochs: 10,
+            losses: [1.0, 2.0, 0.5],
+            instances: 7,
+            size: 320,
+            device_memory: Some(3 << 29),
+        };
+        let throughput = Throughput { images: 8, seconds: 2.0, waiting: 0.0 };
+        let text = printed(
+            true,
+            true,
+            &[
+                TrainEvent::EpochStarted { loss_names: ["box_loss", "cls_loss", "dfl_loss"], batches: 1 },
+                TrainEvent::EpochEnded { row, skipped_steps: 0, throughput, peak_device_memory: Some(1 << 31) },
+            ],
+        );
+        assert_eq!(
+            text,
+            "\n      Epoch    GPU_mem   box_loss   cls_loss   dfl_loss  Instances       Size\n       \
+             5/10     1.500G     1.0000     2.0000     0.5000          7        320\n\
+             train: 8 images in 2.0s (4.00 images/s); waited 0.00s for data (0.0% of the epoch); peak GPU_mem 2.000G\n"
+        );
     }
 
     #[test]
     fn a_diverged_epoch_and_an_injected_fault_say_what_happens() {
         let text = printed(
+            false,
             false,
             &[
                 TrainEvent::FaultInjected { epoch: 1, batch: 1 },

@@ -32,6 +32,8 @@ pub fn processes_to_launch(settings: &Settings) -> Option<usize> {
     (devices > 1 && launched_world_size().is_none()).then_some(devices)
 }
 
+/// Trains as the settings say (a new run, or `--resume`), in this process and, under an MPI launcher, in each of
+/// the others; returns what the run left.
 pub fn run(settings: &Settings) -> Result<TrainOutcome> {
     let group = Rc::new(Group::from_launcher()?);
     if !group.is_distributed() && settings.device.0.len() > 1 {
@@ -83,7 +85,7 @@ fn run_in_group(settings: &Settings, group: Rc<Group>) -> Result<TrainOutcome> {
         )?)?,
         None => group.broadcast_value(PathBuf::new())?,
     };
-    let reporter = Box::new(ConsoleReporter::stdout(settings.verbose, group.is_main()));
+    let reporter = Box::new(ConsoleReporter::stdout(settings.verbose, group.is_main(), compute.is_gpu()));
     let inputs = TrainInputs { settings, names, train, val, run_dir, resume, precision, group, reporter };
     compute.run_autodiff(Train(inputs))
 }

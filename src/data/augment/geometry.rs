@@ -14,8 +14,10 @@ use crate::data::letterbox::PAD_VALUE;
 /// A 3x3 homogeneous matrix, row-major.
 pub type Mat3 = [[f64; 3]; 3];
 
+/// The identity matrix: maps every point to itself.
 pub const IDENTITY: Mat3 = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
 
+/// The matrix product `a @ b`: applying it is applying `b`, then `a`.
 pub fn matmul(a: &Mat3, b: &Mat3) -> Mat3 {
     let mut c = [[0.0; 3]; 3];
     for i in 0..3 {
@@ -26,6 +28,7 @@ pub fn matmul(a: &Mat3, b: &Mat3) -> Mat3 {
     c
 }
 
+/// The inverse of `m`, or `None` when it is singular (|determinant| < 1e-12).
 pub fn invert(m: &Mat3) -> Option<Mat3> {
     let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
@@ -93,6 +96,7 @@ pub fn random_matrix(p: &AffineParams, input: (u32, u32), output: (u32, u32), rn
 
 /// Rows of RGB pixels (3 bytes a pixel) that a warp reads: a decoded image, or a mosaic drawn row by row.
 pub trait RowSource {
+    /// Width and height in pixels.
     fn dimensions(&self) -> (u32, u32);
     /// Row `y` (below the height) where it is stored, when it is.
     fn stored_row(&self, _y: usize) -> Option<&[u8]> {
@@ -310,6 +314,7 @@ pub fn warp_box(m: &Mat3, b: [f32; 4]) -> [f32; 4] {
     out
 }
 
+/// Clamps an xyxy pixel box into the `w x h` image (a box wholly outside collapses to zero width or height).
 pub fn clip_box(b: [f32; 4], w: f32, h: f32) -> [f32; 4] {
     [b[0].clamp(0.0, w), b[1].clamp(0.0, h), b[2].clamp(0.0, w), b[3].clamp(0.0, h)]
 }

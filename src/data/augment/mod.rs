@@ -36,15 +36,23 @@ use crate::config::{CacheMode, Settings};
 pub struct AugmentParams {
     /// `hsv_h`, `hsv_s`, `hsv_v`.
     pub hsv: [f64; 3],
+    /// Ranges of the random warp (`degrees`, `translate`, `scale`, `shear`, `perspective`).
     pub affine: AffineParams,
+    /// Probability of a top-bottom flip (Ultralytics `flipud`, default 0.0).
     pub flipud: f64,
+    /// Probability of a left-right flip (Ultralytics `fliplr`, default 0.5).
     pub fliplr: f64,
+    /// Probability that a sample is a 4-image mosaic (Ultralytics `mosaic`, default 1.0; 0 after `close_mosaic`).
     pub mosaic: f64,
+    /// Probability of blending in a second augmented sample, Beta(32, 32) ratio (Ultralytics `mixup`, default 0.0).
     pub mixup: f64,
+    /// Probability of pasting a region of a second augmented sample where it covers none of this one's boxes
+    /// (Ultralytics `cutmix`, default 0.0).
     pub cutmix: f64,
 }
 
 impl AugmentParams {
+    /// The parameters as resolved in `s` (Ultralytics' defaults unless overridden).
     pub fn from_settings(s: &Settings) -> AugmentParams {
         AugmentParams {
             hsv: [s.hsv_h, s.hsv_s, s.hsv_v],
@@ -85,7 +93,9 @@ impl AugmentParams {
 /// An image with its boxes as (class, pixel xyxy), and for polygon labels each box's polygon in pixels.
 #[derive(Debug, Clone)]
 pub struct Labeled {
+    /// The pixels; after [`TrainTransform::transform`] an `s x s` canvas.
     pub image: RgbImage,
+    /// One `(class, [x1, y1, x2, y2])` per object, in pixels of `image`.
     pub boxes: Boxes,
     /// Empty, or one per box.
     pub polygons: Vec<Polygon>,
@@ -93,11 +103,13 @@ pub struct Labeled {
 
 /// The training transform.
 pub struct TrainTransform {
+    /// The hyper-parameters each sample is augmented with.
     pub params: AugmentParams,
     store: Arc<ImageStore>,
 }
 
 impl TrainTransform {
+    /// The transform with `params`, loading images through `store` (which also sets the cache mode and `imgsz`).
     pub fn new(params: AugmentParams, store: Arc<ImageStore>) -> TrainTransform {
         TrainTransform { params, store }
     }
@@ -310,6 +322,7 @@ pub struct StoreLetterbox {
 }
 
 impl StoreLetterbox {
+    /// Letterboxes validation images read through `store` (its RAM or disk cache).
     pub fn new(store: Arc<ImageStore>) -> StoreLetterbox {
         StoreLetterbox { store }
     }

@@ -21,6 +21,8 @@ struct Tile {
     size: (usize, usize),
 }
 
+/// A square mosaic canvas as its tiles; the uncovered area is the gray pad value. Read it as a [`RowSource`],
+/// or draw it whole with [`render`](Self::render).
 #[derive(Debug, Clone)]
 pub struct MosaicTiles {
     side: usize,
@@ -28,6 +30,7 @@ pub struct MosaicTiles {
 }
 
 impl MosaicTiles {
+    /// An empty (all gray) `side x side` canvas, in pixels: `2s` for a mosaic at `imgsz` `s`.
     pub fn new(side: u32) -> MosaicTiles {
         MosaicTiles { side: side as usize, tiles: Vec::with_capacity(4) }
     }

@@ -17,6 +17,7 @@ use crate::data::{Batch, BatchLoader, LoaderConfig, Sample};
 /// Training batches saved by `--save-batches`.
 pub const SAVED_BATCHES: usize = 3;
 
+/// The training transform shared by the loaders, and whether mosaic has been closed for the run's last epochs.
 pub struct TrainPipeline {
     transform: Arc<TrainTransform>,
     closed: bool,

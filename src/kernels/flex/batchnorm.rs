@@ -27,6 +27,7 @@ use crate::backend::{Cpu, CpuAutodiff};
 
 /// What a training-mode forward returns besides its output: the batch statistics for the running ones.
 pub struct BatchStatistics {
+    /// Per-channel batch mean `[c]`, over the batch and every pixel of each plane.
     pub mean: Vec<f32>,
     /// Biased (divided by the element count), as normalisation uses it.
     pub var: Vec<f32>,

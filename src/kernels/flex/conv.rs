@@ -31,21 +31,32 @@ use crate::backend::{Cpu, CpuAutodiff};
 /// Shapes of one convolution (square kernel, equal stride and padding in both axes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
+    /// Images in the batch.
     pub batch: usize,
+    /// Input channels.
     pub c_in: usize,
+    /// Input height (rows of each plane), before padding.
     pub h: usize,
+    /// Input width (columns of each plane), before padding.
     pub w: usize,
+    /// Output channels.
     pub c_out: usize,
+    /// Kernel side: the kernel is `kernel x kernel`.
     pub kernel: usize,
+    /// Stride, the same along both axes.
     pub stride: usize,
+    /// Zero padding on each side, the same along both axes.
     pub padding: usize,
+    /// Convolution groups: 1 (dense) or `c_in == c_out` (depthwise); [`try_conv2d`] declines any other.
     pub groups: usize,
 }
 
 impl ConvGeometry {
+    /// Output height: `(h + 2 * padding - kernel) / stride + 1` (no dilation).
     pub fn out_h(&self) -> usize {
         (self.h + 2 * self.padding - self.kernel) / self.stride + 1
     }
+    /// Output width: `(w + 2 * padding - kernel) / stride + 1` (no dilation).
     pub fn out_w(&self) -> usize {
         (self.w + 2 * self.padding - self.kernel) / self.stride + 1
     }

@@ -12,7 +12,9 @@ use crate::readback::{read_f32, Purpose};
 /// Result of one assignment, host side, indexed `b * num_anchors + a`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assignment {
+    /// Images in the batch (`b`).
     pub batch_size: usize,
+    /// Anchors per image over all levels (`A`).
     pub num_anchors: usize,
     /// Foreground (positive) anchors.
     pub fg: Vec<bool>,
@@ -41,6 +43,7 @@ impl Assignment {
         }
     }
 
+    /// Number of foreground anchors over the whole batch.
     pub fn num_fg(&self) -> usize {
         self.fg.iter().filter(|&&f| f).count()
     }
@@ -87,10 +90,12 @@ impl Assignment {
 /// The task-aligned assigner.
 #[derive(Debug, Clone)]
 pub struct TaskAlignedAssigner {
+    /// Top-k, exponents and stride of the assignment.
     pub config: AssignerConfig,
 }
 
 impl TaskAlignedAssigner {
+    /// An assigner with these settings (see [`AssignerConfig::new`] for Ultralytics' defaults).
     pub fn new(config: AssignerConfig) -> Self {
         Self { config }
     }

@@ -35,6 +35,7 @@ pub struct AssignerConfig {
     pub topk: usize,
     /// Positives kept per box after conflict resolution; `None` means `topk` (no second filtering).
     pub topk2: Option<usize>,
+    /// Number of classes of the model (`nc`): the rows of the class-score matrix.
     pub num_classes: usize,
     /// Exponent of the class score in the alignment metric (Ultralytics' detection loss: 0.5).
     pub alpha: f32,
@@ -43,6 +44,7 @@ pub struct AssignerConfig {
     /// Boxes with a side shorter than this (pixels) are enlarged to it for candidate selection:
     /// the second model stride (or the first when there is only one level).
     pub stride_val: f32,
+    /// Margin of the strictly-inside candidate test and guard of the target-score division (Ultralytics: 1e-9).
     pub eps: f32,
 }
 
@@ -124,6 +126,7 @@ pub struct GroundTruth<B: Backend> {
     pub score_rows: Tensor<B, 1, Int>,
     /// Class of each box, row `b * M + m`: `[b * M]`.
     pub classes: Tensor<B, 1, Int>,
+    /// `M`: boxes per image after padding to the batch's largest image (0: no labels in the batch).
     pub max_boxes: usize,
 }
 

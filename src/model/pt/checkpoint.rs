@@ -32,7 +32,9 @@ pub struct PtInfo {
 
 /// A `.pt` file read: the tensors under their `state_dict` keys, and what else it says.
 pub struct PtCheckpoint {
+    /// Float tensors as f32 under their Ultralytics keys; integer buffers (`num_batches_tracked`) only by key.
     pub state_dict: StateDict,
+    /// Model class, entry, names, YAML and strides, where the file has them.
     pub info: PtInfo,
 }
 
@@ -81,6 +83,7 @@ pub fn read_pt(path: &Path) -> Result<PtCheckpoint> {
     read_pt_bytes(bytes).with_context(|| format!("{}: not usable as Ultralytics detection weights", path.display()))
 }
 
+/// [`read_pt`] on the file's bytes already in memory (the `torch.save` zip); errors do not name a file.
 pub fn read_pt_bytes(bytes: Vec<u8>) -> Result<PtCheckpoint> {
     let mut archive = Archive::open(bytes)?;
     if let Ok(order) = archive.read("byteorder") {

@@ -18,21 +18,32 @@ use anyhow::{anyhow, bail, Context, Result};
 /// The element type of a torch storage, from its class name (`torch.HalfStorage`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageDtype {
+    /// `torch.float64` (`DoubleStorage`).
     F64,
+    /// `torch.float32` (`FloatStorage`).
     F32,
+    /// `torch.float16` (`HalfStorage`).
     F16,
+    /// `torch.bfloat16` (`BFloat16Storage`).
     BF16,
+    /// `torch.int64` (`LongStorage`).
     I64,
+    /// `torch.int32` (`IntStorage`).
     I32,
+    /// `torch.int16` (`ShortStorage`).
     I16,
+    /// `torch.int8` (`CharStorage`).
     I8,
+    /// `torch.uint8` (`ByteStorage`; also an `UntypedStorage`, whose tensor then names its own dtype).
     U8,
+    /// `torch.bool` (`BoolStorage`), one byte per element.
     Bool,
     /// float8 e4m3fn (torch.float8_e4m3fn), stored through an untyped storage.
     F8E4M3,
 }
 
 impl StorageDtype {
+    /// From a storage class name without its module (`HalfStorage`); `None` for a storage type ember cannot read.
     pub fn from_class(name: &str) -> Option<Self> {
         Some(match name {
             "DoubleStorage" => Self::F64,
@@ -69,6 +80,7 @@ impl StorageDtype {
         })
     }
 
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             Self::F64 | Self::I64 => 8,
@@ -78,6 +90,7 @@ impl StorageDtype {
         }
     }
 
+    /// Whether the type holds floating-point values (read as weights; integer tensors are only listed by key).
     pub fn is_float(self) -> bool {
         matches!(self, Self::F64 | Self::F32 | Self::F16 | Self::BF16 | Self::F8E4M3)
     }
@@ -86,19 +99,26 @@ impl StorageDtype {
 /// A storage named by a persistent id: its entry `data/<key>` in the archive holds `numel` elements.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorageRef {
+    /// The storage's name in the archive: its bytes are entry `data/<key>`.
     pub key: String,
+    /// Element type of the storage class (`U8` for an untyped storage).
     pub dtype: StorageDtype,
+    /// Number of elements the persistent id declares (not checked against the entry's length).
     pub numel: usize,
 }
 
 /// A tensor as `_rebuild_tensor_v2` / `_v3` describes it: a strided view of a storage, in elements of `dtype`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorRef {
+    /// The storage the view reads from.
     pub storage: StorageRef,
     /// The storage's type, or the dtype `_rebuild_tensor_v3` names for an untyped storage.
     pub dtype: StorageDtype,
+    /// Storage offset of the first element, in elements of `dtype` (not bytes).
     pub offset: usize,
+    /// Size of each dimension, outermost first.
     pub shape: Vec<usize>,
+    /// Step per dimension, in elements of `dtype`; same length as `shape`.
     pub stride: Vec<usize>,
 }
 
@@ -107,6 +127,7 @@ pub struct TensorRef {
 pub struct Object {
     /// `module.name` of the class or function.
     pub class: String,
+    /// The positional arguments of the call (`REDUCE`'s tuple, or `NEWOBJ`'s `cls.__new__` arguments).
     pub args: Vec<Value>,
     /// What `BUILD` gave (an instance's `__dict__` for plain Python classes).
     pub state: Option<Value>,
@@ -117,25 +138,38 @@ pub struct Object {
 /// A pickled value.
 #[derive(Debug, Clone)]
 pub enum Value {
+    /// Python `None`.
     None,
+    /// Python `bool`.
     Bool(bool),
+    /// Python `int`; integers that do not fit 64 bits are an unpickling error.
     Int(i64),
+    /// Python `float`.
     Float(f64),
+    /// Python `str`.
     Str(String),
+    /// Python `bytes` / `bytearray` (and protocol-2 byte strings, Python 2's `str`).
     Bytes(Vec<u8>),
+    /// Python `tuple` (immutable, so not in a `RefCell`).
     Tuple(Rc<Vec<Value>>),
+    /// Python `list`, shared and mutable as later opcodes (`APPENDS`) fill it.
     List(Rc<RefCell<Vec<Value>>>),
     /// Keys of any type, in insertion order.
     Dict(Rc<RefCell<Vec<(Value, Value)>>>),
+    /// Python `set` / `frozenset`, items in insertion order (no deduplication).
     Set(Rc<RefCell<Vec<Value>>>),
     /// A global, never resolved: `module.name`.
     Global(String),
+    /// The recorded call of a global that is not understood (a pickled class instance, e.g. an `nn.Module`).
     Object(Rc<RefCell<Object>>),
+    /// A torch storage from a persistent id (`BINPERSID`), before a `_rebuild_tensor` call views it.
     Storage(StorageRef),
+    /// A tensor (or `nn.Parameter`) as a view of a storage; the data stays in the archive.
     Tensor(Rc<TensorRef>),
 }
 
 impl Value {
+    /// The string of a `Str`; `None` for any other kind.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -143,6 +177,7 @@ impl Value {
         }
     }
 
+    /// The integer of an `Int`, or 0/1 for a `Bool` (as Python treats `bool`); `None` for any other kind.
     pub fn as_int(&self) -> Option<i64> {
         match self {
             Value::Int(i) => Some(*i),
