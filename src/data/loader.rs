@@ -324,12 +324,6 @@ impl BatchLoader {
     pub fn workers(&self) -> usize {
         self.config.workers.clamp(1, self.num_batches().max(1))
     }
-
-    /// The configuration, with `workers` already capped by [`worker_count`].
-    pub fn config(&self) -> &LoaderConfig {
-        &self.config
-    }
-
     /// Batches per epoch (this shard's share; the last batch may be short).
     pub fn num_batches(&self) -> usize {
         let samples = if self.rect.is_some() { self.samples.len() } else { self.shard.share(self.samples.len()) };

@@ -164,12 +164,6 @@ impl<B: Backend> Conv2d<B> {
     pub fn weight_dims(&self) -> [usize; 4] {
         self.weight.dims()
     }
-
-    /// Input channels: the weight's second dimension times `groups`.
-    pub fn c_in(&self) -> usize {
-        self.weight_dims()[1] * self.groups
-    }
-
     /// Output channels.
     pub fn c_out(&self) -> usize {
         self.weight_dims()[0]

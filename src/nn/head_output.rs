@@ -107,11 +107,6 @@ impl<B: Backend> DetectOutput<B> {
     pub fn decode_one2one(&self, format: BoxFormat) -> Option<Tensor<B, 3>> {
         self.one2one.as_ref().map(|h| h.decode(&self.feature_sizes, &self.strides, self.reg_max, format))
     }
-
-    /// Total anchors `A` over all levels: the sum of `h * w`.
-    pub fn num_anchors(&self) -> usize {
-        self.feature_sizes.iter().map(|[h, w]| h * w).sum()
-    }
 }
 
 /// [`HeadOutput::decode`] in an ONNX graph: `[b, 4 + nc, A]` from a branch's raw `boxes` and `scores`, with the

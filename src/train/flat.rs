@@ -8,7 +8,6 @@
 //! values into a buffer costs one kernel per tensor; giving a module its tensors back as views of a buffer
 //! costs none.
 
-use std::collections::HashSet;
 use std::ops::Range;
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
@@ -99,12 +98,6 @@ impl FlatLayout {
             .collect();
         FlatLayout { slots, len: offset }
     }
-
-    /// The parameter ids of every slot.
-    pub fn ids(&self) -> HashSet<ParamId> {
-        self.slots.iter().map(|s| s.id).collect()
-    }
-
     /// Number of real elements (padding excluded).
     pub fn num_elements(&self) -> usize {
         self.slots.iter().map(Slot::len).sum()

@@ -62,16 +62,6 @@ impl MatrixBuckets {
         }
         MatrixBuckets(buckets)
     }
-
-    /// Number of distinct shapes.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether there is no matrix (no bucket): the Muon update is then zero everywhere.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// Muon's step direction for every matrix of the flat `update` (the momentum look-ahead), orthogonalised and

@@ -14,9 +14,6 @@ use crate::data::letterbox::PAD_VALUE;
 /// A 3x3 homogeneous matrix, row-major.
 pub type Mat3 = [[f64; 3]; 3];
 
-/// The identity matrix: maps every point to itself.
-pub const IDENTITY: Mat3 = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
-
 /// The matrix product `a @ b`: applying it is applying `b`, then `a`.
 pub fn matmul(a: &Mat3, b: &Mat3) -> Mat3 {
     let mut c = [[0.0; 3]; 3];
