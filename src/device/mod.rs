@@ -69,6 +69,15 @@ impl ComputeDevice {
         !matches!(self, ComputeDevice::Cpu)
     }
 
+    /// The device's kind as Ultralytics writes it in messages (`device.type.upper()`): `CPU`, `CUDA`, `VULKAN`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ComputeDevice::Cpu => "CPU",
+            ComputeDevice::Cuda { .. } => "CUDA",
+            ComputeDevice::Vulkan(_) => "VULKAN",
+        }
+    }
+
     /// Runs `work` on this device's backend.
     pub fn run<W: OnBackend>(&self, work: W) -> W::Output {
         match self {

@@ -224,6 +224,17 @@ pub enum TrainEvent<'a> {
         /// The checkpoint reloaded.
         reload: &'a Path,
     },
+    /// A batch of the first epoch ran out of device memory: the run starts again with half the batch.
+    OutOfMemoryRetry {
+        /// The batch that did not fit.
+        batch: u32,
+        /// The batch the run starts again with.
+        reduced: u32,
+        /// Restarts so far, this one included.
+        attempt: usize,
+        /// Restarts allowed.
+        attempts: usize,
+    },
     /// The run stops before its planned last epoch.
     Stopped(StopReason),
     /// Training ended.

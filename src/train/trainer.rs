@@ -21,7 +21,7 @@ use rand::SeedableRng;
 use super::early_stop::EarlyStopping;
 use super::ema::ModelEma;
 use super::events::{ProgressRow, RunLength, StopReason, Throughput, TrainEvent, TrainReporter};
-use super::fault::{poison_weights, Fault};
+use super::fault::{injected_out_of_memory, poison_weights, Fault, FaultKind};
 use super::loss_scale::{LossScaler, ScaleEvent};
 use super::multi_scale;
 use super::optimizer::{DetectorOptimizer, ParamGroups};
@@ -103,7 +103,7 @@ struct Run {
     stride: usize,
     started: Instant,
     group: Rc<Group>,
-    reporter: RefCell<Box<dyn TrainReporter>>,
+    reporter: Rc<RefCell<Box<dyn TrainReporter>>>,
 }
 
 impl Run {
@@ -150,12 +150,137 @@ enum Next {
 }
 
 /// Trains on `device` with autodiff backend `AB`.
+///
+/// As Ultralytics 8.4.190, a batch that runs out of device memory in the run's first epoch halves the batch and
+/// starts again, up to [`MAX_OOM_RETRIES`] times, in a single-process run; later, or after that, the run ends
+/// with an error that names the last checkpoint (written atomically, so intact).
 pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Result<TrainOutcome> {
-    let (mut run, mut progress, mut model) = setup::<AB>(inputs, device)?;
+    let TrainInputs { settings, names, train, val, run_dir, resume, precision, group, reporter } = inputs;
+    let mut plan = Plan { settings, names, train, val, run_dir, resume, precision, group };
+    let reporter = Rc::new(RefCell::new(reporter));
+    let mut retries = 0;
+    loop {
+        let error = match train_once::<AB>(plan.clone(), reporter.clone(), device) {
+            Ok(outcome) => return Ok(outcome),
+            Err(e) => e,
+        };
+        let Some(oom) = error.downcast_ref::<OutOfMemory>() else { return Err(error) };
+        let batch = plan.settings.batch;
+        if !oom.first_epoch || retries >= MAX_OOM_RETRIES || batch <= 1 || plan.group.is_distributed() {
+            let advice = match &oom.last_checkpoint {
+                Some(last) => format!(
+                    "the last checkpoint {} is intact: continue with --resume {0}, or start from it with --weights \
+                     {0} and a smaller batch or imgsz",
+                    last.display()
+                ),
+                None => "no checkpoint was written yet: try a smaller batch or imgsz".into(),
+            };
+            return Err(anyhow::anyhow!("{oom}. {advice}"));
+        }
+        retries += 1;
+        plan.settings.batch = (batch / 2).max(1);
+        let event = TrainEvent::OutOfMemoryRetry {
+            batch,
+            reduced: plan.settings.batch,
+            attempt: retries,
+            attempts: MAX_OOM_RETRIES,
+        };
+        reporter.borrow_mut().report(&event);
+    }
+}
+
+/// Restarts with half the batch allowed after running out of device memory in the first epoch (Ultralytics').
+pub const MAX_OOM_RETRIES: usize = 3;
+
+/// What a run starts from, kept to start it again (with a smaller batch) after running out of memory.
+#[derive(Clone)]
+struct Plan {
+    settings: Settings,
+    names: Vec<String>,
+    train: Vec<Sample>,
+    val: Vec<Sample>,
+    run_dir: PathBuf,
+    resume: Option<(PathBuf, CheckpointMeta)>,
+    precision: AmpMode,
+    group: Rc<Group>,
+}
+
+/// A training batch ran out of device memory.
+#[derive(Debug)]
+struct OutOfMemory {
+    /// Whether it was the first epoch this run trained (where Ultralytics retries with half the batch).
+    first_epoch: bool,
+    /// The last checkpoint, if one was written.
+    last_checkpoint: Option<PathBuf>,
+    /// The device's error.
+    cause: String,
+    batch: u32,
+    epoch: usize,
+}
+
+impl std::fmt::Display for OutOfMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "out of device memory with batch={} in epoch {}: {}", self.batch, self.epoch + 1, self.cause)
+    }
+}
+
+impl std::error::Error for OutOfMemory {}
+
+/// Whether an error's text is a device's out-of-memory error (cubecl's, CUDA's allocation failures).
+fn is_out_of_memory(text: &str) -> bool {
+    text.to_lowercase().contains("out of memory")
+        || text.contains("out-of-memory")
+        || text.contains("CUBLAS_STATUS_ALLOC_FAILED")
+        || text.contains("CUDA_ERROR_OUT_OF_MEMORY")
+}
+
+/// One epoch of training; a device's out-of-memory failure, returned or (as burn's infallible tensor operations
+/// report it) panicked, becomes an [`OutOfMemory`] error; any other panic goes on unwinding.
+fn guarded_epoch<AB: AutodiffBackend>(
+    run: &Run,
+    p: &mut Progress<AB>,
+    model: Yolo<AB>,
+    epoch: usize,
+    device: &AB::Device,
+) -> Result<(Yolo<AB>, EpochLosses)> {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train_epoch(run, p, model, epoch, device)));
+    let error = match result {
+        Ok(Ok(trained)) => return Ok(trained),
+        Ok(Err(e)) if is_out_of_memory(&format!("{e:#}")) => format!("{e:#}"),
+        Ok(Err(e)) => return Err(e),
+        Err(payload) => {
+            let text = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            if !is_out_of_memory(&text) {
+                std::panic::resume_unwind(payload);
+            }
+            text
+        }
+    };
+    Err(anyhow::Error::new(OutOfMemory {
+        first_epoch: epoch == run.start_epoch,
+        // Written by this run (an epoch of it, or the one it resumed from), not left by another in a reused folder.
+        last_checkpoint: (epoch > 0 && run.s.save && run.last.is_file()).then(|| run.last.clone()),
+        cause: error.lines().next().unwrap_or_default().to_string(),
+        batch: run.s.batch,
+        epoch,
+    }))
+}
+
+/// One attempt at the run: setup, the epochs, the summary.
+fn train_once<AB: AutodiffBackend>(
+    plan: Plan,
+    reporter: Rc<RefCell<Box<dyn TrainReporter>>>,
+    device: &AB::Device,
+) -> Result<TrainOutcome> {
+    let (mut run, mut progress, mut model) = setup::<AB>(plan, reporter, device)?;
     let mut epoch = run.start_epoch;
     while epoch < run.epochs {
         let losses;
-        (model, losses) = train_epoch(&run, &mut progress, model, epoch, device)?;
+        (model, losses) = guarded_epoch(&run, &mut progress, model, epoch, device)?;
         match end_epoch(&run, &mut progress, &mut model, epoch, losses)? {
             Next::Epoch if replan_for_time(&mut run, epoch)? => break,
             Next::Epoch => epoch += 1,
@@ -182,8 +307,14 @@ fn replan_for_time(run: &mut Run, epoch: usize) -> Result<bool> {
 
 /// Builds the model (weights, freezing), the criterion, the schedule and optimizer, restores a resumed
 /// run, starts the loaders and checks reduced precision; creates the run folder's files.
-fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Result<(Run, Progress<AB>, Yolo<AB>)> {
-    let TrainInputs { settings: s, names, train, val, run_dir, resume, precision, group, mut reporter } = inputs;
+fn setup<AB: AutodiffBackend>(
+    plan: Plan,
+    events: Rc<RefCell<Box<dyn TrainReporter>>>,
+    device: &AB::Device,
+) -> Result<(Run, Progress<AB>, Yolo<AB>)> {
+    let Plan { settings: s, names, train, val, run_dir, resume, precision, group } = plan;
+    let mut guard = events.borrow_mut();
+    let reporter: &mut dyn TrainReporter = guard.as_mut();
     let nc = names.len();
     let epochs = s.epochs as usize;
     if train.is_empty() {
@@ -203,7 +334,7 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
     }
 
     AB::seed(device, s.seed);
-    let model = build_model::<AB>(&s, nc, resume.is_none(), reporter.as_mut(), device)?;
+    let model = build_model::<AB>(&s, nc, resume.is_none(), &mut *reporter, device)?;
     let gains = [s.box_gain as f32, s.cls_gain as f32, s.dfl_gain as f32];
     let criterion = Criterion::new(nc, model.reg_max(), model.end2end(), gains, epochs);
 
@@ -237,7 +368,7 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
     if s.rect {
         reporter.report(&TrainEvent::RectIgnored);
     }
-    let precision = checked_precision(precision, &model, &val_loader, &group, reporter.as_mut())?;
+    let precision = checked_precision(precision, &model, &val_loader, &group, &mut *reporter)?;
     let mut scaler = (precision == AmpMode::Fp16).then(LossScaler::default);
     if let (Some(scaler), Some((_, meta))) = (scaler.as_mut(), &resume) {
         restore_scale(scaler, meta);
@@ -289,8 +420,9 @@ fn setup<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Resul
         val_loader,
         started: Instant::now(),
         group,
-        reporter: RefCell::new(reporter),
+        reporter: events.clone(),
     };
+    drop(guard);
     Ok((run, progress, model))
 }
 
@@ -387,8 +519,11 @@ fn train_epoch<AB: AutodiffBackend>(
         if batch.is_empty() {
             continue;
         }
-        if p.fault.is_some_and(|f| (f.epoch, f.batch) == (epoch, i)) {
-            p.fault = None;
+        if let Some(fault) = p.fault.take_if(|f| (f.epoch, f.batch) == (epoch, i)) {
+            fault.strike();
+            if fault.kind == FaultKind::OutOfMemory {
+                return Err(injected_out_of_memory(epoch, i));
+            }
             model = poison_weights(model);
             run.emit(TrainEvent::FaultInjected { epoch, batch: i });
         }

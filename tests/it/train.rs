@@ -211,6 +211,64 @@ fn diverged_epoch_is_repeated_from_last() {
     }
 }
 
+/// Runs `ember train` with `EMBER_FAULT=fault` (stdout and stderr together, and whether it succeeded).
+fn train_with_fault(args: &[String], fault: &str) -> (bool, String) {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_ember")).arg("train").args(args).env("EMBER_FAULT", fault).output().unwrap();
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// As Ultralytics 8.4.190: running out of device memory in the first epoch halves the batch and starts again
+/// (up to 3 times); the run finishes at the smaller batch, which args.yaml records. A fourth time ends the run
+/// with a clear error. (The device's error is injected: a real one needs a GPU.)
+#[test]
+fn out_of_memory_in_the_first_epoch_halves_the_batch_up_to_three_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = shapes(&dir.path().join("data"), 16, 8);
+    let runs = dir.path().join("runs");
+    let args = cli_args(&yaml, &runs, "oom");
+
+    let (ok, out) = train_with_fault(&args, "oom@1:1");
+    assert!(ok, "{out}");
+    assert!(out.contains("WARNING: CPU out of memory with batch=8. Reducing to batch=4 and retrying (1/3)."), "{out}");
+    let recorded: Settings =
+        serde_yaml::from_str(&std::fs::read_to_string(runs.join("oom/args.yaml")).unwrap()).unwrap();
+    assert_eq!(recorded.batch, 4, "args.yaml records the batch the run trained with");
+    let csv = std::fs::read_to_string(runs.join("oom/results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "a header and one row per epoch of the restarted run:\n{csv}");
+
+    let (ok, out) = train_with_fault(&cli_args(&yaml, &runs, "oom4"), "oom@1:0x4");
+    assert!(!ok, "{out}");
+    for (from, to, n) in [(8, 4, 1), (4, 2, 2), (2, 1, 3)] {
+        assert!(out.contains(&format!("batch={from}. Reducing to batch={to} and retrying ({n}/3)")), "{out}");
+    }
+    assert!(out.contains("out of device memory with batch=1 in epoch 1"), "{out}");
+    assert!(out.contains("no checkpoint was written yet: try a smaller batch or imgsz"), "{out}");
+    assert!(!out.contains("panicked"), "{out}");
+}
+
+/// Out of memory after the first epoch ends the run with an error that names the last checkpoint, which is
+/// intact (it loads, at the epoch before the failure).
+#[test]
+fn out_of_memory_after_the_first_epoch_ends_the_run_with_the_checkpoint_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = shapes(&dir.path().join("data"), 16, 8);
+    let runs = dir.path().join("runs");
+    let (ok, out) = train_with_fault(&cli_args(&yaml, &runs, "late"), "oom@2:1");
+    assert!(!ok, "{out}");
+    let last = runs.join("late/weights/last.safetensors");
+    assert!(out.contains("out of device memory with batch=8 in epoch 2"), "{out}");
+    assert!(
+        out.contains(&format!("the last checkpoint {} is intact: continue with --resume", last.display())),
+        "{out}"
+    );
+    assert!(!out.contains("Reducing to batch"), "no retry after the first epoch: {out}");
+    let meta = ember::runs::checkpoint::read_meta(&last).unwrap().expect("an ember checkpoint");
+    assert_eq!(meta.epoch, 1, "the checkpoint of epoch 1");
+    assert!(!tensors(&last, "model.").is_empty());
+}
+
 #[test]
 fn bad_checkpoints_and_splits_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -332,6 +332,35 @@ fn fp16_amp_training_on_vulkan_learns_and_half_val_agrees() {
     assert!((fp16.map50 - fp32.map50).abs() <= 0.02, "fp16 {} vs fp32 {}", fp16.map50, fp32.map50);
 }
 
+/// Out of device memory in the first epoch on the Vulkan device (injected; lavapipe's memory is the host's) halves
+/// the batch and the run finishes there, as on the CPU.
+#[test]
+fn out_of_memory_on_vulkan_halves_the_batch_and_finishes() {
+    let Some((_turn, _device)) = vulkan() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = SyntheticConfig { train_images: 8, val_images: 4, size: 64, ..Default::default() };
+    let yaml = generate(&dir.path().join("data"), &config).unwrap();
+    let mut args: Vec<String> = common::recipe(&yaml, &dir.path().join("runs"), "oom", 1)
+        .into_iter()
+        .filter(|(k, _)| *k != "batch")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    args.extend(["batch=4".into(), "device=vulkan".into(), "plots=false".into()]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
+        .arg("train")
+        .args(&args)
+        .env("EMBER_FAULT", "oom@1:0")
+        .output()
+        .unwrap();
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("WARNING: VULKAN out of memory with batch=4. Reducing to batch=2 and retrying (1/3)."),
+        "{text}"
+    );
+    assert!(text.contains("GPU_mem"), "the console shows the device's memory: {text}");
+}
+
 /// A machine whose Vulkan loader finds no driver (here: pointed at none) gets a message saying what to
 /// install, and `vulkan:N` past the adapter list names the list; neither is a panic.
 #[test]

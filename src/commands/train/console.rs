@@ -15,8 +15,9 @@ pub struct ConsoleReporter {
     verbose: bool,
     /// Whether this process draws progress bars (rank 0 of a data-parallel run does; logs get the rows instead).
     bars: bool,
-    /// Training on a GPU: the memory column is the device's (`GPU_mem`), not the process's (`mem`).
-    gpu: bool,
+    /// The device's kind as Ultralytics names it in messages (`CPU`, `CUDA`, `VULKAN`); on a GPU the memory
+    /// column is the device's (`GPU_mem`), not the process's (`mem`).
+    device_kind: &'static str,
     bar: Option<ProgressBar>,
     /// The `mem` column's figure in GiB on the CPU.
     memory: fn() -> f64,
@@ -24,8 +25,15 @@ pub struct ConsoleReporter {
 
 impl ConsoleReporter {
     /// The console on standard output.
-    pub fn stdout(verbose: bool, bars: bool, gpu: bool) -> Self {
-        ConsoleReporter { out: Box::new(std::io::stdout()), verbose, bars, gpu, bar: None, memory: resident_gib }
+    pub fn stdout(verbose: bool, bars: bool, device_kind: &'static str) -> Self {
+        ConsoleReporter {
+            out: Box::new(std::io::stdout()),
+            verbose,
+            bars,
+            device_kind,
+            bar: None,
+            memory: resident_gib,
+        }
     }
 
     fn line(&mut self, text: impl std::fmt::Display) {
@@ -54,7 +62,7 @@ impl TrainReporter for ConsoleReporter {
                 self.line(format!(
                     "\n{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}",
                     "Epoch",
-                    if self.gpu { "GPU_mem" } else { "mem" },
+                    if self.device_kind == "CPU" { "mem" } else { "GPU_mem" },
                     loss_names[0],
                     loss_names[1],
                     loss_names[2],
@@ -100,6 +108,11 @@ impl TrainReporter for ConsoleReporter {
                     self.line(line);
                 }
             }
+            TrainEvent::OutOfMemoryRetry { batch, reduced, attempt, attempts } => self.line(format!(
+                "WARNING: {} out of memory with batch={batch}. Reducing to batch={reduced} and retrying \
+                 ({attempt}/{attempts}).",
+                self.device_kind
+            )),
             ref other => {
                 if let Some(text) = line_of(other) {
                     self.line(text);
@@ -172,6 +185,7 @@ fn line_of(event: &TrainEvent<'_>) -> Option<String> {
             epoch + 1,
             reload.display()
         )),
+        TrainEvent::OutOfMemoryRetry { .. } => None,
         TrainEvent::Stopped(StopReason::Patience { patience, best_fitness }) => Some(format!(
             "Stopping early: no improvement in the last {patience} epochs (best fitness {best_fitness:.5})"
         )),
@@ -249,8 +263,15 @@ mod tests {
 
     fn printed(verbose: bool, gpu: bool, events: &[TrainEvent<'_>]) -> String {
         let captured = Captured::default();
-        let mut reporter =
-            ConsoleReporter { out: Box::new(captured.clone()), verbose, bars: false, gpu, bar: None, memory: || 1.25 };
+        let device_kind = if gpu { "CUDA" } else { "CPU" };
+        let mut reporter = ConsoleReporter {
+            out: Box::new(captured.clone()),
+            verbose,
+            bars: false,
+            device_kind,
+            bar: None,
+            memory: || 1.25,
+        };
         for e in events {
             reporter.report(e);
         }
@@ -375,11 +396,12 @@ mod tests {
     }
 
     #[test]
-    fn a_diverged_epoch_and_an_injected_fault_say_what_happens() {
+    fn out_of_memory_a_diverged_epoch_and_an_injected_fault_say_what_happens() {
         let text = printed(
             false,
             false,
             &[
+                TrainEvent::OutOfMemoryRetry { batch: 16, reduced: 8, attempt: 1, attempts: 3 },
                 TrainEvent::FaultInjected { epoch: 1, batch: 1 },
                 TrainEvent::Diverged {
                     reason: "non-finite loss",
@@ -392,7 +414,8 @@ mod tests {
         );
         assert_eq!(
             text,
-            "EMBER_FAULT: weights set to NaN before epoch 2 batch 1\n\
+            "WARNING: CPU out of memory with batch=16. Reducing to batch=8 and retrying (1/3).\n\
+             EMBER_FAULT: weights set to NaN before epoch 2 batch 1\n\
              non-finite loss detected in epoch 2 (attempt 1/3): reloading w/last.safetensors and repeating the epoch\n"
         );
     }

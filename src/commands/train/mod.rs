@@ -85,7 +85,7 @@ fn run_in_group(settings: &Settings, group: Rc<Group>) -> Result<TrainOutcome> {
         )?)?,
         None => group.broadcast_value(PathBuf::new())?,
     };
-    let reporter = Box::new(ConsoleReporter::stdout(settings.verbose, group.is_main(), compute.is_gpu()));
+    let reporter = Box::new(ConsoleReporter::stdout(settings.verbose, group.is_main(), compute.kind()));
     let inputs = TrainInputs { settings, names, train, val, run_dir, resume, precision, group, reporter };
     compute.run_autodiff(Train(inputs))
 }
