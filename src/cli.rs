@@ -80,8 +80,8 @@ fn flag_for(spec: &KeySpec) -> Arg {
         _ if matches!(spec.name, "amp" | "resume") => {
             arg.num_args(0..=1).default_missing_value("true").value_name("VALUE")
         }
-        KeyKind::Int => arg.value_name("INT"),
-        KeyKind::Float => arg.value_name("FLOAT"),
+        KeyKind::Int => arg.value_name("INT").allow_negative_numbers(true),
+        KeyKind::Float => arg.value_name("FLOAT").allow_negative_numbers(true),
         KeyKind::Str => arg.value_name("VALUE"),
     }
 }

@@ -2,6 +2,7 @@
 //! once into typed [`Settings`].
 
 mod amp;
+mod batch;
 mod device;
 mod export_format;
 pub mod foreign;
@@ -14,6 +15,7 @@ mod split;
 mod suggest;
 
 pub use amp::{AmpMode, AmpRequest};
+pub use batch::{BatchSize, AUTO_FRACTION, DEFAULT_BATCH};
 pub use device::{DeviceSpec, Devices};
 pub use export_format::ExportFormat;
 pub use mode::Mode;

@@ -11,8 +11,8 @@ use serde_yaml::{Mapping, Value};
 
 use super::foreign::{check_foreign, is_foreign};
 use super::{
-    closest, key_specs, AmpRequest, Devices, ExportFormat, KeyKind, Mode, OptimizerChoice, ResumeTarget, Split,
-    DEFAULT_YAML,
+    closest, key_specs, AmpRequest, BatchSize, Devices, ExportFormat, KeyKind, Mode, OptimizerChoice, ResumeTarget,
+    Split, DEFAULT_YAML,
 };
 
 /// The largest stride of every model ember builds: image sizes are multiples of it, and rectangular batches
@@ -77,8 +77,9 @@ pub struct Settings {
     /// [`LARGEST_STRIDE`] (Ultralytics `imgsz`).
     pub imgsz: u32,
     /// Images per batch, all processes of a data-parallel run together (each takes `batch / world`); predict
-    /// takes 1 unless given ([`Settings::batch_for`]).
-    pub batch: u32,
+    /// takes 1 unless given ([`Settings::batch_for`]). `-1` or a fraction in (0, 1): AutoBatch, resolved when
+    /// training starts.
+    pub batch: BatchSize,
     /// The compute devices (`cpu`, `0`, `cuda:0`, `vulkan:N`, or a list for data-parallel training); empty is
     /// the CPU.
     pub device: Devices,
@@ -305,9 +306,6 @@ impl Settings {
         if self.imgsz < LARGEST_STRIDE || !self.imgsz.is_multiple_of(LARGEST_STRIDE) {
             bail!("imgsz must be a positive multiple of {LARGEST_STRIDE} (the largest stride), got {}", self.imgsz);
         }
-        if self.batch == 0 {
-            bail!("batch must be at least 1");
-        }
         if !(0.0..=1.0).contains(&self.fraction) || self.fraction == 0.0 {
             bail!("fraction must be in (0, 1], got {}", self.fraction);
         }
@@ -341,12 +339,13 @@ impl Settings {
     }
 
     /// Images per batch of `mode`: `batch`, except that predict takes one image at a time unless a batch is given
-    /// (8.4.190's predict default), which lets every image keep its own rectangle.
+    /// (8.4.190's predict default), which lets every image keep its own rectangle. AutoBatch is for training:
+    /// elsewhere it is the default batch.
     pub fn batch_for(&self, mode: Mode) -> usize {
         if mode == Mode::Predict && !self.is_given("batch") {
             1
         } else {
-            self.batch as usize
+            self.batch.images_or_default()
         }
     }
 
@@ -533,7 +532,10 @@ mod tests {
     #[test]
     fn defaults_match_ultralytics() {
         let s = Settings::defaults();
-        assert_eq!((s.epochs, s.batch, s.imgsz, s.patience, s.close_mosaic, s.nbs), (100, 16, 640, 100, 10, 64));
+        assert_eq!(
+            (s.epochs, s.batch, s.imgsz, s.patience, s.close_mosaic, s.nbs),
+            (100, BatchSize::Images(16), 640, 100, 10, 64)
+        );
         assert_eq!((s.lr0, s.lrf, s.momentum, s.weight_decay), (0.01, 0.01, 0.937, 0.0005));
         assert_eq!((s.box_gain, s.cls_gain, s.dfl_gain), (7.5, 0.5, 1.5));
         assert_eq!((s.mosaic, s.fliplr, s.translate, s.scale), (1.0, 0.5, 0.1, 0.5));

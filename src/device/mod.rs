@@ -69,6 +69,14 @@ impl ComputeDevice {
         !matches!(self, ComputeDevice::Cpu)
     }
 
+    /// The device's memory in bytes, where it is known (Vulkan reports its heaps; the CPU and CUDA here do not).
+    pub fn total_memory(&self) -> Option<u64> {
+        match self {
+            ComputeDevice::Vulkan(adapter) => adapter.memory,
+            _ => None,
+        }
+    }
+
     /// The device's kind as Ultralytics writes it in messages (`device.type.upper()`): `CPU`, `CUDA`, `VULKAN`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -51,6 +51,9 @@ pub struct Adapter {
     pub shader_f16: bool,
     /// Which adapter of its kind this is, as burn's wgpu backend selects adapters.
     pub rank: usize,
+    /// Bytes of its largest device-local memory heap (for a software device, the host memory it uses), which
+    /// AutoBatch fits the batch to; `None` when the driver does not say.
+    pub memory: Option<u64>,
 }
 
 /// The adapter `vulkan:index` names, or the best one for plain `vulkan`.
@@ -104,9 +107,22 @@ pub fn list() -> Result<Vec<Adapter>> {
             .collect::<Vec<_>>()
             .join(", ");
         let shader_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
-        adapters.push(Adapter { index, name: info.name, kind, driver, shader_f16, rank });
+        let memory = device_local_bytes(adapter);
+        adapters.push(Adapter { index, name: info.name, kind, driver, shader_f16, rank, memory });
     }
     Ok(adapters)
+}
+
+/// The size of the adapter's largest device-local heap, from Vulkan's memory properties (wgpu does not report it).
+#[cfg(feature = "vulkan")]
+fn device_local_bytes(adapter: &wgpu::Adapter) -> Option<u64> {
+    // SAFETY: the raw adapter is only read, while `adapter` (and so its instance) is alive.
+    let hal = unsafe { adapter.as_hal::<wgpu::hal::api::Vulkan>() }?;
+    let instance = hal.shared_instance().raw_instance();
+    // SAFETY: a physical device of this instance; the call only fills a properties struct.
+    let properties = unsafe { instance.get_physical_device_memory_properties(hal.raw_physical_device()) };
+    const DEVICE_LOCAL: u32 = 0x1; // VK_MEMORY_HEAP_DEVICE_LOCAL_BIT
+    properties.memory_heaps_as_slice().iter().filter(|h| h.flags.as_raw() & DEVICE_LOCAL != 0).map(|h| h.size).max()
 }
 
 #[cfg(not(feature = "vulkan"))]

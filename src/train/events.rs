@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::autobatch::AutoBatch;
 use crate::config::{AmpMode, OptimizerKind};
 use crate::metrics::DetectionMetrics;
 
@@ -95,6 +96,15 @@ pub struct ProgressRow {
 /// One thing that happened in a training run. Epochs are counted from 0.
 #[derive(Debug, Clone)]
 pub enum TrainEvent<'a> {
+    /// AutoBatch (`batch=-1` or a fraction) begins fitting the batch to the device's memory.
+    AutoBatchStarted {
+        /// The image size it fits for, in pixels.
+        imgsz: usize,
+        /// The fraction of the device's memory to fill.
+        fraction: f64,
+    },
+    /// AutoBatch chose the batch.
+    AutoBatch(&'a AutoBatch),
     /// Starting weights were loaded from a file (`weights=`, or the checkpoint named by `model=`).
     WeightsTransferred {
         /// The weights file as given.

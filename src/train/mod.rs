@@ -1,5 +1,6 @@
 //! Training: the recipe around the model and the loss.
 
+pub mod autobatch;
 pub mod early_stop;
 pub mod ema;
 pub mod events;

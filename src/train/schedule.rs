@@ -136,7 +136,7 @@ impl Schedule {
     /// world` images a batch from its share of the epoch, and the recipe (accumulation, decay, iterations) follows
     /// the total batch.
     pub fn for_world(s: &Settings, train_images: usize, nc: usize, world: usize) -> Schedule {
-        let (epochs, batch, nbs) = (s.epochs as usize, s.batch as usize, s.nbs as usize);
+        let (epochs, batch, nbs) = (s.epochs as usize, s.batch.images_or_default(), s.nbs as usize);
         let world = world.max(1);
         let batches_per_epoch = train_images.div_ceil(world).div_ceil((batch / world).max(1));
         let nominal = nominal_accumulate(nbs, batch);

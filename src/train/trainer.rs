@@ -18,6 +18,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 use rand::SeedableRng;
 
+use super::autobatch::{fit_batch, AutoBatchRequest};
 use super::early_stop::EarlyStopping;
 use super::ema::ModelEma;
 use super::events::{ProgressRow, RunLength, StopReason, Throughput, TrainEvent, TrainReporter};
@@ -30,7 +31,7 @@ use super::results::{EpochRow, ResultsCsv};
 use super::schedule::{epochs_for_time, results_lr_column_count, results_lr_columns, Schedule};
 use super::step::optimizer_step;
 use crate::backend::device_memory;
-use crate::config::{AmpMode, Settings};
+use crate::config::{AmpMode, BatchSize, Settings};
 use crate::data::augment::pipeline::{maybe_save_batch, TrainPipeline};
 use crate::data::{batch_tensor, BatchLoader, Sample, Shard};
 use crate::dist::Group;
@@ -61,6 +62,8 @@ pub struct TrainInputs {
     pub group: Rc<Group>,
     /// Where the run's events go (the console's reporter, or `Box::new(())` for none).
     pub reporter: Box<dyn TrainReporter>,
+    /// The device's memory in bytes, where known (AutoBatch fits the batch to it).
+    pub device_bytes: Option<u64>,
 }
 
 /// What a finished run leaves.
@@ -155,9 +158,13 @@ enum Next {
 /// starts again, up to [`MAX_OOM_RETRIES`] times, in a single-process run; later, or after that, the run ends
 /// with an error that names the last checkpoint (written atomically, so intact).
 pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> Result<TrainOutcome> {
-    let TrainInputs { settings, names, train, val, run_dir, resume, precision, group, reporter } = inputs;
+    let TrainInputs { settings, names, train, val, run_dir, resume, precision, group, reporter, device_bytes } = inputs;
     let mut plan = Plan { settings, names, train, val, run_dir, resume, precision, group };
     let reporter = Rc::new(RefCell::new(reporter));
+    if let BatchSize::Auto(fraction) = plan.settings.batch {
+        let batch = auto_batch::<AB>(&plan, fraction, device_bytes, reporter.borrow_mut().as_mut(), device)?;
+        plan.settings.batch = BatchSize::Images(batch);
+    }
     let mut retries = 0;
     loop {
         let error = match train_once::<AB>(plan.clone(), reporter.clone(), device) {
@@ -165,7 +172,7 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
             Err(e) => e,
         };
         let Some(oom) = error.downcast_ref::<OutOfMemory>() else { return Err(error) };
-        let batch = plan.settings.batch;
+        let batch = plan.settings.batch.images_or_default() as u32;
         if !oom.first_epoch || retries >= MAX_OOM_RETRIES || batch <= 1 || plan.group.is_distributed() {
             let advice = match &oom.last_checkpoint {
                 Some(last) => format!(
@@ -178,15 +185,48 @@ pub fn train<AB: AutodiffBackend>(inputs: TrainInputs, device: &AB::Device) -> R
             return Err(anyhow::anyhow!("{oom}. {advice}"));
         }
         retries += 1;
-        plan.settings.batch = (batch / 2).max(1);
-        let event = TrainEvent::OutOfMemoryRetry {
-            batch,
-            reduced: plan.settings.batch,
-            attempt: retries,
-            attempts: MAX_OOM_RETRIES,
-        };
+        let reduced = (batch / 2).max(1);
+        plan.settings.batch = BatchSize::Images(reduced);
+        let event = TrainEvent::OutOfMemoryRetry { batch, reduced, attempt: retries, attempts: MAX_OOM_RETRIES };
         reporter.borrow_mut().report(&event);
     }
+}
+
+/// `batch=-1` or a fraction: the batch fitted to the device's memory for this run's model, image size (the
+/// largest multi-scale size) and precision, as Ultralytics 8.4.190's trainer asks `autobatch` for it.
+fn auto_batch<AB: AutodiffBackend>(
+    plan: &Plan,
+    fraction: f64,
+    device_bytes: Option<u64>,
+    reporter: &mut dyn TrainReporter,
+    device: &AB::Device,
+) -> Result<u32> {
+    let (s, world) = (&plan.settings, plan.group.world_size());
+    if world > 1 {
+        bail!(
+            "AutoBatch (batch={}) is not supported for multi-process training: give a batch that is a multiple of \
+             the {world} processes, e.g. batch={}",
+            s.batch,
+            world * 8
+        );
+    }
+    AB::seed(device, s.seed);
+    let model = Yolo::<AB>::new(&s.model, plan.names.len(), device)?;
+    let stride = model.strides().iter().fold(32.0f32, |m, &v| m.max(v)) as usize;
+    let imgsz = (s.imgsz as f64 * (1.0 + s.multi_scale) / stride as f64).ceil() as usize * stride;
+    let max_objects = plan.train.iter().map(|sample| sample.labels.len()).max().unwrap_or(0) * 4;
+    let request = AutoBatchRequest {
+        fraction,
+        imgsz,
+        precision: plan.precision,
+        device_bytes,
+        dataset_size: plan.train.len(),
+        max_objects,
+    };
+    reporter.report(&TrainEvent::AutoBatchStarted { imgsz, fraction });
+    let outcome = fit_batch::<AB>(&model, &request, device);
+    reporter.report(&TrainEvent::AutoBatch(&outcome));
+    Ok(outcome.batch())
 }
 
 /// Restarts with half the batch allowed after running out of device memory in the first epoch (Ultralytics').
@@ -265,7 +305,7 @@ fn guarded_epoch<AB: AutodiffBackend>(
         // Written by this run (an epoch of it, or the one it resumed from), not left by another in a reused folder.
         last_checkpoint: (epoch > 0 && run.s.save && run.last.is_file()).then(|| run.last.clone()),
         cause: error.lines().next().unwrap_or_default().to_string(),
-        batch: run.s.batch,
+        batch: run.s.batch.images_or_default() as u32,
         epoch,
     }))
 }
@@ -321,15 +361,16 @@ fn setup<AB: AutodiffBackend>(
         bail!("the training split has no usable images");
     }
     let (world, main) = (group.world_size(), group.is_main());
-    if (s.batch as usize) < world {
+    let batch = s.batch.images_or_default();
+    if batch < world {
         bail!("batch={} is smaller than the {world} training processes: each needs at least one image", s.batch);
     }
-    if world > 1 && !(s.batch as usize).is_multiple_of(world) {
+    if world > 1 && !batch.is_multiple_of(world) {
         tracing::warn!(
             "batch={} is not a multiple of the {world} processes: each takes {} images, {} in all",
             s.batch,
-            s.batch as usize / world,
-            s.batch as usize / world * world
+            batch / world,
+            batch / world * world
         );
     }
 
@@ -363,7 +404,7 @@ fn setup<AB: AutodiffBackend>(
     }
 
     // Input pipeline (augmentation, cache, mosaic closing): src/data/augment/pipeline.rs.
-    let (pipeline, train_loader, val_loader) = TrainPipeline::loaders(&s, train, val, s.batch as usize / world)?;
+    let (pipeline, train_loader, val_loader) = TrainPipeline::loaders(&s, train, val, batch / world)?;
     let train_loader = train_loader.sharded(Shard { rank: group.rank(), count: world });
     if s.rect {
         reporter.report(&TrainEvent::RectIgnored);
@@ -380,7 +421,7 @@ fn setup<AB: AutodiffBackend>(
         false => None,
     };
     if world > 1 {
-        let (per_process, batch) = (s.batch as usize / world, s.batch as usize);
+        let per_process = batch / world;
         reporter.report(&TrainEvent::DataParallel { processes: world, per_process, batch });
     }
     let length = s.time.map_or(RunLength::Epochs(epochs), RunLength::Hours);

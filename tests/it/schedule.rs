@@ -127,7 +127,7 @@ const ULTRALYTICS_ARGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtu
 fn ultralytics_args_yaml_works_as_cfg() {
     let overrides = Overrides { values: vec![("cfg".into(), ULTRALYTICS_ARGS.into())] };
     let s = Settings::resolve(&overrides).unwrap_or_else(|e| panic!("{e:#}"));
-    assert_eq!((s.epochs, s.batch, s.imgsz, s.nbs), (4, 2, 64, 2));
+    assert_eq!((s.epochs, s.batch, s.imgsz, s.nbs), (4, ember::config::BatchSize::Images(2), 64, 2));
     assert_eq!(s.optimizer.to_string(), "SGD");
     assert_eq!(s.warmup_epochs, 2.0);
     assert_eq!(s.model, "yolo26n.yaml");

@@ -234,7 +234,7 @@ fn out_of_memory_in_the_first_epoch_halves_the_batch_up_to_three_times() {
     assert!(out.contains("WARNING: CPU out of memory with batch=8. Reducing to batch=4 and retrying (1/3)."), "{out}");
     let recorded: Settings =
         serde_yaml::from_str(&std::fs::read_to_string(runs.join("oom/args.yaml")).unwrap()).unwrap();
-    assert_eq!(recorded.batch, 4, "args.yaml records the batch the run trained with");
+    assert_eq!(recorded.batch, ember::config::BatchSize::Images(4), "args.yaml records the batch the run trained with");
     let csv = std::fs::read_to_string(runs.join("oom/results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "a header and one row per epoch of the restarted run:\n{csv}");
 
@@ -246,6 +246,32 @@ fn out_of_memory_in_the_first_epoch_halves_the_batch_up_to_three_times() {
     assert!(out.contains("out of device memory with batch=1 in epoch 1"), "{out}");
     assert!(out.contains("no checkpoint was written yet: try a smaller batch or imgsz"), "{out}");
     assert!(!out.contains("panicked"), "{out}");
+}
+
+/// `--batch -1` (AutoBatch) on the CPU trains with Ultralytics' default batch of 16 and says why, as 8.4.190 does;
+/// args.yaml records the batch trained with.
+#[test]
+fn autobatch_on_the_cpu_takes_the_default_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = shapes(&dir.path().join("data"), 16, 8);
+    let runs = dir.path().join("runs");
+    let mut args: Vec<String> = recipe(&yaml, &runs, "auto", 1)
+        .into_iter()
+        .filter(|(k, _)| *k != "batch")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    args.extend(["--batch".into(), "-1".into()]);
+    let out = Command::new(env!("CARGO_BIN_EXE_ember")).arg("train").args(&args).output().unwrap();
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("AutoBatch: Computing optimal batch size for imgsz=64 at 60.0% GPU memory utilization."));
+    assert!(text.contains("AutoBatch: WARNING intended for GPU devices, using default batch-size 16"), "{text}");
+    let recorded: Settings =
+        serde_yaml::from_str(&std::fs::read_to_string(runs.join("auto/args.yaml")).unwrap()).unwrap();
+    assert_eq!(recorded.batch, ember::config::BatchSize::Images(16));
+    let refused = Command::new(env!("CARGO_BIN_EXE_ember")).args(["train", "--batch", "0"]).output().unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("-1 (AutoBatch)"), "{err}");
 }
 
 /// Out of memory after the first epoch ends the run with an error that names the last checkpoint, which is

@@ -361,6 +361,37 @@ fn out_of_memory_on_vulkan_halves_the_batch_and_finishes() {
     assert!(text.contains("GPU_mem"), "the console shows the device's memory: {text}");
 }
 
+/// `batch=-1` on the Vulkan device fits the batch from trial batches' measured device memory (at most the 8
+/// training images here) and trains with it.
+#[test]
+fn autobatch_on_vulkan_fits_the_batch_from_measured_memory() {
+    let Some((_turn, _device)) = vulkan() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = SyntheticConfig { train_images: 8, val_images: 4, size: 64, ..Default::default() };
+    let yaml = generate(&dir.path().join("data"), &config).unwrap();
+    let mut args: Vec<String> = common::recipe(&yaml, &dir.path().join("runs"), "auto", 1)
+        .into_iter()
+        .filter(|(k, _)| *k != "batch")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    args.extend(["batch=-1".into(), "device=vulkan".into(), "plots=false".into()]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ember")).arg("train").args(&args).output().unwrap();
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    println!("{}", text.lines().filter(|l| l.starts_with("AutoBatch")).collect::<Vec<_>>().join("\n"));
+    assert!(text.contains("AutoBatch: trial batches 1: "), "{text}");
+    let chosen = text
+        .lines()
+        .find_map(|l| l.strip_prefix("AutoBatch: Using batch-size "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|b| b.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("no batch chosen: {text}"));
+    assert!((1..=8).contains(&chosen), "batch {chosen} for 8 images");
+    let recorded: Settings =
+        serde_yaml::from_str(&std::fs::read_to_string(dir.path().join("runs/auto/args.yaml")).unwrap()).unwrap();
+    assert_eq!(recorded.batch, ember::config::BatchSize::Images(chosen), "args.yaml records the fitted batch");
+}
+
 /// A machine whose Vulkan loader finds no driver (here: pointed at none) gets a message saying what to
 /// install, and `vulkan:N` past the adapter list names the list; neither is a panic.
 #[test]

@@ -5,6 +5,8 @@ use std::io::Write;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::config::DEFAULT_BATCH;
+use crate::train::autobatch::AutoBatch;
 use crate::train::events::{ProgressRow, RunLength, StopReason, Throughput, TrainEvent, TrainReporter};
 use crate::train::loss_scale::ScaleEvent;
 
@@ -113,6 +115,26 @@ impl TrainReporter for ConsoleReporter {
                  ({attempt}/{attempts}).",
                 self.device_kind
             )),
+            TrainEvent::AutoBatch(AutoBatch::Default { ref reason }) => {
+                self.line(format!("AutoBatch: WARNING {reason}, using default batch-size {DEFAULT_BATCH}"))
+            }
+            TrainEvent::AutoBatch(AutoBatch::Fitted { batch, predicted_bytes, device_bytes, ref trials }) => {
+                let gib = |b: f64| b / (1u64 << 30) as f64;
+                let measured: Vec<String> = trials
+                    .iter()
+                    .map(|(b, used)| match used {
+                        Some(bytes) => format!("{b}: {:.3}G", gib(*bytes)),
+                        None => format!("{b}: out of memory"),
+                    })
+                    .collect();
+                self.line(format!("AutoBatch: trial batches {}", measured.join(", ")));
+                let (predicted, total) = (gib(*predicted_bytes), gib(*device_bytes as f64));
+                self.line(format!(
+                    "AutoBatch: Using batch-size {batch} for {} {predicted:.2}G/{total:.2}G ({:.0}%) ✅",
+                    self.device_kind,
+                    100.0 * predicted / total
+                ))
+            }
             ref other => {
                 if let Some(text) = line_of(other) {
                     self.line(text);
@@ -185,7 +207,11 @@ fn line_of(event: &TrainEvent<'_>) -> Option<String> {
             epoch + 1,
             reload.display()
         )),
-        TrainEvent::OutOfMemoryRetry { .. } => None,
+        TrainEvent::OutOfMemoryRetry { .. } | TrainEvent::AutoBatch(_) => None,
+        TrainEvent::AutoBatchStarted { imgsz, fraction } => Some(format!(
+            "AutoBatch: Computing optimal batch size for imgsz={imgsz} at {:.1}% GPU memory utilization.",
+            fraction * 100.0
+        )),
         TrainEvent::Stopped(StopReason::Patience { patience, best_fitness }) => Some(format!(
             "Stopping early: no improvement in the last {patience} epochs (best fitness {best_fitness:.5})"
         )),

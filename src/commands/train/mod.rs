@@ -86,7 +86,8 @@ fn run_in_group(settings: &Settings, group: Rc<Group>) -> Result<TrainOutcome> {
         None => group.broadcast_value(PathBuf::new())?,
     };
     let reporter = Box::new(ConsoleReporter::stdout(settings.verbose, group.is_main(), compute.kind()));
-    let inputs = TrainInputs { settings, names, train, val, run_dir, resume, precision, group, reporter };
+    let device_bytes = compute.total_memory();
+    let inputs = TrainInputs { settings, names, train, val, run_dir, resume, precision, group, reporter, device_bytes };
     compute.run_autodiff(Train(inputs))
 }
 
