@@ -5,11 +5,10 @@
 //! where the device's size is unknown, the default batch of 16 is used, as Ultralytics does where it cannot
 //! measure.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
+use super::oom::catch_out_of_memory;
 use super::precision::to_compute;
 use crate::backend::device_memory;
 use crate::config::{AmpMode, DEFAULT_BATCH};
@@ -152,17 +151,7 @@ fn trial<AB: AutodiffBackend>(
         let _grads = sum.cast(burn::tensor::FloatDType::F32).backward();
         device_memory::<AB>(device).map(|m| m.reserved)
     };
-    match catch_unwind(AssertUnwindSafe(run)) {
-        Ok(reserved) => reserved,
-        Err(payload) => {
-            let text = payload.downcast_ref::<String>().map(String::as_str).or(payload.downcast_ref::<&str>().copied());
-            if text.is_some_and(|t| t.to_lowercase().contains("out of memory") || t.contains("out-of-memory")) {
-                None
-            } else {
-                std::panic::resume_unwind(payload)
-            }
-        }
-    }
+    catch_out_of_memory(run).ok().flatten()
 }
 
 #[cfg(test)]

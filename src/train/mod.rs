@@ -9,6 +9,7 @@ pub mod flat;
 pub mod freeze;
 pub mod loss_scale;
 pub mod multi_scale;
+pub mod oom;
 pub mod muon;
 pub mod optimizer;
 pub mod precision;

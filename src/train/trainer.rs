@@ -25,6 +25,7 @@ use super::events::{ProgressRow, RunLength, StopReason, Throughput, TrainEvent, 
 use super::fault::{injected_out_of_memory, poison_weights, Fault, FaultKind};
 use super::loss_scale::{LossScaler, ScaleEvent};
 use super::multi_scale;
+use super::oom::{catch_out_of_memory, is_out_of_memory};
 use super::optimizer::{DetectorOptimizer, ParamGroups};
 use super::precision::{amp_self_check, to_compute};
 use super::results::{EpochRow, ResultsCsv};
@@ -266,14 +267,6 @@ impl std::fmt::Display for OutOfMemory {
 
 impl std::error::Error for OutOfMemory {}
 
-/// Whether an error's text is a device's out-of-memory error (cubecl's, CUDA's allocation failures).
-fn is_out_of_memory(text: &str) -> bool {
-    text.to_lowercase().contains("out of memory")
-        || text.contains("out-of-memory")
-        || text.contains("CUBLAS_STATUS_ALLOC_FAILED")
-        || text.contains("CUDA_ERROR_OUT_OF_MEMORY")
-}
-
 /// One epoch of training; a device's out-of-memory failure, returned or (as burn's infallible tensor operations
 /// report it) panicked, becomes an [`OutOfMemory`] error; any other panic goes on unwinding.
 fn guarded_epoch<AB: AutodiffBackend>(
@@ -283,22 +276,11 @@ fn guarded_epoch<AB: AutodiffBackend>(
     epoch: usize,
     device: &AB::Device,
 ) -> Result<(Yolo<AB>, EpochLosses)> {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train_epoch(run, p, model, epoch, device)));
-    let error = match result {
+    let error = match catch_out_of_memory(|| train_epoch(run, p, model, epoch, device)) {
         Ok(Ok(trained)) => return Ok(trained),
         Ok(Err(e)) if is_out_of_memory(&format!("{e:#}")) => format!("{e:#}"),
         Ok(Err(e)) => return Err(e),
-        Err(payload) => {
-            let text = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            if !is_out_of_memory(&text) {
-                std::panic::resume_unwind(payload);
-            }
-            text
-        }
+        Err(panicked) => panicked,
     };
     Err(anyhow::Error::new(OutOfMemory {
         first_epoch: epoch == run.start_epoch,

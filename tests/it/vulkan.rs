@@ -333,28 +333,35 @@ fn fp16_amp_training_on_vulkan_learns_and_half_val_agrees() {
     assert!((fp16.map50 - fp32.map50).abs() <= 0.02, "fp16 {} vs fp32 {}", fp16.map50, fp32.map50);
 }
 
+/// `ember train` for one epoch on the Vulkan device, on 8 generated images at 64 px, with `batch` and an optional
+/// `EMBER_FAULT`, in `dir/runs/name`; its stdout and stderr, after asserting it succeeded.
+fn train_on_vulkan(dir: &std::path::Path, name: &str, batch: &str, fault: Option<&str>) -> String {
+    let config = SyntheticConfig { train_images: 8, val_images: 4, size: 64, ..Default::default() };
+    let yaml = generate(&dir.join("data"), &config).unwrap();
+    let mut args: Vec<String> = common::recipe(&yaml, &dir.join("runs"), name, 1)
+        .into_iter()
+        .filter(|(k, _)| *k != "batch")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    args.extend([format!("batch={batch}"), "device=vulkan".into(), "plots=false".into()]);
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ember"));
+    command.arg("train").args(&args);
+    if let Some(fault) = fault {
+        command.env("EMBER_FAULT", fault);
+    }
+    let out = command.output().unwrap();
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    text
+}
+
 /// Out of device memory in the first epoch on the Vulkan device (injected; lavapipe's memory is the host's) halves
 /// the batch and the run finishes there, as on the CPU.
 #[test]
 fn out_of_memory_on_vulkan_halves_the_batch_and_finishes() {
     let Some((_turn, _device)) = vulkan() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let config = SyntheticConfig { train_images: 8, val_images: 4, size: 64, ..Default::default() };
-    let yaml = generate(&dir.path().join("data"), &config).unwrap();
-    let mut args: Vec<String> = common::recipe(&yaml, &dir.path().join("runs"), "oom", 1)
-        .into_iter()
-        .filter(|(k, _)| *k != "batch")
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    args.extend(["batch=4".into(), "device=vulkan".into(), "plots=false".into()]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
-        .arg("train")
-        .args(&args)
-        .env("EMBER_FAULT", "oom@1:0")
-        .output()
-        .unwrap();
-    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{text}");
+    let text = train_on_vulkan(dir.path(), "oom", "4", Some("oom@1:0"));
     assert!(
         text.contains("WARNING: VULKAN out of memory with batch=4. Reducing to batch=2 and retrying (1/3)."),
         "{text}"
@@ -368,17 +375,7 @@ fn out_of_memory_on_vulkan_halves_the_batch_and_finishes() {
 fn autobatch_on_vulkan_fits_the_batch_from_measured_memory() {
     let Some((_turn, _device)) = vulkan() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let config = SyntheticConfig { train_images: 8, val_images: 4, size: 64, ..Default::default() };
-    let yaml = generate(&dir.path().join("data"), &config).unwrap();
-    let mut args: Vec<String> = common::recipe(&yaml, &dir.path().join("runs"), "auto", 1)
-        .into_iter()
-        .filter(|(k, _)| *k != "batch")
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    args.extend(["batch=-1".into(), "device=vulkan".into(), "plots=false".into()]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ember")).arg("train").args(&args).output().unwrap();
-    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{text}");
+    let text = train_on_vulkan(dir.path(), "auto", "-1", None);
     println!("{}", text.lines().filter(|l| l.starts_with("AutoBatch")).collect::<Vec<_>>().join("\n"));
     assert!(text.contains("AutoBatch: trial batches 1: "), "{text}");
     let chosen = text
