@@ -103,6 +103,14 @@ impl OnAutodiffBackend for Bench {
         let mut ema = ModelEma::new(model.valid().deep_clone().unwrap());
         let mut scaler = (args.amp == AmpMode::Fp16).then(LossScaler::default);
         let sync = || AB::sync(device).expect("the device finished its queue");
+        // Device memory at each phase's end: in use peaks when the forward's saved activations are all held
+        // (before the backward), reserved is the pool's high-water mark (`torch.cuda.memory_reserved`).
+        let sample = |peak: &mut ember::backend::DeviceMemory| {
+            if let Some(m) = ember::backend::device_memory::<AB::InnerBackend>(device) {
+                peak.reserved = peak.reserved.max(m.reserved);
+                peak.in_use = peak.in_use.max(m.in_use);
+            }
+        };
 
         let mut per_step: Vec<([u64; 4], [f64; 4], u64)> = Vec::new();
         let mut peak = ember::backend::DeviceMemory::default();
@@ -118,15 +126,18 @@ impl OnAutodiffBackend for Bench {
             let out = model.forward(to_compute(batch_tensor::<AB>(&data, device), args.amp));
             sync();
             (marks[1], times[0]) = (kernels(), t.elapsed().as_secs_f64());
+            sample(&mut peak);
             let t = Instant::now();
             let loss = criterion.compute(out, &targets, 0);
             sync();
             (marks[2], times[1]) = (kernels(), t.elapsed().as_secs_f64());
+            sample(&mut peak);
             let t = Instant::now();
             let scale = scaler.map_or(1.0, |s| s.scale);
             let grads = GradientsParams::from_grads(loss.total.mul_scalar(scale).backward(), &model);
             sync();
             (marks[3], times[2]) = (kernels(), t.elapsed().as_secs_f64());
+            sample(&mut peak);
             let t = Instant::now();
             let flat = optimizer.flatten_gradients(&model, grads);
             let read_along: Tensor<AB::InnerBackend, 1> = loss.parts.inner();
@@ -136,10 +147,7 @@ impl OnAutodiffBackend for Bench {
             (marks[4], times[3]) = (kernels(), t.elapsed().as_secs_f64());
             let counts = [marks[1] - marks[0], marks[2] - marks[1], marks[3] - marks[2], marks[4] - marks[3]];
             let reads = readback::count() - reads;
-            if let Some(m) = ember::backend::device_memory::<AB::InnerBackend>(device) {
-                peak.reserved = peak.reserved.max(m.reserved);
-                peak.in_use = peak.in_use.max(m.in_use);
-            }
+            sample(&mut peak);
             println!(
                 "step {step}: kernels {counts:?} = {}, reads {reads:?}, {:.3} s, applied {}",
                 counts.iter().sum::<u64>(),
@@ -209,7 +217,7 @@ impl OnAutodiffBackend for Bench {
         println!("| checkpoint (once an epoch) | {checkpoint} | |");
         println!("host reads per step: {mean_reads:.1}");
         println!(
-            "device memory: peak reserved {:.1} MiB, peak in use {:.1} MiB",
+            "device memory: peak reserved {:.1} MiB, peak in use at a phase's end {:.1} MiB",
             peak.reserved as f64 / (1 << 20) as f64,
             peak.in_use as f64 / (1 << 20) as f64
         );

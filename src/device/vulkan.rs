@@ -125,6 +125,7 @@ fn device_local_bytes(adapter: &wgpu::Adapter) -> Option<u64> {
     properties.memory_heaps_as_slice().iter().filter(|h| h.flags.as_raw() & DEVICE_LOCAL != 0).map(|h| h.size).max()
 }
 
+/// Without the Vulkan backend there is nothing to list: an error that says how to build it.
 #[cfg(not(feature = "vulkan"))]
 pub fn list() -> Result<Vec<Adapter>> {
     anyhow::bail!("device 'vulkan' needs the Vulkan backend, and this ember was built without it (cargo build --release --features vulkan)")

@@ -1,17 +1,25 @@
-//! Kernels written for one backend, reached through one dispatch: each function exported here returns the
-//! fast result when the backend (and dtype) has a kernel of ember's own, else `None`, and the caller then
-//! computes the generic definition (in nn/ or loss/) that every other backend runs and that each kernel is
-//! tested against. Today there are kernels for burn-flex in FP32 (`flex/`, each `try_*` checking
-//! `flex::on_flex`); a kernel for another backend (a cubecl kernel for CUDA and Vulkan, say) would live in a
-//! folder of its own beside it and be tried by the same functions.
+//! Kernels of ember's own, reached through one dispatch: each function exported here returns the result
+//! when the backend (and dtype) has a kernel of ember's own, else `None`, and the caller then computes the
+//! generic definition (in nn/ or loss/) that every other backend runs and that each kernel is tested
+//! against. Today there are kernels for burn-flex in FP32 (`flex/`, each `try_*` checking
+//! `flex::on_flex`) and backward passes for burn's autodiff over any backend (`autodiff/`); a kernel for
+//! another backend (a cubecl kernel for CUDA and Vulkan, say) would live in a folder of its own beside them
+//! and be tried by the same functions.
 
+pub mod autodiff;
 pub mod flex;
+
+/// `conv2d` as im2col x matmul (the FP16/BF16 route), keeping its input rather than its columns for the backward.
+pub use autodiff::conv_im2col::try_conv2d_im2col as conv2d_im2col;
 
 /// `x * scale[c] + shift[c]` (inference BatchNorm folded), then SiLU when asked.
 pub use flex::batchnorm::try_affine as channel_affine;
 /// Training-mode BatchNorm (batch statistics), then SiLU when asked, with the statistics for the running ones.
 pub use flex::batchnorm::try_train as batch_norm_train;
 pub use flex::batchnorm::BatchStatistics;
+/// Training-mode BatchNorm, then SiLU when asked, keeping only its input for the backward: the output with the
+/// batch mean and biased variance (on the device).
+pub use autodiff::batchnorm::try_train as batch_norm_train_lean;
 /// `conv2d(x, weight, stride, padding, groups)` with no bias and no dilation.
 pub use flex::conv::try_conv2d as conv2d;
 /// Whether `B` is a backend ember has its own kernels for (flex): layouts chosen for those kernels' speed
@@ -24,3 +32,9 @@ pub use flex::residual::try_residual as residual;
 pub use flex::softplus_sum::try_softplus_sum as softplus_sum;
 /// Nearest upsampling of `x` by an integer factor.
 pub use flex::upsample::try_upsample_nearest as upsample_nearest;
+
+/// `t` under its concrete type `U`, when that is what `T` is: how a kernel for one backend is reached
+/// from code generic over backends.
+pub(crate) fn retype<T: 'static, U: 'static>(t: T) -> Option<U> {
+    (Box::new(t) as Box<dyn std::any::Any>).downcast::<U>().ok().map(|u| *u)
+}

@@ -90,6 +90,14 @@ impl<B: Backend> BatchNorm2d<B> {
                 self.update_running(vector(stats.mean), vector(stats.var), b * h * w);
                 return y;
             }
+            // Any other autodiff backend: the definition's values, holding only the input for the backward.
+            if let Some((y, mean, var)) =
+                crate::kernels::batch_norm_train_lean(&x, &self.weight.val(), &self.bias.val(), self.eps, silu)
+            {
+                let [b, _, h, w] = x.dims();
+                self.update_running(mean, var, b * h * w);
+                return y;
+            }
             self.forward_train(x)
         } else {
             let (scale, shift) = self.folded();
@@ -138,12 +146,8 @@ impl<B: Backend> BatchNorm2d<B> {
             let y = centered * per_row(scale, b) + per_row(self.bias.val(), b);
             (mean, var, y.reshape([b, c, h, w]))
         } else {
-            let channel = |v: Tensor<B, 1>| v.reshape([1, c, 1, 1]);
-            let mean = x.clone().mean_dim(3).mean_dim(2).mean_dim(0).reshape([c]);
-            let centered = x - channel(mean.clone());
-            let var = centered.clone().square().mean_dim(3).mean_dim(2).mean_dim(0).reshape([c]); // biased
-            let scale = self.weight.val().mul(var.clone().add_scalar(self.eps).sqrt().recip());
-            (mean, var, centered * channel(scale) + channel(self.bias.val()))
+            let (y, mean, var) = train_definition(x, self.weight.val(), self.bias.val(), self.eps);
+            (mean, var, y)
         };
         self.update_running(mean, var, b * h * w);
         cast(y, dtype)
@@ -162,6 +166,25 @@ impl<B: Backend> BatchNorm2d<B> {
         // copies) see the current statistics.
         let _ = (self.running_mean.value_sync(), self.running_var.value_sync());
     }
+}
+
+/// Training-mode BatchNorm of `x` over NCHW, statistics in FP32: the output (in `x`'s dtype), the batch mean
+/// and the biased batch variance. The definition every backend without a kernel of ember's own computes.
+pub fn train_definition<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 1>,
+    bias: Tensor<B, 1>,
+    eps: f64,
+) -> (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>) {
+    let dtype = x.dtype();
+    let c = x.dims()[1];
+    let x = cast(x, DType::F32);
+    let channel = |v: Tensor<B, 1>| v.reshape([1, c, 1, 1]);
+    let mean = x.clone().mean_dim(3).mean_dim(2).mean_dim(0).reshape([c]);
+    let centered = x - channel(mean.clone());
+    let var = centered.clone().square().mean_dim(3).mean_dim(2).mean_dim(0).reshape([c]); // biased
+    let scale = weight.mul(var.clone().add_scalar(eps).sqrt().recip());
+    (cast(centered * channel(scale) + channel(bias), dtype), mean, var)
 }
 
 /// `[b, c, h, w]` as `[b * c, h * w]`: flex broadcasts a `[n, 1]` column over rows much faster than a

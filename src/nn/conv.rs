@@ -40,7 +40,10 @@ pub fn conv2d<B: Backend>(
         let [b, _, h, w] = x.dims();
         weight.reshape([1, co, ci]).matmul(x.reshape([b, ci, h * w])).reshape([b, co, h, w])
     } else if reduced && groups == 1 {
-        super::conv_lowp::conv2d_im2col(x, weight, stride, padding)
+        match crate::kernels::conv2d_im2col(&x, &weight, stride, padding) {
+            Some(y) => y,
+            None => super::conv_lowp::conv2d_im2col(x, weight, stride, padding),
+        }
     } else if reduced {
         super::conv_lowp::conv2d_widened(x, weight, stride, padding, groups)
     } else {

@@ -12,7 +12,7 @@ pub mod residual;
 pub mod softplus_sum;
 pub mod upsample;
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 
 use burn::backend::autodiff::grads::Gradients;
 use burn::tensor::backend::{Backend, BackendTypes};
@@ -57,11 +57,7 @@ pub fn own_kernels() -> bool {
     *ON.get_or_init(|| std::env::var("EMBER_BURN_KERNELS").map_or(true, |v| v != "1"))
 }
 
-/// `t` under its concrete type `U`, when that is what `T` is: how a kernel for one backend is reached
-/// from code generic over backends.
-pub(crate) fn retype<T: 'static, U: 'static>(t: T) -> Option<U> {
-    (Box::new(t) as Box<dyn Any>).downcast::<U>().ok().map(|u| *u)
-}
+pub(crate) use super::retype;
 
 /// The f32 elements of `t` in row-major order: borrowed when already so laid out, else copied.
 pub(crate) fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
