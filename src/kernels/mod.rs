@@ -12,14 +12,14 @@ pub mod flex;
 /// `conv2d` as im2col x matmul (the FP16/BF16 route), keeping its input rather than its columns for the backward.
 pub use autodiff::conv_im2col::try_conv2d_im2col as conv2d_im2col;
 
+/// Training-mode BatchNorm, then SiLU when asked, keeping only its input for the backward: the output with the
+/// batch mean and biased variance (on the device).
+pub use autodiff::batchnorm::try_train as batch_norm_train_lean;
 /// `x * scale[c] + shift[c]` (inference BatchNorm folded), then SiLU when asked.
 pub use flex::batchnorm::try_affine as channel_affine;
 /// Training-mode BatchNorm (batch statistics), then SiLU when asked, with the statistics for the running ones.
 pub use flex::batchnorm::try_train as batch_norm_train;
 pub use flex::batchnorm::BatchStatistics;
-/// Training-mode BatchNorm, then SiLU when asked, keeping only its input for the backward: the output with the
-/// batch mean and biased variance (on the device).
-pub use autodiff::batchnorm::try_train as batch_norm_train_lean;
 /// `conv2d(x, weight, stride, padding, groups)` with no bias and no dilation.
 pub use flex::conv::try_conv2d as conv2d;
 /// Whether `B` is a backend ember has its own kernels for (flex): layouts chosen for those kernels' speed

@@ -75,7 +75,7 @@ pub fn col2im<B: Backend>(
             let t = i * kw + j;
             let tap = taps.clone().slice([0..b, 0..c, t..t + 1]).reshape([b, c, ho, wo]);
             let window = tap_window(i, j, [ho, wo], stride);
-            let sum = padded.clone().slice(window.clone()) + tap;
+            let sum = padded.clone().slice(window) + tap;
             padded = padded.slice_assign(window, sum);
         }
     }

@@ -60,7 +60,8 @@ fn on<B: Backend, I: Backend>(
     if TypeId::of::<B>() != TypeId::of::<Autodiff<I>>() {
         return None;
     }
-    let (y, mean, var) = train_keeping_input::<I>(retype(x.clone())?, retype(weight.clone())?, retype(bias.clone())?, norm);
+    let (y, mean, var) =
+        train_keeping_input::<I>(retype(x.clone())?, retype(weight.clone())?, retype(bias.clone())?, norm);
     Some((retype(y)?, retype(mean)?, retype(var)?))
 }
 
@@ -70,7 +71,8 @@ fn train_keeping_input<I: Backend>(
     bias: Tensor<Autodiff<I>, 1>,
     norm: Norm,
 ) -> Outputs<Autodiff<I>> {
-    let (x, weight, bias) = (x.into_primitive().tensor(), weight.into_primitive().tensor(), bias.into_primitive().tensor());
+    let (x, weight, bias) =
+        (x.into_primitive().tensor(), weight.into_primitive().tensor(), bias.into_primitive().tensor());
     let xi = inner::<I, 4>(x.primitive.clone());
     let dtype = xi.dtype();
     let (mean, var) = statistics(xi.clone());
@@ -83,10 +85,9 @@ fn train_keeping_input<I: Backend>(
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => prep.finish(
-            (x.primitive, prim(mean.clone()), prim(inv_std), weight.primitive, bias.primitive, norm),
-            y,
-        ),
+        OpsKind::Tracked(prep) => {
+            prep.finish((x.primitive, prim(mean.clone()), prim(inv_std), weight.primitive, bias.primitive, norm), y)
+        }
         OpsKind::UnTracked(prep) => prep.finish(y),
     };
     (Tensor::from_primitive(TensorPrimitive::Float(y)), Tensor::from_inner(mean), Tensor::from_inner(var))
@@ -195,7 +196,13 @@ mod tests {
                             try_train(&xa.clone().cast(dtype), &ga, &ba, 1e-3, silu).expect("taken on Autodiff<Flex>");
                         (y, Some(mean))
                     } else {
-                        let y = crate::nn::batchnorm::train_definition(xa.clone().cast(dtype), ga.clone(), ba.clone(), 1e-3).0;
+                        let y = crate::nn::batchnorm::train_definition(
+                            xa.clone().cast(dtype),
+                            ga.clone(),
+                            ba.clone(),
+                            1e-3,
+                        )
+                        .0;
                         (if silu { activation::silu(y) } else { y }, None)
                     };
                     let y = y.cast(FloatDType::F32);

@@ -64,9 +64,7 @@ fn conv2d_keeping_input<I: Backend>(
     let x = x.into_primitive().tensor();
     let weight = weight.into_primitive().tensor();
     let forward = |x: &FloatTensor<I>, weight: &FloatTensor<I>| {
-        conv2d_im2col(inner::<I>(x.clone()), inner::<I>(weight.clone()), g.stride, g.padding)
-            .into_primitive()
-            .tensor()
+        conv2d_im2col(inner::<I>(x.clone()), inner::<I>(weight.clone()), g.stride, g.padding).into_primitive().tensor()
     };
     let y = match Im2colBackward
         .prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone()])
