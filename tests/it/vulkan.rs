@@ -121,6 +121,54 @@ fn fp16_convolutions_accumulate_in_fp32() {
     }
 }
 
+/// The backward passes of ember's own that keep only their inputs (src/kernels/autodiff/) give, on Vulkan,
+/// the outputs and gradients of autodiff through the generic definitions they stand for, FP32 and FP16.
+#[test]
+fn lean_backward_passes_on_vulkan_equal_the_definitions() {
+    let Some((_turn, device)) = vulkan() else { return };
+    type AB = VulkanAutodiff;
+    AB::seed(&device, 5);
+    let x = Tensor::<AB, 4>::random([2, 8, 12, 10], Distribution::Normal(0.3, 1.5), &device);
+    let w = Tensor::<AB, 4>::random([6, 8, 3, 3], Distribution::Normal(0.0, 0.2), &device);
+    let gamma = Tensor::<AB, 1>::random([6], Distribution::Normal(1.0, 0.3), &device);
+    let beta = Tensor::<AB, 1>::random([6], Distribution::Normal(0.0, 0.3), &device);
+    for (dtype, tolerance) in [(FloatDType::F32, 1e-4), (FloatDType::F16, 1e-2)] {
+        for stride in [1, 2] {
+            let run = |lean: bool| {
+                let (x, w) = (x.clone().detach().require_grad(), w.clone().detach().require_grad());
+                let (g, b) = (gamma.clone().detach().require_grad(), beta.clone().detach().require_grad());
+                let (xc, wc) = (x.clone().cast(dtype), w.clone().cast(dtype));
+                let y = if lean {
+                    let y = ember::kernels::conv2d_im2col(&xc, &wc, stride, 1).expect("taken on Vulkan's autodiff");
+                    ember::kernels::batch_norm_train_lean(&y, &g, &b, 1e-3, true).expect("taken on Vulkan's autodiff").0
+                } else {
+                    let y = ember::nn::conv_lowp::conv2d_im2col(xc, wc, stride, 1);
+                    let y = ember::nn::batchnorm::train_definition(y, g.clone(), b.clone(), 1e-3).0;
+                    burn::tensor::activation::silu(y)
+                };
+                let y = y.cast(FloatDType::F32);
+                let upstream = y.clone().detach().sin();
+                let grads = (y.clone() * upstream).sum().backward();
+                [
+                    common::values(y.inner()),
+                    common::values(x.grad(&grads).unwrap()),
+                    common::values(w.grad(&grads).unwrap()),
+                    common::values(g.grad(&grads).unwrap()),
+                    common::values(b.grad(&grads).unwrap()),
+                ]
+            };
+            let (want, got) = (run(false), run(true));
+            for (name, (a, b)) in
+                ["output", "input grad", "weight grad", "gamma grad", "beta grad"].iter().zip(got.iter().zip(&want))
+            {
+                let e = relative(a, b);
+                println!("{dtype:?} stride {stride} {name}: relative max error {e:.2e}");
+                assert!(e <= tolerance, "{dtype:?} stride {stride} {name}: {e:e}");
+            }
+        }
+    }
+}
+
 #[test]
 fn fp16_forward_and_gradients_track_fp32() {
     let Some((_turn, device)) = vulkan() else { return };
