@@ -101,7 +101,9 @@ impl OnAutodiffBackend for Bench {
         let tensors = groups.layout.slots.len();
         let (mut optimizer, mut model) = DetectorOptimizer::new(args.optimizer, (0.01, 0.937, 5e-4), model, groups);
         let mut ema = ModelEma::new(model.valid().deep_clone().unwrap());
-        let mut scaler = (args.amp == AmpMode::Fp16).then(LossScaler::default);
+        // Starting at 2^16 (PyTorch's and ember's default) the first steps of an untrained model overflow and are
+        // skipped, without an optimizer update; a settled scale measures the steps a run mostly takes.
+        let mut scaler = (args.amp == AmpMode::Fp16).then(|| LossScaler { scale: 1024.0, ..LossScaler::default() });
         let sync = || AB::sync(device).expect("the device finished its queue");
         // Device memory at each phase's end: in use peaks when the forward's saved activations are all held
         // (before the backward), reserved is the pool's high-water mark (`torch.cuda.memory_reserved`).
@@ -115,6 +117,7 @@ impl OnAutodiffBackend for Bench {
         let mut per_step: Vec<([u64; 4], [f64; 4], u64)> = Vec::new();
         let mut peak = ember::backend::DeviceMemory::default();
         let mut by_name_steady = BTreeMap::new();
+        let mut optimizer_by_name = BTreeMap::new();
         for step in 0..args.steps {
             sync();
             let reads = readback::count();
@@ -139,6 +142,7 @@ impl OnAutodiffBackend for Bench {
             (marks[3], times[2]) = (kernels(), t.elapsed().as_secs_f64());
             sample(&mut peak);
             let t = Instant::now();
+            let names_before_optimizer = log.as_ref().map(|l| l.by_name());
             let flat = optimizer.flatten_gradients(&model, grads);
             let read_along: Tensor<AB::InnerBackend, 1> = loss.parts.inner();
             let report;
@@ -156,6 +160,14 @@ impl OnAutodiffBackend for Bench {
             );
             if step > 0 {
                 per_step.push((counts, times, reads.assigner + reads.other));
+                if let (Some(before), Some(log)) = (names_before_optimizer, log.as_ref()) {
+                    for (name, n) in log.by_name() {
+                        let delta = n - before.get(&name).copied().unwrap_or(0);
+                        if delta > 0 {
+                            *optimizer_by_name.entry(name).or_insert(0u64) += delta;
+                        }
+                    }
+                }
                 if let (Some(before), Some(log)) = (names_before, log.as_ref()) {
                     for (name, n) in log.by_name() {
                         let delta = n - before.get(&name).copied().unwrap_or(0);
@@ -221,6 +233,14 @@ impl OnAutodiffBackend for Bench {
             peak.reserved as f64 / (1 << 20) as f64,
             peak.in_use as f64 / (1 << 20) as f64
         );
+        if !optimizer_by_name.is_empty() {
+            let mut names: Vec<_> = optimizer_by_name.into_iter().collect();
+            names.sort_by_key(|n| std::cmp::Reverse(n.1));
+            println!("optimizer + EMA + norm kernels per step by name:");
+            for (name, n) in names.iter().take(12) {
+                println!("  {:>7.0} {name}", *n as f64 / steady);
+            }
+        }
         if !by_name_steady.is_empty() {
             let mut names: Vec<_> = by_name_steady.into_iter().collect();
             names.sort_by_key(|n| std::cmp::Reverse(n.1));

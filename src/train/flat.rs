@@ -117,21 +117,20 @@ impl FlatLayout {
         struct Values<'a, B: Backend> {
             layout: &'a FlatLayout,
             next: usize,
-            flat: Tensor<B, 1>,
+            flat: Option<Tensor<B, 1>>,
         }
         impl<B: Backend> ModuleVisitor<B> for Values<'_, B> {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
                 if let Some(slot) = self.layout.slots.get(self.next).filter(|s| s.id == param.id) {
                     self.next += 1;
-                    let value = param.val().reshape([slot.len()]);
-                    self.flat = self.flat.clone().slice_assign([slot.range()], value);
+                    assign(&mut self.flat, slot.range(), param.val().reshape([slot.len()]));
                 }
             }
         }
-        let mut visitor = Values { layout: self, next: 0, flat: Tensor::zeros([self.len], device) };
+        let mut visitor = Values { layout: self, next: 0, flat: Some(Tensor::zeros([self.len], device)) };
         module.visit(&mut visitor);
         assert_eq!(visitor.next, self.slots.len(), "the module does not have the layout's tensors");
-        visitor.flat
+        visitor.flat.expect("the buffer is put back after each assignment")
     }
 
     /// The values of every float tensor of `module`, a module of the same architecture as the layout's (its ids
@@ -140,19 +139,19 @@ impl FlatLayout {
         struct Values<'a, B: Backend> {
             layout: &'a FlatLayout,
             next: usize,
-            flat: Tensor<B, 1>,
+            flat: Option<Tensor<B, 1>>,
         }
         impl<B: Backend> ModuleVisitor<B> for Values<'_, B> {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
                 let slot = &self.layout.slots[self.next];
                 self.next += 1;
-                self.flat = self.flat.clone().slice_assign([slot.range()], param.val().reshape([slot.len()]));
+                assign(&mut self.flat, slot.range(), param.val().reshape([slot.len()]));
             }
         }
-        let mut visitor = Values { layout: self, next: 0, flat: Tensor::zeros([self.len], device) };
+        let mut visitor = Values { layout: self, next: 0, flat: Some(Tensor::zeros([self.len], device)) };
         module.visit(&mut visitor);
         assert_eq!(visitor.next, self.slots.len(), "the module's architecture differs from the layout's");
-        visitor.flat
+        visitor.flat.expect("the buffer is put back after each assignment")
     }
 
     /// The gradients of the slots' tensors in one buffer, taken out of `grads` (one kernel per tensor); a
@@ -167,21 +166,21 @@ impl FlatLayout {
             layout: &'a FlatLayout,
             grads: &'a mut GradientsParams,
             next: usize,
-            flat: Tensor<B, 1>,
+            flat: Option<Tensor<B, 1>>,
         }
         impl<AB: AutodiffBackend> ModuleVisitor<AB> for Grads<'_, AB::InnerBackend> {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
                 if let Some(slot) = self.layout.slots.get(self.next).filter(|s| s.id == param.id) {
                     self.next += 1;
                     if let Some(g) = self.grads.remove::<AB::InnerBackend, D>(param.id) {
-                        self.flat = self.flat.clone().slice_assign([slot.range()], g.reshape([slot.len()]));
+                        assign(&mut self.flat, slot.range(), g.reshape([slot.len()]));
                     }
                 }
             }
         }
-        let mut visitor = Grads { layout: self, grads, next: 0, flat: Tensor::zeros([self.len], device) };
+        let mut visitor = Grads { layout: self, grads, next: 0, flat: Some(Tensor::zeros([self.len], device)) };
         model.visit(&mut visitor);
-        visitor.flat
+        visitor.flat.expect("the buffer is put back after each assignment")
     }
 
     /// `model` with each slot's parameter replaced by a view of `flat` (no copy), keeping its id and whether
@@ -259,4 +258,11 @@ impl FlatLayout {
 
 fn shape_of<const D: usize>(shape: &[usize]) -> [usize; D] {
     std::array::from_fn(|i| shape[i])
+}
+
+/// `flat[range] = values`, the buffer moved into the assignment rather than cloned: a backend writes into a
+/// buffer it holds the only handle to, and copies a shared one whole first (cubecl did, once per tensor).
+fn assign<B: Backend>(flat: &mut Option<Tensor<B, 1>>, range: std::ops::Range<usize>, values: Tensor<B, 1>) {
+    let buffer = flat.take().expect("the buffer is put back after each assignment");
+    *flat = Some(buffer.slice_assign([range], values));
 }
