@@ -7,11 +7,50 @@
 //! architecture (`Yolo::deep_clone`: burn's `clone` shares BatchNorm statistics), whose parameter ids differ
 //! from the model's; tensors are paired by module order.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor, TensorData};
 
 use super::flat::FlatLayout;
+
+/// For each element of the average, its position in `[trained weights, the other tensors, 0]`.
+#[derive(Debug, Clone)]
+struct Sources<B: Backend> {
+    /// The tensors not in the trained buffer, in module order (ids of the model).
+    rest: FlatLayout,
+    index: Tensor<B, 1, Int>,
+    trained_len: usize,
+}
+
+impl<B: Backend> Sources<B> {
+    fn new<M: Module<B>>(average: &FlatLayout, model: &M, trained: &FlatLayout, device: &B::Device) -> Self {
+        struct Ids(Vec<(ParamId, Vec<usize>)>);
+        impl<B: Backend> ModuleVisitor<B> for Ids {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                self.0.push((param.id, param.val().dims().to_vec()));
+            }
+        }
+        let mut ids = Ids(Vec::new());
+        model.visit(&mut ids);
+        assert_eq!(ids.0.len(), average.slots.len(), "the model's architecture differs from the average's");
+        let offsets: std::collections::HashMap<ParamId, usize> =
+            trained.slots.iter().map(|s| (s.id, s.offset)).collect();
+        let rest =
+            FlatLayout::from_tensors(ids.0.iter().filter(|(id, _)| !offsets.contains_key(id)).cloned().collect());
+        let rest_offsets: std::collections::HashMap<ParamId, usize> =
+            rest.slots.iter().map(|s| (s.id, s.offset)).collect();
+        let zero = (trained.len + rest.len) as i64; // padding takes the appended 0, as a gathered buffer has
+        let mut index = vec![zero; average.len];
+        for ((id, _), slot) in ids.0.iter().zip(&average.slots) {
+            let start = offsets.get(id).map_or_else(|| trained.len + rest_offsets[id], |&o| o);
+            for (k, i) in index[slot.range()].iter_mut().enumerate() {
+                *i = (start + k) as i64;
+            }
+        }
+        let index = Tensor::from_data(TensorData::new(index, [average.len]), device);
+        Sources { rest, index, trained_len: trained.len }
+    }
+}
 
 /// The moving average of a module's float tensors (Ultralytics `ModelEMA`).
 #[derive(Debug, Clone)]
@@ -21,6 +60,8 @@ pub struct ModelEma<B: Backend, M> {
     /// Every float tensor, in module order (ids of the template).
     layout: FlatLayout,
     values: Tensor<B, 1>,
+    /// Where [`ModelEma::update_from`] takes each element from, made on its first call.
+    sources: Option<Sources<B>>,
     /// Updates made so far (one per applied optimizer step); saved in checkpoints so a resumed run keeps its ramp.
     pub updates: u64,
     /// Decay the ramp tends to (Ultralytics 0.9999).
@@ -35,7 +76,7 @@ impl<B: Backend, M: Module<B> + Clone> ModelEma<B, M> {
         let layout = FlatLayout::all(&module);
         let device = module.devices().into_iter().next().expect("a module with tensors");
         let values = layout.gather_by_position(&module, &device);
-        ModelEma { template: module, layout, values, updates: 0, decay: 0.9999, tau: 2000.0 }
+        ModelEma { template: module, layout, values, sources: None, updates: 0, decay: 0.9999, tau: 2000.0 }
     }
 
     /// `decay * (1 - exp(-updates / tau))` at the current count: the weight the latest update gave the old average.
@@ -51,6 +92,24 @@ impl<B: Backend, M: Module<B> + Clone> ModelEma<B, M> {
         self.values = self.values.clone().mul_scalar(d) + current.mul_scalar(1.0 - d);
     }
 
+    /// As [`ModelEma::update`], with the trained tensors' values taken from the optimizer's buffer `weights`
+    /// (of layout `trained`, which `model`'s trained tensors are views of) instead of gathered one kernel per
+    /// tensor: only the other tensors (BatchNorm statistics, frozen weights) are gathered, and one `select`
+    /// puts every element in its place. The same values as `update`.
+    pub fn update_from(&mut self, model: &M, weights: &Tensor<B, 1>, trained: &FlatLayout) {
+        let device = self.values.device();
+        if self.sources.as_ref().is_none_or(|s| s.trained_len != trained.len) {
+            self.sources = Some(Sources::new(&self.layout, model, trained, &device));
+        }
+        let sources = self.sources.as_ref().expect("made above");
+        let rest = sources.rest.gather_values(model, &device);
+        let source = Tensor::cat(vec![weights.clone(), rest, Tensor::zeros([1], &device)], 0);
+        let current = source.select(0, sources.index.clone());
+        self.updates += 1;
+        let d = self.current_decay();
+        self.values = self.values.clone().mul_scalar(d) + current.mul_scalar(1.0 - d);
+    }
+
     /// The averaged module (its tensors views of the average).
     pub fn module(&self) -> M {
         self.layout.scatter(self.template.clone(), &self.values)
@@ -59,5 +118,37 @@ impl<B: Backend, M: Module<B> + Clone> ModelEma<B, M> {
     /// The average as a flat buffer over every float tensor in module order.
     pub fn values(&self) -> &Tensor<B, 1> {
         &self.values
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::AutodiffModule;
+    use burn::tensor::backend::Backend;
+
+    use super::*;
+    use crate::backend::{Cpu, CpuAutodiff};
+    use crate::model::Yolo;
+
+    /// Blending from the optimizer's buffer gives the average that gathering every tensor gives, exactly,
+    /// over two updates (the second reusing the index), BatchNorm statistics included.
+    #[test]
+    fn update_from_the_trained_buffer_equals_gathering() {
+        let device = Default::default();
+        CpuAutodiff::seed(&device, 1);
+        let start = Yolo::<CpuAutodiff>::new("yolo26n", 80, &device).unwrap();
+        let model = Yolo::<CpuAutodiff>::new("yolo26n", 80, &device).unwrap();
+        let trained = FlatLayout::trainable(&model);
+        let inference = model.valid();
+        let weights: Tensor<Cpu, 1> = trained.gather_values(&inference, &device);
+        let mut gathered = ModelEma::new(start.valid().deep_clone().unwrap());
+        let mut selected = gathered.clone();
+        for _ in 0..2 {
+            gathered.update(&inference);
+            selected.update_from(&inference, &weights, &trained);
+            let (want, got) = (gathered.values().clone().into_data(), selected.values().clone().into_data());
+            assert_eq!(want, got);
+        }
+        assert!(trained.slots.len() < gathered.layout.slots.len(), "some tensors are not trained (statistics)");
     }
 }

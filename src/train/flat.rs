@@ -86,6 +86,11 @@ impl FlatLayout {
         Self::new(visitor.0)
     }
 
+    /// A layout of `tensors` (id and shape) in the order given.
+    pub fn from_tensors(tensors: Vec<(ParamId, Vec<usize>)>) -> Self {
+        Self::new(tensors)
+    }
+
     fn new(tensors: Vec<(ParamId, Vec<usize>)>) -> Self {
         let mut offset = 0;
         let slots = tensors

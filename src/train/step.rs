@@ -59,7 +59,7 @@ where
         let norm = sum_sq.sqrt() / scale;
         let clip = if norm > MAX_GRAD_NORM { MAX_GRAD_NORM / (norm + 1e-6) } else { 1.0 };
         let model = optimizer.step(model, grads, clip / scale);
-        ema.update(&model.valid());
+        ema.update_from(&model.valid(), optimizer.weights(), optimizer.layout());
         (report.applied, report.grad_norm) = (true, Some(norm));
         model
     } else {
