@@ -7,6 +7,7 @@
 //! and be tried by the same functions.
 
 pub mod autodiff;
+pub mod columns;
 pub mod flex;
 
 /// `conv2d` as im2col x matmul (the FP16/BF16 route), keeping its input rather than its columns for the backward.

@@ -1,4 +1,4 @@
-//! The im2col convolution (`nn::conv_lowp::conv2d_im2col`, the FP16/BF16 route) that keeps its input
+//! The im2col convolution (`kernels::columns::conv2d_im2col`, `nn::conv_lowp`'s FP16/BF16 route) that keeps its input
 //! rather than its columns for the backward.
 //!
 //! Through plain autodiff the matrix product saves its operand, the column matrix: `k * k` times the input
@@ -18,7 +18,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
 
-use crate::nn::conv_lowp::{col2im, conv2d_im2col, im2col, out_size};
+use crate::kernels::columns::{col2im, conv2d_im2col, im2col, out_size};
 
 /// `conv2d_im2col(x, weight, stride, padding)` saving `x` instead of its columns, when `B` is burn's
 /// autodiff over a backend ember builds (flex, and CUDA and Vulkan when compiled in) and its kernels are on.
