@@ -233,22 +233,21 @@ impl OnAutodiffBackend for Bench {
             peak.reserved as f64 / (1 << 20) as f64,
             peak.in_use as f64 / (1 << 20) as f64
         );
-        if !optimizer_by_name.is_empty() {
-            let mut names: Vec<_> = optimizer_by_name.into_iter().collect();
-            names.sort_by_key(|n| std::cmp::Reverse(n.1));
-            println!("optimizer + EMA + norm kernels per step by name:");
-            for (name, n) in names.iter().take(12) {
-                println!("  {:>7.0} {name}", *n as f64 / steady);
-            }
-        }
-        if !by_name_steady.is_empty() {
-            let mut names: Vec<_> = by_name_steady.into_iter().collect();
-            names.sort_by_key(|n| std::cmp::Reverse(n.1));
-            println!("kernels per step by name (top 25):");
-            for (name, n) in names.iter().take(25) {
-                println!("  {:>7.0} {name}", *n as f64 / steady);
-            }
-        }
+        print_by_name("optimizer + EMA + norm kernels per step by name:", optimizer_by_name, 12, steady);
+        print_by_name("kernels per step by name (top 25):", by_name_steady, 25, steady);
+    }
+}
+
+/// The `top` most launched kernels of `counts` (summed over `steps` steps), per step.
+fn print_by_name(title: &str, counts: BTreeMap<String, u64>, top: usize, steps: f64) {
+    if counts.is_empty() {
+        return;
+    }
+    let mut names: Vec<_> = counts.into_iter().collect();
+    names.sort_by_key(|n| std::cmp::Reverse(n.1));
+    println!("{title}");
+    for (name, n) in names.iter().take(top) {
+        println!("  {:>7.0} {name}", *n as f64 / steps);
     }
 }
 

@@ -7,7 +7,7 @@
 //! architecture (`Yolo::deep_clone`: burn's `clone` shares BatchNorm statistics), whose parameter ids differ
 //! from the model's; tensors are paired by module order.
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -24,24 +24,18 @@ struct Sources<B: Backend> {
 
 impl<B: Backend> Sources<B> {
     fn new<M: Module<B>>(average: &FlatLayout, model: &M, trained: &FlatLayout, device: &B::Device) -> Self {
-        struct Ids(Vec<(ParamId, Vec<usize>)>);
-        impl<B: Backend> ModuleVisitor<B> for Ids {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-                self.0.push((param.id, param.val().dims().to_vec()));
-            }
-        }
-        let mut ids = Ids(Vec::new());
-        model.visit(&mut ids);
-        assert_eq!(ids.0.len(), average.slots.len(), "the model's architecture differs from the average's");
+        // The model's tensors in module order: the average's layout made from the model carries the model's ids.
+        let ids: Vec<(ParamId, Vec<usize>)> =
+            FlatLayout::all(model).slots.into_iter().map(|s| (s.id, s.shape)).collect();
+        assert_eq!(ids.len(), average.slots.len(), "the model's architecture differs from the average's");
         let offsets: std::collections::HashMap<ParamId, usize> =
             trained.slots.iter().map(|s| (s.id, s.offset)).collect();
-        let rest =
-            FlatLayout::from_tensors(ids.0.iter().filter(|(id, _)| !offsets.contains_key(id)).cloned().collect());
+        let rest = FlatLayout::from_tensors(ids.iter().filter(|(id, _)| !offsets.contains_key(id)).cloned().collect());
         let rest_offsets: std::collections::HashMap<ParamId, usize> =
             rest.slots.iter().map(|s| (s.id, s.offset)).collect();
         let zero = (trained.len + rest.len) as i64; // padding takes the appended 0, as a gathered buffer has
         let mut index = vec![zero; average.len];
-        for ((id, _), slot) in ids.0.iter().zip(&average.slots) {
+        for ((id, _), slot) in ids.iter().zip(&average.slots) {
             let start = offsets.get(id).map_or_else(|| trained.len + rest_offsets[id], |&o| o);
             for (k, i) in index[slot.range()].iter_mut().enumerate() {
                 *i = (start + k) as i64;
