@@ -15,6 +15,7 @@ pub mod polygon;
 pub mod recent;
 pub mod resize;
 pub mod scan;
+pub mod simd;
 pub mod synthetic;
 pub mod worker;
 

@@ -5,6 +5,8 @@ use image::RgbImage;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::data::simd;
+
 /// Draws the three gains and jitters `img` in place. Boxes are unchanged.
 pub fn random_hsv(img: &mut RgbImage, gains: [f64; 3], rng: &mut ChaCha8Rng) {
     if gains.iter().all(|&g| g == 0.0) {
@@ -16,27 +18,46 @@ pub fn random_hsv(img: &mut RgbImage, gains: [f64; 3], rng: &mut ChaCha8Rng) {
 
 /// Applies drawn gains `r` (hue shift as a fraction of the hue circle, saturation and value factors - 1).
 pub fn apply_hsv_gains(img: &mut RgbImage, r: [f64; 3]) {
-    let mut lut_hue = [0u8; 256];
-    let mut lut_sat = [0u8; 256];
-    let mut lut_val = [0u8; 256];
-    for x in 0..256usize {
-        let xf = x as f64;
-        lut_hue[x] = (xf + r[0] * 180.0).rem_euclid(180.0) as u8;
-        lut_sat[x] = (xf * (r[1] + 1.0)).clamp(0.0, 255.0) as u8;
-        lut_val[x] = (xf * (r[2] + 1.0)).clamp(0.0, 255.0) as u8;
+    let luts = GainTables::new(r);
+    let raw: &mut [u8] = img;
+    let done = simd::hsv_jitter(&luts.hue, luts.gains, raw);
+    jitter(&luts, tables(), raw[done..].as_chunks_mut::<3>().0);
+}
+
+/// The drawn gains as Ultralytics' three lookup tables over OpenCV's 8-bit hue, saturation and value.
+struct GainTables {
+    hue: [u8; 256],
+    sat: [u8; 256],
+    val: [u8; 256],
+    /// The gains drawn.
+    gains: [f64; 3],
+}
+
+impl GainTables {
+    fn new(r: [f64; 3]) -> GainTables {
+        let mut t = GainTables { hue: [0; 256], sat: [0; 256], val: [0; 256], gains: r };
+        for x in 0..256usize {
+            let xf = x as f64;
+            t.hue[x] = (xf + r[0] * 180.0).rem_euclid(180.0) as u8;
+            t.sat[x] = (xf * (r[1] + 1.0)).clamp(0.0, 255.0) as u8;
+            t.val[x] = (xf * (r[2] + 1.0)).clamp(0.0, 255.0) as u8;
+        }
+        t.sat[0] = 0; // a grey stays grey
+        t
     }
-    lut_sat[0] = 0; // a grey stays grey
-    let t = tables();
-    let (pixels, _) = img.as_chunks_mut::<3>();
+}
+
+/// The jitter one pixel at a time: the definition the vectorised path must equal.
+fn jitter(luts: &GainTables, t: &Tables, pixels: &mut [[u8; 3]]) {
     for px in pixels {
         let [r, g, b] = *px;
         if r == g && g == b {
             // A grey (the padding, most often): no saturation, so only the value changes.
-            *px = [lut_val[r as usize]; 3];
+            *px = [luts.val[r as usize]; 3];
             continue;
         }
         let [h, s, v] = forward(t, *px);
-        *px = backward(t, [lut_hue[h as usize], lut_sat[s as usize], lut_val[v as usize]]);
+        *px = backward(t, [luts.hue[h as usize], luts.sat[s as usize], luts.val[v as usize]]);
     }
 }
 
@@ -174,6 +195,57 @@ mod tests {
                     assert_eq!(hsv_to_rgb([h, s, v]), hsv_to_rgb_reference([h, s, v]), "{h} {s} {v}");
                 }
             }
+        }
+    }
+
+    /// Every 24-bit colour through `apply_hsv_gains` (vectorised where the CPU allows) and through the scalar
+    /// definition, for gains that shift the hue both ways and push saturation and value past 255.
+    #[test]
+    fn every_colour_jitters_as_the_scalar_definition() {
+        let all = RgbImage::from_fn(4096, 4096, |x, y| {
+            let i = y * 4096 + x;
+            image::Rgb([(i >> 16) as u8, (i >> 8) as u8, i as u8])
+        });
+        for r in [[0.0137, 0.62, -0.35], [-0.015, -0.7, 0.4], [0.5, 1.0, 1.0], [-0.999, -1.0, -1.0]] {
+            let mut fast = all.clone();
+            apply_hsv_gains(&mut fast, r);
+            let mut scalar = all.clone();
+            jitter(&GainTables::new(r), tables(), scalar.as_chunks_mut::<3>().0);
+            if let Some((i, _)) = fast.as_raw().iter().zip(scalar.as_raw()).enumerate().find(|(_, (a, b))| a != b) {
+                let px = i / 3 * 3;
+                panic!(
+                    "gains {r:?}: colour {:?} became {:?}, the definition gives {:?}",
+                    &all.as_raw()[px..px + 3],
+                    &fast.as_raw()[px..px + 3],
+                    &scalar.as_raw()[px..px + 3]
+                );
+            }
+        }
+    }
+
+    /// The vectorised path takes the hue table as a rotation; a table that is not one goes through the table.
+    #[test]
+    fn a_hue_table_that_is_not_a_rotation_is_looked_up() {
+        let mut luts = GainTables::new([0.0137, 0.62, -0.35]);
+        for (h, entry) in luts.hue.iter_mut().enumerate().take(180) {
+            *entry = (h * 7 % 180) as u8;
+        }
+        let all: Vec<u8> = (0..1u32 << 24).flat_map(|i| [(i >> 16) as u8, (i >> 8) as u8, i as u8]).collect();
+        let mut fast = all.clone();
+        let done = simd::hsv_jitter(&luts.hue, luts.gains, &mut fast);
+        jitter(&luts, tables(), fast[done..].as_chunks_mut::<3>().0);
+        let mut scalar = all;
+        jitter(&luts, tables(), scalar.as_chunks_mut::<3>().0);
+        assert!(fast == scalar);
+    }
+
+    /// Why the vectorised path may divide instead of looking OpenCV's division tables up.
+    #[test]
+    fn f32_divisions_rounded_to_nearest_give_the_division_tables() {
+        let t = tables();
+        for i in 1..256 {
+            assert_eq!((255.0f32 * 4096.0 / i as f32).round_ties_even() as i32, t.sdiv[i], "sdiv {i}");
+            assert_eq!((180.0f32 * 4096.0 / 6.0 / i as f32).round_ties_even() as i32, t.hdiv[i], "hdiv {i}");
         }
     }
 

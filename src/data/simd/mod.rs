@@ -1,0 +1,81 @@
+//! The input pipeline's per-pixel loops with AVX2, for the x86-64 CPUs that have it (detected at run time;
+//! other CPUs, and what a call leaves over, take the scalar definitions). Each function runs the same integer
+//! and float operations, in the same order, as the definition it stands in for, so the pixels are identical;
+//! the definitions' own modules (`augment::color`, `augment::geometry`, `resize`) test that. Each returns how
+//! much it did, 0 without AVX2, and the caller finishes the rest with the definition.
+
+#[cfg(target_arch = "x86_64")]
+mod hsv;
+#[cfg(target_arch = "x86_64")]
+mod resize;
+#[cfg(target_arch = "x86_64")]
+mod warp;
+
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    is_x86_feature_detected!("avx2")
+}
+
+/// Eight i32 lanes as 8 bytes in the low half of a register, saturated to 0..=255 (OpenCV's clamp).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn narrow(x: std::arch::x86_64::__m256i) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    let words = _mm256_packus_epi32(x, x);
+    let bytes = _mm256_packus_epi16(words, words);
+    _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes), _mm256_extracti128_si256::<1>(bytes))
+}
+
+/// The HSV jitter (`augment::color`) over RGB `bytes`, whole groups of 8 pixels: `hue` is the hue table,
+/// `gains` the drawn gains. Returns the bytes done.
+pub fn hsv_jitter(hue: &[u8; 256], gains: [f64; 3], bytes: &mut [u8]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        return hsv::jitter(hue, gains, bytes);
+    }
+    let _ = (hue, gains, bytes);
+    0
+}
+
+/// The warp's vertical pass (`augment::geometry`): `out[i] = r0[i] * w[0] + r1[i] * w[1]`. Returns the values done.
+pub fn warp_blend_rows(r0: &[u8], r1: &[u8], w: [i32; 2], out: &mut [i32]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        return warp::blend_rows(r0, r1, w, out);
+    }
+    let _ = (r0, r1, w, out);
+    0
+}
+
+/// The warp's horizontal pass (`augment::geometry`): output pixel `k` from `blended` at its tap `(slot, a, b)`,
+/// `(left * a + right * b + 2^(shift-1)) >> shift`. Returns the pixels done, from the left.
+pub fn warp_taps(blended: &[i32], taps: &[(u32, i32, i32)], shift: u32, orow: &mut [u8]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        return warp::taps(blended, taps, shift, orow);
+    }
+    let _ = (blended, taps, shift, orow);
+    0
+}
+
+/// The resize's horizontal pass (`resize`): output pixel `k` of a source row is
+/// `line[x0] * a0 + line[x1] * a1` per channel at its tap `(x0, x1, a0, a1)`. Returns the pixels done, from the left.
+pub fn resize_row(line: &[u8], taps: &[(usize, usize, i32, i32)], out: &mut [i32]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        return resize::row(line, taps, out);
+    }
+    let _ = (line, taps, out);
+    0
+}
+
+/// The resize's vertical pass (`resize`), OpenCV's: `(((b0 * (a >> 4)) >> 16) + ((b1 * (b >> 4)) >> 16) + 2) >> 2`,
+/// saturated to u8. Returns the values done, from the left.
+pub fn resize_blend(r0: &[i32], r1: &[i32], b: [i32; 2], out: &mut [u8]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        return resize::blend(r0, r1, b, out);
+    }
+    let _ = (r0, r1, b, out);
+    0
+}
