@@ -5,7 +5,8 @@
 # in /tmp, nothing copied). Prints both rates and their ratio per worker.
 #
 #   bash tools/bench_input.sh            # env: EMBER_DATASETS, PYTHON (/opt/ultra/bin/python), BIG (1152),
-#                                        # SIZES ("320 640"), WORKERS ("1 2"), RUNS (2), CARGO_TARGET_DIR, EMBER_BENCH
+#                                        # SIZES ("320 640"), WORKERS ("1 2"), RUNS (2), CARGO_TARGET_DIR, EMBER_BENCH,
+#                                        # PROFILE (1: also each stage's cost, both tools)
 # Each run: WARMUP batches, then BATCHES batches timed; the loaders run on across epochs as in training.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,3 +68,14 @@ for set in coco128 big; do
   done
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# PROFILE=1: each stage's CPU time per image on one thread, both tools, on the big set (every mosaic decodes
+# about one image) after WARMUP batches (Ultralytics' profile warms up its own way: tools/ultralytics_loader.py).
+if [ "${PROFILE:-0}" = 1 ]; then
+  for imgsz in $SIZES; do
+    echo "stage profile, $BIG names, $imgsz px (ms of CPU per image)"
+    "$bench" "$root/big/images" profile "$imgsz" 16 1 "$BATCHES" "$WARMUP" | grep stage
+    "$PYTHON" tools/ultralytics_loader.py profile "$root/big/images" "$imgsz" $((16 * BATCHES)) 2>/dev/null \
+      | grep stage | grep -v ' 0.00 ms'
+  done
+fi

@@ -88,13 +88,15 @@ def profile(images, imgsz, count):
         # Python looks __call__ up on the class: give each transform a subclass whose __call__ is timed.
         t.__class__ = type(type(t).__name__, (type(t),), {"__call__": clock.wrap(name, type(t).__call__)})
     collate = clock.wrap("collate (torch.stack)", ds.collate_fn)
-    # One epoch first, as a worker in training would have (the mosaic buffer full, the page cache warm).
-    for i in range(min(len(ds), 2 * batch)):
+    # The mosaic buffer filled first (min(n, 8 * batch) images), as a worker in training would have it; the
+    # timed images follow on, so on a set larger than the buffer each one is decoded, as in ember's profile.
+    warm = min(len(ds), 8 * batch)
+    for i in range(warm):
         ds[i]
     clock.totals.clear()
     n, start = 0, time.thread_time()
     while n < count:
-        items = [ds[(n + k) % len(ds)] for k in range(batch)]
+        items = [ds[(warm + n + k) % len(ds)] for k in range(batch)]
         collate(items)
         n += batch
     total = time.thread_time() - start
