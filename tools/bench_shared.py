@@ -52,12 +52,19 @@ def start(cmd: list[str], log: Path) -> tuple[subprocess.Popen, float]:
     return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env), time.perf_counter()
 
 
-def finish(p: subprocess.Popen, t0: float) -> tuple[float, float]:
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{p.args[0]} failed: see its log")
-    return wall, usage.ru_utime + usage.ru_stime
+def finish(*started: tuple[subprocess.Popen, float]) -> list[tuple[float, float]]:
+    """Waits for every started process, each timed when it ends (whichever ends first), with its CPU time."""
+    pending = {p.pid: (i, p, t0) for i, (p, t0) in enumerate(started)}
+    results: list[tuple[float, float]] = [(0.0, 0.0)] * len(started)
+    while pending:
+        pid, status, usage = os.wait4(-1, 0)
+        if pid not in pending:
+            continue
+        i, p, t0 = pending.pop(pid)
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"{p.args[0]} failed: see its log")
+        results[i] = (time.perf_counter() - t0, usage.ru_utime + usage.ru_stime)
+    return results
 
 
 def main() -> None:
@@ -77,10 +84,10 @@ def main() -> None:
     e = args.epochs
     print(f"load before: {os.getloadavg()[0]:.2f}; logs in {tmp}")
     for run in range(1, args.runs + 1):
-        alone_e = finish(*start(ember, tmp / "ember-alone.log"))
-        alone_u = finish(*start(ultra, tmp / "ultra-alone.log"))
-        pe, pu = start(ember, tmp / "ember-shared.log"), start(ultra, tmp / "ultra-shared.log")
-        shared_e, shared_u = finish(*pe), finish(*pu)
+        [alone_e] = finish(start(ember, tmp / "ember-alone.log"))
+        [alone_u] = finish(start(ultra, tmp / "ultra-alone.log"))
+        # Side by side: each process timed when it ends (the one that ends first no longer shares the machine).
+        shared_e, shared_u = finish(start(ember, tmp / "ember-shared.log"), start(ultra, tmp / "ultra-shared.log"))
         for name, (wall, cpu) in [("ember alone", alone_e), ("Ultralytics alone", alone_u),
                                   ("ember beside Ultralytics", shared_e), ("Ultralytics beside ember", shared_u)]:
             print(f"run {run} | {name} | {wall / e:.1f} s/epoch wall | {cpu / e:.1f} s/epoch CPU")
