@@ -26,6 +26,8 @@ pub enum ComputeDevice {
         index: usize,
         /// The GPU's name as `nvidia-smi` reports it.
         name: String,
+        /// Its total memory in bytes, as `nvidia-smi` reports it (what AutoBatch fits the batch to).
+        memory: Option<u64>,
     },
     /// A Vulkan adapter: its position in the adapter list, its name and kind as the driver reports them.
     Vulkan(vulkan::Adapter),
@@ -58,8 +60,8 @@ impl ComputeDevice {
                 if !cfg!(feature = "cuda") {
                     bail!("device '{spec}' needs CUDA, and this ember was built without it (cargo build --release --features cuda)");
                 }
-                let name = gpu_name(index)?;
-                Ok(ComputeDevice::Cuda { index, name })
+                let (name, memory) = gpu_info(index)?;
+                Ok(ComputeDevice::Cuda { index, name, memory })
             }
         }
     }
@@ -69,11 +71,13 @@ impl ComputeDevice {
         !matches!(self, ComputeDevice::Cpu)
     }
 
-    /// The device's memory in bytes, where it is known (Vulkan reports its heaps; the CPU and CUDA here do not).
+    /// The device's memory in bytes, where it is known (Vulkan reports its heaps, nvidia-smi a CUDA GPU's total;
+    /// the CPU has none of its own).
     pub fn total_memory(&self) -> Option<u64> {
         match self {
             ComputeDevice::Vulkan(adapter) => adapter.memory,
-            _ => None,
+            ComputeDevice::Cuda { memory, .. } => *memory,
+            ComputeDevice::Cpu => None,
         }
     }
 
@@ -131,23 +135,33 @@ impl std::fmt::Display for ComputeDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ComputeDevice::Cpu => write!(f, "CPU (burn-flex)"),
-            ComputeDevice::Cuda { index, name } => write!(f, "CUDA:{index} ({name})"),
+            ComputeDevice::Cuda { index, name, .. } => write!(f, "CUDA:{index} ({name})"),
             ComputeDevice::Vulkan(a) => write!(f, "Vulkan:{} ({}, {})", a.index, a.name, a.kind),
         }
     }
 }
 
 /// The name of GPU `index` from `nvidia-smi`, which ships with every NVIDIA driver.
-fn gpu_name(index: usize) -> Result<String> {
+fn gpu_info(index: usize) -> Result<(String, Option<u64>)> {
     let out = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=name", "--format=csv,noheader", &format!("--id={index}")])
+        .args(["--query-gpu=name,memory.total", "--format=csv,noheader,nounits", &format!("--id={index}")])
         .output()
         .context("device: no NVIDIA driver found (nvidia-smi could not run); use --device cpu")?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if !out.status.success() || text.is_empty() {
         bail!("device: no GPU {index} ({}); use --device cpu", String::from_utf8_lossy(&out.stderr).trim());
     }
-    Ok(text.lines().next().unwrap_or_default().trim().to_string())
+    Ok(parse_gpu_line(text.lines().next().unwrap_or_default()))
+}
+
+/// One line of `nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits`: the name, and the
+/// total memory in MiB as bytes (none when the driver prints no number there, e.g. `[N/A]`).
+fn parse_gpu_line(line: &str) -> (String, Option<u64>) {
+    // A name may hold commas; the memory is the last field.
+    match line.rsplit_once(',') {
+        Some((name, mib)) => (name.trim().to_string(), mib.trim().parse::<u64>().ok().map(|m| m << 20)),
+        None => (line.trim().to_string(), None),
+    }
 }
 
 /// GPUs known to give NaN losses or zero mAP when training in FP16 (the list Ultralytics keeps: GTX 16xx,
@@ -164,6 +178,17 @@ pub fn fp16_unsafe(gpu_name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nvidia_smi_lines_give_name_and_memory() {
+        assert_eq!(parse_gpu_line("NVIDIA H200, 143771"), ("NVIDIA H200".into(), Some(143771 << 20)));
+        assert_eq!(
+            parse_gpu_line("NVIDIA GeForce GTX 1660, SUPER, 6144"),
+            ("NVIDIA GeForce GTX 1660, SUPER".into(), Some(6144 << 20))
+        );
+        assert_eq!(parse_gpu_line("Tesla K40m, [N/A]"), ("Tesla K40m".into(), None));
+        assert_eq!(parse_gpu_line("Some GPU"), ("Some GPU".into(), None));
+    }
 
     #[test]
     fn the_cpu_is_always_there() {
