@@ -16,6 +16,9 @@ pub use autodiff::conv_im2col::try_conv2d_im2col as conv2d_im2col;
 /// Training-mode BatchNorm, then SiLU when asked, keeping only its input for the backward: the output with the
 /// batch mean and biased variance (on the device).
 pub use autodiff::batchnorm::try_train as batch_norm_train_lean;
+/// A stride-1 depthwise `conv2d` whose weight gradient is one product and sum per kernel tap, not a
+/// convolution per channel.
+pub use autodiff::depthwise::try_conv2d_depthwise as conv2d_depthwise;
 /// `x * scale[c] + shift[c]` (inference BatchNorm folded), then SiLU when asked.
 pub use flex::batchnorm::try_affine as channel_affine;
 /// Training-mode BatchNorm (batch statistics), then SiLU when asked, with the statistics for the running ones.

@@ -32,6 +32,15 @@ pub fn conv2d<B: Backend>(
             None => y,
         };
     }
+    // Depthwise: burn-cubecl's weight gradient would run a convolution per channel.
+    if groups > 1 && groups == co && ci == 1 {
+        if let Some(y) = crate::kernels::conv2d_depthwise(&x, &weight, stride, padding) {
+            return match bias {
+                Some(bias) => y + bias.reshape([1, co, 1, 1]),
+                None => y,
+            };
+        }
+    }
     let pointwise = kh == 1 && kw == 1 && stride == 1 && padding == 0 && groups == 1;
     let reduced = dtype != DType::F32;
     let y = if pointwise {

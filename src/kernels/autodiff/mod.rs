@@ -4,3 +4,4 @@
 
 pub mod batchnorm;
 pub mod conv_im2col;
+pub mod depthwise;
