@@ -95,12 +95,17 @@ fn train_keeping_input<I: Backend>(
 
 /// Per-channel mean and biased variance of `x`, in FP32.
 fn statistics<I: Backend>(x: Tensor<I, 4>) -> (Tensor<I, 1>, Tensor<I, 1>) {
-    let c = x.dims()[1];
     let x = x.cast(FloatDType::F32);
-    let mean = x.clone().mean_dim(3).mean_dim(2).mean_dim(0).reshape([c]);
+    let mean = channel_mean(x.clone());
     let centered = x - channel(mean.clone());
-    let var = centered.square().mean_dim(3).mean_dim(2).mean_dim(0).reshape([c]);
-    (mean, var)
+    (mean, channel_mean(centered.square()))
+}
+
+/// Mean over every axis but the channel's, `[b, c, h, w]` to `[c]`: the spatial axes as one (a reshape of
+/// contiguous NCHW, no copy), so two reductions rather than three.
+fn channel_mean<I: Backend>(t: Tensor<I, 4>) -> Tensor<I, 1> {
+    let [b, c, h, w] = t.dims();
+    t.reshape([b, c, h * w]).mean_dim(2).mean_dim(0).reshape([c])
 }
 
 /// `(x - mean) * inv_std` in FP32.
@@ -122,10 +127,10 @@ fn prim<I: Backend, const D: usize>(t: Tensor<I, D>) -> FloatTensor<I> {
     t.into_primitive().tensor()
 }
 
-/// Sum over every axis but the channel's: `[b, c, h, w]` to `[c]`.
+/// Sum over every axis but the channel's, `[b, c, h, w]` to `[c]`, in two reductions as [`channel_mean`].
 fn channel_sum<I: Backend>(t: Tensor<I, 4>) -> Tensor<I, 1> {
-    let c = t.dims()[1];
-    t.sum_dim(3).sum_dim(2).sum_dim(0).reshape([c])
+    let [b, c, h, w] = t.dims();
+    t.reshape([b, c, h * w]).sum_dim(2).sum_dim(0).reshape([c])
 }
 
 #[derive(Debug)]
