@@ -32,18 +32,13 @@ pub fn conv2d<B: Backend>(
             None => y,
         };
     }
-    // Depthwise: burn-cubecl's weight gradient would run a convolution per channel.
-    if groups > 1 && groups == co && ci == 1 {
-        if let Some(y) = crate::kernels::conv2d_depthwise(&x, &weight, stride, padding) {
-            return match bias {
-                Some(bias) => y + bias.reshape([1, co, 1, 1]),
-                None => y,
-            };
-        }
-    }
+    // Depthwise (the kernel checks the shapes): burn-cubecl's weight gradient runs a convolution per channel.
+    let depthwise = if groups > 1 { crate::kernels::conv2d_depthwise(&x, &weight, stride, padding) } else { None };
     let pointwise = kh == 1 && kw == 1 && stride == 1 && padding == 0 && groups == 1;
     let reduced = dtype != DType::F32;
-    let y = if pointwise {
+    let y = if let Some(y) = depthwise {
+        y
+    } else if pointwise {
         // A pointwise convolution as a matrix product: FP32 accumulation on cubecl backends in FP16, and
         // on flex a faster backward than burn's generic convolution backward (BENCHMARKS.md).
         let [b, _, h, w] = x.dims();

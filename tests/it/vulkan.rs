@@ -49,6 +49,15 @@ fn relative(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0f32, |m, (x, y)| if x.is_finite() { m.max((x - y).abs()) } else { f32::INFINITY }) / max_ref
 }
 
+/// Each of `got` within `tolerance` (relative max error) of the same-named `want`, the errors printed.
+fn assert_close(what: &str, names: &[&str], got: &[Vec<f32>], want: &[Vec<f32>], tolerance: f32) {
+    for (name, (a, b)) in names.iter().zip(got.iter().zip(want)) {
+        let e = relative(a, b);
+        println!("{what} {name}: relative max error {e:.2e}");
+        assert!(e <= tolerance, "{what} {name}: {e:e}");
+    }
+}
+
 fn fixture_model<B: Backend>(device: &B::Device) -> Yolo<B> {
     let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model/yolo26n.safetensors");
     let mut model = Yolo::<B>::new("yolo26n", 80, device).unwrap();
@@ -157,14 +166,8 @@ fn lean_backward_passes_on_vulkan_equal_the_definitions() {
                     common::values(b.grad(&grads).unwrap()),
                 ]
             };
-            let (want, got) = (run(false), run(true));
-            for (name, (a, b)) in
-                ["output", "input grad", "weight grad", "gamma grad", "beta grad"].iter().zip(got.iter().zip(&want))
-            {
-                let e = relative(a, b);
-                println!("{dtype:?} stride {stride} {name}: relative max error {e:.2e}");
-                assert!(e <= tolerance, "{dtype:?} stride {stride} {name}: {e:e}");
-            }
+            let names = ["output", "input grad", "weight grad", "gamma grad", "beta grad"];
+            assert_close(&format!("{dtype:?} stride {stride}"), &names, &run(true), &run(false), tolerance);
         }
     }
 }
@@ -196,12 +199,8 @@ fn depthwise_convolution_on_vulkan_equals_burns_grouped_one() {
                 common::values(w.grad(&grads).unwrap()),
             ]
         };
-        let (want, got) = (run(false), run(true));
-        for (name, (a, b)) in ["output", "input grad", "weight grad"].iter().zip(got.iter().zip(&want)) {
-            let e = relative(a, b);
-            println!("depthwise {dtype:?} {name}: relative max error {e:.2e}");
-            assert!(e <= tolerance, "depthwise {dtype:?} {name}: {e:e}");
-        }
+        let names = ["output", "input grad", "weight grad"];
+        assert_close(&format!("depthwise {dtype:?}"), &names, &run(true), &run(false), tolerance);
     }
 }
 

@@ -20,7 +20,7 @@ pub fn random_hsv(img: &mut RgbImage, gains: [f64; 3], rng: &mut ChaCha8Rng) {
 pub fn apply_hsv_gains(img: &mut RgbImage, r: [f64; 3]) {
     let luts = GainTables::new(r);
     let raw: &mut [u8] = img;
-    let done = simd::hsv_jitter(&luts.hue, luts.gains, raw);
+    let done = simd::hsv_jitter([&luts.hue, &luts.sat, &luts.val], raw);
     jitter(&luts, tables(), raw[done..].as_chunks_mut::<3>().0);
 }
 
@@ -29,13 +29,11 @@ struct GainTables {
     hue: [u8; 256],
     sat: [u8; 256],
     val: [u8; 256],
-    /// The gains drawn.
-    gains: [f64; 3],
 }
 
 impl GainTables {
     fn new(r: [f64; 3]) -> GainTables {
-        let mut t = GainTables { hue: [0; 256], sat: [0; 256], val: [0; 256], gains: r };
+        let mut t = GainTables { hue: [0; 256], sat: [0; 256], val: [0; 256] };
         for x in 0..256usize {
             let xf = x as f64;
             t.hue[x] = (xf + r[0] * 180.0).rem_euclid(180.0) as u8;
@@ -232,7 +230,7 @@ mod tests {
         }
         let all: Vec<u8> = (0..1u32 << 24).flat_map(|i| [(i >> 16) as u8, (i >> 8) as u8, i as u8]).collect();
         let mut fast = all.clone();
-        let done = simd::hsv_jitter(&luts.hue, luts.gains, &mut fast);
+        let done = simd::hsv_jitter([&luts.hue, &luts.sat, &luts.val], &mut fast);
         jitter(&luts, tables(), fast[done..].as_chunks_mut::<3>().0);
         let mut scalar = all;
         jitter(&luts, tables(), scalar.as_chunks_mut::<3>().0);

@@ -1,54 +1,38 @@
 //! The HSV jitter eight pixels at a time: OpenCV's divisions as f32 divisions, the hue table as the rotation
-//! it is, the saturation and value tables as their f64 rule, OpenCV's per-hue sector a choice by masks.
+//! it is, the saturation and value tables gathered, OpenCV's per-hue sector a choice by masks.
 
 use std::arch::x86_64::*;
 
 use super::narrow;
 
-/// Jitters the whole groups of 8 pixels in `bytes` (AVX2 must be present). Returns the bytes done.
-pub(super) fn jitter(hue: &[u8; 256], gains: [f64; 3], bytes: &mut [u8]) -> usize {
+/// Jitters the whole groups of 8 pixels in `bytes` through the hue, saturation and value tables (AVX2 must be
+/// present). Returns the bytes done.
+pub(super) fn jitter(tables: [&[u8; 256]; 3], bytes: &mut [u8]) -> usize {
     let done = bytes.len() / 24 * 24;
-    let wide = WideGains::new(hue, gains);
+    let wide = WideTables::new(tables);
     // SAFETY: the caller checked AVX2; `done` is whole groups of 8 pixels (24 bytes).
     unsafe { jitter_groups(&wide, &mut bytes[..done]) };
     done
 }
 
-/// The gains as the vector code applies them.
-struct WideGains {
-    /// The hue table widened for gathers, used when it is not a rotation.
+/// The tables widened to i32, as gathers read them, and the hue's as the rotation it is.
+struct WideTables {
     hue: [i32; 256],
     /// `k` when the hue table is `(h + k) mod 180` on every hue (it is, but for rounding at the edges).
     hue_shift: Option<i32>,
-    sat_gain: Gain,
-    val_gain: Gain,
+    sat: [i32; 256],
+    val: [i32; 256],
 }
 
-/// A saturation or value table's rule, `clamp(x * gain, 0, 255)` truncated, computed in f64 as the table was.
-#[derive(Clone, Copy)]
-struct Gain(f64);
-
-impl Gain {
-    #[target_feature(enable = "avx2")]
-    unsafe fn apply(self, x: __m256i) -> __m256i {
-        let (gain, lo, hi) = (_mm256_set1_pd(self.0), _mm256_setzero_pd(), _mm256_set1_pd(255.0));
-        let half = |x: __m128i| {
-            let y = _mm256_mul_pd(_mm256_cvtepi32_pd(x), gain);
-            _mm256_cvttpd_epi32(_mm256_min_pd(_mm256_max_pd(y, lo), hi))
-        };
-        _mm256_set_m128i(half(_mm256_extracti128_si256::<1>(x)), half(_mm256_castsi256_si128(x)))
-    }
-}
-
-impl WideGains {
-    fn new(hue: &[u8; 256], gains: [f64; 3]) -> WideGains {
+impl WideTables {
+    fn new([hue, sat, val]: [&[u8; 256]; 3]) -> WideTables {
         let k = hue[0] as i32;
         let rotation = (0..180).all(|h| hue[h as usize] as i32 == (h + k) % 180);
-        WideGains {
+        WideTables {
             hue: hue.map(i32::from),
             hue_shift: rotation.then_some(k),
-            sat_gain: Gain(gains[1] + 1.0),
-            val_gain: Gain(gains[2] + 1.0),
+            sat: sat.map(i32::from),
+            val: val.map(i32::from),
         }
     }
 }
@@ -84,7 +68,7 @@ unsafe fn gather(table: &[i32; 256], index: __m256i) -> __m256i {
 /// # Safety
 /// AVX2 must be present; `bytes.len()` must be a multiple of 24.
 #[target_feature(enable = "avx2")]
-unsafe fn jitter_groups(w: &WideGains, bytes: &mut [u8]) {
+unsafe fn jitter_groups(w: &WideTables, bytes: &mut [u8]) {
     debug_assert_eq!(bytes.len() % 24, 0);
     let (r_lo, r_hi, g_lo, g_hi, b_lo, b_hi) =
         (load_mask(&R_LO), load_mask(&R_HI), load_mask(&G_LO), load_mask(&G_HI), load_mask(&B_LO), load_mask(&B_HI));
@@ -133,7 +117,7 @@ unsafe fn jitter_groups(w: &WideGains, bytes: &mut [u8]) {
             }
             None => gather(&w.hue, h),
         };
-        let (s, v) = (w.sat_gain.apply(s), w.val_gain.apply(v));
+        let (s, v) = (gather(&w.sat, s), gather(&w.val, v));
 
         // HSV -> RGB, as color::backward (no fused multiply-adds: the scalar code rounds each product).
         let v = _mm256_cvtepi32_ps(v);

@@ -26,14 +26,14 @@ unsafe fn narrow(x: std::arch::x86_64::__m256i) -> std::arch::x86_64::__m128i {
     _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes), _mm256_extracti128_si256::<1>(bytes))
 }
 
-/// The HSV jitter (`augment::color`) over RGB `bytes`, whole groups of 8 pixels: `hue` is the hue table,
-/// `gains` the drawn gains. Returns the bytes done.
-pub fn hsv_jitter(hue: &[u8; 256], gains: [f64; 3], bytes: &mut [u8]) -> usize {
+/// The HSV jitter (`augment::color`) over RGB `bytes`, whole groups of 8 pixels, through the hue, saturation
+/// and value tables. Returns the bytes done.
+pub fn hsv_jitter(tables: [&[u8; 256]; 3], bytes: &mut [u8]) -> usize {
     #[cfg(target_arch = "x86_64")]
     if avx2() {
-        return hsv::jitter(hue, gains, bytes);
+        return hsv::jitter(tables, bytes);
     }
-    let _ = (hue, gains, bytes);
+    let _ = (tables, bytes);
     0
 }
 

@@ -5,27 +5,29 @@ use std::arch::x86_64::*;
 
 use super::narrow;
 
-/// The horizontal pass from the left while a tap's 4-byte loads stay in `line` and the 4-value stores in `out`
-/// (AVX2 must be present). Returns the pixels done.
+/// The horizontal pass from the left (AVX2 must be present), until a tap's 4-byte loads would leave `line` or
+/// its 4-value store would leave `out`. Returns the pixels done.
 pub(super) fn row(line: &[u8], taps: &[(usize, usize, i32, i32)], out: &mut [i32]) -> usize {
-    let fits = |k: usize, t: &(usize, usize, i32, i32)| t.0.max(t.1) * 3 + 4 <= line.len() && k * 3 + 4 <= out.len();
-    let done = taps.iter().enumerate().position(|(k, t)| !fits(k, t)).unwrap_or(taps.len());
-    // SAFETY: the caller checked AVX2; every load and store of the first `done` taps is within the slices.
-    unsafe { row_pixels(line, &taps[..done], out) };
-    done
+    // SAFETY: the caller checked AVX2; every load and store is checked before it is made.
+    unsafe { row_pixels(line, taps, out) }
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn row_pixels(line: &[u8], taps: &[(usize, usize, i32, i32)], out: &mut [i32]) {
-    let pixel =
-        |x: usize| _mm_cvtepu8_epi32(_mm_cvtsi32_si128(line.as_ptr().add(x * 3).cast::<i32>().read_unaligned()));
+unsafe fn row_pixels(line: &[u8], taps: &[(usize, usize, i32, i32)], out: &mut [i32]) -> usize {
+    let pixel = |p: &[u8]| _mm_cvtepu8_epi32(_mm_cvtsi32_si128(p.as_ptr().cast::<i32>().read_unaligned()));
     for (k, &(x0, x1, a0, a1)) in taps.iter().enumerate() {
+        let (Some(p0), Some(p1), Some(o)) =
+            (line.get(x0 * 3..x0 * 3 + 4), line.get(x1 * 3..x1 * 3 + 4), out.get_mut(k * 3..k * 3 + 4))
+        else {
+            return k;
+        };
         let sum = _mm_add_epi32(
-            _mm_mullo_epi32(pixel(x0), _mm_set1_epi32(a0)),
-            _mm_mullo_epi32(pixel(x1), _mm_set1_epi32(a1)),
+            _mm_mullo_epi32(pixel(p0), _mm_set1_epi32(a0)),
+            _mm_mullo_epi32(pixel(p1), _mm_set1_epi32(a1)),
         );
-        _mm_storeu_si128(out.as_mut_ptr().add(k * 3).cast(), sum);
+        _mm_storeu_si128(o.as_mut_ptr().cast(), sum);
     }
+    taps.len()
 }
 
 /// The vertical pass over whole groups of 8 values (AVX2 must be present). Returns the values done.

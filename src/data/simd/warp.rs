@@ -23,38 +23,40 @@ unsafe fn blend_groups(r0: &[u8], r1: &[u8], [w0, w1]: [i32; 2], out: &mut [i32]
 }
 
 /// The horizontal pass over groups of 4 pixels from the left (AVX2 must be present). A tap reads 4 values where
-/// it needs 3 and a group stores 16 bytes for its 12, so it stops where either would leave `blended` or `orow`.
-/// Returns the pixels done.
+/// it needs 3 and a group stores 16 bytes for its 12, so it stops at the first group whose reads would leave
+/// `blended` or whose store would leave `orow`. Returns the pixels done.
 pub(super) fn taps(blended: &[i32], taps: &[(u32, i32, i32)], shift: u32, orow: &mut [u8]) -> usize {
-    let pixels = taps.len().min(orow.len() / 3);
-    // Groups whose 16-byte store ends within the row, and whose taps read within `blended`.
-    let mut groups = if orow.len() >= 16 { ((orow.len() - 4) / 12).min(pixels / 4) } else { 0 };
-    let reads_within = |t: &(u32, i32, i32)| t.0 as usize * 3 + 7 <= blended.len();
-    if let Some(first_out) = taps[..groups * 4].iter().position(|t| !reads_within(t)) {
-        groups = first_out / 4;
-    }
-    // SAFETY: the caller checked AVX2; the loads and stores of the first `groups` groups are within the slices.
-    unsafe { tap_groups(blended, &taps[..groups * 4], shift, orow) };
-    groups * 4
+    // Groups whose 16-byte store ends within the row.
+    let groups = if orow.len() >= 16 { ((orow.len() - 4) / 12).min(taps.len() / 4) } else { 0 };
+    // SAFETY: the caller checked AVX2; the stores of the first `groups` groups are within `orow`, and the loads
+    // are checked tap by tap.
+    unsafe { tap_groups(blended, &taps[..groups * 4], shift, orow) }
 }
 
+/// Returns the pixels done: all of `taps` unless one reads past `blended`.
 #[target_feature(enable = "avx2")]
-unsafe fn tap_groups(blended: &[i32], taps: &[(u32, i32, i32)], shift: u32, orow: &mut [u8]) {
+unsafe fn tap_groups(blended: &[i32], taps: &[(u32, i32, i32)], shift: u32, orow: &mut [u8]) -> usize {
     let round = _mm_set1_epi32(1 << (shift - 1));
     let count = _mm_cvtsi32_si128(shift as i32);
     let keep = _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
-    let src = blended.as_ptr();
-    let one = |&(slot, a, b): &(u32, i32, i32)| {
-        let i = slot as usize * 3;
-        let left = _mm_loadu_si128(src.add(i).cast());
-        let right = _mm_loadu_si128(src.add(i + 3).cast());
+    // The left tap's 4 values and the right tap's 4 (3 on), as one checked slice of 7.
+    let window = |&(slot, _, _): &(u32, i32, i32)| blended.get(slot as usize * 3..slot as usize * 3 + 7);
+    let one = |w: &[i32], &(_, a, b): &(u32, i32, i32)| {
+        let left = _mm_loadu_si128(w.as_ptr().cast());
+        let right = _mm_loadu_si128(w.as_ptr().add(3).cast());
         let sum = _mm_add_epi32(_mm_mullo_epi32(left, _mm_set1_epi32(a)), _mm_mullo_epi32(right, _mm_set1_epi32(b)));
         _mm_sra_epi32(_mm_add_epi32(sum, round), count)
     };
     for (g, four) in taps.chunks_exact(4).enumerate() {
-        let lo = _mm_packus_epi32(one(&four[0]), one(&four[1]));
-        let hi = _mm_packus_epi32(one(&four[2]), one(&four[3]));
+        let (Some(w0), Some(w1), Some(w2), Some(w3)) =
+            (window(&four[0]), window(&four[1]), window(&four[2]), window(&four[3]))
+        else {
+            return g * 4;
+        };
+        let lo = _mm_packus_epi32(one(w0, &four[0]), one(w1, &four[1]));
+        let hi = _mm_packus_epi32(one(w2, &four[2]), one(w3, &four[3]));
         let bytes = _mm_shuffle_epi8(_mm_packus_epi16(lo, hi), keep);
         _mm_storeu_si128(orow.as_mut_ptr().add(g * 12).cast(), bytes);
     }
+    taps.len()
 }

@@ -18,6 +18,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{activation, DType, FloatDType, Tensor, TensorPrimitive};
 
+use super::channel_sum;
 use crate::kernels::retype;
 
 /// Training-mode BatchNorm of `x` (batch statistics in FP32 whatever `x`'s dtype), then SiLU when `silu`,
@@ -101,8 +102,8 @@ fn statistics<I: Backend>(x: Tensor<I, 4>) -> (Tensor<I, 1>, Tensor<I, 1>) {
     (mean, channel_mean(centered.square()))
 }
 
-/// Mean over every axis but the channel's, `[b, c, h, w]` to `[c]`: the spatial axes as one (a reshape of
-/// contiguous NCHW, no copy), so two reductions rather than three.
+/// Mean over every axis but the channel's, `[b, c, h, w]` to `[c]`, in two reductions as [`channel_sum`] (each
+/// reduction divides, so no kernel is added for the mean).
 fn channel_mean<I: Backend>(t: Tensor<I, 4>) -> Tensor<I, 1> {
     let [b, c, h, w] = t.dims();
     t.reshape([b, c, h * w]).mean_dim(2).mean_dim(0).reshape([c])
@@ -125,12 +126,6 @@ fn inner<I: Backend, const D: usize>(t: FloatTensor<I>) -> Tensor<I, D> {
 
 fn prim<I: Backend, const D: usize>(t: Tensor<I, D>) -> FloatTensor<I> {
     t.into_primitive().tensor()
-}
-
-/// Sum over every axis but the channel's, `[b, c, h, w]` to `[c]`, in two reductions as [`channel_mean`].
-fn channel_sum<I: Backend>(t: Tensor<I, 4>) -> Tensor<I, 1> {
-    let [b, c, h, w] = t.dims();
-    t.reshape([b, c, h * w]).sum_dim(2).sum_dim(0).reshape([c])
 }
 
 #[derive(Debug)]

@@ -22,6 +22,8 @@ use burn::tensor::module;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, FloatTensor};
 use burn::tensor::{DType, FloatDType, Tensor, TensorPrimitive};
 
+use super::channel_sum;
+
 /// A stride-1 depthwise `conv2d(x, weight, 1, padding, c)` (`weight` `[c, 1, k, k]`) with the weight gradient
 /// above, when `B` is burn's autodiff over a backend ember builds (flex, and CUDA and Vulkan when compiled in)
 /// and its kernels are on; `None` for anything else (other strides included), which burn then computes.
@@ -117,8 +119,7 @@ impl<I: Backend> Backward<I, 2> for DepthwiseBackward {
                 .map(|tap| {
                     let (i, j) = (tap / k, tap % k);
                     let window = padded.clone().slice([0..b, 0..c, i..i + oh, j..j + ow]);
-                    // Over b, y and x: `[b, c, oh * ow]` summed along its last axis, then its first.
-                    (window * dy.clone()).reshape([b, c, oh * ow]).sum_dim(2).sum_dim(0).reshape([c])
+                    channel_sum(window * dy.clone())
                 })
                 .collect();
             let dw = Tensor::stack::<2>(taps, 1).reshape([c, 1, k, k]);
