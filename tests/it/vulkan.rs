@@ -421,9 +421,13 @@ fn fp16_amp_training_on_vulkan_learns_and_half_val_agrees() {
     };
     let (fp32, fp16) = (val(false), val(true));
     println!("val on Vulkan: FP32 mAP50-95 {:.4}, FP16 {:.4}", fp32.map50_95, fp16.map50_95);
-    // Measured: 0.3920 against 0.3897, and 0.2789 against 0.2811.
+    // Measured: mAP50-95 0.3920 against 0.3897, 0.2789 against 0.2811, 0.2883 against 0.2899. mAP50 moves in
+    // steps: with 16 held-out shapes (8 triangles), one box that FP16 rounding carries across IoU 0.5 moves its
+    // class's AP by up to 1/8, the mean over 3 classes by up to 1/24 (measured 0.572 against 0.592 on CI, the
+    // triangles' AP50 0.205 against 0.268, their AP50-95 0.044 against 0.051). mAP50-95 averages ten thresholds,
+    // so one crossing moves it a tenth as much.
     assert!((fp16.map50_95 - fp32.map50_95).abs() <= 0.02, "fp16 {} vs fp32 {}", fp16.map50_95, fp32.map50_95);
-    assert!((fp16.map50 - fp32.map50).abs() <= 0.02, "fp16 {} vs fp32 {}", fp16.map50, fp32.map50);
+    assert!((fp16.map50 - fp32.map50).abs() <= 1.0 / 24.0 + 0.005, "fp16 {} vs fp32 {}", fp16.map50, fp32.map50);
 }
 
 /// Each epoch's sum of the `names` columns of a run's results.csv.
