@@ -117,11 +117,12 @@ impl OnAutodiffBackend for Bench {
         let mut per_step: Vec<([u64; 4], [f64; 4], u64)> = Vec::new();
         let mut peak = ember::backend::DeviceMemory::default();
         let mut by_name_steady = BTreeMap::new();
-        let mut optimizer_by_name = BTreeMap::new();
+        let mut phase_by_name: [BTreeMap<String, u64>; 4] = Default::default();
         for step in 0..args.steps {
             sync();
             let reads = readback::count();
             let names_before = log.as_ref().map(|l| l.by_name());
+            let mut names_at = vec![names_before.clone()];
             let mut marks = [0u64; 5];
             let mut times = [0f64; 4];
             marks[0] = kernels();
@@ -129,26 +130,29 @@ impl OnAutodiffBackend for Bench {
             let out = model.forward(to_compute(batch_tensor::<AB>(&data, device), args.amp));
             sync();
             (marks[1], times[0]) = (kernels(), t.elapsed().as_secs_f64());
+            names_at.push(log.as_ref().map(|l| l.by_name()));
             sample(&mut peak);
             let t = Instant::now();
             let loss = criterion.compute(out, &targets, 0);
             sync();
             (marks[2], times[1]) = (kernels(), t.elapsed().as_secs_f64());
+            names_at.push(log.as_ref().map(|l| l.by_name()));
             sample(&mut peak);
             let t = Instant::now();
             let scale = scaler.map_or(1.0, |s| s.scale);
             let grads = GradientsParams::from_grads(loss.total.mul_scalar(scale).backward(), &model);
             sync();
             (marks[3], times[2]) = (kernels(), t.elapsed().as_secs_f64());
+            names_at.push(log.as_ref().map(|l| l.by_name()));
             sample(&mut peak);
             let t = Instant::now();
-            let names_before_optimizer = log.as_ref().map(|l| l.by_name());
             let flat = optimizer.flatten_gradients(&model, grads);
             let read_along: Tensor<AB::InnerBackend, 1> = loss.parts.inner();
             let report;
             (model, report) = optimizer_step(model, flat, &mut optimizer, &mut ema, scaler.as_mut(), Some(read_along));
             sync();
             (marks[4], times[3]) = (kernels(), t.elapsed().as_secs_f64());
+            names_at.push(log.as_ref().map(|l| l.by_name()));
             let counts = [marks[1] - marks[0], marks[2] - marks[1], marks[3] - marks[2], marks[4] - marks[3]];
             let reads = readback::count() - reads;
             sample(&mut peak);
@@ -160,11 +164,13 @@ impl OnAutodiffBackend for Bench {
             );
             if step > 0 {
                 per_step.push((counts, times, reads.assigner + reads.other));
-                if let (Some(before), Some(log)) = (names_before_optimizer, log.as_ref()) {
-                    for (name, n) in log.by_name() {
-                        let delta = n - before.get(&name).copied().unwrap_or(0);
-                        if delta > 0 {
-                            *optimizer_by_name.entry(name).or_insert(0u64) += delta;
+                for (phase, pair) in names_at.windows(2).enumerate() {
+                    if let [Some(before), Some(after)] = pair {
+                        for (name, n) in after {
+                            let delta = n - before.get(name).copied().unwrap_or(0);
+                            if delta > 0 {
+                                *phase_by_name[phase].entry(name.clone()).or_insert(0u64) += delta;
+                            }
                         }
                     }
                 }
@@ -233,7 +239,9 @@ impl OnAutodiffBackend for Bench {
             peak.reserved as f64 / (1 << 20) as f64,
             peak.in_use as f64 / (1 << 20) as f64
         );
-        print_by_name("optimizer + EMA + norm kernels per step by name:", optimizer_by_name, 12, steady);
+        for (name, counts) in PHASES.iter().zip(phase_by_name) {
+            print_by_name(&format!("{name} kernels per step by name:"), counts, 12, steady);
+        }
         print_by_name("kernels per step by name (top 25):", by_name_steady, 25, steady);
     }
 }

@@ -2,20 +2,23 @@
 //! when the backend (and dtype) has a kernel of ember's own, else `None`, and the caller then computes the
 //! generic definition (in nn/ or loss/) that every other backend runs and that each kernel is tested
 //! against. Today there are kernels for burn-flex in FP32 (`flex/`, each `try_*` checking
-//! `flex::on_flex`) and backward passes for burn's autodiff over any backend (`autodiff/`); a kernel for
-//! another backend (a cubecl kernel for CUDA and Vulkan, say) would live in a folder of its own beside them
-//! and be tried by the same functions.
+//! `flex::on_flex`), CubeCL kernels for CUDA and Vulkan (`cube/`, reached from the autodiff passes), and
+//! backward passes for burn's autodiff over any backend (`autodiff/`).
 
 pub mod autodiff;
 pub mod columns;
+#[cfg(any(feature = "vulkan", feature = "cuda"))]
+pub mod cube;
 pub mod flex;
 
 /// `conv2d` as im2col x matmul (the FP16/BF16 route), keeping its input rather than its columns for the backward.
 pub use autodiff::conv_im2col::try_conv2d_im2col as conv2d_im2col;
 
 /// Training-mode BatchNorm, then SiLU when asked, keeping only its input for the backward: the output with the
-/// batch mean and biased variance (on the device).
+/// running statistics updated (on the device).
 pub use autodiff::batchnorm::try_train as batch_norm_train_lean;
+/// A BatchNorm's running statistics, which its training forward updates.
+pub use autodiff::batchnorm::Running as BatchNormRunning;
 /// A stride-1 depthwise `conv2d` whose weight gradient is one product and sum per kernel tap, not a
 /// convolution per channel.
 pub use autodiff::depthwise::try_conv2d_depthwise as conv2d_depthwise;

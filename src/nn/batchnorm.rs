@@ -9,6 +9,7 @@ use burn::module::{Module, Param, RunningState};
 use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
 
 use super::frozen_norm::is_frozen_norm;
+use crate::kernels::BatchNormRunning as Running;
 
 /// [`BatchNorm2d`] configuration. Defaults are Ultralytics' (`initialize_weights`), not PyTorch's.
 #[derive(Config, Debug)]
@@ -91,11 +92,15 @@ impl<B: Backend> BatchNorm2d<B> {
                 return y;
             }
             // Any other autodiff backend: the definition's values, holding only the input for the backward.
-            if let Some((y, mean, var)) =
-                crate::kernels::batch_norm_train_lean(&x, &self.weight.val(), &self.bias.val(), self.eps, silu)
-            {
-                let [b, _, h, w] = x.dims();
-                self.update_running(mean, var, b * h * w);
+            if let Some((y, running)) = crate::kernels::batch_norm_train_lean(
+                &x,
+                &self.weight.val(),
+                &self.bias.val(),
+                &self.running(),
+                self.eps,
+                silu,
+            ) {
+                self.set_running(running);
                 return y;
             }
             self.forward_train(x)
@@ -156,12 +161,17 @@ impl<B: Backend> BatchNorm2d<B> {
     /// Running statistics from one batch's mean and biased variance over `count` values per channel,
     /// the running variance with the unbiased estimate as PyTorch keeps it.
     fn update_running(&self, mean: Tensor<B, 1>, biased_var: Tensor<B, 1>, count: usize) {
-        let unbiased = biased_var.detach().mul_scalar(count as f64 / (count.max(2) - 1) as f64);
-        let m = self.momentum;
-        let rm = self.running_mean.value_sync().mul_scalar(1.0 - m).add(mean.detach().mul_scalar(m));
-        let rv = self.running_var.value_sync().mul_scalar(1.0 - m).add(unbiased.mul_scalar(m));
-        self.running_mean.update(rm.detach());
-        self.running_var.update(rv.detach());
+        self.set_running(self.running().updated(mean, biased_var, count));
+    }
+
+    /// The running statistics and momentum, for the training kernels that update them.
+    fn running(&self) -> Running<B> {
+        Running { mean: self.running_mean.value_sync(), var: self.running_var.value_sync(), momentum: self.momentum }
+    }
+
+    fn set_running(&self, running: Running<B>) {
+        self.running_mean.update(running.mean.detach());
+        self.running_var.update(running.var.detach());
         // Flush the per-thread update now, so readers that do not sync (module visitors: saving, EMA
         // copies) see the current statistics.
         let _ = (self.running_mean.value_sync(), self.running_var.value_sync());

@@ -149,7 +149,14 @@ fn lean_backward_passes_on_vulkan_equal_the_definitions() {
                 let (xc, wc) = (x.clone().cast(dtype), w.clone().cast(dtype));
                 let y = if lean {
                     let y = ember::kernels::conv2d_im2col(&xc, &wc, stride, 1).expect("taken on Vulkan's autodiff");
-                    ember::kernels::batch_norm_train_lean(&y, &g, &b, 1e-3, true).expect("taken on Vulkan's autodiff").0
+                    let running = ember::kernels::BatchNormRunning {
+                        mean: Tensor::zeros([6], &device),
+                        var: Tensor::ones([6], &device),
+                        momentum: 0.03,
+                    };
+                    ember::kernels::batch_norm_train_lean(&y, &g, &b, &running, 1e-3, true)
+                        .expect("taken on Vulkan's autodiff")
+                        .0
                 } else {
                     let y = ember::nn::conv_lowp::conv2d_im2col(xc, wc, stride, 1);
                     let y = ember::nn::batchnorm::train_definition(y, g.clone(), b.clone(), 1e-3).0;
@@ -168,6 +175,67 @@ fn lean_backward_passes_on_vulkan_equal_the_definitions() {
             };
             let names = ["output", "input grad", "weight grad", "gamma grad", "beta grad"];
             assert_close(&format!("{dtype:?} stride {stride}"), &names, &run(true), &run(false), tolerance);
+        }
+    }
+}
+
+/// The CubeCL BatchNorm(+SiLU) kernels (src/kernels/cube/batchnorm.rs) give, on Vulkan, the output, updated
+/// running statistics and gradients of autodiff through the generic definition: shapes whose channels take one chunk
+/// and several (a last chunk shorter than the others, a plane that is no multiple of a cube), FP32 and FP16,
+/// and a channel far from zero (mean 40, deviation 0.5), where a variance from unshifted sums would lose digits.
+#[test]
+fn batch_norm_kernels_on_vulkan_equal_the_definition() {
+    let Some((_turn, device)) = vulkan() else { return };
+    type AB = VulkanAutodiff;
+    AB::seed(&device, 11);
+    for (shape, centre, spread) in [
+        ([2, 6, 12, 10], 0.3, 1.5),
+        ([3, 4, 61, 47], -1.0, 2.0),
+        ([2, 3, 9, 7], 40.0, 0.5),
+        ([1, 2, 130, 131], 40.0, 0.5),
+    ] {
+        let x = Tensor::<AB, 4>::random(shape, Distribution::Normal(centre, spread), &device);
+        let gamma = Tensor::<AB, 1>::random([shape[1]], Distribution::Normal(1.0, 0.3), &device);
+        let beta = Tensor::<AB, 1>::random([shape[1]], Distribution::Normal(0.0, 0.3), &device);
+        let running = ember::kernels::BatchNormRunning {
+            mean: Tensor::random([shape[1]], Distribution::Normal(0.0, 1.0), &device),
+            var: Tensor::random([shape[1]], Distribution::Uniform(0.5, 2.0), &device),
+            momentum: 0.1,
+        };
+        // FP32: gamma's gradient sums 17,030 products whose signs cancel (up to 1.4e-4 of its largest value
+        // measured, both sums FP32 in different orders); a wrong term would be O(1).
+        for (dtype, tolerance) in [(FloatDType::F32, 5e-4), (FloatDType::F16, 1e-2)] {
+            for silu in [false, true] {
+                let run = |kernel: bool| {
+                    let x = x.clone().detach().require_grad();
+                    let (g, b) = (gamma.clone().detach().require_grad(), beta.clone().detach().require_grad());
+                    let xc = x.clone().cast(dtype);
+                    let (y, after) = if kernel {
+                        ember::kernels::batch_norm_train_lean(&xc, &g, &b, &running, 1e-3, silu).expect("on Vulkan")
+                    } else {
+                        let (y, mean, var) = ember::nn::batchnorm::train_definition(xc, g.clone(), b.clone(), 1e-3);
+                        let count = shape[0] * shape[2] * shape[3];
+                        (
+                            if silu { burn::tensor::activation::silu(y) } else { y },
+                            running.clone().updated(mean, var, count),
+                        )
+                    };
+                    let y = y.cast(FloatDType::F32);
+                    let upstream = y.clone().detach().cos();
+                    let grads = (y.clone() * upstream).sum().backward();
+                    [
+                        common::values(y.inner()),
+                        common::values(after.mean.inner()),
+                        common::values(after.var.inner()),
+                        common::values(x.grad(&grads).unwrap()),
+                        common::values(g.grad(&grads).unwrap()),
+                        common::values(b.grad(&grads).unwrap()),
+                    ]
+                };
+                let names = ["output", "running mean", "running variance", "input grad", "gamma grad", "beta grad"];
+                let what = format!("{shape:?} N({centre}, {spread}) {dtype:?} silu {silu}");
+                assert_close(&what, &names, &run(true), &run(false), tolerance);
+            }
         }
     }
 }

@@ -1,0 +1,82 @@
+//! Kernels of ember's own for burn's CubeCL backends (CUDA and Vulkan alike: one source, compiled by cubecl
+//! for each), reached from code generic over burn's backend through the `try_*` functions here, which
+//! answer `None` on every other backend.
+
+pub mod batchnorm;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::CubeRuntime;
+
+use crate::kernels::retype;
+
+/// Training BatchNorm's forward (then SiLU when `silu`) on `I`'s primitives, when `I` is a CubeCL backend:
+/// the output, the batch mean and inverse deviation, and the running mean and variance (`running`, with the
+/// momentum) updated, all FP32 `[c]`.
+pub fn try_batch_norm_forward<I: Backend>(
+    x: &FloatTensor<I>,
+    [gamma, beta]: [&FloatTensor<I>; 2],
+    running: (&FloatTensor<I>, &FloatTensor<I>, f64),
+    eps: f64,
+    silu: bool,
+) -> Option<(FloatTensor<I>, [FloatTensor<I>; 4])> {
+    fn on<I: Backend, R: CubeRuntime>(
+        x: &FloatTensor<I>,
+        vectors: [&FloatTensor<I>; 4],
+        momentum: f64,
+        eps: f64,
+        silu: bool,
+    ) -> Option<(FloatTensor<I>, [FloatTensor<I>; 4])> {
+        let x: CubeTensor<R> = retype(x.clone())?;
+        let [gamma, beta, mean, var] = vectors.map(|v| retype::<_, CubeTensor<R>>(v.clone()));
+        let (gamma, beta, mean, var) = (gamma?, beta?, mean?, var?);
+        if !batchnorm::supported(&x, &[&gamma, &beta, &mean, &var]) {
+            return None;
+        }
+        let running = batchnorm::Running { mean, var, momentum };
+        let (y, s) = batchnorm::forward(x, gamma, beta, running, eps, silu);
+        Some((retype(y)?, [retype(s.mean)?, retype(s.inv_std)?, retype(s.running_mean)?, retype(s.running_var)?]))
+    }
+    let (mean, var, momentum) = running;
+    let out = None;
+    #[cfg(feature = "vulkan")]
+    let out = out.or_else(|| on::<I, cubecl::wgpu::WgpuRuntime>(x, [gamma, beta, mean, var], momentum, eps, silu));
+    #[cfg(feature = "cuda")]
+    let out = out.or_else(|| on::<I, cubecl::cuda::CudaRuntime>(x, [gamma, beta, mean, var], momentum, eps, silu));
+    out
+}
+
+/// Training BatchNorm's (and SiLU's) backward on `I`'s primitives: the gradients of `x`, gamma and beta from the
+/// output's gradient and the forward's mean and inverse deviation, when `I` is a CubeCL backend.
+pub fn try_batch_norm_backward<I: Backend>(
+    x: &FloatTensor<I>,
+    dy: &FloatTensor<I>,
+    [mean, inv_std, gamma, beta]: [&FloatTensor<I>; 4],
+    silu: bool,
+) -> Option<[FloatTensor<I>; 3]> {
+    fn on<I: Backend, R: CubeRuntime>(
+        x: &FloatTensor<I>,
+        dy: &FloatTensor<I>,
+        vectors: [&FloatTensor<I>; 4],
+        silu: bool,
+    ) -> Option<[FloatTensor<I>; 3]> {
+        let (x, dy): (CubeTensor<R>, CubeTensor<R>) = (retype(x.clone())?, retype(dy.clone())?);
+        let [mean, inv_std, gamma, beta] = vectors.map(|v| retype::<_, CubeTensor<R>>(v.clone()));
+        let (mean, inv_std, gamma, beta) = (mean?, inv_std?, gamma?, beta?);
+        if dy.dtype != x.dtype
+            || dy.meta.shape() != x.meta.shape()
+            || !batchnorm::supported(&x, &[&mean, &inv_std, &gamma, &beta])
+        {
+            return None;
+        }
+        let (dx, dgamma, dbeta) = batchnorm::backward(x, dy, mean, inv_std, gamma, beta, silu);
+        Some([retype(dx)?, retype(dgamma)?, retype(dbeta)?])
+    }
+    let out = None;
+    #[cfg(feature = "vulkan")]
+    let out = out.or_else(|| on::<I, cubecl::wgpu::WgpuRuntime>(x, dy, [mean, inv_std, gamma, beta], silu));
+    #[cfg(feature = "cuda")]
+    let out = out.or_else(|| on::<I, cubecl::cuda::CudaRuntime>(x, dy, [mean, inv_std, gamma, beta], silu));
+    out
+}
