@@ -1,6 +1,7 @@
 //! The column matrix of a convolution (im2col) and its adjoint (col2im), as tensor operations on any backend:
 //! the FP16/BF16 convolution's definition (`nn::conv_lowp`) and the backward of ember's own that rebuilds the
-//! columns instead of keeping them (`autodiff::conv_im2col`) are both made of them.
+//! columns instead of keeping them (`autodiff::conv_im2col`) are both made of them. On CUDA and Vulkan (not
+//! their autodiff) one CubeCL kernel each computes them (`cube::columns`).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Slice, Tensor};
@@ -24,6 +25,10 @@ pub fn out_size(size: [usize; 2], kernel: [usize; 2], stride: usize, padding: us
 /// `(channel, i, j)` holding the pixel tap `(i, j)` sees at every output position (zero in the padding),
 /// the row order of a `[co, c, kh, kw]` weight.
 pub fn im2col<B: Backend>(x: Tensor<B, 4>, kernel: [usize; 2], stride: usize, padding: usize) -> Tensor<B, 3> {
+    #[cfg(any(feature = "vulkan", feature = "cuda"))]
+    if let Some(columns) = crate::kernels::cube::try_im2col(&x, kernel, stride, padding) {
+        return columns;
+    }
     let [b, c, h, w] = x.dims();
     let [kh, kw] = kernel;
     let [ho, wo] = out_size([h, w], kernel, stride, padding);
@@ -52,6 +57,10 @@ pub fn col2im<B: Backend>(
     stride: usize,
     padding: usize,
 ) -> Tensor<B, 4> {
+    #[cfg(any(feature = "vulkan", feature = "cuda"))]
+    if let Some(pixels) = crate::kernels::cube::try_col2im(&columns, size, kernel, stride, padding) {
+        return pixels;
+    }
     let [b, c, h, w] = size;
     let [kh, kw] = kernel;
     let [ho, wo] = out_size([h, w], kernel, stride, padding);

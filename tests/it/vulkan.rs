@@ -240,6 +240,38 @@ fn batch_norm_kernels_on_vulkan_equal_the_definition() {
     }
 }
 
+/// The CubeCL im2col and col2im kernels (src/kernels/cube/columns.rs) on Vulkan give the columns and summed
+/// pixels of their definitions (kernels::columns, computed on flex): 3x3 convolutions with padding, strides 1
+/// and 2, a 1x1 and an unpadded 2x2 of stride 2, on odd sizes; FP32 exactly (col2im adds in the same order),
+/// FP16 with col2im rounding once where the definition rounds after each tap.
+#[test]
+fn column_kernels_on_vulkan_equal_the_definitions() {
+    use ember::kernels::columns::{col2im, im2col, out_size};
+    let Some((_turn, device)) = vulkan() else { return };
+    let cpu = Default::default();
+    for (kernel, stride, padding) in [([3, 3], 1, 1), ([3, 3], 2, 1), ([1, 1], 1, 0), ([2, 2], 2, 0)] {
+        let size = [2, 5, 11, 9];
+        let [ho, wo] = out_size([11, 9], kernel, stride, padding);
+        let x = Tensor::<Cpu, 4>::random(size, Distribution::Normal(0.0, 1.0), &cpu);
+        let cols =
+            Tensor::<Cpu, 3>::random([2, 5 * kernel[0] * kernel[1], ho * wo], Distribution::Normal(0.0, 1.0), &cpu);
+        for (dtype, tolerance) in [(FloatDType::F32, 0.0), (FloatDType::F16, 2e-3)] {
+            let on_vulkan = |t: Tensor<Cpu, 4>| Tensor::<Vulkan, 4>::from_data(t.into_data(), &device).cast(dtype);
+            let on_vulkan3 = |t: Tensor<Cpu, 3>| Tensor::<Vulkan, 3>::from_data(t.into_data(), &device).cast(dtype);
+            let got = [
+                common::values(im2col(on_vulkan(x.clone()), kernel, stride, padding)),
+                common::values(col2im(on_vulkan3(cols.clone()), size, kernel, stride, padding)),
+            ];
+            let want = [
+                common::values(im2col(x.clone().cast(dtype), kernel, stride, padding)),
+                common::values(col2im(cols.clone().cast(dtype), size, kernel, stride, padding)),
+            ];
+            let what = format!("{kernel:?} stride {stride} padding {padding} {dtype:?}");
+            assert_close(&what, &["im2col", "col2im"], &got, &want, tolerance);
+        }
+    }
+}
+
 /// The depthwise convolution with ember's weight gradient equals autodiff through burn's grouped convolution on
 /// the Vulkan device, FP32 and FP16.
 #[test]

@@ -3,9 +3,11 @@
 //! answer `None` on every other backend.
 
 pub mod batchnorm;
+pub mod columns;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 
@@ -79,4 +81,58 @@ pub fn try_batch_norm_backward<I: Backend>(
     #[cfg(feature = "cuda")]
     let out = out.or_else(|| on::<I, cubecl::cuda::CudaRuntime>(x, dy, [mean, inv_std, gamma, beta], silu));
     out
+}
+
+/// The im2col columns `[b, c * kh * kw, ho * wo]` of `x` for a `kernel` convolution, when `B` is a CubeCL
+/// backend (not its autodiff: the definition's tensor operations carry the gradient there).
+pub fn try_im2col<B: Backend>(
+    x: &Tensor<B, 4>,
+    kernel: [usize; 2],
+    stride: usize,
+    padding: usize,
+) -> Option<Tensor<B, 3>> {
+    let [_, _, h, w] = x.dims();
+    let output = crate::kernels::columns::out_size([h, w], kernel, stride, padding);
+    let g = columns::Geometry { input: x.dims(), kernel, stride, padding, output };
+    if !crate::kernels::own_kernels() || !columns::supported(&g) {
+        return None;
+    }
+    let x = x.clone().into_primitive().tensor();
+    let out = None;
+    #[cfg(feature = "vulkan")]
+    let out = out.or_else(|| map::<B, cubecl::wgpu::WgpuRuntime>(&x, |t| columns::im2col(t, &g)));
+    #[cfg(feature = "cuda")]
+    let out = out.or_else(|| map::<B, cubecl::cuda::CudaRuntime>(&x, |t| columns::im2col(t, &g)));
+    out.map(|t| Tensor::from_primitive(TensorPrimitive::Float(t)))
+}
+
+/// The pixels `[b, c, h, w]` (`size`) the column gradients `[b, c * kh * kw, ho * wo]` sum to, when `B` is a
+/// CubeCL backend.
+pub fn try_col2im<B: Backend>(
+    columns: &Tensor<B, 3>,
+    size: [usize; 4],
+    kernel: [usize; 2],
+    stride: usize,
+    padding: usize,
+) -> Option<Tensor<B, 4>> {
+    let output = crate::kernels::columns::out_size([size[2], size[3]], kernel, stride, padding);
+    let g = columns::Geometry { input: size, kernel, stride, padding, output };
+    if !crate::kernels::own_kernels() || !columns::supported(&g) {
+        return None;
+    }
+    let c = columns.clone().into_primitive().tensor();
+    let out = None;
+    #[cfg(feature = "vulkan")]
+    let out = out.or_else(|| map::<B, cubecl::wgpu::WgpuRuntime>(&c, |t| columns::col2im(t, &g)));
+    #[cfg(feature = "cuda")]
+    let out = out.or_else(|| map::<B, cubecl::cuda::CudaRuntime>(&c, |t| columns::col2im(t, &g)));
+    out.map(|t| Tensor::from_primitive(TensorPrimitive::Float(t)))
+}
+
+/// `kernel` of `t`, when `B`'s primitive is runtime `R`'s tensor.
+fn map<B: Backend, R: CubeRuntime>(
+    t: &FloatTensor<B>,
+    kernel: impl FnOnce(CubeTensor<R>) -> CubeTensor<R>,
+) -> Option<FloatTensor<B>> {
+    retype(kernel(retype(t.clone())?))
 }
