@@ -42,6 +42,21 @@ fn through_silu(dy: f32, z: f32, #[comptime] silu: bool) -> f32 {
     }
 }
 
+/// One value's `x_hat = (x - mean) * inv_std` and the gradient `dz` at its affine output `x_hat * gamma + beta`.
+#[cube]
+fn normalised_and_gradient(
+    x: f32,
+    dy: f32,
+    mean: f32,
+    inv_std: f32,
+    gamma: f32,
+    beta: f32,
+    #[comptime] silu: bool,
+) -> (f32, f32) {
+    let x_hat = (x - mean) * inv_std;
+    (x_hat, through_silu(dy, x_hat * gamma + beta, silu))
+}
+
 /// Adds `a` and `b` over the cube's units in shared memory; unit 0 ends with the totals.
 #[cube]
 fn cube_sums(a: f32, b: f32) -> (f32, f32) {
@@ -206,8 +221,7 @@ fn gradient_partials<F: Float>(
     let mut i = first + UNIT_POS as usize;
     while i < end {
         let at = offset(i, c, channels, plane);
-        let x_hat = (f32::cast_from(x[at]) - m) * s;
-        let dz = through_silu(f32::cast_from(dy[at]), x_hat * g + b, silu);
+        let (x_hat, dz) = normalised_and_gradient(f32::cast_from(x[at]), f32::cast_from(dy[at]), m, s, g, b, silu);
         sum_dz += dz;
         sum_dz_xhat += dz * x_hat;
         i += BLOCK as usize;
@@ -267,8 +281,15 @@ fn input_gradient<F: Float>(
     }
     let c = (i / plane as usize) % channels as usize;
     let count = f32::cast_from(x.len() / channels as usize);
-    let x_hat = (f32::cast_from(x[i]) - mean[c]) * inv_std[c];
-    let dz = through_silu(f32::cast_from(dy[i]), x_hat * gamma[c] + beta[c], silu);
+    let (x_hat, dz) = normalised_and_gradient(
+        f32::cast_from(x[i]),
+        f32::cast_from(dy[i]),
+        mean[c],
+        inv_std[c],
+        gamma[c],
+        beta[c],
+        silu,
+    );
     let centered = dz - dbeta[c] / count - x_hat * (dgamma[c] / count);
     dx[i] = F::cast_from(centered * gamma[c] * inv_std[c]);
 }
