@@ -362,12 +362,14 @@ fn empty_like<R: CubeRuntime>(x: &CubeTensor<R>) -> CubeTensor<R> {
     empty_device_dtype(x.client.clone(), x.device.clone(), x.meta.shape().clone(), x.dtype)
 }
 
-/// Whether the kernels take these operands: a 4-d FP32 or FP16 activation and FP32 per-channel vectors.
+/// Whether the kernels take these operands: a 4-d FP32 or FP16 activation (32-bit indices, at most 65,535
+/// channels: a cube count's second axis) and FP32 per-channel vectors.
 pub fn supported<R: CubeRuntime>(x: &CubeTensor<R>, vectors: &[&CubeTensor<R>]) -> bool {
     let int32 = |n: usize| u32::try_from(n).is_ok();
     x.meta.shape().len() == 4
         && matches!(x.dtype, DType::F32 | DType::F16)
         && int32(x.meta.num_elements())
+        && x.meta.shape()[1] <= u16::MAX as usize
         && x.meta.shape().iter().all(|&d| d > 0)
         && vectors.iter().all(|v| v.dtype == DType::F32 && v.meta.num_elements() == x.meta.shape()[1])
 }
