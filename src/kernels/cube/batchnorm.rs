@@ -4,9 +4,10 @@
 //!
 //! Each direction is a per-channel reduction in two stages (chunks of a channel summed by a cube each,
 //! then one unit per channel adding its chunks in a fixed order, so the sums do not depend on scheduling)
-//! and one elementwise pass. Sums are FP32 whatever the activation's dtype. The forward sums `x - k` and
-//! `(x - k)^2` with `k` the channel's first value, so the variance is not the difference of two large sums.
-//! The values are those of the generic definition in `kernels::autodiff::batchnorm`, which tests them.
+//! and one elementwise pass; the forward's per-channel stage also updates the running statistics. Sums are
+//! FP32 whatever the activation's dtype. The forward sums `x - k` and `(x - k)^2` with `k` the channel's
+//! first value, so the variance is not the difference of two large sums. The values are those of the generic
+//! definition in `kernels::autodiff::batchnorm`, against which tests/it/vulkan.rs tests them.
 
 use burn::tensor::{DType, Shape};
 use burn_cubecl::cubecl;
