@@ -13,5 +13,5 @@ for file in $(find src/nn src/model src/loss src/train -name '*.rs' | sort); do
     status=1
   fi
 done
-[ $status -eq 0 ] && echo "kernels: no flex-specific code outside src/kernels/ (tests aside)"
+[ $status -eq 0 ] && echo "kernels: no backend-specific code outside src/kernels/ (tests aside)"
 exit $status

@@ -229,29 +229,27 @@ fn gradients<I: Backend>(
     {
         return grads;
     }
-    {
-        let x = inner::<I, 4>(x);
-        let [b, _, h, w] = x.dims();
-        let dtype = x.dtype();
-        let (mean, inv_std, gamma) = (inner::<I, 1>(mean), inner::<I, 1>(inv_std), inner::<I, 1>(gamma));
-        let dy = inner::<I, 4>(dy).cast(FloatDType::F32);
-        let x_hat = normalised(x, &mean, &inv_std);
-        // SiLU's derivative at the normalised output z: s * (1 + z * (1 - s)), s = sigmoid(z).
-        let dz = if norm.silu {
-            let z = x_hat.clone() * channel(gamma.clone()) + channel(inner::<I, 1>(beta));
-            let s = activation::sigmoid(z.clone());
-            dy * s.clone() * (z * (s.neg().add_scalar(1.0))).add_scalar(1.0)
-        } else {
-            dy
-        };
-        let dbeta = channel_sum(dz.clone());
-        let dgamma = channel_sum(dz.clone() * x_hat.clone());
-        // dx = gamma * inv_std * (dz - mean(dz) - x_hat * mean(dz * x_hat)), the means over b * h * w.
-        let n = (b * h * w) as f64;
-        let centered_dz = dz - channel(dbeta.clone().div_scalar(n)) - x_hat * channel(dgamma.clone().div_scalar(n));
-        let dx = centered_dz * channel(gamma * inv_std);
-        [prim(dx.cast(dtype)), prim(dgamma), prim(dbeta)]
-    }
+    let x = inner::<I, 4>(x);
+    let [b, _, h, w] = x.dims();
+    let dtype = x.dtype();
+    let (mean, inv_std, gamma) = (inner::<I, 1>(mean), inner::<I, 1>(inv_std), inner::<I, 1>(gamma));
+    let dy = inner::<I, 4>(dy).cast(FloatDType::F32);
+    let x_hat = normalised(x, &mean, &inv_std);
+    // SiLU's derivative at the normalised output z: s * (1 + z * (1 - s)), s = sigmoid(z).
+    let dz = if norm.silu {
+        let z = x_hat.clone() * channel(gamma.clone()) + channel(inner::<I, 1>(beta));
+        let s = activation::sigmoid(z.clone());
+        dy * s.clone() * (z * (s.neg().add_scalar(1.0))).add_scalar(1.0)
+    } else {
+        dy
+    };
+    let dbeta = channel_sum(dz.clone());
+    let dgamma = channel_sum(dz.clone() * x_hat.clone());
+    // dx = gamma * inv_std * (dz - mean(dz) - x_hat * mean(dz * x_hat)), the means over b * h * w.
+    let n = (b * h * w) as f64;
+    let centered_dz = dz - channel(dbeta.clone().div_scalar(n)) - x_hat * channel(dgamma.clone().div_scalar(n));
+    let dx = centered_dz * channel(gamma * inv_std);
+    [prim(dx.cast(dtype)), prim(dgamma), prim(dbeta)]
 }
 
 #[cfg(test)]

@@ -273,6 +273,7 @@ fn input_gradient<F: Float>(
     dx: &mut Tensor<F>,
     channels: u32,
     plane: u32,
+    inv_count: f32,
     #[comptime] silu: bool,
     #[define(F)] _dtype: StorageType,
 ) {
@@ -281,7 +282,6 @@ fn input_gradient<F: Float>(
         terminate!();
     }
     let c = (i / plane as usize) % channels as usize;
-    let count = f32::cast_from(x.len() / channels as usize);
     let (x_hat, dz) = normalised_and_gradient(
         f32::cast_from(x[i]),
         f32::cast_from(dy[i]),
@@ -291,7 +291,7 @@ fn input_gradient<F: Float>(
         beta[c],
         silu,
     );
-    let centered = dz - dbeta[c] / count - x_hat * (dgamma[c] / count);
+    let centered = dz - dbeta[c] * inv_count - x_hat * (dgamma[c] * inv_count);
     dx[i] = F::cast_from(centered * gamma[c] * inv_std[c]);
 }
 
@@ -511,6 +511,7 @@ pub fn backward<R: CubeRuntime>(
         dx.clone().into_tensor_arg(),
         layout.channels as u32,
         layout.plane as u32,
+        (1.0 / layout.count as f64) as f32,
         silu,
         dtype,
     );

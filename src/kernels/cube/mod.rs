@@ -13,6 +13,18 @@ use burn_cubecl::CubeRuntime;
 
 use crate::kernels::retype;
 
+/// `$on::<T, R>(args)` for each CubeCL runtime compiled in (Vulkan's, then CUDA's): the first `Some`.
+macro_rules! on_cube_runtimes {
+    ($on:ident::<$ty:ty>($($arg:expr),* $(,)?)) => {{
+        let out = None;
+        #[cfg(feature = "vulkan")]
+        let out = out.or_else(|| $on::<$ty, ::cubecl::wgpu::WgpuRuntime>($($arg),*));
+        #[cfg(feature = "cuda")]
+        let out = out.or_else(|| $on::<$ty, ::cubecl::cuda::CudaRuntime>($($arg),*));
+        out
+    }};
+}
+
 /// Training BatchNorm's forward (then SiLU when `silu`) on `I`'s primitives, when `I` is a CubeCL backend:
 /// the output, the batch mean and inverse deviation, and the running mean and variance (`running`, with the
 /// momentum) updated, all FP32 `[c]`.
@@ -41,12 +53,7 @@ pub fn try_batch_norm_forward<I: Backend>(
         Some((retype(y)?, [retype(s.mean)?, retype(s.inv_std)?, retype(s.running_mean)?, retype(s.running_var)?]))
     }
     let (mean, var, momentum) = running;
-    let out = None;
-    #[cfg(feature = "vulkan")]
-    let out = out.or_else(|| on::<I, cubecl::wgpu::WgpuRuntime>(x, [gamma, beta, mean, var], momentum, eps, silu));
-    #[cfg(feature = "cuda")]
-    let out = out.or_else(|| on::<I, cubecl::cuda::CudaRuntime>(x, [gamma, beta, mean, var], momentum, eps, silu));
-    out
+    on_cube_runtimes!(on::<I>(x, [gamma, beta, mean, var], momentum, eps, silu))
 }
 
 /// Training BatchNorm's (and SiLU's) backward on `I`'s primitives: the gradients of `x`, gamma and beta from the
@@ -75,12 +82,7 @@ pub fn try_batch_norm_backward<I: Backend>(
         let (dx, dgamma, dbeta) = batchnorm::backward(x, dy, mean, inv_std, gamma, beta, silu);
         Some([retype(dx)?, retype(dgamma)?, retype(dbeta)?])
     }
-    let out = None;
-    #[cfg(feature = "vulkan")]
-    let out = out.or_else(|| on::<I, cubecl::wgpu::WgpuRuntime>(x, dy, [mean, inv_std, gamma, beta], silu));
-    #[cfg(feature = "cuda")]
-    let out = out.or_else(|| on::<I, cubecl::cuda::CudaRuntime>(x, dy, [mean, inv_std, gamma, beta], silu));
-    out
+    on_cube_runtimes!(on::<I>(x, dy, [mean, inv_std, gamma, beta], silu))
 }
 
 /// The im2col columns `[b, c * kh * kw, ho * wo]` of `x` for a `kernel` convolution, when `B` is a CubeCL
@@ -98,11 +100,7 @@ pub fn try_im2col<B: Backend>(
         return None;
     }
     let x = x.clone().into_primitive().tensor();
-    let out = None;
-    #[cfg(feature = "vulkan")]
-    let out = out.or_else(|| map::<B, cubecl::wgpu::WgpuRuntime>(&x, |t| columns::im2col(t, &g)));
-    #[cfg(feature = "cuda")]
-    let out = out.or_else(|| map::<B, cubecl::cuda::CudaRuntime>(&x, |t| columns::im2col(t, &g)));
+    let out = on_cube_runtimes!(map::<B>(&x, |t| columns::im2col(t, &g)));
     out.map(|t| Tensor::from_primitive(TensorPrimitive::Float(t)))
 }
 
@@ -121,11 +119,7 @@ pub fn try_col2im<B: Backend>(
         return None;
     }
     let c = columns.clone().into_primitive().tensor();
-    let out = None;
-    #[cfg(feature = "vulkan")]
-    let out = out.or_else(|| map::<B, cubecl::wgpu::WgpuRuntime>(&c, |t| columns::col2im(t, &g)));
-    #[cfg(feature = "cuda")]
-    let out = out.or_else(|| map::<B, cubecl::cuda::CudaRuntime>(&c, |t| columns::col2im(t, &g)));
+    let out = on_cube_runtimes!(map::<B>(&c, |t| columns::col2im(t, &g)));
     out.map(|t| Tensor::from_primitive(TensorPrimitive::Float(t)))
 }
 
