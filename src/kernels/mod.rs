@@ -22,6 +22,8 @@ pub use autodiff::batchnorm::Running as BatchNormRunning;
 /// A stride-1 depthwise `conv2d` whose weight gradient is one product and sum per kernel tap, not a
 /// convolution per channel.
 pub use autodiff::depthwise::try_conv2d_depthwise as conv2d_depthwise;
+/// `buffer[range] = values`, in place when the caller holds the only handle to `buffer`.
+pub use flex::assign::try_assign_range as assign_range;
 /// `x * scale[c] + shift[c]` (inference BatchNorm folded), then SiLU when asked.
 pub use flex::batchnorm::try_affine as channel_affine;
 /// Training-mode BatchNorm (batch statistics), then SiLU when asked, with the statistics for the running ones.

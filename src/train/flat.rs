@@ -15,6 +15,8 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 
+use crate::kernels;
+
 /// Offsets are multiples of this many elements: 256 bytes, the largest storage-buffer offset alignment
 /// Vulkan allows, so a slice of a buffer is a view on every cubecl device (and on the CPU).
 pub const ALIGN: usize = 64;
@@ -266,8 +268,12 @@ fn shape_of<const D: usize>(shape: &[usize]) -> [usize; D] {
 }
 
 /// `flat[range] = values`, the buffer moved into the assignment rather than cloned: a backend writes into a
-/// buffer it holds the only handle to, and copies a shared one whole first (cubecl did, once per tensor).
+/// buffer it holds the only handle to, and copies a shared one whole first (cubecl did, once per tensor;
+/// flex's `slice_assign` always does, hence its kernel).
 fn assign<B: Backend>(flat: &mut Option<Tensor<B, 1>>, range: std::ops::Range<usize>, values: Tensor<B, 1>) {
     let buffer = flat.take().expect("the buffer is put back after each assignment");
-    *flat = Some(buffer.slice_assign([range], values));
+    *flat = Some(match kernels::assign_range(buffer, range.clone(), &values) {
+        Ok(written) => written,
+        Err(buffer) => buffer.slice_assign([range], values),
+    });
 }

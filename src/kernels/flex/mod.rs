@@ -5,6 +5,7 @@
 //!
 //! Each kernel is tested against the generic definition it replaces (in the module of that definition).
 
+pub mod assign;
 pub mod batchnorm;
 pub mod conv;
 pub mod math;
