@@ -22,6 +22,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::math::sigmoid;
+use super::wide::widest;
 use super::{on_flex, register_input_grad, retype, tensor, values, On};
 use crate::backend::{Cpu, CpuAutodiff};
 
@@ -147,15 +148,7 @@ fn statistics(x: &FlexTensor, c: usize) -> BatchStatistics {
     let plane = plane_len(x);
     let src = values(x);
     // Per plane: (mean, sum of squared deviations from it).
-    let planes: Vec<(f64, f64)> = src
-        .par_chunks(plane)
-        .with_min_len(min_planes(plane))
-        .map(|p| {
-            let mean = lane_sum(p, |v| v) / p.len() as f64;
-            let m = mean as f32;
-            (mean, lane_sum(p, |v| (v - m) * (v - m)) - p.len() as f64 * (mean - m as f64).powi(2))
-        })
-        .collect();
+    let planes: Vec<(f64, f64)> = src.par_chunks(plane).with_min_len(min_planes(plane)).map(plane_moments).collect();
     let batch = planes.len() / c;
     let n = plane as f64;
     let (mut mean, mut var) = (vec![0f32; c], vec![0f32; c]);
@@ -168,6 +161,15 @@ fn statistics(x: &FlexTensor, c: usize) -> BatchStatistics {
         var[ch] = (m2 / (n * batch as f64)) as f32;
     }
     BatchStatistics { mean, var }
+}
+
+widest! {
+    /// A plane's mean and the sum of its squared deviations from it.
+    fn plane_moments(p: &[f32]) -> (f64, f64) {
+        let mean = lane_sum(p, |v| v) / p.len() as f64;
+        let m = mean as f32;
+        (mean, lane_sum(p, |v| (v - m) * (v - m)) - p.len() as f64 * (mean - m as f64).powi(2))
+    }
 }
 
 /// `sum(f(v))` over a slice: eight f32 lanes per block of 1024 (so it vectorises), blocks added in f64.
@@ -188,18 +190,19 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     total
 }
 
-/// `dst = (src - centre) * a + b`, then SiLU when `silu`. Centring first keeps the digits of a channel
-/// whose mean is large next to its spread (`a * src + (b - centre * a)` cancels them away).
-#[inline(always)]
-fn activate(dst: &mut [f32], src: &[f32], centre: f32, a: f32, b: f32, silu: bool) {
-    if silu {
-        for (y, &v) in dst.iter_mut().zip(src) {
-            let z = (v - centre) * a + b;
-            *y = z * sigmoid(z);
-        }
-    } else {
-        for (y, &v) in dst.iter_mut().zip(src) {
-            *y = (v - centre) * a + b;
+widest! {
+    /// `dst = (src - centre) * a + b`, then SiLU when `silu`. Centring first keeps the digits of a channel
+    /// whose mean is large next to its spread (`a * src + (b - centre * a)` cancels them away).
+    fn activate(dst: &mut [f32], src: &[f32], centre: f32, a: f32, b: f32, silu: bool) {
+        if silu {
+            for (y, &v) in dst.iter_mut().zip(src) {
+                let z = (v - centre) * a + b;
+                *y = z * sigmoid(z);
+            }
+        } else {
+            for (y, &v) in dst.iter_mut().zip(src) {
+                *y = (v - centre) * a + b;
+            }
         }
     }
 }
@@ -242,13 +245,8 @@ fn backward(x: &FlexTensor, grad: &FlexTensor, ch: &Channels, want_dx: bool) -> 
             .with_min_len(min_planes(plane))
             .map(|(p, (dz, (x, g)))| {
                 let k = p % c;
-                let (mean, inv_std, gamma, beta) = (ch.mean[k], ch.inv_std[k], ch.gamma[k], ch.beta[k]);
-                for ((d, &v), &g) in dz.iter_mut().zip(x).zip(g) {
-                    let z = (v - mean) * (inv_std * gamma) + beta;
-                    let s = sigmoid(z);
-                    *d = g * s * (1.0 + z * (1.0 - s));
-                }
-                plane_sums(dz, x, mean, inv_std)
+                silu_gradient(dz, x, g, [ch.mean[k], ch.inv_std[k], ch.gamma[k], ch.beta[k]]);
+                plane_sums(dz, x, ch.mean[k], ch.inv_std[k])
             })
             .collect()
     } else {
@@ -278,40 +276,63 @@ fn backward(x: &FlexTensor, grad: &FlexTensor, ch: &Channels, want_dx: bool) -> 
             let a = ch.gamma[k] * ch.inv_std[k];
             // dx = a * dz - a / N * dbeta - a / N * dgamma * inv_std * (x - mean)
             let (mean, slope, offset) = (ch.mean[k], a * dgamma[k] * ch.inv_std[k] / n, a * dbeta[k] / n);
-            if ch.silu {
-                for (d, &v) in dx.iter_mut().zip(x) {
-                    *d = a * *d - offset - slope * (v - mean);
-                }
-            } else {
-                let g = &upstream[p * plane..][..plane];
-                for ((d, &v), &g) in dx.iter_mut().zip(x).zip(g) {
-                    *d = a * g - offset - slope * (v - mean);
-                }
-            }
+            let upstream = if ch.silu { &[][..] } else { &upstream[p * plane..][..plane] };
+            input_gradient(dx, x, upstream, [a, mean, slope, offset]);
         },
     );
     (Some(dx), dgamma, dbeta)
 }
 
-/// `(sum dz, sum dz * x^)` over one plane.
-#[inline(always)]
-fn plane_sums(dz: &[f32], x: &[f32], mean: f32, inv_std: f32) -> (f64, f64) {
-    let (mut s, mut sx) = (0f64, 0f64);
-    for (dz, x) in dz.chunks(1024).zip(x.chunks(1024)) {
-        let (mut ls, mut lx) = ([0f32; 8], [0f32; 8]);
-        let (mut a, mut b) = (dz.chunks_exact(8), x.chunks_exact(8));
-        for (d, v) in (&mut a).zip(&mut b) {
-            for k in 0..8 {
-                ls[k] += d[k];
-                lx[k] += d[k] * ((v[k] - mean) * inv_std);
+widest! {
+    /// `dz = g * s * (1 + z * (1 - s))`, SiLU's derivative at the BatchNorm output `z` (recomputed from `x`
+    /// with the channel's `[mean, inv_std, gamma, beta]`), `s = sigmoid(z)`.
+    fn silu_gradient(dz: &mut [f32], x: &[f32], g: &[f32], channel: [f32; 4]) {
+        let [mean, inv_std, gamma, beta] = channel;
+        for ((d, &v), &g) in dz.iter_mut().zip(x).zip(g) {
+            let z = (v - mean) * (inv_std * gamma) + beta;
+            let s = sigmoid(z);
+            *d = g * s * (1.0 + z * (1.0 - s));
+        }
+    }
+}
+
+widest! {
+    /// `dx = a * dz - offset - slope * (x - mean)` for `[a, mean, slope, offset]`, `dz` the upstream
+    /// gradient, or `dx`'s own values when `upstream` is empty (SiLU's derivative already applied there).
+    fn input_gradient(dx: &mut [f32], x: &[f32], upstream: &[f32], coefficients: [f32; 4]) {
+        let [a, mean, slope, offset] = coefficients;
+        if upstream.is_empty() {
+            for (d, &v) in dx.iter_mut().zip(x) {
+                *d = a * *d - offset - slope * (v - mean);
+            }
+        } else {
+            for ((d, &v), &g) in dx.iter_mut().zip(x).zip(upstream) {
+                *d = a * g - offset - slope * (v - mean);
             }
         }
-        for (&d, &v) in a.remainder().iter().zip(b.remainder()) {
-            s += d as f64;
-            sx += (d * ((v - mean) * inv_std)) as f64;
-        }
-        s += ls.iter().map(|&v| v as f64).sum::<f64>();
-        sx += lx.iter().map(|&v| v as f64).sum::<f64>();
     }
-    (s, sx)
+}
+
+widest! {
+    /// `(sum dz, sum dz * x^)` over one plane.
+    fn plane_sums(dz: &[f32], x: &[f32], mean: f32, inv_std: f32) -> (f64, f64) {
+        let (mut s, mut sx) = (0f64, 0f64);
+        for (dz, x) in dz.chunks(1024).zip(x.chunks(1024)) {
+            let (mut ls, mut lx) = ([0f32; 8], [0f32; 8]);
+            let (mut a, mut b) = (dz.chunks_exact(8), x.chunks_exact(8));
+            for (d, v) in (&mut a).zip(&mut b) {
+                for k in 0..8 {
+                    ls[k] += d[k];
+                    lx[k] += d[k] * ((v[k] - mean) * inv_std);
+                }
+            }
+            for (&d, &v) in a.remainder().iter().zip(b.remainder()) {
+                s += d as f64;
+                sx += (d * ((v - mean) * inv_std)) as f64;
+            }
+            s += ls.iter().map(|&v| v as f64).sum::<f64>();
+            sx += lx.iter().map(|&v| v as f64).sum::<f64>();
+        }
+        (s, sx)
+    }
 }

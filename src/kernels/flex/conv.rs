@@ -25,6 +25,7 @@ use burn::tensor::{Tensor, TensorPrimitive};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use super::wide::widest;
 use super::{add_into, on_flex, register_input_grad, retype, tensor, values, On};
 use crate::backend::{Cpu, CpuAutodiff};
 
@@ -338,29 +339,31 @@ fn dense_input_grad(weight: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) -> V
     dx
 }
 
-/// Adds one input channel's `k*k` tap rows (`[k*k, L]`) back into its plane.
-fn col2im_channel(out: &mut [f32], taps: &[f32], g: &ConvGeometry) {
-    let k = g.kernel;
-    let (ho, wo) = (g.out_h(), g.out_w());
-    let l = ho * wo;
-    for i in 0..k {
-        for j in 0..k {
-            let tap = &taps[(i * k + j) * l..][..l];
-            let (lo, hi) = valid_outputs(j, g.padding, g.stride, g.w, wo);
-            if lo >= hi {
-                continue;
-            }
-            let first = lo * g.stride + j - g.padding;
-            for oy in 0..ho {
-                let Some(iy) = (oy * g.stride + i).checked_sub(g.padding).filter(|&iy| iy < g.h) else { continue };
-                let (row, src) = (&mut out[iy * g.w..][..g.w], &tap[oy * wo..][..wo]);
-                if g.stride == 1 {
-                    for (d, v) in row[first..first + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
-                        *d += v;
-                    }
-                } else {
-                    for (d, v) in row[first..].iter_mut().step_by(g.stride).zip(&src[lo..hi]) {
-                        *d += v;
+widest! {
+    /// Adds one input channel's `k*k` tap rows (`[k*k, L]`) back into its plane.
+    fn col2im_channel(out: &mut [f32], taps: &[f32], g: &ConvGeometry) {
+        let k = g.kernel;
+        let (ho, wo) = (g.out_h(), g.out_w());
+        let l = ho * wo;
+        for i in 0..k {
+            for j in 0..k {
+                let tap = &taps[(i * k + j) * l..][..l];
+                let (lo, hi) = valid_outputs(j, g.padding, g.stride, g.w, wo);
+                if lo >= hi {
+                    continue;
+                }
+                let first = lo * g.stride + j - g.padding;
+                for oy in 0..ho {
+                    let Some(iy) = (oy * g.stride + i).checked_sub(g.padding).filter(|&iy| iy < g.h) else { continue };
+                    let (row, src) = (&mut out[iy * g.w..][..g.w], &tap[oy * wo..][..wo]);
+                    if g.stride == 1 {
+                        for (d, v) in row[first..first + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                            *d += v;
+                        }
+                    } else {
+                        for (d, v) in row[first..].iter_mut().step_by(g.stride).zip(&src[lo..hi]) {
+                            *d += v;
+                        }
                     }
                 }
             }

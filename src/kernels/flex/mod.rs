@@ -12,6 +12,7 @@ pub mod math;
 pub mod residual;
 pub mod softplus_sum;
 pub mod upsample;
+pub(crate) mod wide;
 
 use std::any::TypeId;
 
