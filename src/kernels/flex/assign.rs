@@ -63,7 +63,8 @@ mod tests {
     #[test]
     fn writes_in_place_what_slice_assign_writes() {
         let values = ramp(5, 100.0);
-        let want = ramp(12, 0.0).slice_assign([3..8], values.clone()).into_data();
+        let range = 3..8;
+        let want = ramp(12, 0.0).slice_assign([range], values.clone()).into_data();
         let got = try_assign_range(ramp(12, 0.0), 3..8, &values).expect("an unshared buffer is written in place");
         assert_eq!(got.into_data(), want);
     }
