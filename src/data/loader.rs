@@ -462,8 +462,20 @@ pub fn planar(image: &RgbImage, out: &mut [u8]) {
 
 /// Ultralytics' worker count on one device (or on the CPU): `min(cpu_count, workers)`, at least one.
 pub fn worker_count(requested: usize) -> usize {
+    workers_per_process(requested, 1)
+}
+
+/// Ultralytics' worker count when `processes` training processes share this machine's cores:
+/// `min(cpu_count / processes, workers)`, at least one. (8.4.190 divides by the CUDA devices the machine
+/// has; ember by the processes of the run on it, which is the same in a run over every device and also
+/// holds for CPU processes.)
+pub fn workers_per_process(requested: usize, processes: usize) -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    requested.min(cpus).max(1)
+    split_workers(requested, cpus, processes)
+}
+
+fn split_workers(requested: usize, cpus: usize, processes: usize) -> usize {
+    requested.min(cpus / processes.max(1)).max(1)
 }
 
 /// A seed per (run seed, epoch, sample), so a sample's augmentation does not depend on which
@@ -567,7 +579,19 @@ impl Drop for EpochBatches {
 
 #[cfg(test)]
 mod tests {
-    use super::Shard;
+    use super::{split_workers, Shard};
+
+    /// 8.4.190's `min(cpu_count / devices, workers)`: 16 cores and 8 workers asked for, one process takes 8,
+    /// four processes 4 each, more processes than cores still 1 each.
+    #[test]
+    fn processes_on_one_machine_split_its_cores_between_their_workers() {
+        assert_eq!(split_workers(8, 16, 1), 8);
+        assert_eq!(split_workers(8, 16, 4), 4);
+        assert_eq!(split_workers(8, 16, 3), 5);
+        assert_eq!(split_workers(8, 2, 4), 1);
+        assert_eq!(split_workers(0, 16, 1), 1);
+        assert_eq!(split_workers(8, 16, 0), 8, "no process count counts as one");
+    }
 
     #[test]
     fn shards_deal_one_order_padded_from_its_start() {

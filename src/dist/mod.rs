@@ -26,6 +26,8 @@ pub trait Collective {
     fn world_size(&self) -> usize;
     /// This process's place among those on the same machine, which picks its device.
     fn local_rank(&self) -> usize;
+    /// How many of the processes run on this machine (they share its cores).
+    fn local_size(&self) -> usize;
     /// Sums `values` element-wise over every rank, in place on each.
     fn all_reduce_sum(&self, values: &mut [f32]);
     /// Replaces `values` on every rank by rank 0's (same length on every rank).
@@ -78,6 +80,11 @@ impl Group {
     /// ([`Devices::for_local_rank`](crate::config::Devices::for_local_rank)).
     pub fn local_rank(&self) -> usize {
         self.transport.local_rank()
+    }
+
+    /// How many of the group's processes run on this machine, sharing its cores (1 for a group of one).
+    pub fn local_size(&self) -> usize {
+        self.transport.local_size()
     }
 
     /// Rank 0, which writes files and prints the run's progress.
@@ -152,6 +159,9 @@ impl Collective for Single {
     }
     fn local_rank(&self) -> usize {
         0
+    }
+    fn local_size(&self) -> usize {
+        1
     }
     fn all_reduce_sum(&self, _: &mut [f32]) {}
     fn broadcast(&self, _: &mut [f32]) {}

@@ -14,6 +14,7 @@ use super::Collective;
 pub(super) struct MpiWorld {
     world: SimpleCommunicator,
     local_rank: usize,
+    local_size: usize,
     /// Kept to the end: dropping it finalizes MPI.
     _universe: Universe,
 }
@@ -32,8 +33,9 @@ impl MpiWorld {
         }));
         let world = universe.world();
         // The processes sharing this machine's memory, numbered: the local rank, whatever the launcher.
-        let local_rank = world.split_shared(world.rank()).rank() as usize;
-        Ok(MpiWorld { world, local_rank, _universe: universe })
+        let here = world.split_shared(world.rank());
+        let (local_rank, local_size) = (here.rank() as usize, here.size() as usize);
+        Ok(MpiWorld { world, local_rank, local_size, _universe: universe })
     }
 }
 
@@ -48,6 +50,10 @@ impl Collective for MpiWorld {
 
     fn local_rank(&self) -> usize {
         self.local_rank
+    }
+
+    fn local_size(&self) -> usize {
+        self.local_size
     }
 
     fn all_reduce_sum(&self, values: &mut [f32]) {

@@ -386,7 +386,8 @@ fn setup<AB: AutodiffBackend>(
     }
 
     // Input pipeline (augmentation, cache, mosaic closing): src/data/augment/pipeline.rs.
-    let (pipeline, train_loader, val_loader) = TrainPipeline::loaders(&s, train, val, batch / world)?;
+    let (pipeline, train_loader, val_loader) =
+        TrainPipeline::loaders(&s, train, val, batch / world, group.local_size())?;
     let train_loader = train_loader.sharded(Shard { rank: group.rank(), count: world });
     if s.rect {
         reporter.report(&TrainEvent::RectIgnored);

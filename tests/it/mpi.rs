@@ -136,8 +136,13 @@ fn two_rank_run_learns_with_one_run_folder() {
     let project = dir.path().join("runs");
     let mut pairs = crate::common::recipe(&yaml, &project, "learn", 25);
     pairs.push(("val", "false".into()));
-    let out = run_ok(mpirun(2).arg("train").args(words(&pairs)));
+    let out = run_ok(mpirun(2).arg("train").args(words(&pairs)).env("EMBER_LOG", "info,ember=debug"));
     assert_eq!(out.matches("Results saved to").count(), 1, "rank 0 alone reports: {out}");
+    // Each rank's loader takes its share of the machine's cores, as 8.4.190's `cpu_count / devices`.
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let workers = (cpus / 2).clamp(1, 2); // the recipe asks for 2
+    let line = format!("loader workers a process: {workers} (2 training processes on this machine)");
+    assert_eq!(out.matches(&line).count(), 2, "each rank splits the cores: {out}");
     assert_eq!(run_folders(&project), ["learn"]);
     let csv = std::fs::read_to_string(project.join("learn/results.csv")).unwrap();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').map(str::trim).collect();

@@ -83,7 +83,7 @@ fn recent_images_carry_over_complete_epochs_only() {
 fn mosaic_closes_for_the_last_epochs() {
     let s = ember::config::Settings::resolve(&Default::default()).unwrap();
     let samples = coco8();
-    let (mut pipeline, mut train, _val) = TrainPipeline::loaders(&s, samples.clone(), samples, 4).unwrap();
+    let (mut pipeline, mut train, _val) = TrainPipeline::loaders(&s, samples.clone(), samples, 4, 1).unwrap();
     // With mosaic, a batch shows more boxes than its 4 images hold; the 2s canvas is scaled down.
     let boxes = |loader: &BatchLoader, epoch| loader.epoch(epoch).map(|b| b.instances()).sum::<usize>();
     pipeline.begin_epoch(&mut train, 0, 20, 10);
@@ -98,7 +98,7 @@ fn mosaic_closes_for_the_last_epochs() {
     assert!(open > closed, "mosaic epochs show more boxes ({open}) than closed ones ({closed})");
 
     // Ultralytics 8.4.190 closes when `epoch >= epochs - close_mosaic`: a 5-epoch run has no mosaic at all.
-    let (mut short, mut t3, _) = TrainPipeline::loaders(&s, coco8(), coco8(), 4).unwrap();
+    let (mut short, mut t3, _) = TrainPipeline::loaders(&s, coco8(), coco8(), 4, 1).unwrap();
     short.begin_epoch(&mut t3, 0, 5, 10);
     assert!(boxes(&t3, 0) <= 30, "a run shorter than close_mosaic has no mosaic, got {} boxes", boxes(&t3, 0));
 }

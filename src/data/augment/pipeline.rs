@@ -11,7 +11,7 @@ use super::preview::save_batch_jpeg;
 use super::{AugmentParams, StoreLetterbox, TrainTransform};
 use crate::config::{CacheMode, Settings};
 use crate::data::cache::ImageStore;
-use crate::data::loader::LetterboxOnly;
+use crate::data::loader::{workers_per_process, LetterboxOnly};
 use crate::data::{Batch, BatchLoader, LoaderConfig, Sample};
 
 /// Training batches saved by `--save-batches`.
@@ -24,17 +24,21 @@ pub struct TrainPipeline {
 }
 
 impl TrainPipeline {
-    /// The training and validation loaders for `settings`.
+    /// The training and validation loaders for `settings`, in one of `processes_here` training processes
+    /// that share this machine's cores.
     pub fn loaders(
         s: &Settings,
         train: Vec<Sample>,
         val: Vec<Sample>,
         batch: usize,
+        processes_here: usize,
     ) -> Result<(TrainPipeline, BatchLoader, BatchLoader)> {
+        let workers = workers_per_process(s.workers as usize, processes_here);
+        tracing::debug!("loader workers a process: {workers} ({processes_here} training processes on this machine)");
         let config = |batch: usize, shuffle: bool| LoaderConfig {
             imgsz: s.imgsz,
             batch,
-            workers: s.workers as usize,
+            workers,
             shuffle,
             seed: s.seed,
             prefetch: 2,
