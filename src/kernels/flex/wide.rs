@@ -27,18 +27,22 @@ pub(crate) fn level() -> Level {
     })
 }
 
+/// Every feature a level's functions are compiled with (the `target_feature` lists of [`widest!`]).
 #[cfg(target_arch = "x86_64")]
 fn detected() -> Level {
-    if is_x86_feature_detected!("avx512f")
+    let avx2 = is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("bmi1")
+        && is_x86_feature_detected!("bmi2");
+    let avx512 = avx2
+        && is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
         && is_x86_feature_detected!("avx512dq")
-        && is_x86_feature_detected!("avx512vl")
-    {
-        Level::Avx512
-    } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        Level::Avx2
-    } else {
-        Level::Baseline
+        && is_x86_feature_detected!("avx512vl");
+    match (avx512, avx2) {
+        (true, _) => Level::Avx512,
+        (false, true) => Level::Avx2,
+        _ => Level::Baseline,
     }
 }
 
