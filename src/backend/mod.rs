@@ -46,7 +46,7 @@ pub fn on_compute_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
 /// the same peak memory (BENCHMARKS.md). Buffers above 32 MiB (glibc's largest mmap threshold; a 640 px
 /// batch has many) are kept as well by serving every allocation from the one main heap: without a cap on
 /// arenas, a pool thread's arena is made of 64 MiB heaps, which cannot hold them and are unmapped when
-/// emptied. At 640 px this takes another 12% off a step and lowers the peak (BENCHMARKS.md, 2026-12-05).
+/// emptied. At 640 px this takes another 5-12% off a step and lowers the peak (BENCHMARKS.md, 2026-12-05).
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; called before any thread allocates.

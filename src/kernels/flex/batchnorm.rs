@@ -268,7 +268,6 @@ fn backward(x: &FlexTensor, grad: &FlexTensor, ch: &Channels, want_dx: bool) -> 
         return (None, dgamma, dbeta);
     }
     let n = (batch * plane) as f32;
-    let upstream: &[f32] = if ch.silu { &[] } else { &g };
     let mut dx = dz;
     dx.par_chunks_mut(plane).zip(src.par_chunks(plane)).enumerate().with_min_len(min_planes(plane)).for_each(
         |(p, (dx, x))| {
@@ -276,7 +275,8 @@ fn backward(x: &FlexTensor, grad: &FlexTensor, ch: &Channels, want_dx: bool) -> 
             let a = ch.gamma[k] * ch.inv_std[k];
             // dx = a * dz - a / N * dbeta - a / N * dgamma * inv_std * (x - mean)
             let (mean, slope, offset) = (ch.mean[k], a * dgamma[k] * ch.inv_std[k] / n, a * dbeta[k] / n);
-            let upstream = if ch.silu { &[][..] } else { &upstream[p * plane..][..plane] };
+            // With SiLU, `dx` already holds its `dz`; without, the upstream gradient is `dz`.
+            let upstream = (!ch.silu).then(|| &g[p * plane..][..plane]);
             input_gradient(dx, x, upstream, [a, mean, slope, offset]);
         },
     );
@@ -298,16 +298,19 @@ widest! {
 
 widest! {
     /// `dx = a * dz - offset - slope * (x - mean)` for `[a, mean, slope, offset]`, `dz` the upstream
-    /// gradient, or `dx`'s own values when `upstream` is empty (SiLU's derivative already applied there).
-    fn input_gradient(dx: &mut [f32], x: &[f32], upstream: &[f32], coefficients: [f32; 4]) {
+    /// gradient, or `dx`'s own values without one (SiLU's derivative already applied there).
+    fn input_gradient(dx: &mut [f32], x: &[f32], upstream: Option<&[f32]>, coefficients: [f32; 4]) {
         let [a, mean, slope, offset] = coefficients;
-        if upstream.is_empty() {
-            for (d, &v) in dx.iter_mut().zip(x) {
-                *d = a * *d - offset - slope * (v - mean);
+        match upstream {
+            None => {
+                for (d, &v) in dx.iter_mut().zip(x) {
+                    *d = a * *d - offset - slope * (v - mean);
+                }
             }
-        } else {
-            for ((d, &v), &g) in dx.iter_mut().zip(x).zip(upstream) {
-                *d = a * g - offset - slope * (v - mean);
+            Some(upstream) => {
+                for ((d, &v), &g) in dx.iter_mut().zip(x).zip(upstream) {
+                    *d = a * g - offset - slope * (v - mean);
+                }
             }
         }
     }

@@ -264,8 +264,9 @@ fn dense_weight_grad(x: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32> {
                     im2col(cols, image, g);
                     &*cols
                 };
-                matmul_into_column_major(
+                matmul_strided(
                     dw,
+                    [co, 1],
                     [co, cikk, l],
                     Operand::row_major(grad, l),
                     Operand::transposed(cols, l),
@@ -410,21 +411,9 @@ fn matmul_into(
     matmul_strided(dst, [1, n], [m, n, k], lhs, rhs, accumulate, all_threads);
 }
 
-/// As [`matmul_into`] with `dst` column-major (`dst[i + j * m]`). gemm packs its left operand unless that is
-/// column-major, and turns a row-major `dst` into the transposed product, so the layout of `dst` picks which
-/// operand it packs.
-fn matmul_into_column_major(
-    dst: &mut [f32],
-    [m, n, k]: [usize; 3],
-    lhs: Operand,
-    rhs: Operand,
-    accumulate: bool,
-    all_threads: bool,
-) {
-    matmul_strided(dst, [m, 1], [m, n, k], lhs, rhs, accumulate, all_threads);
-}
-
-/// `dst = lhs x rhs` (or `+=`) with `dst[i * row_stride + j * col_stride]`, `[col_stride, row_stride]`.
+/// As [`matmul_into`] with `dst[i * row_stride + j * col_stride]` for `[col_stride, row_stride]`. gemm packs its
+/// left operand unless that is column-major, and turns a row-major `dst` into the transposed product, so the
+/// layout of `dst` picks which operand it packs.
 fn matmul_strided(
     dst: &mut [f32],
     [dst_col_stride, dst_row_stride]: [usize; 2],
