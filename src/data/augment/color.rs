@@ -221,6 +221,29 @@ mod tests {
         }
     }
 
+    /// Runs of one grey (the vectorised path's shortcut) next to groups where one byte breaks the run, for
+    /// every grey level: the same as the definition.
+    #[test]
+    fn runs_of_one_grey_jitter_as_the_scalar_definition() {
+        let mut bytes = Vec::new();
+        for grey in 0..=255u8 {
+            bytes.extend(std::iter::repeat_n(grey, 24 * 3));
+            for broken in [0, 7, 15, 16, 23] {
+                let mut group = [grey; 24];
+                group[broken] = grey.wrapping_add(1 + broken as u8);
+                bytes.extend(group);
+            }
+        }
+        let img = RgbImage::from_raw(bytes.len() as u32 / 3, 1, bytes).unwrap();
+        for r in [[0.0137, 0.62, -0.35], [-0.015, -0.7, 0.4], [0.5, 1.0, 1.0]] {
+            let mut fast = img.clone();
+            apply_hsv_gains(&mut fast, r);
+            let mut scalar = img.clone();
+            jitter(&GainTables::new(r), tables(), scalar.as_chunks_mut::<3>().0);
+            assert!(fast == scalar, "gains {r:?}");
+        }
+    }
+
     /// The vectorised path takes the hue table as a rotation; a table that is not one goes through the table.
     #[test]
     fn a_hue_table_that_is_not_a_rotation_is_looked_up() {

@@ -82,6 +82,15 @@ unsafe fn jitter_groups(w: &WideTables, bytes: &mut [u8]) {
         let p = group.as_mut_ptr();
         let lo = _mm_loadu_si128(p.cast());
         let hi = _mm_loadu_si128(p.add(8).cast());
+        // Eight pixels of one grey (the padding a mosaic and its warp leave): no
+        // saturation, so only the value table applies, as in the definition.
+        let first = _mm_set1_epi8(*p as i8);
+        if _mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(lo, first), _mm_cmpeq_epi8(hi, first))) == 0xFFFF {
+            let grey = _mm_set1_epi8(w.val[*p as usize] as u8 as i8);
+            _mm_storeu_si128(p.cast(), grey);
+            _mm_storel_epi64(p.add(16).cast(), grey);
+            continue;
+        }
         let channel =
             |m_lo, m_hi| _mm256_cvtepu8_epi32(_mm_or_si128(_mm_shuffle_epi8(lo, m_lo), _mm_shuffle_epi8(hi, m_hi)));
         let (r, g, b) = (channel(r_lo, r_hi), channel(g_lo, g_hi), channel(b_lo, b_hi));
