@@ -24,6 +24,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 fn main() {
+    // As `ember` runs: freed buffers kept for reuse (EMBER_DEFAULT_MALLOC=1: glibc's defaults).
+    if std::env::var_os("EMBER_DEFAULT_MALLOC").is_none() {
+        ember::backend::keep_freed_memory();
+    }
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let profile = args.iter().any(|a| a == "profile");
     let images = args.iter().find(|a| a.contains('/')).map(PathBuf::from).unwrap_or_else(|| {
