@@ -5,6 +5,8 @@
 //! `[x1, y1, x2, y2]` around pixels `x1..x2` encloses them exactly. The warp samples each output
 //! pixel's centre through the inverse matrix, so boxes and pixels share one geometry.
 
+use std::ops::Range;
+
 use image::RgbImage;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -92,29 +94,41 @@ pub fn random_matrix(p: &AffineParams, input: (u32, u32), output: (u32, u32), rn
     (m, s)
 }
 
-/// Rows of RGB pixels (3 bytes a pixel) that a warp reads: a decoded image, or a mosaic drawn row by row.
+/// Rows of RGB pixels (3 bytes a pixel) that a warp reads: a decoded image, or a mosaic's tiles.
 pub trait RowSource {
     /// Width and height in pixels.
     fn dimensions(&self) -> (u32, u32);
-    /// Row `y` (below the height) where it is stored, when it is.
-    fn stored_row(&self, _y: usize) -> Option<&[u8]> {
-        None
+
+    /// Columns `cols` of row `y` (below the height) as runs, left to right, that cover `cols` exactly: each
+    /// run's end column and its pixels, `None` where the row is gray padding. The warp reads the runs in
+    /// place, so a mosaic is never copied into rows.
+    fn row_runs<'a>(&'a self, y: usize, cols: Range<usize>, runs: &mut Vec<Run<'a>>);
+
+    /// Appends row `y` (below the height), drawn whole, to `buf`.
+    fn draw_row(&self, y: usize, buf: &mut Vec<u8>) {
+        let mut runs = Vec::new();
+        self.row_runs(y, 0..self.dimensions().0 as usize, &mut runs);
+        let mut start = 0;
+        for (end, pixels) in runs {
+            match pixels {
+                Some(p) => buf.extend_from_slice(p),
+                None => buf.resize(buf.len() + (end - start) * 3, PAD_VALUE),
+            }
+            start = end;
+        }
     }
-    /// Draws row `y` (below the height) into `buf`.
-    fn draw_row(&self, y: usize, buf: &mut Vec<u8>);
 }
+
+/// A run of a row: its end column (it starts where the previous one ended) and its pixels, `None` for padding.
+pub type Run<'a> = (usize, Option<&'a [u8]>);
 
 impl RowSource for RgbImage {
     fn dimensions(&self) -> (u32, u32) {
         RgbImage::dimensions(self)
     }
-    fn stored_row(&self, y: usize) -> Option<&[u8]> {
-        let stride = self.width() as usize * 3;
-        Some(&self.as_raw()[y * stride..(y + 1) * stride])
-    }
-    fn draw_row(&self, y: usize, buf: &mut Vec<u8>) {
-        buf.clear();
-        buf.extend_from_slice(self.stored_row(y).expect("a stored row"));
+    fn row_runs<'a>(&'a self, y: usize, cols: Range<usize>, runs: &mut Vec<Run<'a>>) {
+        let start = (y * self.width() as usize + cols.start) * 3;
+        runs.push((cols.end, Some(&self.as_raw()[start..start + cols.len() * 3])));
     }
 }
 
@@ -126,9 +140,6 @@ const ONE: i32 = 1 << BITS;
 /// Buffers a warp reuses from image to image.
 #[derive(Debug, Default)]
 pub struct WarpBuffers {
-    /// Two drawn source rows, and which rows they hold.
-    rows: [Vec<u8>; 2],
-    drawn: [Option<usize>; 2],
     pad_row: Vec<u8>,
     blended: Vec<i32>,
     /// Per output column: the blended-row slot of its left tap and the two weights.
@@ -204,7 +215,7 @@ fn warp_separable(src: &impl RowSource, inv: &Mat3, out: &mut RgbImage, bufs: &m
     let (c_lo, c_hi) = if lo <= hi { (lo.max(1) - 1, hi.min(sw as usize)) } else { (0, 0) };
     let stride = ow * 3;
     let oraw: &mut [u8] = out;
-    bufs.drawn = [None, None];
+    let (mut runs0, mut runs1) = (Vec::with_capacity(8), Vec::with_capacity(8));
     for (y, orow) in oraw.chunks_exact_mut(stride).enumerate() {
         let v = inv[1][1] * (y as f64 + 0.5) + inv[1][2];
         if !(v - 0.5 > -1.0 && v - 0.5 < sh as f64) {
@@ -212,36 +223,57 @@ fn warp_separable(src: &impl RowSource, inv: &Mat3, out: &mut RgbImage, bufs: &m
             continue;
         }
         let (y0, w1) = tap(v);
-        let w0 = ONE - w1;
-        let inside = |y: i64| (0..sh).contains(&y).then_some(y as usize);
-        let (y0, y1) = (inside(y0), inside(y0 + 1));
-        if src.stored_row(0).is_none() {
-            // Drawn rows: the next output row mostly needs this one's lower row as its upper one.
-            if bufs.drawn[0] != y0 && bufs.drawn[1] == y0 {
-                bufs.rows.swap(0, 1);
-                bufs.drawn.swap(0, 1);
-            }
-            for (k, y) in [y0, y1].into_iter().enumerate() {
-                if let (Some(y), true) = (y, bufs.drawn[k] != y) {
-                    src.draw_row(y, &mut bufs.rows[k]);
-                    bufs.drawn[k] = Some(y);
-                }
+        let w = [ONE - w1, w1];
+        for (runs, y) in [(&mut runs0, y0), (&mut runs1, y0 + 1)] {
+            runs.clear();
+            match (0..sh).contains(&y) {
+                true => src.row_runs(y as usize, c_lo..c_hi, runs),
+                false => runs.push((c_hi, None)),
             }
         }
-        let row = |k: usize, y: Option<usize>| -> &[u8] {
-            match y {
-                Some(y) => src.stored_row(y).unwrap_or(&bufs.rows[k]),
-                None => &bufs.pad_row,
-            }
-        };
-        let (r0, r1) = (row(0, y0), row(1, y1));
-        let span = c_lo * 3..c_hi * 3;
-        let blended = &mut bufs.blended[3 + span.start..3 + span.end];
-        let (r0, r1) = (&r0[span.clone()], &r1[span]);
-        let done = simd::warp_blend_rows(r0, r1, [w0, w1], blended);
-        blend_rows(&r0[done..], &r1[done..], [w0, w1], &mut blended[done..]);
+        blend_runs(&runs0, &runs1, c_lo, w, &bufs.pad_row, &mut bufs.blended[3..]);
         let done = simd::warp_taps(&bufs.blended, &bufs.taps, 2 * BITS, orow);
         apply_taps(&bufs.blended, &bufs.taps[done..], &mut orow[done * 3..]);
+    }
+}
+
+/// The vertical pass over two rows given as runs from column `start`: piece by piece where both rows keep
+/// to one run, padding against padding as the padding itself. `blended` starts at column 0.
+fn blend_runs<'a>(
+    runs0: &[Run<'a>],
+    runs1: &[Run<'a>],
+    start: usize,
+    w: [i32; 2],
+    pad_row: &'a [u8],
+    blended: &mut [i32],
+) {
+    let (mut r0, mut r1) = (runs0.iter().peekable(), runs1.iter().peekable());
+    let (mut from0, mut from1, mut c) = (start, start, start);
+    while let (Some(&&(end0, p0)), Some(&&(end1, p1))) = (r0.peek(), r1.peek()) {
+        let end = end0.min(end1);
+        let out = &mut blended[c * 3..end * 3];
+        let piece = |run_start: usize, pixels: Option<&'a [u8]>| -> &'a [u8] {
+            match pixels {
+                Some(p) => &p[(c - run_start) * 3..(end - run_start) * 3],
+                None => &pad_row[..(end - c) * 3],
+            }
+        };
+        if p0.is_none() && p1.is_none() {
+            out.fill(PAD_VALUE as i32 * ONE);
+        } else {
+            let (a, b) = (piece(from0, p0), piece(from1, p1));
+            let done = simd::warp_blend_rows(a, b, w, out);
+            blend_rows(&a[done..], &b[done..], w, &mut out[done..]);
+        }
+        c = end;
+        if end0 == end {
+            r0.next();
+            from0 = end;
+        }
+        if end1 == end {
+            r1.next();
+            from1 = end;
+        }
     }
 }
 
@@ -270,13 +302,7 @@ fn warp_general(src: &impl RowSource, inv: &Mat3, affine: bool, out: &mut RgbIma
     // The general path reads anywhere in the source: draw it whole once.
     bufs.canvas.clear();
     for y in 0..sh as usize {
-        match src.stored_row(y) {
-            Some(row) => bufs.canvas.extend_from_slice(row),
-            None => {
-                src.draw_row(y, &mut bufs.rows[0]);
-                bufs.canvas.extend_from_slice(&bufs.rows[0]);
-            }
-        }
+        src.draw_row(y, &mut bufs.canvas);
     }
     let sraw = &bufs.canvas;
     let (sw, sh) = (sw as i64, sh as i64);
