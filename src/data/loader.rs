@@ -19,6 +19,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::image_io::decode_rgb;
 use super::recent::RecentImages;
+use super::simd;
 use super::worker::WorkerState;
 use super::{BoxLabel, Letterbox, Sample};
 
@@ -454,8 +455,9 @@ pub fn planar(image: &RgbImage, out: &mut [u8]) {
     let plane = out.len() / 3;
     let (r, rest) = out.split_at_mut(plane);
     let (g, b) = rest.split_at_mut(plane);
-    let (pixels, _) = image.as_raw().as_chunks::<3>();
-    for (((px, r), g), b) in pixels.iter().zip(r).zip(g).zip(b) {
+    let done = simd::planar(image.as_raw(), [&mut *r, &mut *g, &mut *b]);
+    let (pixels, _) = image.as_raw()[done * 3..].as_chunks::<3>();
+    for (((px, r), g), b) in pixels.iter().zip(&mut r[done..]).zip(&mut g[done..]).zip(&mut b[done..]) {
         (*r, *g, *b) = (px[0], px[1], px[2]);
     }
 }
@@ -579,7 +581,25 @@ impl Drop for EpochBatches {
 
 #[cfg(test)]
 mod tests {
-    use super::{split_workers, Shard};
+    use image::RgbImage;
+
+    use super::{planar, split_workers, Shard};
+
+    /// The planes (vectorised where the CPU allows) hold each pixel's channels, at sizes that leave remainders.
+    #[test]
+    fn planar_splits_every_pixel_into_its_plane() {
+        for (w, h) in [(1, 1), (5, 3), (16, 1), (17, 3), (33, 7), (640, 2)] {
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([(x * 7 + y) as u8, (x * 13 + 2 * y) as u8, (x + y * 5) as u8])
+            });
+            let plane = (w * h) as usize;
+            let mut out = vec![0u8; 3 * plane];
+            planar(&img, &mut out);
+            for (i, px) in img.pixels().enumerate() {
+                assert_eq!([out[i], out[plane + i], out[2 * plane + i]], px.0, "{w}x{h}, pixel {i}");
+            }
+        }
+    }
 
     /// 8.4.190's `min(cpu_count / devices, workers)`: 16 cores and 8 workers asked for, one process takes 8,
     /// four processes 4 each, more processes than cores still 1 each.

@@ -7,6 +7,8 @@
 #[cfg(target_arch = "x86_64")]
 mod hsv;
 #[cfg(target_arch = "x86_64")]
+mod planar;
+#[cfg(target_arch = "x86_64")]
 mod resize;
 #[cfg(target_arch = "x86_64")]
 mod warp;
@@ -34,6 +36,17 @@ pub fn hsv_jitter(tables: [&[u8; 256]; 3], bytes: &mut [u8]) -> usize {
         return hsv::jitter(tables, bytes);
     }
     let _ = (tables, bytes);
+    0
+}
+
+/// HWC -> CHW (`loader::planar`): whole groups of 16 pixels of interleaved RGB `pixels` into the three planes.
+/// Returns the pixels done.
+pub fn planar(pixels: &[u8], planes: [&mut [u8]; 3]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        return planar::split(pixels, planes);
+    }
+    let _ = (pixels, planes);
     0
 }
 
