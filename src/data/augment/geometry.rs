@@ -136,6 +136,8 @@ impl RowSource for RgbImage {
 /// pixels stays within i32.
 const BITS: u32 = 11;
 const ONE: i32 = 1 << BITS;
+/// How many output rows ahead the separable warp fetches source rows into cache.
+const PREFETCH_ROWS: usize = 2;
 
 /// Buffers a warp reuses from image to image.
 #[derive(Debug, Default)]
@@ -143,7 +145,7 @@ pub struct WarpBuffers {
     pad_row: Vec<u8>,
     blended: Vec<i32>,
     /// Per output column: the blended-row slot of its left tap and the two weights.
-    taps: Vec<(u32, i32, i32)>,
+    taps: Vec<[i32; 3]>,
     canvas: Vec<u8>,
 }
 
@@ -198,13 +200,13 @@ fn warp_separable(src: &impl RowSource, inv: &Mat3, out: &mut RgbImage, bufs: &m
         let u = inv[0][0] * (x as f64 + 0.5) + inv[0][2];
         let (x0, w1) = tap(u);
         if !(u - 0.5 > -1.0 && u - 0.5 < sw as f64) {
-            bufs.taps.push((0, ONE, 0)); // entirely outside: the pad slot alone
+            bufs.taps.push([0, ONE, 0]); // entirely outside: the pad slot alone
             continue;
         }
         let slot = (x0 + 1) as usize;
         lo = lo.min(slot);
         hi = hi.max(slot + 1);
-        bufs.taps.push((slot as u32, ONE - w1, w1));
+        bufs.taps.push([slot as i32, ONE - w1, w1]);
     }
     bufs.blended.clear();
     // One spare value: the vectorised horizontal pass reads 4 values where a tap has 3.
@@ -215,8 +217,17 @@ fn warp_separable(src: &impl RowSource, inv: &Mat3, out: &mut RgbImage, bufs: &m
     let (c_lo, c_hi) = if lo <= hi { (lo.max(1) - 1, hi.min(sw as usize)) } else { (0, 0) };
     let stride = ow * 3;
     let oraw: &mut [u8] = out;
-    let (mut runs0, mut runs1) = (Vec::with_capacity(8), Vec::with_capacity(8));
+    let (mut runs0, mut runs1, mut ahead) = (Vec::with_capacity(8), Vec::with_capacity(8), Vec::with_capacity(8));
+    let source_row = |y: usize| tap(inv[1][1] * (y as f64 + 0.5) + inv[1][2]).0;
     for (y, orow) in oraw.chunks_exact_mut(stride).enumerate() {
+        // The source rows a few output rows on, fetched into cache while this row is computed: reading the
+        // tiles from memory is what the vertical pass waits on.
+        let next = source_row(y + PREFETCH_ROWS);
+        for y in [next, next + 1].into_iter().filter(|y| (0..sh).contains(y)) {
+            ahead.clear();
+            src.row_runs(y as usize, c_lo..c_hi, &mut ahead);
+            ahead.iter().filter_map(|&(_, p)| p).for_each(simd::prefetch);
+        }
         let v = inv[1][1] * (y as f64 + 0.5) + inv[1][2];
         if !(v - 0.5 > -1.0 && v - 0.5 < sh as f64) {
             orow.fill(PAD_VALUE);
@@ -286,8 +297,8 @@ fn blend_rows(r0: &[u8], r1: &[u8], [w0, w1]: [i32; 2], out: &mut [i32]) {
 
 /// The horizontal pass: each output pixel from its two taps of the blended row (slot `k` is source column
 /// `k - 1`, so the pad pixel is slot 0), rounded back to u8.
-fn apply_taps(blended: &[i32], taps: &[(u32, i32, i32)], orow: &mut [u8]) {
-    for (px, &(slot, a, b)) in orow.chunks_exact_mut(3).zip(taps) {
+fn apply_taps(blended: &[i32], taps: &[[i32; 3]], orow: &mut [u8]) {
+    for (px, &[slot, a, b]) in orow.chunks_exact_mut(3).zip(taps) {
         let i = slot as usize * 3;
         let (left, right) = (&blended[i..i + 3], &blended[i + 3..i + 6]);
         for c in 0..3 {
@@ -408,10 +419,10 @@ mod tests {
             let mut scalar = vec![0; src * 3 + 1];
             blend_rows(&r0, &r1, [ONE - w, w], &mut scalar[..src * 3]);
             assert_eq!(fast, scalar, "vertical, width {width}");
-            let taps: Vec<(u32, i32, i32)> = (0..width)
+            let taps: Vec<[i32; 3]> = (0..width)
                 .map(|_| {
                     let b = rng.gen_range(0..=ONE);
-                    (rng.gen_range(0..=src as u32 - 2), ONE - b, b)
+                    [rng.gen_range(0..=src as i32 - 2), ONE - b, b]
                 })
                 .collect();
             let (mut fast_row, mut scalar_row) = (vec![0u8; width * 3], vec![0u8; width * 3]);

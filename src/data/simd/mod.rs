@@ -50,6 +50,17 @@ pub fn planar(pixels: &[u8], planes: [&mut [u8]; 3]) -> usize {
     0
 }
 
+/// Asks the CPU to bring `bytes` into its caches ahead of use (a hint; nothing on other architectures).
+pub fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64) {
+        // SAFETY: a prefetch of memory the slice holds; SSE is part of x86-64.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
 /// The warp's vertical pass (`augment::geometry`): `out[i] = r0[i] * w[0] + r1[i] * w[1]`. Returns the values done.
 pub fn warp_blend_rows(r0: &[u8], r1: &[u8], w: [i32; 2], out: &mut [i32]) -> usize {
     #[cfg(target_arch = "x86_64")]
@@ -60,9 +71,9 @@ pub fn warp_blend_rows(r0: &[u8], r1: &[u8], w: [i32; 2], out: &mut [i32]) -> us
     0
 }
 
-/// The warp's horizontal pass (`augment::geometry`): output pixel `k` from `blended` at its tap `(slot, a, b)`,
+/// The warp's horizontal pass (`augment::geometry`): output pixel `k` from `blended` at its tap `[slot, a, b]`,
 /// `(left * a + right * b + 2^(shift-1)) >> shift`. Returns the pixels done, from the left.
-pub fn warp_taps(blended: &[i32], taps: &[(u32, i32, i32)], shift: u32, orow: &mut [u8]) -> usize {
+pub fn warp_taps(blended: &[i32], taps: &[[i32; 3]], shift: u32, orow: &mut [u8]) -> usize {
     #[cfg(target_arch = "x86_64")]
     if avx2() {
         return warp::taps(blended, taps, shift, orow);
