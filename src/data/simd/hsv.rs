@@ -1,17 +1,18 @@
 //! The HSV jitter eight pixels at a time: OpenCV's divisions as f32 divisions, the hue table as the rotation
-//! it is, the saturation and value tables gathered, OpenCV's per-hue sector a choice by masks.
+//! it is, the saturation and value tables gathered, OpenCV's per-hue sector a choice by masks. A group's 24
+//! bytes are read as 32 (so the last group of a slice is left to the definition) and split into channels by
+//! one dword permute and three byte shuffles.
 
 use std::arch::x86_64::*;
-
-use super::narrow;
 
 /// Jitters the whole groups of 8 pixels in `bytes` through the hue, saturation and value tables (AVX2 must be
 /// present). Returns the bytes done.
 pub(super) fn jitter(tables: [&[u8; 256]; 3], bytes: &mut [u8]) -> usize {
-    let done = bytes.len() / 24 * 24;
+    // Whole groups of 8 pixels (24 bytes) whose 32-byte load stays within `bytes`.
+    let done = bytes.len().saturating_sub(8) / 24 * 24;
     let wide = WideTables::new(tables);
-    // SAFETY: the caller checked AVX2; `done` is whole groups of 8 pixels (24 bytes).
-    unsafe { jitter_groups(&wide, &mut bytes[..done]) };
+    // SAFETY: the caller checked AVX2; each group of `..done` reads 32 bytes from its start, within `bytes`.
+    unsafe { jitter_groups(&wide, bytes.as_mut_ptr(), done) };
     done
 }
 
@@ -37,27 +38,32 @@ impl WideTables {
     }
 }
 
-/// Byte shuffles: where each of 8 pixels' R, G and B sit in the group's bytes 0..16 (`lo`) and 8..24 (`hi`);
-/// -1 clears.
-const R_LO: [i8; 16] = [0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1];
-const R_HI: [i8; 16] = [-1, -1, -1, -1, -1, -1, 10, 13, -1, -1, -1, -1, -1, -1, -1, -1];
-const G_LO: [i8; 16] = [1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1];
-const G_HI: [i8; 16] = [-1, -1, -1, -1, -1, 8, 11, 14, -1, -1, -1, -1, -1, -1, -1, -1];
-const B_LO: [i8; 16] = [2, 5, 8, 11, 14, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1];
-const B_HI: [i8; 16] = [-1, -1, -1, -1, -1, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1];
-/// And back: bytes 0..16 and 16..24 of the group from (R, G) in one register's halves and B in another's low half.
-const OUT_RG_LO: [i8; 16] = [0, 8, -1, 1, 9, -1, 2, 10, -1, 3, 11, -1, 4, 12, -1, 5];
-const OUT_B_LO: [i8; 16] = [-1, -1, 0, -1, -1, 1, -1, -1, 2, -1, -1, 3, -1, -1, 4, -1];
-const OUT_RG_HI: [i8; 16] = [13, -1, 6, 14, -1, 7, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1];
-const OUT_B_HI: [i8; 16] = [-1, 5, -1, -1, 6, -1, -1, 7, -1, -1, -1, -1, -1, -1, -1, -1];
+/// The group's dwords 0-2 (pixels 0-3) to the low lane and 3-5 (pixels 4-7) to the high one.
+const SPLIT_LANES: [i32; 8] = [0, 1, 2, 0, 3, 4, 5, 0];
+/// Within a lane, channel `c` of its 4 pixels as i32s (-1 clears).
+const fn channel_mask(c: i8) -> [i8; 32] {
+    let mut m = [-1i8; 32];
+    let mut i = 0;
+    while i < 8 {
+        m[4 * i] = 3 * (i as i8 % 4) + c;
+        i += 1;
+    }
+    m
+}
+const CHANNELS: [[i8; 32]; 3] = [channel_mask(0), channel_mask(1), channel_mask(2)];
+/// And back: each lane's 4 pixels (as R | G << 8 | B << 16) to 12 bytes, then the lanes' 12 bytes together.
+const PACK_PIXELS: [i8; 32] =
+    [0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1, 0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1];
+const JOIN_LANES: [i32; 8] = [0, 1, 2, 4, 5, 6, 3, 7];
 
 /// OpenCV's `sdiv_table[v]` is round(255 * 2^12 / v), `hdiv_table[d]` round(180 * 2^12 / (6 d)).
 const SDIV_NUMERATOR: f32 = 255.0 * 4096.0;
 const HDIV_NUMERATOR: f32 = 180.0 * 4096.0 / 6.0;
 
 #[target_feature(enable = "avx2")]
-unsafe fn load_mask(m: &[i8; 16]) -> __m128i {
-    _mm_loadu_si128(m.as_ptr().cast())
+unsafe fn load_mask<T>(m: &[T]) -> __m256i {
+    debug_assert_eq!(std::mem::size_of_val(m), 32);
+    _mm256_loadu_si256(m.as_ptr().cast())
 }
 
 #[target_feature(enable = "avx2")]
@@ -66,34 +72,31 @@ unsafe fn gather(table: &[i32; 256], index: __m256i) -> __m256i {
 }
 
 /// # Safety
-/// AVX2 must be present; `bytes.len()` must be a multiple of 24.
+/// AVX2 must be present; `len` is a multiple of 24, and 32 bytes may be read from `bytes + len - 24`.
 #[target_feature(enable = "avx2")]
-unsafe fn jitter_groups(w: &WideTables, bytes: &mut [u8]) {
-    debug_assert_eq!(bytes.len() % 24, 0);
-    let (r_lo, r_hi, g_lo, g_hi, b_lo, b_hi) =
-        (load_mask(&R_LO), load_mask(&R_HI), load_mask(&G_LO), load_mask(&G_HI), load_mask(&B_LO), load_mask(&B_HI));
-    let (o_rg_lo, o_b_lo, o_rg_hi, o_b_hi) =
-        (load_mask(&OUT_RG_LO), load_mask(&OUT_B_LO), load_mask(&OUT_RG_HI), load_mask(&OUT_B_HI));
+unsafe fn jitter_groups(w: &WideTables, bytes: *mut u8, len: usize) {
+    debug_assert_eq!(len % 24, 0);
+    let (split, pack, join) = (load_mask(&SPLIT_LANES), load_mask(&PACK_PIXELS), load_mask(&JOIN_LANES));
+    let [r_of, g_of, b_of] = CHANNELS.map(|m| load_mask(&m));
     let (i32s, f32s) = (_mm256_set1_epi32, _mm256_set1_ps);
     let half_unit = i32s(1 << 11); // 0.5 in OpenCV's 12-bit fixed point
-    let (zero, h_max, s_max, h_circle) = (_mm256_setzero_si256(), i32s(179), i32s(255), i32s(180));
+    let (h_max, h_circle) = (i32s(179), i32s(180));
     let (one, half, two, sixty, f255) = (f32s(1.0), f32s(0.5), f32s(2.0), f32s(60.0), f32s(255.0));
-    for group in bytes.chunks_exact_mut(24) {
-        let p = group.as_mut_ptr();
-        let lo = _mm_loadu_si128(p.cast());
-        let hi = _mm_loadu_si128(p.add(8).cast());
-        // Eight pixels of one grey (the padding a mosaic and its warp leave): no
-        // saturation, so only the value table applies, as in the definition.
-        let first = _mm_set1_epi8(*p as i8);
-        if _mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(lo, first), _mm_cmpeq_epi8(hi, first))) == 0xFFFF {
+    for start in (0..len).step_by(24) {
+        let p = bytes.add(start);
+        let group = _mm256_loadu_si256(p.cast());
+        // Eight pixels of one grey (the padding a mosaic and its warp leave): no saturation, so only the
+        // value table applies, as in the definition.
+        let first = _mm256_set1_epi8(*p as i8);
+        if _mm256_movemask_epi8(_mm256_cmpeq_epi8(group, first)) & 0x00ff_ffff == 0x00ff_ffff {
             let grey = _mm_set1_epi8(w.val[*p as usize] as u8 as i8);
             _mm_storeu_si128(p.cast(), grey);
             _mm_storel_epi64(p.add(16).cast(), grey);
             continue;
         }
-        let channel =
-            |m_lo, m_hi| _mm256_cvtepu8_epi32(_mm_or_si128(_mm_shuffle_epi8(lo, m_lo), _mm_shuffle_epi8(hi, m_hi)));
-        let (r, g, b) = (channel(r_lo, r_hi), channel(g_lo, g_hi), channel(b_lo, b_hi));
+        let lanes = _mm256_permutevar8x32_epi32(group, split);
+        let (r, g, b) =
+            (_mm256_shuffle_epi8(lanes, r_of), _mm256_shuffle_epi8(lanes, g_of), _mm256_shuffle_epi8(lanes, b_of));
 
         // RGB -> HSV, as color::forward.
         let v = _mm256_max_epi32(_mm256_max_epi32(r, g), b);
@@ -102,7 +105,8 @@ unsafe fn jitter_groups(w: &WideTables, bytes: &mut [u8]) {
         // 0 * (the overflowed 1/0) is 0 as the tables' zero entries give.
         let sdiv = _mm256_cvtps_epi32(_mm256_div_ps(f32s(SDIV_NUMERATOR), _mm256_cvtepi32_ps(v)));
         let s = _mm256_add_epi32(_mm256_mullo_epi32(diff, sdiv), half_unit);
-        let s = _mm256_min_epi32(_mm256_max_epi32(_mm256_srai_epi32::<12>(s), zero), s_max);
+        // OpenCV clamps s to 0..=255 and h to 0..=179; both are always within (every colour is tested).
+        let s = _mm256_srai_epi32::<12>(s);
         let is_r = _mm256_cmpeq_epi32(v, r);
         let is_g = _mm256_andnot_si256(is_r, _mm256_cmpeq_epi32(v, g));
         let two_diff = _mm256_add_epi32(diff, diff);
@@ -116,7 +120,6 @@ unsafe fn jitter_groups(w: &WideTables, bytes: &mut [u8]) {
         let hdiv = _mm256_cvtps_epi32(_mm256_div_ps(f32s(HDIV_NUMERATOR), _mm256_cvtepi32_ps(diff)));
         let h = _mm256_srai_epi32::<12>(_mm256_add_epi32(_mm256_mullo_epi32(h, hdiv), half_unit));
         let h = _mm256_add_epi32(h, _mm256_and_si256(h_circle, _mm256_srai_epi32::<31>(h)));
-        let h = _mm256_min_epi32(_mm256_max_epi32(h, zero), h_max);
 
         // The gains.
         let h = match w.hue_shift {
@@ -150,11 +153,10 @@ unsafe fn jitter_groups(w: &WideTables, bytes: &mut [u8]) {
         let g = pick(p_, t_, e0, val, _mm256_or_si256(e1, e2), q, e3);
         let b = pick(p_, t_, e2, val, _mm256_or_si256(e3, e4), q, e5);
 
-        let rg = _mm_unpacklo_epi64(narrow(r), narrow(g));
-        let b = narrow(b);
-        let out_lo = _mm_or_si128(_mm_shuffle_epi8(rg, o_rg_lo), _mm_shuffle_epi8(b, o_b_lo));
-        let out_hi = _mm_or_si128(_mm_shuffle_epi8(rg, o_rg_hi), _mm_shuffle_epi8(b, o_b_hi));
-        _mm_storeu_si128(p.cast(), out_lo);
-        _mm_storel_epi64(p.add(16).cast(), out_hi);
+        // Every channel is within 0..=255 (a value times a factor in [0, 1], rounded), so they pack by shifts.
+        let rgb = _mm256_or_si256(r, _mm256_or_si256(_mm256_slli_epi32::<8>(g), _mm256_slli_epi32::<16>(b)));
+        let out = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(rgb, pack), join);
+        _mm_storeu_si128(p.cast(), _mm256_castsi256_si128(out));
+        _mm_storel_epi64(p.add(16).cast(), _mm256_extracti128_si256::<1>(out));
     }
 }
