@@ -16,12 +16,14 @@ pub(super) fn jitter(tables: [&[u8; 256]; 3], bytes: &mut [u8]) -> usize {
     done
 }
 
-/// The tables widened to i32, as gathers read them, and the hue's as the rotation it is.
+/// The tables as gathers read them: the hue's widened to i32 (and as the rotation it is), the saturation's as
+/// the fraction the conversion back takes (OpenCV's `s / 255`), the value's as f32 and, for greys, as i32.
 struct WideTables {
     hue: [i32; 256],
     /// `k` when the hue table is `(h + k) mod 180` on every hue (it is, but for rounding at the edges).
     hue_shift: Option<i32>,
-    sat: [i32; 256],
+    sat_fraction: [f32; 256],
+    val_f32: [f32; 256],
     val: [i32; 256],
 }
 
@@ -32,7 +34,8 @@ impl WideTables {
         WideTables {
             hue: hue.map(i32::from),
             hue_shift: rotation.then_some(k),
-            sat: sat.map(i32::from),
+            sat_fraction: sat.map(|s| s as f32 / 255.0),
+            val_f32: val.map(f32::from),
             val: val.map(i32::from),
         }
     }
@@ -71,6 +74,11 @@ unsafe fn gather(table: &[i32; 256], index: __m256i) -> __m256i {
     _mm256_i32gather_epi32::<4>(table.as_ptr(), index)
 }
 
+#[target_feature(enable = "avx2")]
+unsafe fn gather_f32(table: &[f32; 256], index: __m256i) -> __m256 {
+    _mm256_i32gather_ps::<4>(table.as_ptr(), index)
+}
+
 /// # Safety
 /// AVX2 must be present; `len` is a multiple of 24, and 32 bytes may be read from `bytes + len - 24`.
 #[target_feature(enable = "avx2")]
@@ -81,7 +89,7 @@ unsafe fn jitter_groups(w: &WideTables, bytes: *mut u8, len: usize) {
     let (i32s, f32s) = (_mm256_set1_epi32, _mm256_set1_ps);
     let half_unit = i32s(1 << 11); // 0.5 in OpenCV's 12-bit fixed point
     let (h_max, h_circle) = (i32s(179), i32s(180));
-    let (one, half, two, sixty, f255) = (f32s(1.0), f32s(0.5), f32s(2.0), f32s(60.0), f32s(255.0));
+    let (one, half, two, sixty) = (f32s(1.0), f32s(0.5), f32s(2.0), f32s(60.0));
     for start in (0..len).step_by(24) {
         let p = bytes.add(start);
         let group = _mm256_loadu_si256(p.cast());
@@ -129,11 +137,9 @@ unsafe fn jitter_groups(w: &WideTables, bytes: *mut u8, len: usize) {
             }
             None => gather(&w.hue, h),
         };
-        let (s, v) = (gather(&w.sat, s), gather(&w.val, v));
+        let (s, v) = (gather_f32(&w.sat_fraction, s), gather_f32(&w.val_f32, v));
 
         // HSV -> RGB, as color::backward (no fused multiply-adds: the scalar code rounds each product).
-        let v = _mm256_cvtepi32_ps(v);
-        let s = _mm256_div_ps(_mm256_cvtepi32_ps(s), f255);
         let hh = _mm256_div_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(h), two), sixty);
         let sector_f = _mm256_floor_ps(hh);
         let f = _mm256_sub_ps(hh, sector_f);
