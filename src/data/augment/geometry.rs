@@ -382,7 +382,8 @@ pub fn box_candidate(before: [f32; 4], after: [f32; 4], wh_thr: f32, ar_thr: f32
 pub fn flip_horizontal(img: &mut RgbImage) {
     let w = img.width() as usize;
     for row in img.chunks_exact_mut(w * 3) {
-        let (pixels, _) = row.as_chunks_mut::<3>();
+        let done = simd::flip_row_ends(row);
+        let (pixels, _) = row[done * 3..(w - done) * 3].as_chunks_mut::<3>();
         pixels.reverse();
     }
 }
@@ -430,6 +431,21 @@ mod tests {
             apply_taps(&scalar, &taps[done..], &mut fast_row[done * 3..]);
             apply_taps(&scalar, &taps, &mut scalar_row);
             assert_eq!(fast_row, scalar_row, "horizontal, width {width}");
+        }
+    }
+
+    /// The flip (vectorised where the CPU allows) puts every pixel where reversing the row puts it, at widths
+    /// around the vectorised blocks.
+    #[test]
+    fn flip_reverses_every_row() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for w in [1u32, 15, 16, 31, 32, 33, 47, 63, 64, 65, 100, 640] {
+            let img = RgbImage::from_fn(w, 3, |_, _| image::Rgb([rng.gen(), rng.gen(), rng.gen()]));
+            let mut flipped = img.clone();
+            flip_horizontal(&mut flipped);
+            for (x, y, px) in img.enumerate_pixels() {
+                assert_eq!(flipped.get_pixel(w - 1 - x, y), px, "width {w}, pixel ({x}, {y})");
+            }
         }
     }
 

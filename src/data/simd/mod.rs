@@ -5,6 +5,8 @@
 //! much it did, 0 without AVX2, and the caller finishes the rest with the definition.
 
 #[cfg(target_arch = "x86_64")]
+mod flip;
+#[cfg(target_arch = "x86_64")]
 mod hsv;
 #[cfg(target_arch = "x86_64")]
 mod planar;
@@ -36,6 +38,17 @@ pub fn hsv_jitter(tables: [&[u8; 256]; 3], bytes: &mut [u8]) -> usize {
         return hsv::jitter(tables, bytes);
     }
     let _ = (tables, bytes);
+    0
+}
+
+/// The left-right flip (`augment::geometry`) of one row of RGB pixels: blocks of pixels from both ends swapped
+/// and reversed. Returns the pixels done at each end; the caller reverses the pixels between.
+pub fn flip_row_ends(row: &mut [u8]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        return flip::reverse_ends(row);
+    }
+    let _ = row;
     0
 }
 
