@@ -196,55 +196,66 @@ mod tests {
         }
     }
 
-    /// Every 24-bit colour through `apply_hsv_gains` (vectorised where the CPU allows) and through the scalar
-    /// definition, for gains that shift the hue both ways and push saturation and value past 255.
+    /// The vectorised kernels the CPU runs: the widest, and AVX2 alone where the widest is AVX-512.
+    const KERNELS: [(&str, fn([&[u8; 256]; 3], &mut [u8]) -> usize); 2] =
+        [("widest", simd::hsv_jitter), ("avx2", simd::hsv_jitter_avx2)];
+
+    /// `bytes` jittered by `kernel`, the definition finishing what it leaves.
+    fn jittered(kernel: fn([&[u8; 256]; 3], &mut [u8]) -> usize, luts: &GainTables, bytes: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        let done = kernel([&luts.hue, &luts.sat, &luts.val], &mut out);
+        jitter(luts, tables(), out[done..].as_chunks_mut::<3>().0);
+        out
+    }
+
+    /// Every 24-bit colour through each vectorised kernel and through the scalar definition, for gains that
+    /// shift the hue both ways and push saturation and value past 255.
     #[test]
     fn every_colour_jitters_as_the_scalar_definition() {
-        let all = RgbImage::from_fn(4096, 4096, |x, y| {
-            let i = y * 4096 + x;
-            image::Rgb([(i >> 16) as u8, (i >> 8) as u8, i as u8])
-        });
+        let all: Vec<u8> = (0..1u32 << 24).flat_map(|i| [(i >> 16) as u8, (i >> 8) as u8, i as u8]).collect();
         for r in [[0.0137, 0.62, -0.35], [-0.015, -0.7, 0.4], [0.5, 1.0, 1.0], [-0.999, -1.0, -1.0]] {
-            let mut fast = all.clone();
-            apply_hsv_gains(&mut fast, r);
+            let luts = GainTables::new(r);
             let mut scalar = all.clone();
-            jitter(&GainTables::new(r), tables(), scalar.as_chunks_mut::<3>().0);
-            if let Some((i, _)) = fast.as_raw().iter().zip(scalar.as_raw()).enumerate().find(|(_, (a, b))| a != b) {
-                let px = i / 3 * 3;
-                panic!(
-                    "gains {r:?}: colour {:?} became {:?}, the definition gives {:?}",
-                    &all.as_raw()[px..px + 3],
-                    &fast.as_raw()[px..px + 3],
-                    &scalar.as_raw()[px..px + 3]
-                );
+            jitter(&luts, tables(), scalar.as_chunks_mut::<3>().0);
+            for (name, kernel) in KERNELS {
+                let fast = jittered(kernel, &luts, &all);
+                if let Some((i, _)) = fast.iter().zip(&scalar).enumerate().find(|(_, (a, b))| a != b) {
+                    let px = i / 3 * 3;
+                    panic!(
+                        "{name}, gains {r:?}: colour {:?} became {:?}, the definition gives {:?}",
+                        &all[px..px + 3],
+                        &fast[px..px + 3],
+                        &scalar[px..px + 3]
+                    );
+                }
             }
         }
     }
 
-    /// Runs of one grey (the vectorised path's shortcut) next to groups where one byte breaks the run, for
+    /// Runs of one grey (the vectorised kernels' shortcut) next to groups where one byte breaks the run, for
     /// every grey level: the same as the definition.
     #[test]
     fn runs_of_one_grey_jitter_as_the_scalar_definition() {
         let mut bytes = Vec::new();
         for grey in 0..=255u8 {
-            bytes.extend(std::iter::repeat_n(grey, 24 * 3));
-            for broken in [0, 7, 15, 16, 23] {
-                let mut group = [grey; 24];
+            bytes.extend(std::iter::repeat_n(grey, 48 * 3));
+            for broken in [0, 7, 15, 16, 23, 24, 40, 47] {
+                let mut group = [grey; 48];
                 group[broken] = grey.wrapping_add(1 + broken as u8);
                 bytes.extend(group);
             }
         }
-        let img = RgbImage::from_raw(bytes.len() as u32 / 3, 1, bytes).unwrap();
         for r in [[0.0137, 0.62, -0.35], [-0.015, -0.7, 0.4], [0.5, 1.0, 1.0]] {
-            let mut fast = img.clone();
-            apply_hsv_gains(&mut fast, r);
-            let mut scalar = img.clone();
-            jitter(&GainTables::new(r), tables(), scalar.as_chunks_mut::<3>().0);
-            assert!(fast == scalar, "gains {r:?}");
+            let luts = GainTables::new(r);
+            let mut scalar = bytes.clone();
+            jitter(&luts, tables(), scalar.as_chunks_mut::<3>().0);
+            for (name, kernel) in KERNELS {
+                assert!(jittered(kernel, &luts, &bytes) == scalar, "{name}, gains {r:?}");
+            }
         }
     }
 
-    /// The vectorised path takes the hue table as a rotation; a table that is not one goes through the table.
+    /// The vectorised kernels take the hue table as a rotation; a table that is not one goes through the table.
     #[test]
     fn a_hue_table_that_is_not_a_rotation_is_looked_up() {
         let mut luts = GainTables::new([0.0137, 0.62, -0.35]);
@@ -252,12 +263,11 @@ mod tests {
             *entry = (h * 7 % 180) as u8;
         }
         let all: Vec<u8> = (0..1u32 << 24).flat_map(|i| [(i >> 16) as u8, (i >> 8) as u8, i as u8]).collect();
-        let mut fast = all.clone();
-        let done = simd::hsv_jitter([&luts.hue, &luts.sat, &luts.val], &mut fast);
-        jitter(&luts, tables(), fast[done..].as_chunks_mut::<3>().0);
-        let mut scalar = all;
+        let mut scalar = all.clone();
         jitter(&luts, tables(), scalar.as_chunks_mut::<3>().0);
-        assert!(fast == scalar);
+        for (name, kernel) in KERNELS {
+            assert!(jittered(kernel, &luts, &all) == scalar, "{name}");
+        }
     }
 
     /// Why the vectorised path may divide instead of looking OpenCV's division tables up.

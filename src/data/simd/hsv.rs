@@ -1,18 +1,28 @@
-//! The HSV jitter eight pixels at a time: OpenCV's divisions as f32 divisions, the hue table as the rotation
-//! it is, the saturation and value tables gathered, OpenCV's per-hue sector a choice by masks. A group's 24
-//! bytes are read as 32 (so the last group of a slice is left to the definition) and split into channels by
-//! one dword permute and three byte shuffles.
+//! The HSV jitter 8 pixels at a time with AVX2, 16 with AVX-512: OpenCV's divisions as f32 divisions, the hue
+//! table as the rotation it is, the saturation and value tables gathered, OpenCV's per-hue sector a choice by
+//! masks. A group's 24 (48) bytes are read as 32 (64), so the last group of a slice is left to the definition,
+//! and split into channels by byte shuffles. Both kernels run the definition's operations, lane by lane.
+//! The 16-lane kernel writes its 48 bytes as a 32- and a 16-byte store: as one masked store it ran slower
+//! than the 8-lane kernel on AMD Zen 5 (0.75 against 0.64 ms a 640x640 image; 0.40 ms as two stores).
 
 use std::arch::x86_64::*;
 
-/// Jitters the whole groups of 8 pixels in `bytes` through the hue, saturation and value tables (AVX2 must be
-/// present). Returns the bytes done.
-pub(super) fn jitter(tables: [&[u8; 256]; 3], bytes: &mut [u8]) -> usize {
-    // Whole groups of 8 pixels (24 bytes) whose 32-byte load stays within `bytes`.
-    let done = bytes.len().saturating_sub(8) / 24 * 24;
+/// Jitters the whole groups of pixels in `bytes` through the hue, saturation and value tables, 16 at a time
+/// where `avx512` (the caller checked AVX-512 F, BW and VBMI), else 8 (the caller checked AVX2). Returns the
+/// bytes done.
+pub(super) fn jitter(tables: [&[u8; 256]; 3], bytes: &mut [u8], avx512: bool) -> usize {
     let wide = WideTables::new(tables);
-    // SAFETY: the caller checked AVX2; each group of `..done` reads 32 bytes from its start, within `bytes`.
-    unsafe { jitter_groups(&wide, bytes.as_mut_ptr(), done) };
+    // Whole groups of 16 pixels (48 bytes) whose 64-byte load stays within `bytes`, or of 8 (24) whose 32 do.
+    let (group, read) = if avx512 { (48, 64) } else { (24, 32) };
+    let done = (bytes.len() + group).saturating_sub(read) / group * group;
+    // SAFETY: the caller checked the features; each group of `..done` reads `read` bytes from its start,
+    // within `bytes`.
+    unsafe {
+        match avx512 {
+            true => jitter_groups_512(&wide, bytes.as_mut_ptr(), done),
+            false => jitter_groups(&wide, bytes.as_mut_ptr(), done),
+        }
+    }
     done
 }
 
@@ -164,5 +174,113 @@ unsafe fn jitter_groups(w: &WideTables, bytes: *mut u8, len: usize) {
         let out = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(rgb, pack), join);
         _mm_storeu_si128(p.cast(), _mm256_castsi256_si128(out));
         _mm_storel_epi64(p.add(16).cast(), _mm256_extracti128_si256::<1>(out));
+    }
+}
+
+/// Channel `c` of 16 pixels as the low byte of 16 dwords.
+const fn channel_bytes(c: u8) -> [u8; 64] {
+    let mut m = [0u8; 64];
+    let mut i = 0;
+    while i < 16 {
+        m[4 * i] = 3 * i as u8 + c;
+        i += 1;
+    }
+    m
+}
+const CHANNEL_BYTES: [[u8; 64]; 3] = [channel_bytes(0), channel_bytes(1), channel_bytes(2)];
+/// And back: 16 dwords (R | G << 8 | B << 16) to 48 bytes.
+const PIXEL_BYTES: [u8; 64] = {
+    let mut m = [0u8; 64];
+    let mut j = 0;
+    while j < 48 {
+        m[j] = (4 * (j / 3) + j % 3) as u8;
+        j += 1;
+    }
+    m
+};
+/// The low byte of every dword, and a group's 48 bytes.
+const LOW_BYTES: __mmask64 = 0x1111_1111_1111_1111;
+const GROUP_BYTES: __mmask64 = (1 << 48) - 1;
+
+/// The AVX2 kernel's operations on 16 lanes.
+///
+/// # Safety
+/// AVX-512 F, BW and VBMI must be present; `len` is a multiple of 48, and 64 bytes may be read from
+/// `bytes + len - 48`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+unsafe fn jitter_groups_512(w: &WideTables, bytes: *mut u8, len: usize) {
+    debug_assert_eq!(len % 48, 0);
+    let load = |m: &[u8; 64]| _mm512_loadu_si512(m.as_ptr().cast());
+    let [r_of, g_of, b_of] = CHANNEL_BYTES.map(|m| load(&m));
+    let to_bytes = load(&PIXEL_BYTES);
+    let (i32s, f32s) = (_mm512_set1_epi32, _mm512_set1_ps);
+    let half_unit = i32s(1 << 11); // 0.5 in OpenCV's 12-bit fixed point
+    let (zero, h_max, h_circle) = (_mm512_setzero_si512(), i32s(179), i32s(180));
+    let (one, half, two, sixty) = (f32s(1.0), f32s(0.5), f32s(2.0), f32s(60.0));
+    for start in (0..len).step_by(48) {
+        let p = bytes.add(start);
+        let group = _mm512_loadu_si512(p.cast());
+        // Sixteen pixels of one grey: only the value table applies, as in the definition.
+        if _mm512_cmpeq_epi8_mask(group, _mm512_set1_epi8(*p as i8)) & GROUP_BYTES == GROUP_BYTES {
+            let grey = _mm512_set1_epi8(w.val[*p as usize] as u8 as i8);
+            _mm256_storeu_si256(p.cast(), _mm512_castsi512_si256(grey));
+            _mm_storeu_si128(p.add(32).cast(), _mm512_castsi512_si128(grey));
+            continue;
+        }
+        let channel = |of| _mm512_maskz_permutexvar_epi8(LOW_BYTES, of, group);
+        let (r, g, b) = (channel(r_of), channel(g_of), channel(b_of));
+
+        // RGB -> HSV, as color::forward.
+        let v = _mm512_max_epi32(_mm512_max_epi32(r, g), b);
+        let diff = _mm512_sub_epi32(v, _mm512_min_epi32(_mm512_min_epi32(r, g), b));
+        let sdiv = _mm512_cvtps_epi32(_mm512_div_ps(f32s(SDIV_NUMERATOR), _mm512_cvtepi32_ps(v)));
+        let s = _mm512_srai_epi32::<12>(_mm512_add_epi32(_mm512_mullo_epi32(diff, sdiv), half_unit));
+        let is_r = _mm512_cmpeq_epi32_mask(v, r);
+        let is_g = _mm512_cmpeq_epi32_mask(v, g);
+        let two_diff = _mm512_add_epi32(diff, diff);
+        let from_r = _mm512_sub_epi32(g, b);
+        let from_g = _mm512_add_epi32(_mm512_sub_epi32(b, r), two_diff);
+        let from_b = _mm512_add_epi32(_mm512_sub_epi32(r, g), _mm512_add_epi32(two_diff, two_diff));
+        // Red wins over green, green over blue.
+        let h = _mm512_mask_blend_epi32(is_r, _mm512_mask_blend_epi32(is_g, from_b, from_g), from_r);
+        let hdiv = _mm512_cvtps_epi32(_mm512_div_ps(f32s(HDIV_NUMERATOR), _mm512_cvtepi32_ps(diff)));
+        let h = _mm512_srai_epi32::<12>(_mm512_add_epi32(_mm512_mullo_epi32(h, hdiv), half_unit));
+        let h = _mm512_mask_add_epi32(h, _mm512_cmplt_epi32_mask(h, zero), h, h_circle);
+
+        // The gains.
+        let h = match w.hue_shift {
+            Some(k) => {
+                let h = _mm512_add_epi32(h, i32s(k));
+                _mm512_mask_sub_epi32(h, _mm512_cmpgt_epi32_mask(h, h_max), h, h_circle)
+            }
+            None => _mm512_i32gather_epi32::<4>(h, w.hue.as_ptr()),
+        };
+        let s = _mm512_i32gather_ps::<4>(s, w.sat_fraction.as_ptr());
+        let v = _mm512_i32gather_ps::<4>(v, w.val_f32.as_ptr());
+
+        // HSV -> RGB, as color::backward (no fused multiply-adds).
+        let hh = _mm512_div_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(h), two), sixty);
+        let sector_f = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(hh);
+        let f = _mm512_sub_ps(hh, sector_f);
+        let round = |c: __m512| _mm512_cvttps_epi32(_mm512_add_ps(c, half));
+        let val = round(v);
+        let p_ = round(_mm512_mul_ps(v, _mm512_sub_ps(one, s)));
+        let q = round(_mm512_mul_ps(v, _mm512_sub_ps(one, _mm512_mul_ps(s, f))));
+        let t_ = round(_mm512_mul_ps(v, _mm512_sub_ps(one, _mm512_mul_ps(s, _mm512_sub_ps(one, f)))));
+        let sector = _mm512_cvttps_epi32(sector_f);
+        let is = |k: i32| _mm512_cmpeq_epi32_mask(sector, i32s(k));
+        let (e0, e1, e2, e3, e4, e5) = (is(0), is(1), is(2), is(3), is(4), is(5));
+        let pick = |base, a, ma, b, mb, c, mc| {
+            _mm512_mask_blend_epi32(mc, _mm512_mask_blend_epi32(mb, _mm512_mask_blend_epi32(ma, base, a), b), c)
+        };
+        // OpenCV's sectors: (r, g, b) = (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q).
+        let r = pick(val, q, e1, p_, e2 | e3, t_, e4);
+        let g = pick(p_, t_, e0, val, e1 | e2, q, e3);
+        let b = pick(p_, t_, e2, val, e3 | e4, q, e5);
+
+        let rgb = _mm512_or_si512(r, _mm512_or_si512(_mm512_slli_epi32::<8>(g), _mm512_slli_epi32::<16>(b)));
+        let out = _mm512_permutexvar_epi8(to_bytes, rgb);
+        _mm256_storeu_si256(p.cast(), _mm512_castsi512_si256(out));
+        _mm_storeu_si128(p.add(32).cast(), _mm512_extracti32x4_epi32::<2>(out));
     }
 }

@@ -20,6 +20,18 @@ fn avx2() -> bool {
     is_x86_feature_detected!("avx2")
 }
 
+/// The AVX-512 the 16-lane HSV kernel is compiled with (`EMBER_SIMD=avx2` declines it, to compare).
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX512.get_or_init(|| {
+        std::env::var("EMBER_SIMD").map_or(true, |v| v != "avx2" && v != "baseline")
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vbmi")
+    })
+}
+
 /// Eight i32 lanes as 8 bytes in the low half of a register, saturated to 0..=255 (OpenCV's clamp).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
@@ -30,12 +42,23 @@ unsafe fn narrow(x: std::arch::x86_64::__m256i) -> std::arch::x86_64::__m128i {
     _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes), _mm256_extracti128_si256::<1>(bytes))
 }
 
-/// The HSV jitter (`augment::color`) over RGB `bytes`, whole groups of 8 pixels, through the hue, saturation
-/// and value tables. Returns the bytes done.
+/// The HSV jitter (`augment::color`) over RGB `bytes`, whole groups of 16 or 8 pixels, through the hue,
+/// saturation and value tables. Returns the bytes done.
 pub fn hsv_jitter(tables: [&[u8; 256]; 3], bytes: &mut [u8]) -> usize {
     #[cfg(target_arch = "x86_64")]
     if avx2() {
-        return hsv::jitter(tables, bytes);
+        return hsv::jitter(tables, bytes, avx512());
+    }
+    let _ = (tables, bytes);
+    0
+}
+
+/// The HSV jitter with AVX2 only, where the CPU has AVX-512 too (its tests compare both with the definition).
+#[cfg(test)]
+pub fn hsv_jitter_avx2(tables: [&[u8; 256]; 3], bytes: &mut [u8]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        return hsv::jitter(tables, bytes, false);
     }
     let _ = (tables, bytes);
     0
