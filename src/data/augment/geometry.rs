@@ -404,6 +404,8 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
+    type TapKernel = fn(&[i32], &[[i32; 3]], u32, &mut [u8]) -> usize;
+
     /// Both passes of the separable warp through the dispatch (vectorised where the CPU allows) against their
     /// scalar definitions, at widths that leave remainders.
     #[test]
@@ -426,11 +428,14 @@ mod tests {
                     [rng.gen_range(0..=src as i32 - 2), ONE - b, b]
                 })
                 .collect();
-            let (mut fast_row, mut scalar_row) = (vec![0u8; width * 3], vec![0u8; width * 3]);
-            let done = simd::warp_taps(&scalar, &taps, 2 * BITS, &mut fast_row);
-            apply_taps(&scalar, &taps[done..], &mut fast_row[done * 3..]);
+            let mut scalar_row = vec![0u8; width * 3];
             apply_taps(&scalar, &taps, &mut scalar_row);
-            assert_eq!(fast_row, scalar_row, "horizontal, width {width}");
+            for (name, kernel) in [("widest", simd::warp_taps as TapKernel), ("avx2", simd::warp_taps_avx2)] {
+                let mut fast_row = vec![0u8; width * 3];
+                let done = kernel(&scalar, &taps, 2 * BITS, &mut fast_row);
+                apply_taps(&scalar, &taps[done..], &mut fast_row[done * 3..]);
+                assert_eq!(fast_row, scalar_row, "horizontal, {name}, width {width}");
+            }
         }
     }
 

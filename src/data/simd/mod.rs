@@ -20,7 +20,7 @@ fn avx2() -> bool {
     is_x86_feature_detected!("avx2")
 }
 
-/// The AVX-512 the 16-lane HSV kernel is compiled with (`EMBER_SIMD=avx2` declines it, to compare).
+/// The AVX-512 (F, BW, VBMI) the wider kernels are compiled with (`EMBER_SIMD=avx2` declines it, to compare).
 #[cfg(target_arch = "x86_64")]
 fn avx512() -> bool {
     static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -112,7 +112,18 @@ pub fn warp_blend_rows(r0: &[u8], r1: &[u8], w: [i32; 2], out: &mut [i32]) -> us
 pub fn warp_taps(blended: &[i32], taps: &[[i32; 3]], shift: u32, orow: &mut [u8]) -> usize {
     #[cfg(target_arch = "x86_64")]
     if avx2() {
-        return warp::taps(blended, taps, shift, orow);
+        return warp::taps(blended, taps, shift, orow, avx512());
+    }
+    let _ = (blended, taps, shift, orow);
+    0
+}
+
+/// The warp's horizontal pass with AVX2 only, where the CPU has AVX-512 too (for its tests).
+#[cfg(test)]
+pub fn warp_taps_avx2(blended: &[i32], taps: &[[i32; 3]], shift: u32, orow: &mut [u8]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        return warp::taps(blended, taps, shift, orow, false);
     }
     let _ = (blended, taps, shift, orow);
     0

@@ -1,5 +1,6 @@
 //! The separable warp's two passes: the vertical one sixteen values at a time as pairs of 16-bit products
-//! (a pixel times a weight of at most 2^11 fits), the horizontal one two pixels a register, four a store.
+//! (a pixel times a weight of at most 2^11 fits), the horizontal one two pixels a register with AVX2, four
+//! with AVX-512, four a store.
 
 use std::arch::x86_64::*;
 
@@ -32,14 +33,22 @@ unsafe fn blend_groups(r0: &[u8], r1: &[u8], [w0, w1]: [i32; 2], out: &mut [i32]
 /// it needs 3, a pair of taps is loaded as 8 words where it has 6, and a group stores 16 bytes for its 12, so it
 /// stops at the first group whose reads would leave `blended` or `taps` or whose store would leave `orow`.
 /// Returns the pixels done.
-pub(super) fn taps(blended: &[i32], taps: &[[i32; 3]], shift: u32, orow: &mut [u8]) -> usize {
-    // Groups whose 16-byte store ends within the row and whose last pair's 8 words are within the taps.
+/// With `avx512` (the caller checked AVX-512 F), the four taps of a group are loaded as 16 words.
+pub(super) fn taps(blended: &[i32], taps: &[[i32; 3]], shift: u32, orow: &mut [u8], avx512: bool) -> usize {
+    // Groups whose 16-byte store ends within the row and whose tap loads (the last pair's 8 words, or the
+    // four taps' 16) are within the taps.
     let stores = if orow.len() >= 16 { (orow.len() - 4) / 12 } else { 0 };
     let words = taps.as_flattened();
-    let groups = stores.min(taps.len() / 4).min(words.len().saturating_sub(2) / 12);
-    // SAFETY: the caller checked AVX2; the stores of the first `groups` groups are within `orow`, their tap
-    // loads within `taps`, and the loads from `blended` are checked tap by tap.
-    unsafe { tap_groups(blended, words, groups, shift, orow) }
+    let loaded = if avx512 { words.len().saturating_sub(4) } else { words.len().saturating_sub(2) };
+    let groups = stores.min(taps.len() / 4).min(loaded / 12);
+    // SAFETY: the caller checked the features; the stores of the first `groups` groups are within `orow`,
+    // their tap loads within `taps`, and the loads from `blended` are checked tap by tap.
+    unsafe {
+        match avx512 {
+            true => tap_groups_512(blended, words, groups, shift, orow),
+            false => tap_groups(blended, words, groups, shift, orow),
+        }
+    }
 }
 
 /// Returns the pixels done: all `groups` groups unless a tap reads past `blended`.
@@ -74,6 +83,43 @@ unsafe fn tap_groups(blended: &[i32], words: &[i32], groups: usize, shift: u32, 
         let bytes = _mm256_packus_epi16(words16, words16);
         let ordered = _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes), _mm256_extracti128_si256::<1>(bytes));
         _mm_storeu_si128(orow.as_mut_ptr().add(g * 12).cast(), _mm_shuffle_epi8(ordered, keep));
+    }
+    4 * groups
+}
+
+/// `tap_groups` with a group's four pixels in one register.
+#[target_feature(enable = "avx512f")]
+unsafe fn tap_groups_512(blended: &[i32], words: &[i32], groups: usize, shift: u32, orow: &mut [u8]) -> usize {
+    let round = _mm512_set1_epi32(1 << (shift - 1));
+    let count = _mm_cvtsi32_si128(shift as i32);
+    let keep = _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+    // From four taps loaded as (slot, a, b) x 4: each tap's weights over its pixel's four lanes.
+    let left_weights = _mm512_setr_epi32(1, 1, 1, 1, 4, 4, 4, 4, 7, 7, 7, 7, 10, 10, 10, 10);
+    let right_weights = _mm512_setr_epi32(2, 2, 2, 2, 5, 5, 5, 5, 8, 8, 8, 8, 11, 11, 11, 11);
+    let window = |slot: i32| blended.get(slot as usize * 3..slot as usize * 3 + 7);
+    for g in 0..groups {
+        let t = 12 * g;
+        let (Some(w0), Some(w1), Some(w2), Some(w3)) =
+            (window(words[t]), window(words[t + 3]), window(words[t + 6]), window(words[t + 9]))
+        else {
+            return 4 * g;
+        };
+        let taps = _mm512_loadu_si512(words.as_ptr().add(t).cast());
+        let four = |offset: usize| {
+            let at = |w: &[i32]| _mm_loadu_si128(w.as_ptr().add(offset).cast());
+            let v = _mm512_castsi128_si512(at(w0));
+            let v = _mm512_inserti32x4::<1>(v, at(w1));
+            let v = _mm512_inserti32x4::<2>(v, at(w2));
+            _mm512_inserti32x4::<3>(v, at(w3))
+        };
+        let sum = _mm512_add_epi32(
+            _mm512_mullo_epi32(four(0), _mm512_permutexvar_epi32(left_weights, taps)),
+            _mm512_mullo_epi32(four(3), _mm512_permutexvar_epi32(right_weights, taps)),
+        );
+        let pixels = _mm512_sra_epi32(_mm512_add_epi32(sum, round), count);
+        // Each sum is within 0..=255 (a weighted mean of bytes), so narrowing does not saturate.
+        let bytes = _mm512_cvtusepi32_epi8(pixels);
+        _mm_storeu_si128(orow.as_mut_ptr().add(g * 12).cast(), _mm_shuffle_epi8(bytes, keep));
     }
     4 * groups
 }
