@@ -83,7 +83,7 @@ fn stage_profile(loader: &BatchLoader, imgsz: u32, batch: usize, batches: usize,
     let mut worker = WorkerState::new(RecentImages::for_split(samples.len(), batch));
     let order = (0..).flat_map(|epoch| loader.order(epoch).into_iter().map(move |i| (epoch, i)));
     let plane = imgsz as usize * imgsz as usize;
-    let mut pixels = vec![0u8; batch * 3 * plane];
+    let mut pixels = Vec::with_capacity(batch * 3 * plane);
     let (mut started, mut done) = (Duration::ZERO, 0);
     for (k, (epoch, i)) in order.take((warmup + batches) * batch).enumerate() {
         if k == warmup * batch {
@@ -93,8 +93,10 @@ fn stage_profile(loader: &BatchLoader, imgsz: u32, batch: usize, batches: usize,
         let mut rng = ChaCha8Rng::seed_from_u64(epoch as u64 * 1_000_003 + i as u64);
         let prepared = transform.prepare(samples, i, imgsz, (imgsz, imgsz), &mut rng, &mut worker).expect("an image");
         let t = worker.clock();
-        let slot = (k % batch) * 3 * plane;
-        planar(&prepared.image, &mut pixels[slot..slot + 3 * plane]);
+        if k % batch == 0 {
+            pixels.clear();
+        }
+        planar(&prepared.image, &mut pixels);
         worker.buffers.recycle(prepared.image);
         worker.lap("collate (to the CHW batch)", t);
         done += (k >= warmup * batch) as usize;

@@ -197,11 +197,11 @@ mod tests {
     }
 
     /// The vectorised kernels the CPU runs: the widest, and AVX2 alone where the widest is AVX-512.
-    const KERNELS: [(&str, fn([&[u8; 256]; 3], &mut [u8]) -> usize); 2] =
-        [("widest", simd::hsv_jitter), ("avx2", simd::hsv_jitter_avx2)];
+    type Kernel = fn([&[u8; 256]; 3], &mut [u8]) -> usize;
+    const KERNELS: [(&str, Kernel); 2] = [("widest", simd::hsv_jitter), ("avx2", simd::hsv_jitter_avx2)];
 
     /// `bytes` jittered by `kernel`, the definition finishing what it leaves.
-    fn jittered(kernel: fn([&[u8; 256]; 3], &mut [u8]) -> usize, luts: &GainTables, bytes: &[u8]) -> Vec<u8> {
+    fn jittered(kernel: Kernel, luts: &GainTables, bytes: &[u8]) -> Vec<u8> {
         let mut out = bytes.to_vec();
         let done = kernel([&luts.hue, &luts.sat, &luts.val], &mut out);
         jitter(luts, tables(), out[done..].as_chunks_mut::<3>().0);

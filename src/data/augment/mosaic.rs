@@ -78,7 +78,7 @@ impl RowSource for MosaicTiles {
         for pair in edges.windows(2).filter(|p| p[0] < p[1]) {
             let (a, b) = (pair[0], pair[1]);
             // Later tiles cover earlier ones.
-            let pixels = on_row().filter(|t| t.to.0 <= a && b <= t.to.0 + t.size.0).last().map(|t| {
+            let pixels = on_row().rfind(|t| t.to.0 <= a && b <= t.to.0 + t.size.0).map(|t| {
                 let stride = t.image.width() as usize * 3;
                 let start = (t.from.1 + y - t.to.1) * stride + (t.from.0 + a - t.to.0) * 3;
                 &t.image.as_raw()[start..start + (b - a) * 3]

@@ -77,7 +77,7 @@ pub fn flip_row_ends(row: &mut [u8]) -> usize {
 
 /// HWC -> CHW (`loader::planar`): whole groups of 16 pixels of interleaved RGB `pixels` into the three planes.
 /// Returns the pixels done.
-pub fn planar(pixels: &[u8], planes: [&mut [u8]; 3]) -> usize {
+pub fn planar(pixels: &[u8], planes: [&mut [std::mem::MaybeUninit<u8>]; 3]) -> usize {
     #[cfg(target_arch = "x86_64")]
     if avx2() {
         return planar::split(pixels, planes);

@@ -1,6 +1,7 @@
 //! HWC -> CHW sixteen pixels at a time: three 16-byte loads, each plane's bytes gathered from them by shuffles.
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 /// For plane `c` and input register `k` (bytes `16 k..16 k + 16` of 16 pixels), where each output byte comes
 /// from (-1: not from this register).
@@ -33,7 +34,7 @@ const MASKS: [[[i8; 16]; 3]; 3] = {
 
 /// Splits whole groups of 16 pixels of `pixels` into `planes` (AVX2 must be present; SSSE3 is what runs).
 /// Returns the pixels done.
-pub(super) fn split(pixels: &[u8], [r, g, b]: [&mut [u8]; 3]) -> usize {
+pub(super) fn split(pixels: &[u8], [r, g, b]: [&mut [MaybeUninit<u8>]; 3]) -> usize {
     let n = (pixels.len() / 3).min(r.len()).min(g.len()).min(b.len()) / 16 * 16;
     // SAFETY: the caller checked AVX2; every group reads 48 bytes and writes 16 a plane, below `n` pixels.
     unsafe { split_groups(&pixels[..n * 3], [&mut r[..n], &mut g[..n], &mut b[..n]]) };
@@ -41,7 +42,7 @@ pub(super) fn split(pixels: &[u8], [r, g, b]: [&mut [u8]; 3]) -> usize {
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn split_groups(pixels: &[u8], planes: [&mut [u8]; 3]) {
+unsafe fn split_groups(pixels: &[u8], planes: [&mut [MaybeUninit<u8>]; 3]) {
     let load = |m: &[i8; 16]| _mm_loadu_si128(m.as_ptr().cast());
     let masks = MASKS.map(|per_plane| per_plane.map(|m| load(&m)));
     let [r, g, b] = planes;
