@@ -7,7 +7,9 @@
 #   bash tools/bench_input.sh            # env: EMBER_DATASETS, PYTHON (/opt/ultra/bin/python), BIG (1152),
 #                                        # SIZES ("320 640"), WORKERS ("1 2"), RUNS (2), CARGO_TARGET_DIR, EMBER_BENCH,
 #                                        # PROFILE (1: also each stage's cost, both tools)
-# Each run: WARMUP batches, then BATCHES batches timed; the loaders run on across epochs as in training.
+# Each run: WARMUP batches, then BATCHES batches timed; the loaders run on across epochs as in training. The
+# warm-up (24 batches of 16) fills every worker's recent-image buffer (128 images on these sets) at 2 workers, so
+# both tools are timed in their steady state, not while each worker still decodes its first partners.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-/opt/ultra/bin/python}"
@@ -16,8 +18,8 @@ BIG="${BIG:-1152}"
 SIZES="${SIZES:-320 640}"
 WORKERS="${WORKERS:-1 2}"
 RUNS="${RUNS:-2}"
-WARMUP="${WARMUP:-10}"
-BATCHES="${BATCHES:-16}"
+WARMUP="${WARMUP:-24}"
+BATCHES="${BATCHES:-32}"
 export YOLO_OFFLINE=1 YOLO_CONFIG_DIR="${YOLO_CONFIG_DIR:-/tmp/ember-bench-input/yolo-config}"
 
 # Both sets as links in /tmp, so Ultralytics writes its label cache there and not beside the shared photos.
