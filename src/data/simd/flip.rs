@@ -2,34 +2,17 @@
 
 use std::arch::x86_64::*;
 
-/// For output register `j` and input register `k` of 16 reversed pixels, where each output byte comes from
-/// (-1: not from this register).
-const fn mask(j: usize, k: usize) -> [i8; 16] {
-    let mut m = [-1i8; 16];
-    let mut i = 0;
-    while i < 16 {
-        let b = 16 * j + i;
-        let from = 3 * (15 - b / 3) + b % 3;
-        if from / 16 == k {
-            m[i] = (from % 16) as i8;
-        }
-        i += 1;
-    }
-    m
-}
+use super::shuffle48::{masks, Shuffle48};
 
+/// Output pixel `k` is input pixel `15 - k`, channels in order.
 const MASKS: [[[i8; 16]; 3]; 3] = {
-    let mut m = [[[0i8; 16]; 3]; 3];
-    let mut j = 0;
-    while j < 3 {
-        let mut k = 0;
-        while k < 3 {
-            m[j][k] = mask(j, k);
-            k += 1;
-        }
-        j += 1;
+    let mut sources = [0; 48];
+    let mut b = 0;
+    while b < 48 {
+        sources[b] = 3 * (15 - b / 3) + b % 3;
+        b += 1;
     }
-    m
+    masks(sources)
 };
 
 /// Swaps and reverses blocks of 16 pixels from both ends of `row` while they do not meet (AVX2 must be
@@ -45,19 +28,10 @@ pub(super) fn reverse_ends(row: &mut [u8]) -> usize {
 
 #[target_feature(enable = "avx2")]
 unsafe fn reverse_blocks(row: *mut u8, len: usize, blocks: usize) {
-    let masks = MASKS.map(|per_out| per_out.map(|m| _mm_loadu_si128(m.as_ptr().cast())));
-    let reversed = |p: *const u8| {
-        let parts = [0, 16, 32].map(|o| _mm_loadu_si128(p.add(o).cast()));
-        masks.map(|m| {
-            _mm_or_si128(
-                _mm_or_si128(_mm_shuffle_epi8(parts[0], m[0]), _mm_shuffle_epi8(parts[1], m[1])),
-                _mm_shuffle_epi8(parts[2], m[2]),
-            )
-        })
-    };
+    let reverse = Shuffle48::new(&MASKS);
     for i in 0..blocks {
         let (front, back) = (row.add(48 * i), row.add(len - 48 * (i + 1)));
-        let (f, b) = (reversed(front), reversed(back));
+        let (f, b) = (reverse.apply(front), reverse.apply(back));
         for (o, (f, b)) in f.into_iter().zip(b).enumerate() {
             _mm_storeu_si128(front.add(16 * o).cast(), b);
             _mm_storeu_si128(back.add(16 * o).cast(), f);

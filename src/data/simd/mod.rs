@@ -13,6 +13,8 @@ mod planar;
 #[cfg(target_arch = "x86_64")]
 mod resize;
 #[cfg(target_arch = "x86_64")]
+mod shuffle48;
+#[cfg(target_arch = "x86_64")]
 mod warp;
 
 #[cfg(target_arch = "x86_64")]
