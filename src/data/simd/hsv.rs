@@ -1,6 +1,6 @@
 //! The HSV jitter 8 pixels at a time with AVX2, 16 with AVX-512: OpenCV's divisions as f32 divisions, the hue
-//! table as the rotation it is, the saturation and value tables gathered, OpenCV's per-hue sector a choice by
-//! masks. A group's 24 (48) bytes are read as 32 (64), so the last group of a slice is left to the definition,
+//! table as the rotation it is, the saturation and value tables gathered (AVX2) or looked up by byte permutes
+//! (AVX-512 VBMI), OpenCV's per-hue sector a choice by masks. A group's 24 (48) bytes are read as 32 (64), so the last group of a slice is left to the definition,
 //! and split into channels by byte shuffles. Both kernels run the definition's operations, lane by lane.
 //! The 16-lane kernel writes its 48 bytes as a 32- and a 16-byte store: as one masked store it ran slower
 //! than the 8-lane kernel on AMD Zen 5 (0.75 against 0.64 ms a 640x640 image; 0.40 ms as two stores).
