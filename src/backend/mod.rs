@@ -57,6 +57,28 @@ pub fn keep_freed_memory() {
     }
 }
 
+/// The vector instruction sets ember's own CPU loops come in (each module detects what its loops need).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SimdLevel {
+    /// What every x86-64 (or other) CPU runs: SSE2 on x86-64.
+    Baseline,
+    /// 256-bit vectors.
+    Avx2,
+    /// 512-bit vectors.
+    Avx512,
+}
+
+/// The widest level ember's CPU loops may use whatever the CPU has: `EMBER_SIMD=baseline|avx2` lowers it, to
+/// compare (read once).
+pub fn simd_cap() -> SimdLevel {
+    static CAP: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| match std::env::var("EMBER_SIMD").as_deref() {
+        Ok("baseline") => SimdLevel::Baseline,
+        Ok("avx2") => SimdLevel::Avx2,
+        _ => SimdLevel::Avx512,
+    })
+}
+
 pub mod cubecl;
 
 /// What a device holds, as its runtime reports it.

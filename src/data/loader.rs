@@ -433,8 +433,12 @@ impl BatchJob<'_> {
         for &i in self.chunk {
             let mut rng = ChaCha8Rng::seed_from_u64(mix(self.config.seed, self.epoch as u64, i as u64));
             match transform.prepare(self.samples, i, self.config.imgsz, self.canvas, &mut rng, worker) {
+                // The batch is the images' planes one after another, so each must fill the canvas.
+                Ok(p) if p.image.dimensions() != self.canvas => batch.failures.push((
+                    self.samples[i].image.clone(),
+                    format!("prepared as {:?}, not the batch's {:?}", p.image.dimensions(), self.canvas),
+                )),
                 Ok(p) => {
-                    debug_assert_eq!(p.image.dimensions(), self.canvas, "a prepared image fills the canvas");
                     planar(&p.image, &mut batch.pixels);
                     worker.buffers.recycle(p.image);
                     batch.labels.push(p.labels);

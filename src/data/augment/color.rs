@@ -20,7 +20,7 @@ pub fn random_hsv(img: &mut RgbImage, gains: [f64; 3], rng: &mut ChaCha8Rng) {
 pub fn apply_hsv_gains(img: &mut RgbImage, r: [f64; 3]) {
     let luts = GainTables::new(r);
     let raw: &mut [u8] = img;
-    let done = simd::hsv_jitter([&luts.hue, &luts.sat, &luts.val], raw);
+    let done = simd::hsv_jitter(simd::widest(), [&luts.hue, &luts.sat, &luts.val], raw);
     jitter(&luts, tables(), raw[done..].as_chunks_mut::<3>().0);
 }
 
@@ -132,6 +132,7 @@ pub fn hsv_to_rgb(hsv: [u8; 3]) -> [u8; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::simd::SimdLevel;
 
     /// The conversions as first written, one pixel at a time in floating point: the reference the
     /// table-driven ones must equal.
@@ -196,14 +197,15 @@ mod tests {
         }
     }
 
-    /// The vectorised kernels the CPU runs: the widest, and AVX2 alone where the widest is AVX-512.
-    type Kernel = fn([&[u8; 256]; 3], &mut [u8]) -> usize;
-    const KERNELS: [(&str, Kernel); 2] = [("widest", simd::hsv_jitter), ("avx2", simd::hsv_jitter_avx2)];
+    /// The vectorised levels this CPU runs, each tested.
+    fn levels() -> Vec<SimdLevel> {
+        [SimdLevel::Avx2, SimdLevel::Avx512].into_iter().filter(|&l| l <= simd::widest()).collect()
+    }
 
-    /// `bytes` jittered by `kernel`, the definition finishing what it leaves.
-    fn jittered(kernel: Kernel, luts: &GainTables, bytes: &[u8]) -> Vec<u8> {
+    /// `bytes` jittered by the kernels of `level`, the definition finishing what they leave.
+    fn jittered(level: SimdLevel, luts: &GainTables, bytes: &[u8]) -> Vec<u8> {
         let mut out = bytes.to_vec();
-        let done = kernel([&luts.hue, &luts.sat, &luts.val], &mut out);
+        let done = simd::hsv_jitter(level, [&luts.hue, &luts.sat, &luts.val], &mut out);
         jitter(luts, tables(), out[done..].as_chunks_mut::<3>().0);
         out
     }
@@ -217,12 +219,12 @@ mod tests {
             let luts = GainTables::new(r);
             let mut scalar = all.clone();
             jitter(&luts, tables(), scalar.as_chunks_mut::<3>().0);
-            for (name, kernel) in KERNELS {
-                let fast = jittered(kernel, &luts, &all);
+            for level in levels() {
+                let fast = jittered(level, &luts, &all);
                 if let Some((i, _)) = fast.iter().zip(&scalar).enumerate().find(|(_, (a, b))| a != b) {
                     let px = i / 3 * 3;
                     panic!(
-                        "{name}, gains {r:?}: colour {:?} became {:?}, the definition gives {:?}",
+                        "{level:?}, gains {r:?}: colour {:?} became {:?}, the definition gives {:?}",
                         &all[px..px + 3],
                         &fast[px..px + 3],
                         &scalar[px..px + 3]
@@ -249,8 +251,8 @@ mod tests {
             let luts = GainTables::new(r);
             let mut scalar = bytes.clone();
             jitter(&luts, tables(), scalar.as_chunks_mut::<3>().0);
-            for (name, kernel) in KERNELS {
-                assert!(jittered(kernel, &luts, &bytes) == scalar, "{name}, gains {r:?}");
+            for level in levels() {
+                assert!(jittered(level, &luts, &bytes) == scalar, "{level:?}, gains {r:?}");
             }
         }
     }
@@ -265,8 +267,8 @@ mod tests {
         let all: Vec<u8> = (0..1u32 << 24).flat_map(|i| [(i >> 16) as u8, (i >> 8) as u8, i as u8]).collect();
         let mut scalar = all.clone();
         jitter(&luts, tables(), scalar.as_chunks_mut::<3>().0);
-        for (name, kernel) in KERNELS {
-            assert!(jittered(kernel, &luts, &all) == scalar, "{name}");
+        for level in levels() {
+            assert!(jittered(level, &luts, &all) == scalar, "{level:?}");
         }
     }
 

@@ -243,7 +243,7 @@ fn warp_separable(src: &impl RowSource, inv: &Mat3, out: &mut RgbImage, bufs: &m
             }
         }
         blend_runs(&runs0, &runs1, c_lo, w, &bufs.pad_row, &mut bufs.blended[3..]);
-        let done = simd::warp_taps(&bufs.blended, &bufs.taps, 2 * BITS, orow);
+        let done = simd::warp_taps(simd::widest(), &bufs.blended, &bufs.taps, 2 * BITS, orow);
         apply_taps(&bufs.blended, &bufs.taps[done..], &mut orow[done * 3..]);
     }
 }
@@ -402,9 +402,8 @@ pub fn flip_vertical(img: &mut RgbImage) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::simd::SimdLevel;
     use rand::SeedableRng;
-
-    type TapKernel = fn(&[i32], &[[i32; 3]], u32, &mut [u8]) -> usize;
 
     /// Both passes of the separable warp through the dispatch (vectorised where the CPU allows) against their
     /// scalar definitions, at widths that leave remainders.
@@ -430,11 +429,11 @@ mod tests {
                 .collect();
             let mut scalar_row = vec![0u8; width * 3];
             apply_taps(&scalar, &taps, &mut scalar_row);
-            for (name, kernel) in [("widest", simd::warp_taps as TapKernel), ("avx2", simd::warp_taps_avx2)] {
+            for level in [SimdLevel::Avx2, SimdLevel::Avx512].into_iter().filter(|&l| l <= simd::widest()) {
                 let mut fast_row = vec![0u8; width * 3];
-                let done = kernel(&scalar, &taps, 2 * BITS, &mut fast_row);
+                let done = simd::warp_taps(level, &scalar, &taps, 2 * BITS, &mut fast_row);
                 apply_taps(&scalar, &taps[done..], &mut fast_row[done * 3..]);
-                assert_eq!(fast_row, scalar_row, "horizontal, {name}, width {width}");
+                assert_eq!(fast_row, scalar_row, "horizontal, {level:?}, width {width}");
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The HSV jitter 8 pixels at a time with AVX2, 16 with AVX-512: OpenCV's divisions as f32 divisions, the hue
 //! table as the rotation it is, the saturation and value tables gathered (AVX2) or looked up by byte permutes
-//! (AVX-512 VBMI), OpenCV's per-hue sector a choice by masks. A group's 24 (48) bytes are read as 32 (64), so the last group of a slice is left to the definition,
-//! and split into channels by byte shuffles. Both kernels run the definition's operations, lane by lane.
+//! (AVX-512 VBMI), OpenCV's per-hue sector a choice by masks. A group's 24 (48) bytes are read as 32 (64), so
+//! the last group of a slice is left to the definition, and split into channels by byte shuffles. Both kernels run the definition's operations, lane by lane.
 //! The 16-lane kernel writes its 48 bytes as a 32- and a 16-byte store: as one masked store it ran slower
 //! than the 8-lane kernel on AMD Zen 5 (0.75 against 0.64 ms a 640x640 image; 0.40 ms as two stores).
 
@@ -27,15 +27,15 @@ pub(super) fn jitter(tables: [&[u8; 256]; 3], bytes: &mut [u8], avx512: bool) ->
 }
 
 /// The tables as gathers read them: the hue's widened to i32 (and as the rotation it is), the saturation's as
-/// the fraction the conversion back takes (OpenCV's `s / 255`), the value's as f32 and, for greys, as i32.
+/// the fraction the conversion back takes (OpenCV's `s / 255`), the value's as f32.
 struct WideTables {
     hue: [i32; 256],
     /// `k` when the hue table is `(h + k) mod 180` on every hue (it is, but for rounding at the edges).
     hue_shift: Option<i32>,
     sat_fraction: [f32; 256],
     val_f32: [f32; 256],
-    val: [i32; 256],
-    /// The saturation and value tables as bytes, which the 16-lane kernel looks up by byte permutes.
+    /// The saturation and value tables as bytes: the 16-lane kernel looks them up by byte permutes, and a
+    /// group of one grey takes its value from the value table alone.
     sat_bytes: [u8; 256],
     val_bytes: [u8; 256],
 }
@@ -49,7 +49,6 @@ impl WideTables {
             hue_shift: rotation.then_some(k),
             sat_fraction: sat.map(|s| s as f32 / 255.0),
             val_f32: val.map(f32::from),
-            val: val.map(i32::from),
             sat_bytes: *sat,
             val_bytes: *val,
         }
@@ -112,7 +111,7 @@ unsafe fn jitter_groups(w: &WideTables, bytes: *mut u8, len: usize) {
         // value table applies, as in the definition.
         let first = _mm256_set1_epi8(*p as i8);
         if _mm256_movemask_epi8(_mm256_cmpeq_epi8(group, first)) & 0x00ff_ffff == 0x00ff_ffff {
-            let grey = _mm_set1_epi8(w.val[*p as usize] as u8 as i8);
+            let grey = _mm_set1_epi8(w.val_bytes[*p as usize] as i8);
             _mm_storeu_si128(p.cast(), grey);
             _mm_storel_epi64(p.add(16).cast(), grey);
             continue;
@@ -228,7 +227,7 @@ unsafe fn jitter_groups_512(w: &WideTables, bytes: *mut u8, len: usize) {
         let group = _mm512_loadu_si512(p.cast());
         // Sixteen pixels of one grey: only the value table applies, as in the definition.
         if _mm512_cmpeq_epi8_mask(group, _mm512_set1_epi8(*p as i8)) & GROUP_BYTES == GROUP_BYTES {
-            let grey = _mm512_set1_epi8(w.val[*p as usize] as u8 as i8);
+            let grey = _mm512_set1_epi8(w.val_bytes[*p as usize] as i8);
             _mm256_storeu_si256(p.cast(), _mm512_castsi512_si256(grey));
             _mm_storeu_si128(p.add(32).cast(), _mm512_castsi512_si128(grey));
             continue;

@@ -17,21 +17,35 @@ mod shuffle48;
 #[cfg(target_arch = "x86_64")]
 mod warp;
 
-#[cfg(target_arch = "x86_64")]
-fn avx2() -> bool {
-    is_x86_feature_detected!("avx2")
+pub use crate::backend::SimdLevel;
+
+/// The widest kernels this CPU runs (detected once, lowered by `EMBER_SIMD`: [`crate::backend::simd_cap`]):
+/// AVX-512 needs F, BW and VBMI here.
+pub fn widest() -> SimdLevel {
+    static WIDEST: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+    *WIDEST.get_or_init(|| detected().min(crate::backend::simd_cap()))
 }
 
-/// The AVX-512 (F, BW, VBMI) the wider kernels are compiled with (`EMBER_SIMD=avx2` declines it, to compare).
 #[cfg(target_arch = "x86_64")]
-fn avx512() -> bool {
-    static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVX512.get_or_init(|| {
-        std::env::var("EMBER_SIMD").map_or(true, |v| v != "avx2" && v != "baseline")
-            && is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vbmi")
-    })
+fn detected() -> SimdLevel {
+    let avx512 = is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vbmi");
+    match (is_x86_feature_detected!("avx2"), avx512) {
+        (true, true) => SimdLevel::Avx512,
+        (true, false) => SimdLevel::Avx2,
+        _ => SimdLevel::Baseline,
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detected() -> SimdLevel {
+    SimdLevel::Baseline
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    widest() >= SimdLevel::Avx2
 }
 
 /// Eight i32 lanes as 8 bytes in the low half of a register, saturated to 0..=255 (OpenCV's clamp).
@@ -44,25 +58,17 @@ unsafe fn narrow(x: std::arch::x86_64::__m256i) -> std::arch::x86_64::__m128i {
     _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes), _mm256_extracti128_si256::<1>(bytes))
 }
 
-/// The HSV jitter (`augment::color`) over RGB `bytes`, whole groups of 16 or 8 pixels, through the hue,
-/// saturation and value tables. Returns the bytes done.
-pub fn hsv_jitter(tables: [&[u8; 256]; 3], bytes: &mut [u8]) -> usize {
+/// The HSV jitter (`augment::color`) over RGB `bytes`, whole groups of 16 (AVX-512) or 8 (AVX2) pixels,
+/// through the hue, saturation and value tables, with the kernels of `level` or the widest below it the CPU runs
+/// (callers pass [`widest`]; tests each level). Returns the bytes done.
+pub fn hsv_jitter(level: SimdLevel, tables: [&[u8; 256]; 3], bytes: &mut [u8]) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        return hsv::jitter(tables, bytes, avx512());
+    match level.min(widest()) {
+        SimdLevel::Avx512 => return hsv::jitter(tables, bytes, true),
+        SimdLevel::Avx2 => return hsv::jitter(tables, bytes, false),
+        SimdLevel::Baseline => {}
     }
-    let _ = (tables, bytes);
-    0
-}
-
-/// The HSV jitter with AVX2 only, where the CPU has AVX-512 too (its tests compare both with the definition).
-#[cfg(test)]
-pub fn hsv_jitter_avx2(tables: [&[u8; 256]; 3], bytes: &mut [u8]) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        return hsv::jitter(tables, bytes, false);
-    }
-    let _ = (tables, bytes);
+    let _ = (level, tables, bytes);
     0
 }
 
@@ -110,24 +116,16 @@ pub fn warp_blend_rows(r0: &[u8], r1: &[u8], w: [i32; 2], out: &mut [i32]) -> us
 }
 
 /// The warp's horizontal pass (`augment::geometry`): output pixel `k` from `blended` at its tap `[slot, a, b]`,
-/// `(left * a + right * b + 2^(shift-1)) >> shift`. Returns the pixels done, from the left.
-pub fn warp_taps(blended: &[i32], taps: &[[i32; 3]], shift: u32, orow: &mut [u8]) -> usize {
+/// `(left * a + right * b + 2^(shift-1)) >> shift`, with the kernels of `level` or the widest below it the CPU
+/// runs. Returns the pixels done, from the left.
+pub fn warp_taps(level: SimdLevel, blended: &[i32], taps: &[[i32; 3]], shift: u32, orow: &mut [u8]) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        return warp::taps(blended, taps, shift, orow, avx512());
+    match level.min(widest()) {
+        SimdLevel::Avx512 => return warp::taps(blended, taps, shift, orow, true),
+        SimdLevel::Avx2 => return warp::taps(blended, taps, shift, orow, false),
+        SimdLevel::Baseline => {}
     }
-    let _ = (blended, taps, shift, orow);
-    0
-}
-
-/// The warp's horizontal pass with AVX2 only, where the CPU has AVX-512 too (for its tests).
-#[cfg(test)]
-pub fn warp_taps_avx2(blended: &[i32], taps: &[[i32; 3]], shift: u32, orow: &mut [u8]) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        return warp::taps(blended, taps, shift, orow, false);
-    }
-    let _ = (blended, taps, shift, orow);
+    let _ = (level, blended, taps, shift, orow);
     0
 }
 

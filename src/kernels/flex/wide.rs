@@ -7,24 +7,12 @@
 //! bit whichever runs; `tests` checks that on this machine's widest level against the baseline.
 
 /// The vector instruction sets a `widest!` function chooses between.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Level {
-    Baseline,
-    Avx2,
-    Avx512,
-}
+pub(crate) use crate::backend::SimdLevel as Level;
 
-/// The widest level this CPU runs (detected once), lowered by `EMBER_SIMD=baseline|avx2` (to compare).
+/// The widest level this CPU runs (detected once), lowered by `EMBER_SIMD` ([`crate::backend::simd_cap`]).
 pub(crate) fn level() -> Level {
     static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        let cap = match std::env::var("EMBER_SIMD").as_deref() {
-            Ok("baseline") => Level::Baseline,
-            Ok("avx2") => Level::Avx2,
-            _ => Level::Avx512,
-        };
-        detected().min(cap)
-    })
+    *LEVEL.get_or_init(|| detected().min(crate::backend::simd_cap()))
 }
 
 /// Every feature a level's functions are compiled with (the `target_feature` lists of [`widest!`]).
